@@ -1,0 +1,234 @@
+//! One connection's state: its socket, its read and write buffers, and where
+//! it stands (serving requests, streaming events, or closing).
+//!
+//! Reads go through the event loop's shared scratch buffer and only the
+//! bytes of an unfinished request are kept here, so an idle connection or an
+//! SSE subscriber holds no buffer at all. Writes go straight to the socket;
+//! only what the socket would not take is copied into the write buffer.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::config::Limits;
+use crate::http::HttpError;
+use crate::http::request::{self, Head};
+use crate::http::response;
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading requests and answering them in order.
+    Http,
+    /// An SSE response is open; the host pushes events, reads are discarded.
+    Stream,
+    /// The last response is queued; close once it is written.
+    Closing,
+    /// Written and shut down for writing; reading what the client still sends
+    /// until it closes or the deadline passes, so that a response sent before
+    /// the request was fully read is not destroyed by a TCP reset.
+    Lingering(Instant),
+}
+
+/// A complete request: its head and its body.
+#[derive(Debug)]
+pub struct Request {
+    pub head: Head,
+    pub body: Vec<u8>,
+    /// When its first byte arrived.
+    pub started: Instant,
+}
+
+pub struct Conn {
+    socket: TcpStream,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    pub phase: Phase,
+    /// A parsed head waiting for its body.
+    head: Option<Head>,
+    continue_sent: bool,
+    /// When the first byte of the request in progress arrived.
+    pub request_started: Option<Instant>,
+    /// The last time bytes moved either way.
+    pub last_active: Instant,
+    /// For streams: the last time anything was written (heartbeats).
+    pub last_write: Instant,
+    /// The peer closed its side (read returned 0).
+    pub peer_closed: bool,
+    /// The channels a stream is subscribed to.
+    pub channels: Vec<Box<str>>,
+    pub peer: std::net::SocketAddr,
+}
+
+/// What a write attempt left behind.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queued {
+    Sent,
+    /// Some bytes wait in the write buffer for the socket to become writable.
+    Buffered,
+}
+
+impl Conn {
+    pub fn new(socket: TcpStream, peer: std::net::SocketAddr, now: Instant) -> Conn {
+        Conn {
+            socket,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            phase: Phase::Http,
+            head: None,
+            continue_sent: false,
+            request_started: None,
+            last_active: now,
+            last_write: now,
+            peer_closed: false,
+            channels: Vec::new(),
+            peer,
+        }
+    }
+
+    pub fn socket(&mut self) -> &mut TcpStream {
+        &mut self.socket
+    }
+
+    /// Reads everything the socket has, until it would block, the peer closes,
+    /// or `cap` bytes of request are buffered (the rest stays in the kernel and
+    /// is read once those are consumed). Returns the bytes read.
+    pub fn read(&mut self, scratch: &mut [u8], cap: usize, now: Instant) -> io::Result<usize> {
+        let mut total = 0;
+        loop {
+            let keep = matches!(self.phase, Phase::Http);
+            if keep && self.rbuf.len() >= cap {
+                break;
+            }
+            match self.socket.read(scratch) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    break;
+                }
+                Ok(n) => {
+                    total += n;
+                    if keep {
+                        if self.rbuf.is_empty() && self.head.is_none() {
+                            self.request_started = Some(now);
+                        }
+                        self.rbuf.extend_from_slice(&scratch[..n]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if total > 0 {
+            self.last_active = now;
+        }
+        Ok(total)
+    }
+
+    /// Frames the next complete request out of the read buffer, if there is
+    /// one. A framing error poisons the connection: the caller answers it and
+    /// closes.
+    pub fn next_request(
+        &mut self,
+        limits: &Limits,
+        now: Instant,
+    ) -> Result<Option<Request>, HttpError> {
+        if self.head.is_none() {
+            if self.rbuf.is_empty() {
+                return Ok(None);
+            }
+            match request::parse_head(&self.rbuf, limits)? {
+                Some(head) => self.head = Some(head),
+                None => return Ok(None),
+            }
+            self.continue_sent = false;
+        }
+        let head = self.head.as_mut().expect("head parsed above");
+        let Some((body, used)) = head.body.collect(&self.rbuf[head.len..], limits.max_body)? else {
+            if head.expect_continue && !self.continue_sent {
+                self.continue_sent = true;
+                // A write error here surfaces at the next flush.
+                let _ = self.queue(response::CONTINUE);
+            }
+            return Ok(None);
+        };
+        let head = self.head.take().expect("head parsed above");
+        self.rbuf.drain(..head.len + used);
+        let started = self.request_started.unwrap_or(now);
+        self.request_started = (!self.rbuf.is_empty()).then_some(now);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
+            self.rbuf = Vec::new();
+        }
+        Ok(Some(Request {
+            head,
+            body,
+            started,
+        }))
+    }
+
+    /// Whether a request is partly read.
+    pub fn mid_request(&self) -> bool {
+        self.head.is_some() || !self.rbuf.is_empty()
+    }
+
+    /// Sends `bytes`, directly if nothing is waiting, buffering what the socket
+    /// does not take.
+    pub fn queue(&mut self, bytes: &[u8]) -> io::Result<Queued> {
+        let mut sent = 0;
+        if self.wbuf.is_empty() {
+            sent = write_some(&mut self.socket, bytes)?;
+        }
+        if sent < bytes.len() {
+            self.wbuf.extend_from_slice(&bytes[sent..]);
+            return Ok(Queued::Buffered);
+        }
+        Ok(Queued::Sent)
+    }
+
+    /// Writes what the write buffer holds, as far as the socket takes it.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        self.wpos += write_some(&mut self.socket, &self.wbuf[self.wpos..])?;
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.wbuf.capacity() > 64 * 1024 {
+                self.wbuf = Vec::new();
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Streams keep no read buffer: release what the request used.
+    pub fn become_stream(&mut self) {
+        self.phase = Phase::Stream;
+        self.rbuf = Vec::new();
+        self.head = None;
+        self.request_started = None;
+    }
+}
+
+/// Writes as much of `bytes` as the socket takes without blocking.
+fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    let mut sent = 0;
+    while sent < bytes.len() {
+        match socket.write(&bytes[sent..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(sent)
+}

@@ -1,0 +1,153 @@
+//! From a complete request to what the connection should do: route lookup,
+//! parameter decoding and validation, the guest call.
+//!
+//! Validation happens here, in the host, before anything is instantiated: a
+//! request that breaks a rule costs no guest instance.
+
+use std::sync::Arc;
+
+use crate::conn::Request;
+use crate::guests::{self, Kind, Publication};
+use crate::http::params::Params;
+use crate::http::{ErrorKind, HttpError};
+use crate::log::Log;
+use crate::router::{Lookup, Router, Target};
+
+/// What to send back.
+pub enum Outcome {
+    Reply {
+        status: u16,
+        content_type: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// Open an SSE stream: write its head and `first` (an already framed
+    /// event), then keep the connection subscribed to `channels`.
+    Stream {
+        first: Vec<u8>,
+        channels: Vec<String>,
+    },
+}
+
+/// The result of a dispatch, and the events it published (applied by the
+/// loop after the response is queued: a failed call publishes nothing).
+pub struct Dispatched {
+    pub outcome: Result<Outcome, HttpError>,
+    pub publishes: Vec<Publication>,
+}
+
+pub struct Dispatcher {
+    pub router: Router,
+    pub runtime: guests::Runtime,
+    /// The JSON served at `/_house/guests`, rebuilt with the routes.
+    pub guests_index: Arc<str>,
+}
+
+impl Dispatcher {
+    pub fn dispatch(&self, req: &Request, log: &mut Log) -> Dispatched {
+        let mut publishes = Vec::new();
+        let outcome = self.answer(req, log, &mut publishes);
+        Dispatched { outcome, publishes }
+    }
+
+    fn answer(
+        &self,
+        req: &Request,
+        log: &mut Log,
+        publishes: &mut Vec<Publication>,
+    ) -> Result<Outcome, HttpError> {
+        let head = &req.head;
+        let route = match self.router.lookup(&head.path, &head.method) {
+            Lookup::Found(route) => route,
+            Lookup::NotFound => {
+                return Err(HttpError::new(
+                    ErrorKind::NotFound,
+                    format!("no handler for {}", head.path),
+                ));
+            }
+            Lookup::MethodNotAllowed(allowed) => {
+                return Err(HttpError::method_not_allowed(
+                    &head.method,
+                    &head.path,
+                    allowed.allow_header(),
+                ));
+            }
+        };
+        let handler = match &route.target {
+            Target::GuestsIndex => {
+                return Ok(Outcome::Reply {
+                    status: 200,
+                    content_type: "application/json".into(),
+                    headers: Vec::new(),
+                    body: self.guests_index.as_bytes().to_vec(),
+                });
+            }
+            Target::Guest(handler) => handler,
+        };
+
+        let mut params = Params::default();
+        let bad = |e: String| HttpError::new(ErrorKind::BadParameter, e);
+        params
+            .extend_from_urlencoded(head.query.as_bytes())
+            .map_err(bad)?;
+        if head.form_body {
+            params.extend_from_urlencoded(&req.body).map_err(bad)?;
+        }
+        let args = guests::validate::encode_args(&handler.spec.params, &params)?;
+
+        let out = self.runtime.call(handler, &args).map_err(|failure| {
+            log.line(format_args!(
+                "guest {}: {}: {failure}",
+                handler.module.file, handler.spec.name
+            ));
+            HttpError::new(
+                ErrorKind::Guest,
+                format!("handler {} failed", handler.spec.name),
+            )
+        })?;
+        for line in &out.logs {
+            log.line(format_args!(
+                "guest {}: {}: {line}",
+                handler.module.file, handler.spec.name
+            ));
+        }
+        *publishes = out.publishes;
+        let content_type = out
+            .content_type
+            .unwrap_or_else(|| handler.spec.content_type.clone());
+        match handler.spec.kind {
+            // A stream handler may refuse with a status of its own; then it
+            // is an ordinary response and subscribes nothing.
+            Kind::Stream if out.status == 200 => {
+                let data = match String::from_utf8(out.body) {
+                    Ok(s) if s.is_empty() => "Listening...".to_owned(),
+                    Ok(s) => s,
+                    Err(_) => {
+                        log.line(format_args!(
+                            "guest {}: {}: first event is not UTF-8",
+                            handler.module.file, handler.spec.name
+                        ));
+                        return Err(HttpError::new(
+                            ErrorKind::Guest,
+                            format!("handler {} failed", handler.spec.name),
+                        ));
+                    }
+                };
+                let first = crate::sse::frame(&crate::sse::Event {
+                    data,
+                    ..Default::default()
+                });
+                Ok(Outcome::Stream {
+                    first,
+                    channels: out.subscriptions,
+                })
+            }
+            _ => Ok(Outcome::Reply {
+                status: out.status,
+                content_type,
+                headers: out.headers,
+                body: out.body,
+            }),
+        }
+    }
+}

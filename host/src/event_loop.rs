@@ -1,0 +1,575 @@
+//! The event loop: one thread, one `mio::Poll`, every socket non-blocking.
+//!
+//! It accepts, reads, hands complete requests to the dispatcher, writes what
+//! comes back, fans published events out to subscribers, and runs the timers
+//! (request timeout, idle timeout, heartbeats, lingering closes) from one
+//! periodic sweep. Other threads (the guest registry, signals) reach it
+//! through its `Waker` and a channel. Nothing here blocks: a slow client only
+//! ever costs its own buffers.
+//!
+//! Several loops (one per core, `SO_REUSEPORT`) can come later: all state here
+//! is owned by the loop, and what is shared (routes, compiled modules) is
+//! already handed over as immutable snapshots.
+
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::{TcpListener, UnixStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Conn, Phase, Request};
+use crate::dispatch::{Dispatcher, Outcome};
+use crate::http::response::{self, Framing};
+use crate::http::{ErrorKind, HttpError};
+use crate::log::{Log, trace};
+use crate::router::Router;
+use crate::sse::{self, Channels};
+
+const LISTENER: Token = Token(usize::MAX);
+const WAKER: Token = Token(usize::MAX - 1);
+const SIGNAL: Token = Token(usize::MAX - 2);
+
+/// Past this many unwritten bytes, a connection's pipelined requests wait
+/// until the client reads what it was sent.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// How long a closed-for-writing connection may keep sending before it is cut.
+const LINGER: Duration = Duration::from_secs(2);
+/// How long shutdown waits for pending writes.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Connections over the limit get a 503 and are closed; this many of them
+/// at a time get a proper lingering close, the rest are dropped outright.
+const REFUSAL_SLOTS: usize = 64;
+
+/// What other threads send the loop.
+pub enum Message {
+    /// A new route table (the guest set changed) and its description.
+    Routes { router: Router, index: Arc<str> },
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    signals: UnixStream,
+    messages: Receiver<Message>,
+    conns: Slab<Conn>,
+    channels: Channels,
+    dispatcher: Dispatcher,
+    cfg: Config,
+    log: Log,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+    date: String,
+    date_second: u64,
+    tick: Duration,
+    next_tick: Instant,
+    /// `accept` failed for lack of descriptors: retry at the next tick.
+    accept_paused: bool,
+    /// Set once a signal asked us to stop; the deadline for pending writes.
+    shutdown: Option<Instant>,
+}
+
+/// Binds the listener. Separate from `Server::new` so that a port in use is
+/// reported before anything else starts.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
+
+impl Server {
+    pub fn new(
+        cfg: Config,
+        poll: Poll,
+        mut listener: TcpListener,
+        dispatcher: Dispatcher,
+        messages: Receiver<Message>,
+    ) -> anyhow::Result<Server> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let (signals, notify) = std::os::unix::net::UnixStream::pair()?;
+        signals.set_nonblocking(true)?;
+        notify.set_nonblocking(true)?;
+        for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
+        }
+        let mut signals = UnixStream::from_std(signals);
+        poll.registry()
+            .register(&mut signals, SIGNAL, Interest::READABLE)?;
+        let l = &cfg.limits;
+        let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
+        let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            signals,
+            messages,
+            conns: Slab::with_capacity(1024),
+            channels: Channels::default(),
+            dispatcher,
+            log: Log::new(cfg.debug, cfg.access_log),
+            cfg,
+            scratch: vec![0; 64 * 1024],
+            out: Vec::with_capacity(16 * 1024),
+            date: httpdate::fmt_http_date(SystemTime::now()),
+            date_second: 0,
+            tick,
+            next_tick: Instant::now() + tick,
+            accept_paused: false,
+            shutdown: None,
+        })
+    }
+
+    /// A waker for other threads; call before `run`.
+    pub fn waker(&self) -> io::Result<Arc<Waker>> {
+        Ok(Arc::new(Waker::new(self.poll.registry(), WAKER)?))
+    }
+
+    pub fn run(mut self) -> anyhow::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.receive_messages(),
+                    SIGNAL => self.begin_shutdown(now),
+                    Token(key) => self.service(key, now),
+                }
+            }
+            if now >= self.next_tick {
+                self.sweep(now);
+                self.next_tick = now + self.tick;
+            }
+            self.log.flush();
+            if let Some(deadline) = self.shutdown
+                && (self.conns.is_empty() || now >= deadline)
+            {
+                self.log.line(format_args!("house: stopped"));
+                return Ok(());
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            let (mut socket, peer) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors, most likely: the pending connection
+                    // stays in the backlog and is retried at the next tick.
+                    self.log.line(format_args!("house: accept failed: {e}"));
+                    self.accept_paused = true;
+                    return;
+                }
+            };
+            let limit = self.cfg.limits.max_connections;
+            if self.conns.len() >= limit + REFUSAL_SLOTS {
+                trace!(
+                    self.log,
+                    "{peer}: refused outright, over the connection limit"
+                );
+                continue;
+            }
+            let entry = self.conns.vacant_entry();
+            let key = entry.key();
+            if let Err(e) = self.poll.registry().register(
+                &mut socket,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                self.log
+                    .line(format_args!("house: cannot register {peer}: {e}"));
+                continue;
+            }
+            let _ = socket.set_nodelay(true);
+            entry.insert(Conn::new(socket, peer, now));
+            trace!(self.log, "{peer}: accepted as #{key}");
+            if self.conns.len() > limit {
+                let err = HttpError::new(
+                    ErrorKind::Unavailable,
+                    format!("server is at its limit of {limit} connections"),
+                );
+                self.log.line(format_args!(
+                    "house: refused {peer}: over {limit} connections"
+                ));
+                self.send_error(
+                    key,
+                    &err,
+                    Framing {
+                        version: 1,
+                        keep_alive: false,
+                        head_only: false,
+                    },
+                );
+            }
+        }
+    }
+
+    fn receive_messages(&mut self) {
+        while let Ok(msg) = self.messages.try_recv() {
+            match msg {
+                Message::Routes { router, index } => {
+                    self.dispatcher.router = router;
+                    self.dispatcher.guests_index = index;
+                    trace!(self.log, "routes swapped in");
+                }
+            }
+        }
+    }
+
+    /// Everything one readiness event can lead to on connection `key`.
+    fn service(&mut self, key: usize, now: Instant) {
+        let cap = self.cfg.limits.max_head + self.cfg.limits.max_body + 64 * 1024;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if let Err(e) = conn.flush() {
+                return self.close(key, Some(&e));
+            }
+            match conn.read(&mut self.scratch, cap, now) {
+                Ok(n) if n > 0 => trace!(self.log, "#{key}: read {n} bytes"),
+                Ok(_) => {}
+                Err(e) => return self.close(key, Some(&e)),
+            }
+            if !self.process(key, now) {
+                break;
+            }
+        }
+        self.settle(key, now);
+    }
+
+    /// Answers the complete requests in the read buffer, in order. Returns
+    /// whether any was answered.
+    fn process(&mut self, key: usize, now: Instant) -> bool {
+        let mut answered = false;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return answered;
+            };
+            if conn.phase != Phase::Http || conn.pending() > WRITE_HIGH_WATER {
+                return answered;
+            }
+            match conn.next_request(&self.cfg.limits, now) {
+                Ok(None) => return answered,
+                Ok(Some(req)) => {
+                    answered = true;
+                    self.respond(key, req, now);
+                }
+                Err(err) => {
+                    trace!(self.log, "#{key}: framing error: {}", err.reason);
+                    self.log.access("-", "-", err.status(), Duration::ZERO);
+                    self.send_error(
+                        key,
+                        &err,
+                        Framing {
+                            version: 1,
+                            keep_alive: false,
+                            head_only: false,
+                        },
+                    );
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn respond(&mut self, key: usize, req: Request, now: Instant) {
+        let head = &req.head;
+        trace!(self.log, "#{key}: dispatch {} {}", head.method, head.path);
+        let dispatched = self.dispatcher.dispatch(&req, &mut self.log);
+        let framing = Framing {
+            version: head.version,
+            keep_alive: head.keep_alive && self.shutdown.is_none(),
+            head_only: head.method == "HEAD",
+        };
+        let status = match dispatched.outcome {
+            Ok(Outcome::Reply {
+                status,
+                content_type,
+                headers,
+                body,
+            }) => {
+                let resp = response::Response {
+                    status,
+                    content_type: &content_type,
+                    headers: &headers,
+                    body: &body,
+                };
+                self.out.clear();
+                response::write(&mut self.out, &resp, framing, &self.date);
+                self.send(key, !framing.keep_alive);
+                status
+            }
+            Ok(Outcome::Stream { first, channels }) => {
+                self.out.clear();
+                response::write_sse_head(&mut self.out, &self.date);
+                if framing.head_only {
+                    self.send(key, true);
+                } else {
+                    self.out.extend_from_slice(&first);
+                    self.open_stream(key, channels, now);
+                }
+                200
+            }
+            Err(err) => {
+                let status = err.status();
+                self.send_error(key, &err, framing);
+                status
+            }
+        };
+        self.log.access(
+            &req.head.method,
+            &req.head.path,
+            status,
+            now.elapsed().max(now - req.started),
+        );
+        for publication in dispatched.publishes {
+            self.publish(&publication.channel, &publication.frame, now);
+        }
+    }
+
+    fn open_stream(&mut self, key: usize, channels: Vec<String>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.become_stream();
+        conn.last_write = now;
+        for channel in channels {
+            trace!(self.log, "#{key}: subscribed to {channel:?}");
+            self.channels.subscribe(&channel, key);
+            conn.channels.push(channel.into_boxed_str());
+        }
+        self.send(key, false);
+    }
+
+    fn send_error(&mut self, key: usize, err: &HttpError, framing: Framing) {
+        self.out.clear();
+        response::write_error(&mut self.out, err, framing, &self.date);
+        self.send(key, err.closes() || !framing.keep_alive);
+    }
+
+    /// Queues `self.out` on connection `key`.
+    fn send(&mut self, key: usize, then_close: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Err(e) = conn.queue(&self.out) {
+            return self.close(key, Some(&e));
+        }
+        if then_close {
+            conn.phase = Phase::Closing;
+        }
+    }
+
+    /// Queues one framed event on every subscriber of `channel`.
+    fn publish(&mut self, channel: &str, frame: &[u8], now: Instant) {
+        let cap = self.cfg.limits.sse_buffer;
+        let subscribers = self.channels.subscribers(channel);
+        trace!(
+            self.log,
+            "publish to {channel:?}: {} subscribers",
+            subscribers.len()
+        );
+        for key in subscribers {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.pending() + frame.len() > cap {
+                let (peer, pending) = (conn.peer, conn.pending());
+                self.log.line(format_args!(
+                    "house: dropped subscriber {peer}: {pending} bytes unread, over the cap"
+                ));
+                self.close(key, None);
+                continue;
+            }
+            match conn.queue(frame) {
+                Ok(_) => conn.last_write = now,
+                Err(e) => self.close(key, Some(&e)),
+            }
+        }
+    }
+
+    /// After a connection was serviced: close what is done.
+    fn settle(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match conn.phase {
+            Phase::Http | Phase::Stream if conn.peer_closed && conn.pending() == 0 => {
+                self.close(key, None)
+            }
+            Phase::Closing if conn.pending() == 0 => {
+                let _ = conn.socket().shutdown(std::net::Shutdown::Write);
+                if conn.peer_closed {
+                    self.close(key, None);
+                } else {
+                    conn.phase = Phase::Lingering(now + LINGER);
+                }
+            }
+            Phase::Lingering(_) if conn.peer_closed => self.close(key, None),
+            _ => {}
+        }
+    }
+
+    fn close(&mut self, key: usize, err: Option<&io::Error>) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        match err {
+            Some(e) if !is_disconnect(e) => {
+                self.log.line(format_args!("house: {}: {e}", conn.peer))
+            }
+            _ => {}
+        }
+        trace!(self.log, "#{key}: closed ({})", conn.peer);
+        for channel in &conn.channels {
+            self.channels.unsubscribe(channel, key);
+        }
+        let _ = self.poll.registry().deregister(conn.socket());
+    }
+
+    /// The periodic timers: request and idle timeouts, heartbeats, lingering
+    /// closes, the cached Date header, a paused accept.
+    fn sweep(&mut self, now: Instant) {
+        let wall = SystemTime::now();
+        let second = wall
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if second != self.date_second {
+            self.date_second = second;
+            self.date = httpdate::fmt_http_date(wall);
+        }
+        if std::mem::take(&mut self.accept_paused) {
+            self.accept(now);
+        }
+        let l = &self.cfg.limits;
+        let mut timed_out = Vec::new();
+        let mut expired = Vec::new();
+        let mut heartbeats = Vec::new();
+        for (key, conn) in self.conns.iter() {
+            match conn.phase {
+                Phase::Http if conn.mid_request() => {
+                    if conn
+                        .request_started
+                        .is_some_and(|t| now - t >= l.request_timeout)
+                    {
+                        timed_out.push(key);
+                    }
+                }
+                Phase::Http if conn.pending() > 0 => {
+                    if now - conn.last_active >= l.request_timeout {
+                        expired.push(key);
+                    }
+                }
+                Phase::Http => {
+                    if now - conn.last_active >= l.idle_timeout {
+                        expired.push(key);
+                    }
+                }
+                Phase::Stream => {
+                    if now - conn.last_write >= l.heartbeat {
+                        heartbeats.push(key);
+                    }
+                }
+                Phase::Closing => {
+                    if now - conn.last_active >= l.request_timeout {
+                        expired.push(key);
+                    }
+                }
+                Phase::Lingering(deadline) => {
+                    if now >= deadline {
+                        expired.push(key);
+                    }
+                }
+            }
+        }
+        for key in expired {
+            trace!(self.log, "#{key}: timed out, closing");
+            self.close(key, None);
+        }
+        let timeout = self.cfg.limits.request_timeout;
+        for key in timed_out {
+            let err = HttpError::new(
+                ErrorKind::Timeout,
+                format!("request not complete within {} ms", timeout.as_millis()),
+            );
+            self.log.access("-", "-", 408, timeout);
+            self.send_error(
+                key,
+                &err,
+                Framing {
+                    version: 1,
+                    keep_alive: false,
+                    head_only: false,
+                },
+            );
+            self.settle(key, now);
+        }
+        for key in heartbeats {
+            let cap = self.cfg.limits.sse_buffer;
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            conn.last_write = now;
+            if conn.pending() + sse::HEARTBEAT.len() > cap {
+                self.close(key, None);
+            } else if let Err(e) = conn.queue(sse::HEARTBEAT) {
+                self.close(key, Some(&e));
+            }
+        }
+    }
+
+    /// SIGINT or SIGTERM: stop accepting, let pending writes finish, exit.
+    fn begin_shutdown(&mut self, now: Instant) {
+        let mut byte = [0u8; 16];
+        while matches!(self.signals.read(&mut byte), Ok(n) if n > 0) {}
+        if self.shutdown.is_some() {
+            return;
+        }
+        self.log.line(format_args!(
+            "house: shutting down ({} connections open)",
+            self.conns.len()
+        ));
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        self.shutdown = Some(now + SHUTDOWN_GRACE);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            match conn.phase {
+                Phase::Http if !conn.mid_request() => conn.phase = Phase::Closing,
+                Phase::Stream => conn.phase = Phase::Closing,
+                _ => {}
+            }
+            self.settle(key, now);
+        }
+    }
+}
+
+/// A peer going away is normal, not worth a log line.
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}

@@ -1,0 +1,291 @@
+//! The host side of the guest ABI (docs/ABI.md): the imports a guest may
+//! call, the per-call context they act on, and decoding what a handler
+//! returns. Guest memory is only ever read through bounds-checked slices.
+
+use wasmtime::{Caller, Engine, Linker, Memory, StoreLimits};
+
+use super::manifest::Kind;
+use crate::sse;
+
+/// Status codes the imports return (negative: the guest asked for
+/// something invalid; bad pointers and bad UTF-8 trap instead).
+pub const OK: i32 = 0;
+pub const BAD_CHANNEL: i32 = -1;
+pub const BAD_FIELD: i32 = -2;
+pub const NOT_A_STREAM: i32 = -3;
+
+/// Longest channel name, in bytes.
+pub const MAX_CHANNEL: usize = 256;
+
+/// An event a handler published, framed once, applied after the call.
+#[derive(Debug)]
+pub struct Publication {
+    pub channel: String,
+    pub frame: Vec<u8>,
+}
+
+/// What one call may touch: collected here, applied by the loop only if the
+/// call succeeds.
+pub struct CallCtx {
+    pub kind: Kind,
+    pub memory: Option<Memory>,
+    pub limits: StoreLimits,
+    pub subscriptions: Vec<String>,
+    pub publishes: Vec<Publication>,
+    pub logs: Vec<String>,
+}
+
+impl CallCtx {
+    pub fn new(kind: Kind, limits: StoreLimits) -> CallCtx {
+        CallCtx {
+            kind,
+            memory: None,
+            limits,
+            subscriptions: Vec::new(),
+            publishes: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
+    let mut linker = Linker::new(engine);
+    linker.func_wrap(
+        "house",
+        "subscribe",
+        |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
+            let channel = read_str(&mut caller, ptr, len)?;
+            if caller.data().kind != Kind::Stream {
+                return Ok(NOT_A_STREAM);
+            }
+            if !valid_channel(&channel) {
+                return Ok(BAD_CHANNEL);
+            }
+            let subs = &mut caller.data_mut().subscriptions;
+            if !subs.contains(&channel) {
+                subs.push(channel);
+            }
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "house",
+        "publish",
+        |mut caller: Caller<'_, CallCtx>,
+         channel: u32,
+         channel_len: u32,
+         data: u32,
+         data_len: u32,
+         event: u32,
+         event_len: u32,
+         id: u32,
+         id_len: u32,
+         retry: i64| {
+            let channel = read_str(&mut caller, channel, channel_len)?;
+            if !valid_channel(&channel) {
+                return Ok(BAD_CHANNEL);
+            }
+            let ev = sse::Event {
+                data: read_str(&mut caller, data, data_len)?,
+                event: Some(read_str(&mut caller, event, event_len)?).filter(|s| !s.is_empty()),
+                id: Some(read_str(&mut caller, id, id_len)?).filter(|s| !s.is_empty()),
+                retry: u32::try_from(retry).ok(),
+            };
+            let fields = [("event", &ev.event), ("id", &ev.id)];
+            if fields.iter().any(|(name, v)| {
+                v.as_deref()
+                    .is_some_and(|v| sse::check_field(name, v).is_err())
+            }) {
+                return Ok(BAD_FIELD);
+            }
+            let frame = sse::frame(&ev);
+            caller
+                .data_mut()
+                .publishes
+                .push(Publication { channel, frame });
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap(
+        "house",
+        "log",
+        |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
+            let line = read_str(&mut caller, ptr, len)?;
+            let logs = &mut caller.data_mut().logs;
+            if logs.len() < 64 {
+                logs.push(line.replace(['\r', '\n'], " "));
+            }
+            Ok(())
+        },
+    )?;
+    Ok(linker)
+}
+
+fn valid_channel(channel: &str) -> bool {
+    !channel.is_empty() && channel.len() <= MAX_CHANNEL
+}
+
+/// Reads `len` bytes of UTF-8 at `ptr` in the caller's memory; traps (with a
+/// reason) on a bad range or bad UTF-8.
+fn read_str(caller: &mut Caller<'_, CallCtx>, ptr: u32, len: u32) -> wasmtime::Result<String> {
+    let memory = caller
+        .data()
+        .memory
+        .ok_or_else(|| wasmtime::format_err!("house import called before the handler ran"))?;
+    let bytes = slice(memory.data(&*caller), ptr, len)?;
+    Ok(std::str::from_utf8(bytes)
+        .map_err(|_| wasmtime::format_err!("guest passed invalid UTF-8"))?
+        .to_owned())
+}
+
+/// `memory[ptr..ptr + len]`, checked.
+pub fn slice(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<&[u8]> {
+    let start = ptr as usize;
+    let end = start
+        .checked_add(len as usize)
+        .ok_or_else(|| wasmtime::format_err!("pointer overflow"))?;
+    memory.get(start..end).ok_or_else(|| {
+        wasmtime::format_err!(
+            "guest pointer {start}..{end} is outside its memory of {} bytes",
+            memory.len()
+        )
+    })
+}
+
+/// A handler's response, decoded from its response block.
+#[derive(Debug)]
+pub struct GuestResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Decodes the response block (docs/ABI.md, "Response block").
+pub fn decode_response(block: &[u8]) -> Result<GuestResponse, String> {
+    let mut r = Reader { buf: block, pos: 0 };
+    let status = match r.u32()? {
+        0 => 200,
+        s @ 200..=599 => s as u16,
+        s => return Err(format!("status {s} is not a final HTTP status")),
+    };
+    let content_type = Some(r.text("content type")?).filter(|s| !s.is_empty());
+    if let Some(ct) = &content_type
+        && ct.bytes().any(|b| b.is_ascii_control())
+    {
+        return Err("content type contains control characters".into());
+    }
+    let count = r.u32()?;
+    let mut headers = Vec::with_capacity(count.min(64) as usize);
+    for _ in 0..count {
+        let name = r.text("header name")?;
+        let value = r.text("header value")?;
+        if name.is_empty() || !name.bytes().all(is_token_byte) {
+            return Err(format!("header name {name:?} is not a token"));
+        }
+        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(format!("header {name} has control characters in its value"));
+        }
+        let reserved = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "content-type",
+            "date",
+            "server",
+        ];
+        if reserved.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            return Err(format!("header {name} is set by the host"));
+        }
+        headers.push((name, value));
+    }
+    let body = r.bytes()?.to_vec();
+    if r.pos != block.len() {
+        return Err("trailing bytes after the response body".into());
+    }
+    Ok(GuestResponse {
+        status,
+        content_type,
+        headers,
+        body,
+    })
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self
+            .buf
+            .get(self.pos..self.pos + 4)
+            .ok_or("response block ends early")?;
+        self.pos += 4;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let len = self.u32()? as usize;
+        let end = self.pos.checked_add(len).ok_or("length overflow")?;
+        let b = self
+            .buf
+            .get(self.pos..end)
+            .ok_or("response block ends early")?;
+        self.pos = end;
+        Ok(b)
+    }
+
+    fn text(&mut self, what: &str) -> Result<String, String> {
+        let b = self.bytes()?;
+        String::from_utf8(b.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(status: u32, ct: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+        let mut b = status.to_le_bytes().to_vec();
+        let mut text = |b: &mut Vec<u8>, s: &[u8]| {
+            b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            b.extend_from_slice(s);
+        };
+        text(&mut b, ct.as_bytes());
+        b.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+        for (n, v) in headers {
+            text(&mut b, n.as_bytes());
+            text(&mut b, v.as_bytes());
+        }
+        text(&mut b, body);
+        b
+    }
+
+    #[test]
+    fn decodes_a_full_block() {
+        let r = decode_response(&block(302, "text/plain", &[("Location", "/x")], b"hi")).unwrap();
+        assert_eq!(
+            (r.status, r.content_type.as_deref(), r.body.as_slice()),
+            (302, Some("text/plain"), &b"hi"[..])
+        );
+        assert_eq!(r.headers, [("Location".to_string(), "/x".to_string())]);
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        assert!(decode_response(&block(99, "", &[], b"")).is_err());
+        assert!(decode_response(&block(200, "", &[("Bad Name", "x")], b"")).is_err());
+        assert!(decode_response(&block(200, "", &[("X", "a\r\nb")], b"")).is_err());
+        assert!(decode_response(&block(200, "", &[("Content-Length", "1")], b"")).is_err());
+        assert!(decode_response(&[1, 2, 3]).is_err());
+        let mut long = block(200, "", &[], b"x");
+        long.push(0);
+        assert!(decode_response(&long).is_err());
+    }
+}

@@ -1,0 +1,182 @@
+//! Loading one module: compile it (or take it from the cache), check its
+//! imports and exports against the ABI, read and check its manifest. A
+//! module that fails any check is refused whole, with one reason.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use wasmtime::{ExternType, InstancePre, Module, ModuleExport};
+
+use super::abi::CallCtx;
+use super::engine::Runtime;
+use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
+
+pub const HANDLER_PREFIX: &str = "house_handler.";
+pub const META_PREFIX: &str = "house_meta.";
+pub const TYPE_PREFIX: &str = "house_type.";
+const IMPORTS: [&str; 3] = ["subscribe", "publish", "log"];
+
+/// A module that passed every check, ready to instantiate per request.
+pub struct LoadedModule {
+    /// The file name in the guests folder (`chat.wasm`).
+    pub file: String,
+    pub pre: InstancePre<CallCtx>,
+    pub memory: ModuleExport,
+    pub alloc: Option<ModuleExport>,
+    pub handlers: Vec<(HandlerSpec, ModuleExport)>,
+    /// Named types, for the introspection endpoint: (name, base, rules).
+    pub types: Vec<(String, Ty, Rules)>,
+    pub size: usize,
+    pub loaded_at: SystemTime,
+}
+
+/// Compiles and checks `bytes` as the module `file`.
+pub fn load(
+    runtime: &Runtime,
+    file: &str,
+    bytes: &[u8],
+    module: Option<Module>,
+) -> Result<LoadedModule, String> {
+    let module = match module {
+        Some(m) => m,
+        None => Module::new(runtime.engine(), bytes)
+            .map_err(|e| format!("not a valid wasm module: {}", first_line(&e)))?,
+    };
+    for import in module.imports() {
+        if import.module() != "house" || !IMPORTS.contains(&import.name()) {
+            return Err(format!(
+                "imports {}.{}, but a guest may import only house.{{subscribe,publish,log}}",
+                import.module(),
+                import.name()
+            ));
+        }
+    }
+    let mut handler_names = Vec::new();
+    let mut type_names = Vec::new();
+    let mut metas = HashMap::new();
+    for export in module.exports() {
+        let name = export.name();
+        if let Some(h) = name.strip_prefix(HANDLER_PREFIX) {
+            expect_func(&export.ty(), name)?;
+            handler_names.push(h.to_owned());
+        } else if let Some(h) = name.strip_prefix(META_PREFIX) {
+            expect_func(&export.ty(), name)?;
+            metas.insert(h.to_owned(), name.to_owned());
+        } else if let Some(t) = name.strip_prefix(TYPE_PREFIX) {
+            expect_func(&export.ty(), name)?;
+            type_names.push(t.to_owned());
+        }
+    }
+    if handler_names.is_empty() {
+        return Err(format!(
+            "exports no handlers (no {HANDLER_PREFIX}* function)"
+        ));
+    }
+    let memory = module
+        .get_export_index("memory")
+        .ok_or("does not export its memory as \"memory\"")?;
+    if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+        return Err("export \"memory\" is not a memory".into());
+    }
+    if module.get_export("house_abi_version").is_none() {
+        return Err("does not export house_abi_version: not a house guest".into());
+    }
+    let alloc = module.get_export_index("house_alloc");
+    let pre = runtime
+        .linker()
+        .instantiate_pre(&module)
+        .map_err(|e| format!("cannot link: {}", first_line(&e)))?;
+
+    // The manifest is code, not a custom section (linkers drop those):
+    // run the module once to read it.
+    let mut store = runtime.store(Kind::Closing);
+    let instance = pre
+        .instantiate(&mut store)
+        .map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
+    let version = instance
+        .get_typed_func::<(), i32>(&mut store, "house_abi_version")
+        .and_then(|f| f.call(&mut store, ()))
+        .map_err(|e| format!("house_abi_version: {}", runtime.describe(e)))?;
+    if version != ABI_VERSION {
+        return Err(format!(
+            "speaks house ABI version {version}, this host speaks {ABI_VERSION}"
+        ));
+    }
+    let mut read_json = |export: &str| -> Result<String, String> {
+        let packed = instance
+            .get_typed_func::<(), u64>(&mut store, export)
+            .and_then(|f| f.call(&mut store, ()))
+            .map_err(|e| format!("{export}: {}", runtime.describe(e)))?;
+        let mem = instance
+            .get_memory(&mut store, "memory")
+            .ok_or("no memory")?;
+        let bytes = super::abi::slice(mem.data(&store), packed as u32, (packed >> 32) as u32)
+            .map_err(|e| format!("{export}: {e}"))?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| format!("{export}: manifest is not UTF-8"))
+    };
+
+    let mut types = HashMap::new();
+    let mut type_list = Vec::new();
+    for t in &type_names {
+        let json = read_json(&format!("{TYPE_PREFIX}{t}"))?;
+        let raw: RawType = serde_json::from_str(&json)
+            .map_err(|e| format!("type {t}: malformed manifest: {e}"))?;
+        let (ty, rules) = manifest::check_type(t, &raw)?;
+        type_list.push((t.clone(), ty, rules.clone()));
+        types.insert(t.clone(), (ty, rules));
+    }
+    let mut handlers: Vec<(HandlerSpec, ModuleExport)> = Vec::new();
+    for h in &handler_names {
+        let meta = metas
+            .get(h)
+            .ok_or_else(|| format!("handler {h} has no {META_PREFIX}{h} export"))?;
+        let json = read_json(meta)?;
+        let raw: RawHandler = serde_json::from_str(&json)
+            .map_err(|e| format!("handler {h}: malformed manifest: {e}"))?;
+        if raw.name != *h {
+            return Err(format!("handler {h}: its manifest names it {:?}", raw.name));
+        }
+        let spec = manifest::check_handler(raw, &types)?;
+        if let Some((other, _)) = handlers.iter().find(|(o, _)| o.path == spec.path) {
+            return Err(format!(
+                "handlers {} and {} both claim {}",
+                other.name, spec.name, spec.path
+            ));
+        }
+        if !spec.params.is_empty() && alloc.is_none() {
+            return Err(format!(
+                "handler {h} takes parameters but house_alloc is not exported"
+            ));
+        }
+        let export = module
+            .get_export_index(&format!("{HANDLER_PREFIX}{h}"))
+            .ok_or("export vanished")?;
+        handlers.push((spec, export));
+    }
+    handlers.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    Ok(LoadedModule {
+        file: file.to_owned(),
+        pre,
+        memory,
+        alloc,
+        handlers,
+        types: type_list,
+        size: bytes.len(),
+        loaded_at: SystemTime::now(),
+    })
+}
+
+fn expect_func(ty: &ExternType, name: &str) -> Result<(), String> {
+    match ty {
+        ExternType::Func(_) => Ok(()),
+        _ => Err(format!("export {name} is not a function")),
+    }
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}

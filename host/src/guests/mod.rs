@@ -1,0 +1,24 @@
+//! Guests: WebAssembly modules that declare handlers with typed, validated
+//! parameters. This module owns the wasmtime embedding (`engine`), the ABI
+//! (`abi`), manifests (`manifest`), parameter validation (`validate`),
+//! loading (`loader`) and the set of loaded modules (`registry`).
+
+pub mod abi;
+pub mod engine;
+pub mod loader;
+pub mod manifest;
+pub mod registry;
+pub mod validate;
+
+use std::sync::Arc;
+
+pub use abi::Publication;
+pub use engine::Runtime;
+pub use manifest::{HandlerSpec, Kind};
+
+/// One handler of one loaded module: what the route table points at.
+pub struct Handler {
+    pub spec: HandlerSpec,
+    pub module: Arc<loader::LoadedModule>,
+    pub export: wasmtime::ModuleExport,
+}

@@ -1,0 +1,197 @@
+//! The guest registry: which module files are loaded, what went wrong with
+//! the ones that were refused, and the route table built from them.
+//!
+//! Route conflicts between modules are resolved the same way whatever order
+//! the files arrived in: the module whose file name sorts last (byte order)
+//! wins, as the later definition wins in the article, and a warning names
+//! both files and the path.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use serde_json::{Value, json};
+
+use super::Handler;
+use super::engine::Runtime;
+use super::loader::{self, LoadedModule};
+use crate::router::{Route, Router, Target};
+
+#[derive(Default)]
+struct Entry {
+    module: Option<Arc<LoadedModule>>,
+    /// Why the last attempt to load this file failed, if it did.
+    error: Option<String>,
+}
+
+pub struct Registry {
+    dir: PathBuf,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// Is `name` a file the registry cares about?
+pub fn is_guest_file(name: &str) -> bool {
+    name.ends_with(".wasm") && !name.starts_with('.')
+}
+
+impl Registry {
+    pub fn new(dir: PathBuf) -> Registry {
+        Registry {
+            dir,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads every `.wasm` in the folder.
+    pub fn load_all(&mut self, runtime: &Runtime) {
+        let names: Vec<String> = match std::fs::read_dir(&self.dir) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| is_guest_file(n))
+                .collect(),
+            Err(e) => {
+                eprintln!(
+                    "house: cannot read guests folder {}: {e}",
+                    self.dir.display()
+                );
+                return;
+            }
+        };
+        for name in names {
+            self.load(runtime, &name);
+        }
+    }
+
+    /// (Re)loads one file. A refused file keeps its earlier version serving.
+    /// Returns whether the routes may have changed.
+    pub fn load(&mut self, runtime: &Runtime, name: &str) -> bool {
+        let path = self.dir.join(name);
+        let started = Instant::now();
+        let result = std::fs::read(&path)
+            .map_err(|e| format!("cannot read: {e}"))
+            .and_then(|bytes| loader::load(runtime, name, &bytes, None));
+        let entry = self.entries.entry(name.to_owned()).or_default();
+        match result {
+            Ok(module) => {
+                let verb = if entry.module.is_some() {
+                    "reloaded"
+                } else {
+                    "loaded"
+                };
+                let paths: Vec<&str> = module
+                    .handlers
+                    .iter()
+                    .map(|(h, _)| h.path.as_str())
+                    .collect();
+                eprintln!(
+                    "house: {verb} {name} ({} bytes, {:.1} ms): {}",
+                    module.size,
+                    started.elapsed().as_secs_f64() * 1e3,
+                    paths.join(" ")
+                );
+                entry.module = Some(Arc::new(module));
+                entry.error = None;
+                true
+            }
+            Err(reason) => {
+                let keeps = if entry.module.is_some() {
+                    "; the earlier version keeps serving"
+                } else {
+                    ""
+                };
+                eprintln!("house: refused {name}: {reason}{keeps}");
+                entry.error = Some(reason);
+                false
+            }
+        }
+    }
+
+    /// The file is gone: its routes go with it.
+    pub fn remove(&mut self, name: &str) -> bool {
+        match self.entries.remove(name) {
+            Some(entry) => {
+                if entry.module.is_some() {
+                    eprintln!("house: unloaded {name}");
+                }
+                entry.module.is_some()
+            }
+            None => false,
+        }
+    }
+
+    /// The route table for what is loaded now, and its JSON description.
+    pub fn routes(&self) -> (Router, Arc<str>) {
+        let mut router = Router::with_builtins();
+        let mut owner: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (file, entry) in &self.entries {
+            let Some(module) = &entry.module else {
+                continue;
+            };
+            for (spec, export) in &module.handlers {
+                let handler = Arc::new(Handler {
+                    spec: spec.clone(),
+                    module: module.clone(),
+                    export: *export,
+                });
+                let route = Route {
+                    methods: spec.methods,
+                    target: Target::Guest(handler),
+                };
+                if let Some((other_file, other_handler)) = owner.get(&spec.path) {
+                    eprintln!(
+                        "house: warning: {} is claimed by {other_file} ({other_handler}) and {file} ({}); \
+                         {file} wins (the file name that sorts last)",
+                        spec.path, spec.name
+                    );
+                }
+                owner.insert(spec.path.clone(), (file.clone(), spec.name.clone()));
+                router.insert(spec.path.clone(), route);
+            }
+        }
+        let index = self.describe(&owner);
+        (router, index.to_string().into())
+    }
+
+    fn describe(&self, owner: &BTreeMap<String, (String, String)>) -> Value {
+        let guests: Vec<Value> = self
+            .entries
+            .iter()
+            .map(|(file, entry)| {
+                let Some(m) = &entry.module else {
+                    return json!({"file": file, "loaded": false, "error": entry.error});
+                };
+                let handlers: Vec<Value> = m
+                    .handlers
+                    .iter()
+                    .map(|(h, _)| {
+                        let params: Vec<Value> = h
+                            .params
+                            .iter()
+                            .map(|p| {
+                                json!({"name": p.name, "type": p.type_name, "base": p.ty.name(),
+                                       "rules": p.raw_rules, "default": p.default})
+                            })
+                            .collect();
+                        let serving = owner.get(&h.path).is_some_and(|(f, _)| f == file);
+                        json!({"name": h.name, "path": h.path, "kind": h.kind, "methods": h.methods.names(),
+                               "content_type": h.content_type, "params": params, "serving": serving})
+                    })
+                    .collect();
+                let types: Vec<Value> = m.types.iter().map(|(n, ty, _)| json!({"name": n, "base": ty.name()})).collect();
+                json!({"file": file, "loaded": true, "size": m.size, "loaded_at": unix_seconds(m.loaded_at),
+                       "error": entry.error, "handlers": handlers, "types": types})
+            })
+            .collect();
+        json!({ "guests": guests })
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

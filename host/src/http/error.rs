@@ -1,0 +1,133 @@
+//! Every error the host answers with, and the one place that maps it to a
+//! status code, a reason phrase and whether the connection survives.
+//!
+//! Errors found while *framing* a request (malformed head, bad lengths,
+//! smuggling shapes, limits) close the connection: once framing is in doubt,
+//! the next byte cannot be trusted to start a request. Errors found after a
+//! request was framed cleanly (404, 405, a rejected parameter, a failing
+//! guest) leave a keep-alive connection open.
+
+use std::borrow::Cow;
+
+/// What went wrong, at the granularity a client can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request line or a header is not valid HTTP/1.1 (400, close).
+    Malformed,
+    /// A declared parameter is missing or breaks its rule (400, keep-alive).
+    BadParameter,
+    /// No route for the path (404).
+    NotFound,
+    /// The route exists but does not take this method (405, with `Allow`).
+    MethodNotAllowed,
+    /// The request did not complete within the request timeout (408, close).
+    Timeout,
+    /// A body without a length we accept (411, close).
+    LengthRequired,
+    /// The body is larger than the cap (413, close).
+    BodyTooLarge,
+    /// The request head is too large or has too many headers (431, close).
+    HeadTooLarge,
+    /// The guest trapped, overran its deadline or returned garbage (500).
+    Guest,
+    /// A transfer coding we do not implement (501, close).
+    NotImplemented,
+    /// The server is at its connection limit, or shutting down (503, close).
+    Unavailable,
+    /// Not HTTP/1.0 or HTTP/1.1 (505, close).
+    Version,
+}
+
+/// An error response: its kind plus a one-line reason for the client.
+#[derive(Debug, Clone)]
+pub struct HttpError {
+    pub kind: ErrorKind,
+    pub reason: Cow<'static, str>,
+    /// For 405: the methods the route does take.
+    pub allow: Option<String>,
+}
+
+impl HttpError {
+    pub fn new(kind: ErrorKind, reason: impl Into<Cow<'static, str>>) -> HttpError {
+        HttpError {
+            kind,
+            reason: reason.into(),
+            allow: None,
+        }
+    }
+
+    pub fn malformed(reason: impl Into<Cow<'static, str>>) -> HttpError {
+        HttpError::new(ErrorKind::Malformed, reason)
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str, allow: String) -> HttpError {
+        HttpError {
+            kind: ErrorKind::MethodNotAllowed,
+            reason: format!("{path} does not take {method}; it takes {allow}").into(),
+            allow: Some(allow),
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            ErrorKind::Malformed | ErrorKind::BadParameter => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Timeout => 408,
+            ErrorKind::LengthRequired => 411,
+            ErrorKind::BodyTooLarge => 413,
+            ErrorKind::HeadTooLarge => 431,
+            ErrorKind::Guest => 500,
+            ErrorKind::NotImplemented => 501,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Version => 505,
+        }
+    }
+
+    /// Whether the connection must close after this response.
+    pub fn closes(&self) -> bool {
+        !matches!(
+            self.kind,
+            ErrorKind::BadParameter
+                | ErrorKind::NotFound
+                | ErrorKind::MethodNotAllowed
+                | ErrorKind::Guest
+        )
+    }
+}
+
+/// The reason phrase for the status codes house sends.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}

@@ -1,0 +1,91 @@
+//! Serializing responses: status line, the headers house always sends, and
+//! the body (left out for HEAD, with its Content-Length kept).
+
+use std::io::Write;
+
+use super::error::{HttpError, reason_phrase};
+
+/// How the response frames the connection's future.
+#[derive(Debug, Clone, Copy)]
+pub struct Framing {
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1: decides which Connection header is needed.
+    pub version: u8,
+    pub keep_alive: bool,
+    /// HEAD: send the headers of the response, not its body.
+    pub head_only: bool,
+}
+
+/// A response ready to be written.
+pub struct Response<'a> {
+    pub status: u16,
+    pub content_type: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: &'a [u8],
+}
+
+/// Appends `resp` to `out`. `date` is the cached `Date` header value.
+pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, framing: Framing, date: &str) {
+    write_status(out, resp.status, date);
+    let _ = write!(
+        out,
+        "Content-Type: {}\r\nContent-Length: {}\r\n",
+        resp.content_type,
+        resp.body.len()
+    );
+    for (name, value) in resp.headers {
+        let _ = write!(out, "{name}: {value}\r\n");
+    }
+    write_connection(out, framing);
+    out.extend_from_slice(b"\r\n");
+    if !framing.head_only {
+        out.extend_from_slice(resp.body);
+    }
+}
+
+/// Appends the plain-text error response for `err`.
+pub fn write_error(out: &mut Vec<u8>, err: &HttpError, mut framing: Framing, date: &str) {
+    framing.keep_alive &= !err.closes();
+    let mut body = String::with_capacity(err.reason.len() + 1);
+    body.push_str(&err.reason);
+    body.push('\n');
+    let allow = err
+        .allow
+        .as_ref()
+        .map(|a| [("Allow".to_owned(), a.clone())]);
+    let resp = Response {
+        status: err.status(),
+        content_type: "text/plain; charset=utf-8",
+        headers: allow.as_ref().map_or(&[], |a| &a[..]),
+        body: body.as_bytes(),
+    };
+    write(out, &resp, framing, date);
+}
+
+/// The head of a Server-Sent-Events response: no Content-Length, the
+/// connection stays open until one side closes it.
+pub fn write_sse_head(out: &mut Vec<u8>, date: &str) {
+    write_status(out, 200, date);
+    out.extend_from_slice(
+        b"Content-Type: text/event-stream; charset=utf-8\r\nCache-Control: no-cache\r\n\
+          X-Accel-Buffering: no\r\nConnection: keep-alive\r\n\r\n",
+    );
+}
+
+/// `100 Continue`, for a client that sent `Expect: 100-continue`.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+fn write_status(out: &mut Vec<u8>, status: u16, date: &str) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nDate: {date}\r\nServer: house\r\n",
+        reason_phrase(status)
+    );
+}
+
+fn write_connection(out: &mut Vec<u8>, framing: Framing) {
+    match (framing.version, framing.keep_alive) {
+        (1, false) => out.extend_from_slice(b"Connection: close\r\n"),
+        (0, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        _ => {}
+    }
+}

@@ -1,0 +1,80 @@
+//! `house`: flags in, a server out. Errors print their whole cause chain on
+//! one line and exit non-zero.
+
+#![forbid(unsafe_code)]
+
+mod config;
+mod conn;
+mod dispatch;
+mod event_loop;
+mod guests;
+mod http;
+mod log;
+mod router;
+mod sse;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::mpsc;
+
+use anyhow::Context;
+
+use crate::config::{Command, Config};
+use crate::dispatch::Dispatcher;
+use crate::guests::registry::Registry;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("house: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let cfg = match config::parse_args(std::env::args_os().skip(1))? {
+        Command::Help => {
+            print!("{}", config::USAGE);
+            return Ok(());
+        }
+        Command::Serve(cfg) => cfg,
+    };
+    raise_fd_limit(&cfg);
+    let addr = SocketAddr::new(cfg.bind, cfg.port);
+    let listener = event_loop::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+
+    let runtime =
+        guests::Runtime::new(cfg.guest.clone()).context("cannot start the wasm engine")?;
+    let mut registry = Registry::new(cfg.guests.clone());
+    registry.load_all(&runtime);
+    let (router, guests_index) = registry.routes();
+
+    let poll = mio::Poll::new()?;
+    let (_tx, rx) = mpsc::channel();
+    let dispatcher = Dispatcher {
+        router,
+        runtime,
+        guests_index,
+    };
+    let server = event_loop::Server::new(cfg, poll, listener, dispatcher, rx)?;
+    // Tests wait for this line: it means the socket is bound and the
+    // guests present at start-up are served.
+    eprintln!("house: listening on http://{local}");
+    server.run()
+}
+
+/// SSE subscribers are long-lived sockets: ask for as many descriptors as
+/// the hard limit allows.
+fn raise_fd_limit(cfg: &Config) {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < cfg.limits.max_connections + 64 => eprintln!(
+            "house: warning: the descriptor limit ({n}) is below --max-connections ({})",
+            cfg.limits.max_connections
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("house: warning: cannot raise the descriptor limit: {e}"),
+    }
+}
