@@ -1,0 +1,288 @@
+//! The macros of `house-sdk`: `#[handler]` turns an ordinary function into a
+//! house handler (manifest entry + ABI glue), `http_type!` defines a named
+//! parameter type. Each runs parse -> check -> emit, and every check failure
+//! is a compile error pointing at the offending piece of the declaration.
+//!
+//! Set `HOUSE_MACRO_DEBUG=1` while building to print each expansion.
+
+mod spec;
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{format_ident, quote};
+use serde_json::{Map, Value, json};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Error, Result};
+
+use spec::{Base, Rules};
+
+/// Declares a handler. See the `house-sdk` crate documentation.
+#[proc_macro_attribute]
+pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
+    finish(expand_handler(attr.into(), item.into()))
+}
+
+/// Defines named parameter types. See the `house-sdk` crate documentation.
+#[proc_macro]
+pub fn http_type(input: TokenStream) -> TokenStream {
+    finish(syn::parse::<TypeDefs>(input).and_then(|defs| defs.expand()))
+}
+
+fn finish(result: Result<TokenStream2>) -> TokenStream {
+    let tokens = result.unwrap_or_else(Error::into_compile_error);
+    if std::env::var_os("HOUSE_MACRO_DEBUG").is_some() {
+        eprintln!("{tokens}");
+    }
+    tokens.into()
+}
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2> {
+    // Parse: the attribute...
+    let mut kind: Option<&str> = None;
+    let mut manifest = Map::new();
+    let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("closing") || meta.path.is_ident("stream") {
+            if kind.is_some() {
+                return Err(meta.error("give the kind once: closing or stream"));
+            }
+            kind = Some(if meta.path.is_ident("closing") {
+                "closing"
+            } else {
+                "stream"
+            });
+        } else if meta.path.is_ident("path") {
+            let path: syn::LitStr = meta.value()?.parse()?;
+            if !path.value().starts_with('/') {
+                return Err(Error::new(path.span(), "a path starts with /"));
+            }
+            manifest.insert("path".into(), path.value().into());
+        } else if meta.path.is_ident("content_type") {
+            let ct: syn::LitStr = meta.value()?.parse()?;
+            manifest.insert("content_type".into(), ct.value().into());
+        } else if meta.path.is_ident("methods") {
+            let mut methods = Vec::new();
+            meta.parse_nested_meta(|m| {
+                let name = m
+                    .path
+                    .get_ident()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                if !METHODS.contains(&name.as_str()) {
+                    return Err(
+                        m.error(format!("unknown method; use one of {}", METHODS.join(", ")))
+                    );
+                }
+                methods.push(Value::String(name));
+                Ok(())
+            })?;
+            manifest.insert("methods".into(), Value::Array(methods));
+        } else {
+            return Err(meta.error(
+                "expected closing, stream, path = \"..\", content_type = \"..\" or methods(..)",
+            ));
+        }
+        Ok(())
+    });
+    syn::parse::Parser::parse2(parser, attr)?;
+    let kind = kind.ok_or_else(|| {
+        Error::new(
+            Span::call_site(),
+            "say which kind: #[handler(closing)] or #[handler(stream)]",
+        )
+    })?;
+
+    // ...and the function.
+    let mut func: syn::ItemFn = syn::parse2(item)?;
+    let sig = &func.sig;
+    if let Some(a) = &sig.asyncness {
+        return Err(Error::new(a.span(), "handlers are not async"));
+    }
+    if !sig.generics.params.is_empty() {
+        return Err(Error::new(
+            sig.generics.span(),
+            "handlers take no generic parameters",
+        ));
+    }
+    let name = sig.ident.to_string();
+    let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
+
+    // Check: every parameter's type and rules.
+    let mut params = Vec::new();
+    let mut decoders = Vec::new();
+    let mut args = Vec::new();
+    for (i, input) in func.sig.inputs.iter_mut().enumerate() {
+        let syn::FnArg::Typed(pat) = input else {
+            return Err(Error::new(
+                input.span(),
+                "handlers are free functions, without self",
+            ));
+        };
+        let syn::Pat::Ident(ident) = &*pat.pat else {
+            return Err(Error::new(
+                pat.pat.span(),
+                "name each parameter with a plain identifier",
+            ));
+        };
+        let mut rules = Rules::default();
+        let mut wire_name = ident.ident.to_string().trim_start_matches("r#").to_owned();
+        let mut kept = Vec::new();
+        for attr in pat.attrs.drain(..) {
+            if !attr.path().is_ident("param") {
+                kept.push(attr);
+                continue;
+            }
+            attr.parse_nested_meta(|meta| {
+                if rules.parse_rule(&meta)? {
+                    return Ok(());
+                }
+                if meta.path.is_ident("name") {
+                    let n: syn::LitStr = meta.value()?.parse()?;
+                    wire_name = n.value();
+                    return Ok(());
+                }
+                Err(meta.error("expected chars(..), range(..), one_of(..), items(..), default = .., untyped or name = \"..\""))
+            })?;
+        }
+        pat.attrs = kept;
+        let mut base = Base::from_rust_type(&pat.ty)?;
+        if rules.untyped {
+            if base != Base::String {
+                return Err(Error::new(pat.ty.span(), "an untyped parameter is a &str"));
+            }
+            base = Base::Untyped;
+        }
+        rules.check(&base)?;
+        let mut p = Map::new();
+        p.insert("name".into(), wire_name.into());
+        p.insert("type".into(), base.manifest_name().into());
+        p.insert("rules".into(), rules.json());
+        if let Some((v, _)) = &rules.default {
+            p.insert("default".into(), v.clone());
+        }
+        params.push(Value::Object(p));
+        let var = format_ident!("__house_arg{}", i);
+        let ty = &pat.ty;
+        decoders.push(
+            quote! { let #var: #ty = ::house_sdk::__private::FromArg::decode(&mut __house_args); },
+        );
+        args.push(var);
+    }
+
+    // Emit: the function as written, its manifest and its ABI glue.
+    manifest.insert("name".into(), name.clone().into());
+    manifest.insert("kind".into(), kind.into());
+    manifest.insert("params".into(), Value::Array(params));
+    let manifest = Value::Object(manifest).to_string();
+    let ident = &func.sig.ident;
+    let call_export = format!("house_handler.{name}");
+    let meta_export = format!("house_meta.{name}");
+    let call_fn = format_ident!("__house_handler_{}", name);
+    let meta_fn = format_ident!("__house_meta_{}", name);
+    Ok(quote! {
+        #func
+
+        #[doc(hidden)]
+        #[unsafe(export_name = #call_export)]
+        pub extern "C" fn #call_fn(ptr: u32, len: u32) -> u64 {
+            let mut __house_args = ::house_sdk::__private::Args::new(ptr, len);
+            #(#decoders)*
+            ::house_sdk::__private::respond(#ident(#(#args),*))
+        }
+
+        #[doc(hidden)]
+        #[unsafe(export_name = #meta_export)]
+        pub extern "C" fn #meta_fn() -> u64 {
+            ::house_sdk::__private::text(#manifest)
+        }
+    })
+}
+
+/// `http_type! { pub Name: base(rules...); ... }`
+struct TypeDefs(Vec<TypeDef>);
+
+struct TypeDef {
+    attrs: Vec<syn::Attribute>,
+    vis: syn::Visibility,
+    name: syn::Ident,
+    base: Base,
+    rules: Rules,
+}
+
+impl Parse for TypeDefs {
+    fn parse(input: ParseStream<'_>) -> Result<TypeDefs> {
+        let mut defs = Vec::new();
+        while !input.is_empty() {
+            let attrs = input.call(syn::Attribute::parse_outer)?;
+            let vis: syn::Visibility = input.parse()?;
+            let name: syn::Ident = input.parse()?;
+            input.parse::<syn::Token![:]>()?;
+            let base_ident: syn::Ident = input.parse()?;
+            let base = Base::from_manifest_name(&base_ident.to_string()).ok_or_else(|| {
+                Error::new(base_ident.span(), "base type is one of string, integer, float, boolean, keyword, json, list_of_keyword, list_of_integer")
+            })?;
+            let mut rules = Rules::default();
+            if input.peek(syn::token::Paren) {
+                let content;
+                syn::parenthesized!(content in input);
+                let parser = syn::meta::parser(|meta| {
+                    if rules.parse_rule(&meta)? && rules.default.is_none() {
+                        return Ok(());
+                    }
+                    Err(meta.error("expected chars(..), range(..), one_of(..) or items(..)"))
+                });
+                syn::parse::Parser::parse2(parser, content.parse()?)?;
+            }
+            rules.check(&base)?;
+            if Base::from_manifest_name(&name.to_string()).is_some()
+                || ["Keyword", "Json"].contains(&name.to_string().as_str())
+            {
+                return Err(Error::new(name.span(), "this name is a built-in type"));
+            }
+            defs.push(TypeDef {
+                attrs,
+                vis,
+                name,
+                base,
+                rules,
+            });
+            if !input.is_empty() {
+                input.parse::<syn::Token![;]>()?;
+            }
+        }
+        Ok(TypeDefs(defs))
+    }
+}
+
+impl TypeDefs {
+    fn expand(self) -> Result<TokenStream2> {
+        let mut out = TokenStream2::new();
+        for TypeDef {
+            attrs,
+            vis,
+            name,
+            base,
+            rules,
+        } in self.0
+        {
+            let rust = base.rust_type();
+            let json = json!({"base": base.manifest_name(), "rules": rules.json()}).to_string();
+            let export = format!("house_type.{name}");
+            let func = format_ident!("__house_type_{}", name);
+            out.extend(quote! {
+                #(#attrs)*
+                #vis type #name = #rust;
+
+                #[doc(hidden)]
+                #[allow(non_snake_case)]
+                #[unsafe(export_name = #export)]
+                pub extern "C" fn #func() -> u64 {
+                    ::house_sdk::__private::text(#json)
+                }
+            });
+        }
+        Ok(out)
+    }
+}

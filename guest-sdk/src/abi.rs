@@ -1,0 +1,46 @@
+//! The guest side of the ABI that every module carries (docs/ABI.md): the
+//! version export, the allocator export the host writes arguments through,
+//! and packing (pointer, length) pairs into the u64 handlers return.
+
+use alloc::vec::Vec;
+
+use crate::response::IntoResponse;
+
+/// The ABI version this SDK speaks.
+pub const ABI_VERSION: i32 = 1;
+
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+pub extern "C" fn house_abi_version() -> i32 {
+    ABI_VERSION
+}
+
+/// Memory for the host to write `size` bytes of arguments into. Never freed:
+/// the instance lives for one request.
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+pub extern "C" fn house_alloc(size: u32) -> u32 {
+    let buf: Vec<u8> = Vec::with_capacity(size as usize);
+    leak(buf).0
+}
+
+/// Leaks `buf` and returns its (pointer, length) in guest memory.
+fn leak(buf: Vec<u8>) -> (u32, u32) {
+    let buf = core::mem::ManuallyDrop::new(buf);
+    (buf.as_ptr() as usize as u32, buf.len() as u32)
+}
+
+/// Packs a pointer and a length as the ABI returns them: length high.
+pub fn pack((ptr, len): (u32, u32)) -> u64 {
+    (u64::from(len) << 32) | u64::from(ptr)
+}
+
+/// A static text (a manifest) as a packed pointer/length.
+pub fn text(s: &'static str) -> u64 {
+    pack((s.as_ptr() as usize as u32, s.len() as u32))
+}
+
+/// Encodes a handler's return value as the response block.
+pub fn respond<R: IntoResponse>(r: R) -> u64 {
+    pack(leak(r.into_response().encode()))
+}

@@ -1,0 +1,176 @@
+//! The host imports as plain functions (docs/ABI.md, "Imports").
+//!
+//! Compiled for anything but wasm32 (unit tests, doctests), the imports are
+//! replaced by a recorder, so handlers can be tested as ordinary Rust
+//! functions: see [`crate::testing`].
+
+use core::fmt;
+
+/// Why the host refused a request from the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostError {
+    /// The channel name is longer than 256 bytes.
+    BadChannel,
+    /// An SSE `event` or `id` contains CR, LF or NUL.
+    BadField,
+    /// `subscribe` was called outside a stream handler.
+    NotAStream,
+    /// A status this SDK does not know (a newer host?).
+    Other(i32),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::BadChannel => f.write_str("channel name is longer than 256 bytes"),
+            HostError::BadField => f.write_str("SSE event and id must not contain CR, LF or NUL"),
+            HostError::NotAStream => f.write_str("only a stream handler can subscribe"),
+            HostError::Other(code) => write!(f, "host error {code}"),
+        }
+    }
+}
+
+fn status(code: i32) -> Result<(), HostError> {
+    match code {
+        0 => Ok(()),
+        -1 => Err(HostError::BadChannel),
+        -2 => Err(HostError::BadField),
+        -3 => Err(HostError::NotAStream),
+        other => Err(HostError::Other(other)),
+    }
+}
+
+/// An SSE event with its optional fields; [`publish`] sends data only.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Event<'a> {
+    pub data: &'a str,
+    pub event: Option<&'a str>,
+    pub id: Option<&'a str>,
+    /// Reconnection delay for the browser, in milliseconds.
+    pub retry: Option<u32>,
+}
+
+/// Subscribes the current connection (a stream handler's) to `channel`.
+/// Events published to it from now on are pushed to this client.
+pub fn subscribe(channel: &str) -> Result<(), HostError> {
+    status(imp::subscribe(channel))
+}
+
+/// Publishes `data` to every subscriber of `channel` (none: a no-op). Line
+/// breaks in `data` are framed safely by the host. Published events are sent
+/// when the handler returns successfully; a failing handler publishes nothing.
+pub fn publish(channel: &str, data: &str) -> Result<(), HostError> {
+    publish_event(
+        channel,
+        &Event {
+            data,
+            ..Event::default()
+        },
+    )
+}
+
+/// [`publish`] with the SSE `event`, `id` and `retry` fields.
+pub fn publish_event(channel: &str, event: &Event<'_>) -> Result<(), HostError> {
+    status(imp::publish(channel, event))
+}
+
+/// Writes a line to the host's log, prefixed with the guest and handler.
+pub fn log(message: &str) {
+    imp::log(message)
+}
+
+#[cfg(target_arch = "wasm32")]
+mod imp {
+    use super::Event;
+
+    #[link(wasm_import_module = "house")]
+    unsafe extern "C" {
+        #[link_name = "subscribe"]
+        fn house_subscribe(ptr: *const u8, len: usize) -> i32;
+        #[link_name = "publish"]
+        fn house_publish(
+            channel: *const u8,
+            channel_len: usize,
+            data: *const u8,
+            data_len: usize,
+            event: *const u8,
+            event_len: usize,
+            id: *const u8,
+            id_len: usize,
+            retry: i64,
+        ) -> i32;
+        #[link_name = "log"]
+        fn house_log(ptr: *const u8, len: usize);
+    }
+
+    pub fn subscribe(channel: &str) -> i32 {
+        // SAFETY: the host reads `len` bytes at `ptr`, which `channel` owns.
+        unsafe { house_subscribe(channel.as_ptr(), channel.len()) }
+    }
+
+    pub fn publish(channel: &str, ev: &Event<'_>) -> i32 {
+        let event = ev.event.unwrap_or("");
+        let id = ev.id.unwrap_or("");
+        let retry = ev.retry.map_or(-1, i64::from);
+        // SAFETY: each (pointer, length) pair is a live &str.
+        unsafe {
+            house_publish(
+                channel.as_ptr(),
+                channel.len(),
+                ev.data.as_ptr(),
+                ev.data.len(),
+                event.as_ptr(),
+                event.len(),
+                id.as_ptr(),
+                id.len(),
+                retry,
+            )
+        }
+    }
+
+    pub fn log(message: &str) {
+        // SAFETY: the host reads `len` bytes at `ptr`, which `message` owns.
+        unsafe { house_log(message.as_ptr(), message.len()) }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod imp {
+    use super::Event;
+    use crate::testing::{Published, RECORDED};
+    use alloc::string::ToString;
+
+    fn valid_channel(channel: &str) -> bool {
+        channel.len() <= 256
+    }
+
+    pub fn subscribe(channel: &str) -> i32 {
+        if !valid_channel(channel) {
+            return -1;
+        }
+        RECORDED.with(|r| r.borrow_mut().subscriptions.push(channel.to_string()));
+        0
+    }
+
+    pub fn publish(channel: &str, ev: &Event<'_>) -> i32 {
+        if !valid_channel(channel) {
+            return -1;
+        }
+        let bad = |f: Option<&str>| f.is_some_and(|f| f.contains(['\r', '\n', '\0']));
+        if bad(ev.event) || bad(ev.id) {
+            return -2;
+        }
+        let p = Published {
+            channel: channel.to_string(),
+            data: ev.data.to_string(),
+            event: ev.event.map(ToString::to_string),
+            id: ev.id.map(ToString::to_string),
+        };
+        RECORDED.with(|r| r.borrow_mut().published.push(p));
+        0
+    }
+
+    pub fn log(message: &str) {
+        RECORDED.with(|r| r.borrow_mut().logs.push(message.to_string()));
+    }
+}

@@ -1,0 +1,173 @@
+//! Write handlers for [house], the event-driven HTTP server whose handlers
+//! are WebAssembly modules.
+//!
+//! A handler is one declaration: an ordinary Rust function under
+//! `#[handler(...)]`, whose parameters carry their rules. The macro writes
+//! the manifest entry the host reads at load time and all the ABI glue; the
+//! host decodes and validates every parameter **before** your function runs,
+//! so the function receives typed values and never parses.
+//!
+//! ```
+//! use house_sdk::prelude::*;
+//!
+//! // Served at /send-message (the name, with `_` as `-`), GET or POST.
+//! #[handler(closing)]
+//! fn send_message(
+//!     #[param(chars(max = 16))] room: &str,
+//!     #[param(chars(min = 1, max = 64))] name: &str,
+//!     #[param(chars(min = 5, max = 256))] message: &str,
+//! ) -> Result<(), HostError> {
+//!     publish(room, &json::Object::new().str("name", name).str("message", message).build())
+//! }
+//!
+//! // A stream handler answers with Server-Sent Events and keeps the
+//! // connection subscribed to the channels it named.
+//! #[handler(stream)]
+//! fn source(#[param(chars(max = 16))] room: &str) -> Result<(), HostError> {
+//!     subscribe(room)
+//! }
+//!
+//! // Outside wasm32 the host imports are recorded, so a handler is testable
+//! // as a plain function:
+//! send_message("lobby", "ada", "hello there").unwrap();
+//! let calls = house_sdk::testing::take();
+//! assert_eq!(calls.published[0].channel, "lobby");
+//! assert_eq!(calls.published[0].data, r#"{"name":"ada","message":"hello there"}"#);
+//! ```
+//!
+//! # The declaration
+//!
+//! `#[handler(closing)]` or `#[handler(stream)]`, then optionally
+//! `path = "/explicit"`, `content_type = "text/plain"` (default
+//! `text/html; charset=utf-8`) and `methods(GET, POST)` (default: GET and
+//! POST for closing handlers, GET for streams; GET implies HEAD). A function
+//! named `root` is served at `/`.
+//!
+//! # Parameter types
+//!
+//! | Rust type | manifest type | from the request |
+//! |---|---|---|
+//! | `&str`, `String` | `string` | any text |
+//! | `&str` with `#[param(untyped)]` | `untyped` | only has to be present |
+//! | `i64` | `integer` | `-12` |
+//! | `f64` | `float` | `2.5` (finite) |
+//! | `bool` | `boolean` | `true/false, 1/0, on/off, yes/no` |
+//! | [`Keyword`] | `keyword` | letters, digits, `-_.`; lower-cased |
+//! | [`Json`] | `json` | well-formed JSON text |
+//! | `Vec<Keyword>`, `Vec<i64>` | `list-of-keyword`, `list-of-integer` | the name repeated: `?t=a&t=b` |
+//! | a name from [`http_type!`] | that name | its base type, with its rules |
+//!
+//! # Rules
+//!
+//! Inside `#[param(...)]`: `chars(min = .., max = ..)` (length in
+//! characters, not bytes), `range(min = .., max = ..)` (numbers; for a list,
+//! each element), `one_of("a", "b")`, `items(min = .., max = ..)` (list
+//! length), `default = ..` (the parameter becomes optional), and
+//! `name = "wire-name"` when the request's name is not a Rust identifier.
+//! A rule that cannot apply, or `min > max`, is a compile error:
+//!
+//! ```compile_fail
+//! use house_sdk::prelude::*;
+//! #[handler(closing)]
+//! fn hello(#[param(chars(min = 70, max = 64))] name: &str) -> String { name.into() }
+//! ```
+//!
+//! ```compile_fail
+//! use house_sdk::prelude::*;
+//! #[handler(closing)]
+//! fn add(#[param(chars(max = 3))] n: i64) -> String { n.to_string() }
+//! ```
+//!
+//! # Named types
+//!
+//! The article's `define-http-type`: define a type once, with its rules, and
+//! use it in any handler of the module. The manifest carries it.
+//!
+//! ```
+//! use house_sdk::prelude::*;
+//!
+//! http_type! {
+//!     /// A chat room: at most 16 characters.
+//!     pub Room: string(chars(min = 1, max = 16));
+//!     pub Percent: integer(range(min = 0, max = 100));
+//! }
+//!
+//! #[handler(closing, content_type = "text/plain")]
+//! fn progress(room: Room, #[param(default = 0)] done: Percent) -> String {
+//!     format!("{room}: {done}%")
+//! }
+//! assert_eq!(progress("lobby", 40), "lobby: 40%");
+//! ```
+//!
+//! # Responses
+//!
+//! Return a `String` or `&str` (200, the declared content type), `()`, a
+//! [`Response`] (status, content type, headers; [`Response::json`],
+//! [`Response::redirect`], [`Response::error`]), or a `Result` of any of these
+//! (`Err(e)` is a 500 whose text is `e`). A stream handler's return value is
+//! its first event (`()`: the host sends `Listening...`); returning a status
+//! other than 200 refuses the stream with that response.
+//!
+//! ```
+//! use house_sdk::prelude::*;
+//!
+//! #[handler(closing, methods(POST))]
+//! fn login(#[param(chars(min = 1))] user: &str) -> Response {
+//!     if user == "root" {
+//!         return Response::error(403, "not you");
+//!     }
+//!     Response::redirect("/welcome").header("Set-Cookie", &format!("user={user}"))
+//! }
+//! assert_eq!(login("root").status, 403);
+//! assert_eq!(login("ada").status, 303);
+//! ```
+//!
+//! # Building
+//!
+//! A guest is a `cdylib` built for `wasm32-unknown-unknown`; see the README
+//! for the profile that keeps it small. Guests should not depend on WASI: the
+//! host provides nothing but its own imports.
+//!
+//! [house]: https://example.invalid/house
+
+#![no_std]
+
+extern crate alloc;
+#[cfg(not(target_arch = "wasm32"))]
+extern crate std;
+
+mod abi;
+mod args;
+#[cfg(all(target_arch = "wasm32", feature = "bump-alloc"))]
+mod bump;
+mod host;
+pub mod json;
+mod response;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
+
+pub use abi::ABI_VERSION;
+pub use args::{FromArg, Json, Keyword};
+pub use host::{Event, HostError, log, publish, publish_event, subscribe};
+pub use house_sdk_macros::{handler, http_type};
+pub use response::{IntoResponse, Response};
+
+/// Everything a handler module usually needs.
+pub mod prelude {
+    pub use crate::json;
+    pub use crate::{
+        Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
+        publish_event, subscribe,
+    };
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec::Vec;
+}
+
+/// Used by the macros' expansions; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::abi::{respond, text};
+    pub use crate::args::{Args, FromArg};
+    pub use alloc::vec::Vec;
+}

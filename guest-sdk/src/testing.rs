@@ -1,0 +1,33 @@
+//! What handlers asked of the host, when run natively (outside wasm32): the
+//! host imports record here instead, so a handler can be unit-tested as an
+//! ordinary function.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+std::thread_local! {
+    pub(crate) static RECORDED: RefCell<Recorded> = RefCell::new(Recorded::default());
+}
+
+/// One `publish` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub channel: String,
+    pub data: String,
+    pub event: Option<String>,
+    pub id: Option<String>,
+}
+
+/// Every import call since the last [`take`], on this thread.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    pub subscriptions: Vec<String>,
+    pub published: Vec<Published>,
+    pub logs: Vec<String>,
+}
+
+/// Returns and clears what this thread's handlers asked of the host.
+pub fn take() -> Recorded {
+    RECORDED.with(|r| core::mem::take(&mut *r.borrow_mut()))
+}

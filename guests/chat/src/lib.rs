@@ -1,0 +1,29 @@
+//! The chat room of the article: browsers subscribe to a room over
+//! Server-Sent Events (`/source`), post to it (`/send-message`), and the page
+//! that does both is served at `/index`. The host validates every parameter
+//! with the article's exact rules before these functions run.
+
+use house_sdk::prelude::*;
+
+/// Subscribes this connection to `room`.
+#[handler(stream)]
+fn source(#[param(chars(max = 16))] room: &str) -> Result<(), HostError> {
+    subscribe(room)
+}
+
+/// Publishes `{"name": ..., "message": ...}` to everyone in `room`.
+#[handler(closing, content_type = "text/plain; charset=utf-8")]
+fn send_message(
+    #[param(chars(max = 16))] room: &str,
+    #[param(chars(min = 1, max = 64))] name: &str,
+    #[param(chars(min = 5, max = 256))] message: &str,
+) -> Result<&'static str, HostError> {
+    publish(room, &json::Object::new().str("name", name).str("message", message).build())?;
+    Ok("sent\n")
+}
+
+/// The chat page: self-contained, nothing fetched from elsewhere.
+#[handler(closing)]
+fn index() -> &'static str {
+    include_str!("index.html")
+}

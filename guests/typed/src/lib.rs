@@ -1,0 +1,121 @@
+//! A tour of every parameter type and rule, each echoed back as JSON; the
+//! integration tests drive the validator through it. Also the SSE corners:
+//! event fields, several channels, a stream that refuses.
+
+use house_sdk::prelude::*;
+
+http_type! {
+    /// A room name, defined once, used by several handlers.
+    pub Room: string(chars(min = 1, max = 16));
+    /// A level from 1 to 5.
+    pub Level: integer(range(min = 1, max = 5));
+}
+
+fn keywords(list: &[Keyword]) -> String {
+    let items: Vec<String> = list.iter().map(|k| json::string(k)).collect();
+    format!("[{}]", items.join(","))
+}
+
+/// Every built-in type with a rule, in one handler.
+#[handler(closing, path = "/types", content_type = "application/json")]
+#[allow(clippy::too_many_arguments)]
+fn types(
+    #[param(chars(min = 2, max = 5))] s: &str,
+    #[param(range(min = -10, max = 10))] i: i64,
+    #[param(range(min = 0.5, max = 2.5))] f: f64,
+    b: bool,
+    #[param(one_of("red", "green"))] k: Keyword,
+    j: Json,
+    #[param(items(min = 1, max = 3))] ks: Vec<Keyword>,
+    #[param(items(max = 2), range(min = 0, max = 100))] is: Vec<i64>,
+    #[param(untyped)] u: &str,
+) -> Response {
+    let is: Vec<String> = is.iter().map(|n| format!("{n}")).collect();
+    let body = json::Object::new()
+        .str("s", s)
+        .int("i", i)
+        .raw("f", &format!("{f}"))
+        .bool("b", b)
+        .str("k", &k)
+        .raw("j", &j)
+        .raw("ks", &keywords(&ks))
+        .raw("is", &format!("[{}]", is.join(",")))
+        .str("u", u)
+        .build();
+    Response::json(body)
+}
+
+/// Named types, one of them optional.
+#[handler(closing, content_type = "text/plain; charset=utf-8")]
+fn named(room: Room, #[param(default = 3)] level: Level) -> String {
+    format!("{room}:{level}")
+}
+
+/// Defaults for every kind of value; `x-y` is not a Rust identifier.
+#[handler(closing, content_type = "application/json")]
+fn defaults(
+    #[param(default = "hi")] s: &str,
+    #[param(default = -2)] n: i64,
+    #[param(default = false)] b: bool,
+    #[param(default = ["a", "b"])] tags: Vec<Keyword>,
+    #[param(name = "x-y", default = 7)] xy: i64,
+) -> Response {
+    Response::json(
+        json::Object::new().str("s", s).int("n", n).bool("b", b).raw("tags", &keywords(&tags)).int("x-y", xy).build(),
+    )
+}
+
+/// A response with a status and headers of the guest's choosing.
+#[handler(closing, methods(GET, PUT))]
+fn status(#[param(range(min = 200, max = 599))] code: i64) -> Response {
+    Response::new(format!("status {code}")).status(code as u16).header("X-Guest", "typed")
+}
+
+/// A handler error: 500 with the error's text.
+#[handler(closing)]
+fn fail() -> Result<String, &'static str> {
+    Err("this handler always fails")
+}
+
+/// Publishes one event with every SSE field to `channel`.
+#[handler(closing, methods(POST))]
+fn emit(
+    channel: &str,
+    data: &str,
+    #[param(default = "")] event: &str,
+    #[param(default = "")] id: &str,
+    #[param(default = -1)] retry: i64,
+) -> Result<&'static str, HostError> {
+    let ev = Event {
+        data,
+        event: Some(event).filter(|e| !e.is_empty()),
+        id: Some(id).filter(|i| !i.is_empty()),
+        retry: u32::try_from(retry).ok(),
+    };
+    publish_event(channel, &ev)?;
+    Ok("ok")
+}
+
+/// Subscribes to every channel named, first event chosen by the guest.
+#[handler(stream)]
+fn watch(#[param(items(min = 1, max = 8))] ch: Vec<Keyword>) -> Result<String, HostError> {
+    for c in &ch {
+        subscribe(c)?;
+    }
+    Ok(format!("watching {}", ch.len()))
+}
+
+/// A stream that refuses: not every subscription is welcome.
+#[handler(stream)]
+fn refuse() -> Response {
+    Response::error(403, "no streams for you")
+}
+
+/// Subscribing from a closing handler is an error the guest sees.
+#[handler(closing)]
+fn misuse() -> String {
+    match subscribe("x") {
+        Err(e) => format!("refused: {e}"),
+        Ok(()) => "subscribed?".into(),
+    }
+}
