@@ -17,6 +17,9 @@ pub fn encode_args(specs: &[ParamSpec], params: &Params) -> Result<Vec<u8>, Http
         if values.is_empty() {
             match &spec.default {
                 Some(default) => values.extend(default.iter().map(String::as_str)),
+                // An absent list is an empty one (a form sends nothing for
+                // an empty multi-select); `items(min = 1)` requires one.
+                None if spec.ty.is_list() => {}
                 None => {
                     return Err(HttpError::new(
                         ErrorKind::BadParameter,

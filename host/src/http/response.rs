@@ -84,7 +84,7 @@ fn write_status(out: &mut Vec<u8>, status: u16, date: &str) {
 
 fn write_connection(out: &mut Vec<u8>, framing: Framing) {
     match (framing.version, framing.keep_alive) {
-        (1, false) => out.extend_from_slice(b"Connection: close\r\n"),
+        (_, false) => out.extend_from_slice(b"Connection: close\r\n"),
         (0, true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
         _ => {}
     }

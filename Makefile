@@ -1,0 +1,60 @@
+# house: `make run` serves the chat on 127.0.0.1:4242, `make test` runs every
+# test, `make bench` measures and writes BENCHMARKS.md. Each installs what it
+# needs (the wasm32 target, Chromium and the browser driver, wrk) if missing.
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-unknown-unknown
+GUEST_CRATES := chat hello typed
+PORT ?= 4242
+
+.PHONY: all build host guests wasm-target run test unit-test browser-test browser-deps bench fuzz lint clean
+
+all: build
+
+build: host guests
+
+host:
+	$(CARGO) build --release -p house
+
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+# Each .wasm is copied next to its final name and renamed into place, so a
+# running house (which watches guests/) never sees a half-written file.
+guests: wasm-target
+	cd guests && $(CARGO) build --release --target $(WASM_TARGET)
+	@for g in $(GUEST_CRATES); do \
+		cp guests/target/$(WASM_TARGET)/release/$$g.wasm guests/.$$g.wasm.tmp && \
+		mv guests/.$$g.wasm.tmp guests/$$g.wasm && \
+		printf '  guests/%-12s %7d bytes\n' $$g.wasm $$(stat -c %s guests/$$g.wasm); \
+	done
+
+run: build
+	./target/release/house --port $(PORT) --guests guests
+
+test: build unit-test browser-test
+
+unit-test: build
+	$(CARGO) test --release --workspace
+
+browser-deps:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+	@test -d tests/browser/node_modules/playwright-core || (cd tests/browser && npm ci --no-audit --no-fund)
+
+browser-test: build browser-deps
+	cd tests/browser && node --test
+
+bench: build
+	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(CARGO) build --release -p house-bench
+	./target/release/house-bench --out BENCHMARKS.md
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	cd guests && $(CARGO) clippy --target $(WASM_TARGET) -- -D warnings
+
+clean:
+	$(CARGO) clean
+	cd guests && $(CARGO) clean
+	rm -f guests/*.wasm

@@ -1,0 +1,335 @@
+//! Test support: start the real `house` binary on a free port with a fresh
+//! guests folder, wait until it says it is listening, and talk to it over
+//! real sockets. Nothing here mocks the server.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// The release binary `make` builds (or `$HOUSE_BIN`).
+pub fn house_bin() -> PathBuf {
+    let bin = std::env::var_os("HOUSE_BIN")
+        .map_or_else(|| repo().join("target/release/house"), PathBuf::from);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make build` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A built example guest from `guests/` (`make guests` builds them).
+pub fn example_guest(name: &str) -> PathBuf {
+    let path = repo().join("guests").join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make guests` first",
+        path.display()
+    );
+    path
+}
+
+/// A fresh, empty folder under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("house-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Everything the server wrote to stderr, and a way to wait for a line.
+#[derive(Default)]
+struct LogState {
+    text: Mutex<String>,
+    changed: Condvar,
+}
+
+/// A running `house`.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub guests: TempDir,
+    log: Arc<LogState>,
+}
+
+impl Server {
+    /// Starts house with `guests` (example guest names) copied into a fresh
+    /// folder, and extra flags.
+    pub fn start(guests: &[&str], flags: &[&str]) -> Server {
+        let dir = TempDir::new("guests");
+        for g in guests {
+            std::fs::copy(example_guest(g), dir.path().join(format!("{g}.wasm")))
+                .expect("copy guest");
+        }
+        Server::start_in(dir, flags)
+    }
+
+    /// Starts house on an existing guests folder.
+    pub fn start_in(guests: TempDir, flags: &[&str]) -> Server {
+        let mut child = Command::new(house_bin())
+            .arg("--port")
+            .arg("0")
+            .arg("--guests")
+            .arg(guests.path())
+            .arg("--cache-dir")
+            .arg(guests.path().join(".cache"))
+            .args(flags)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn house");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(LogState::default());
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("HOUSE_TEST_LOG").is_some() {
+                    eprintln!("[house] {line}");
+                }
+                let mut text = sink.text.lock().unwrap();
+                text.push_str(&line);
+                text.push('\n');
+                sink.changed.notify_all();
+            }
+        });
+        let mut server = Server {
+            child,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            guests,
+            log,
+        };
+        let line = server.wait_for_log("listening on http://", Duration::from_secs(30));
+        let addr = line.rsplit("http://").next().unwrap().trim();
+        server.addr = addr.parse().expect("listening address");
+        server
+    }
+
+    /// Waits until a stderr line contains `needle`; returns that line.
+    pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
+        self.try_wait_for_log(needle, timeout).unwrap_or_else(|| {
+            panic!(
+                "no log line with {needle:?} within {timeout:?}; log:\n{}",
+                self.log()
+            )
+        })
+    }
+
+    pub fn try_wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let mut text = self.log.text.lock().unwrap();
+        loop {
+            if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                return Some(line.to_owned());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            text = self.log.changed.wait_timeout(text, left).unwrap().0;
+        }
+    }
+
+    /// How many stderr lines contain `needle` so far.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.log
+            .text
+            .lock()
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.text.lock().unwrap().clone()
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// One request on a fresh connection; the response.
+    pub fn get(&self, target: &str) -> Response {
+        self.request("GET", target, None)
+    }
+
+    /// A form POST on a fresh connection.
+    pub fn post_form(&self, target: &str, body: &str) -> Response {
+        self.request("POST", target, Some(body))
+    }
+
+    pub fn request(&self, method: &str, target: &str, form: Option<&str>) -> Response {
+        let mut s = self.connect();
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+        if let Some(body) = form {
+            req.push_str(&format!(
+                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            req.push_str("\r\n");
+        }
+        s.write_all(req.as_bytes()).unwrap();
+        read_response(&mut BufReader::new(s), method == "HEAD").expect("a response")
+    }
+
+    /// Sends raw bytes; returns everything read until the server closes.
+    pub fn raw(&self, bytes: &[u8]) -> String {
+        let mut s = self.connect();
+        s.write_all(bytes).unwrap();
+        read_to_close(&mut s)
+    }
+
+    /// SIGTERM, then waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "house did not exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident memory, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads until EOF (or a 10 s read timeout) and returns it as text.
+pub fn read_to_close(s: &mut TcpStream) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("read: {e}; got so far: {:?}", String::from_utf8_lossy(&out)),
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A parsed response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads one response (with a Content-Length body) from `r`; `None` on EOF.
+pub fn read_response(r: &mut impl BufRead, head_only: bool) -> Option<Response> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let status: u16 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).ok()?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':')?;
+        headers.push((n.trim().to_owned(), v.trim().to_owned()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; if head_only { 0 } else { len }];
+    r.read_exact(&mut body).ok()?;
+    Some(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Percent-encodes a query or form value.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Asserts with both values shown in blocks, ripgrep-style.
+#[macro_export]
+macro_rules! assert_eq_show {
+    ($got:expr, $expected:expr) => {{
+        let (got, expected) = (&$got, &$expected);
+        if got != expected {
+            panic!("\nexpected:\n{expected:?}\n\ngot:\n{got:?}\n");
+        }
+    }};
+}
