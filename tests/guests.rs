@@ -11,21 +11,8 @@ use house_tests::{Server, TempDir, enc, example_guest};
 
 /// A valid query for `/types`, with `name` replaced by `value` (or dropped).
 fn types_query(name: &str, value: Option<&str>) -> String {
-    let base = [
-        ("s", "abc"),
-        ("i", "0"),
-        ("f", "1"),
-        ("b", "true"),
-        ("k", "red"),
-        ("j", "{}"),
-        ("ks", "a"),
-        ("u", ""),
-    ];
-    let mut q: Vec<String> = base
-        .iter()
-        .filter(|(n, _)| *n != name)
-        .map(|(n, v)| format!("{n}={}", enc(v)))
-        .collect();
+    let base = [("s", "abc"), ("i", "0"), ("f", "1"), ("b", "true"), ("k", "red"), ("j", "{}"), ("ks", "a"), ("u", "")];
+    let mut q: Vec<String> = base.iter().filter(|(n, _)| *n != name).map(|(n, v)| format!("{n}={}", enc(v))).collect();
     if let Some(v) = value {
         q.push(format!("{name}={}", enc(v)));
     }
@@ -40,11 +27,7 @@ fn expect(s: &Server, target: &str, status: u16, body: &str) {
 fn ok(s: &Server, name: &str, value: &str, echoed: &str) {
     let r = s.get(&types_query(name, Some(value)));
     assert_eq!(r.status, 200, "{name}={value:?}: {}", r.body);
-    assert!(
-        r.body.contains(echoed),
-        "{name}={value:?}: {} lacks {echoed}",
-        r.body
-    );
+    assert!(r.body.contains(echoed), "{name}={value:?}: {} lacks {echoed}", r.body);
 }
 
 fn bad(s: &Server, name: &str, value: Option<&str>, reason: &str) {
@@ -57,29 +40,14 @@ fn strings_count_characters_at_and_past_each_bound() {
     ok(&s, "s", "ab", r#""s":"ab""#);
     ok(&s, "s", "abcde", r#""s":"abcde""#);
     bad(&s, "s", Some("a"), "s: length 1 is below the minimum 2");
-    bad(
-        &s,
-        "s",
-        Some("abcdef"),
-        "s: length 6 is above the maximum 5",
-    );
+    bad(&s, "s", Some("abcdef"), "s: length 6 is above the maximum 5");
     // Multibyte: five characters are ten bytes, and still fit.
     ok(&s, "s", "éé", r#""s":"éé""#);
     ok(&s, "s", "ééééé", r#""s":"ééééé""#);
     ok(&s, "s", "🦀🦀🦀🦀🦀", r#""s":"🦀🦀🦀🦀🦀""#);
-    bad(
-        &s,
-        "s",
-        Some("éééééé"),
-        "s: length 6 is above the maximum 5",
-    );
+    bad(&s, "s", Some("éééééé"), "s: length 6 is above the maximum 5");
     bad(&s, "s", None, "s: missing (a required string parameter)");
-    expect(
-        &s,
-        &format!("{}&s=xy", types_query("s", Some("ab"))),
-        400,
-        "s: given 2 times, expected one value\n",
-    );
+    expect(&s, &format!("{}&s=xy", types_query("s", Some("ab"))), 400, "s: given 2 times, expected one value\n");
 }
 
 #[test]
@@ -91,12 +59,7 @@ fn integers_and_floats_at_and_past_each_bound() {
     bad(&s, "i", Some("11"), "i: 11 is above the maximum 10");
     bad(&s, "i", Some("1.5"), "i: \"1.5\" is not an integer");
     bad(&s, "i", Some("ten"), "i: \"ten\" is not an integer");
-    bad(
-        &s,
-        "i",
-        Some("99999999999999999999"),
-        "i: \"99999999999999999999\" is not an integer",
-    );
+    bad(&s, "i", Some("99999999999999999999"), "i: \"99999999999999999999\" is not an integer");
     ok(&s, "f", "0.5", r#""f":0.5"#);
     ok(&s, "f", "2.5", r#""f":2.5"#);
     bad(&s, "f", Some("0.49"), "f: 0.49 is below the minimum 0.5");
@@ -110,25 +73,10 @@ fn booleans_keywords_json_and_untyped() {
     let s = Server::start(&["typed"], &[]);
     ok(&s, "b", "on", r#""b":true"#);
     ok(&s, "b", "No", r#""b":false"#);
-    bad(
-        &s,
-        "b",
-        Some("maybe"),
-        "b: \"maybe\" is not a boolean (true/false, 1/0, on/off, yes/no)",
-    );
+    bad(&s, "b", Some("maybe"), "b: \"maybe\" is not a boolean (true/false, 1/0, on/off, yes/no)");
     ok(&s, "k", "GREEN", r#""k":"green""#);
-    bad(
-        &s,
-        "k",
-        Some("blue"),
-        "k: \"blue\" is not one of \"red\", \"green\"",
-    );
-    bad(
-        &s,
-        "k",
-        Some("re d"),
-        "k: \"re d\" is not a keyword (letters, digits, '-', '_', '.')",
-    );
+    bad(&s, "k", Some("blue"), "k: \"blue\" is not one of \"red\", \"green\"");
+    bad(&s, "k", Some("re d"), "k: \"re d\" is not a keyword (letters, digits, '-', '_', '.')");
     ok(&s, "j", r#"{"a":[1,"x"]}"#, r#""j":{"a":[1,"x"]}"#);
     bad(&s, "j", Some("{a}"), "j: not valid JSON");
     ok(&s, "u", "anything at all", r#""u":"anything at all""#);
@@ -142,43 +90,14 @@ fn lists_have_length_bounds_and_element_rules() {
     expect(&s, &q, 400, "ks: 0 values is below the minimum 1\n");
     let r = s.get(&format!("{q}&ks=A&ks=b&ks=c"));
     assert!(r.body.contains(r#""ks":["a","b","c"]"#), "{}", r.body);
-    expect(
-        &s,
-        &format!("{q}&ks=a&ks=b&ks=c&ks=d"),
-        400,
-        "ks: 4 values is above the maximum 3\n",
-    );
+    expect(&s, &format!("{q}&ks=a&ks=b&ks=c&ks=d"), 400, "ks: 4 values is above the maximum 3\n");
     let base = types_query("is", None);
     assert!(s.get(&base).body.contains(r#""is":[]"#));
-    assert!(
-        s.get(&format!("{base}&is=0&is=100"))
-            .body
-            .contains(r#""is":[0,100]"#)
-    );
-    expect(
-        &s,
-        &format!("{base}&is=101"),
-        400,
-        "is: 101 is above the maximum 100\n",
-    );
-    expect(
-        &s,
-        &format!("{base}&is=-1"),
-        400,
-        "is: -1 is below the minimum 0\n",
-    );
-    expect(
-        &s,
-        &format!("{base}&is=1&is=2&is=3"),
-        400,
-        "is: 3 values is above the maximum 2\n",
-    );
-    expect(
-        &s,
-        &format!("{base}&is=x"),
-        400,
-        "is: \"x\" is not an integer\n",
-    );
+    assert!(s.get(&format!("{base}&is=0&is=100")).body.contains(r#""is":[0,100]"#));
+    expect(&s, &format!("{base}&is=101"), 400, "is: 101 is above the maximum 100\n");
+    expect(&s, &format!("{base}&is=-1"), 400, "is: -1 is below the minimum 0\n");
+    expect(&s, &format!("{base}&is=1&is=2&is=3"), 400, "is: 3 values is above the maximum 2\n");
+    expect(&s, &format!("{base}&is=x"), 400, "is: \"x\" is not an integer\n");
 }
 
 #[test]
@@ -186,46 +105,18 @@ fn named_types_and_defaults() {
     let s = Server::start(&["typed"], &[]);
     expect(&s, "/named?room=lobby", 200, "lobby:3");
     expect(&s, "/named?room=lobby&level=5", 200, "lobby:5");
-    expect(
-        &s,
-        "/named?room=lobby&level=6",
-        400,
-        "level: 6 is above the maximum 5\n",
-    );
-    expect(
-        &s,
-        "/named?room=&level=1",
-        400,
-        "room: length 0 is below the minimum 1\n",
-    );
-    expect(
-        &s,
-        &format!("/named?room={}", "r".repeat(17)),
-        400,
-        "room: length 17 is above the maximum 16\n",
-    );
-    expect(
-        &s,
-        "/named",
-        400,
-        "room: missing (a required Room parameter)\n",
-    );
+    expect(&s, "/named?room=lobby&level=6", 400, "level: 6 is above the maximum 5\n");
+    expect(&s, "/named?room=&level=1", 400, "room: length 0 is below the minimum 1\n");
+    expect(&s, &format!("/named?room={}", "r".repeat(17)), 400, "room: length 17 is above the maximum 16\n");
+    expect(&s, "/named", 400, "room: missing (a required Room parameter)\n");
     let r = s.get("/defaults");
-    assert_eq!(
-        r.body,
-        r#"{"s":"hi","n":-2,"b":false,"tags":["a","b"],"x-y":7}"#
-    );
+    assert_eq!(r.body, r#"{"s":"hi","n":-2,"b":false,"tags":["a","b"],"x-y":7}"#);
     let r = s.get("/defaults?x-y=9&tags=z&b=1");
     assert_eq!(r.body, r#"{"s":"hi","n":-2,"b":true,"tags":["z"],"x-y":9}"#);
     let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
     let typed = &index["guests"][0];
     assert_eq!(typed["file"], "typed.wasm");
-    let types: Vec<&str> = typed["types"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let types: Vec<&str> = typed["types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(types, ["Level", "Room"]);
 }
 
@@ -233,23 +124,12 @@ fn named_types_and_defaults() {
 fn guest_responses_statuses_headers_and_errors() {
     let s = Server::start(&["typed"], &[]);
     let r = s.request("PUT", "/status?code=418", None);
-    assert_eq!(
-        (r.status, r.body.as_str(), r.header("x-guest")),
-        (418, "status 418", Some("typed"))
-    );
+    assert_eq!((r.status, r.body.as_str(), r.header("x-guest")), (418, "status 418", Some("typed")));
     let r = s.request("DELETE", "/status?code=200", None);
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD, PUT")));
     expect(&s, "/fail", 500, "this handler always fails\n");
-    expect(
-        &s,
-        "/misuse",
-        200,
-        "refused: only a stream handler can subscribe",
-    );
-    s.wait_for_log(
-        "guest typed.wasm: fail: handler error: this handler always fails",
-        Duration::from_secs(5),
-    );
+    expect(&s, "/misuse", 200, "refused: only a stream handler can subscribe");
+    s.wait_for_log("guest typed.wasm: fail: handler error: this handler always fails", Duration::from_secs(5));
 }
 
 /// A guest whose handler would loop forever: a request that fails
@@ -259,7 +139,9 @@ fn a_rejected_request_instantiates_nothing() {
     let dir = TempDir::new("reject");
     let spin = WatHandler {
         name: "spin",
-        manifest: r#"{"name":"spin","kind":"closing","params":[{"name":"n","type":"integer","rules":{"range":{"max":3}}}]}"#.into(),
+        manifest:
+            r#"{"name":"spin","kind":"closing","params":[{"name":"n","type":"integer","rules":{"range":{"max":3}}}]}"#
+                .into(),
         body: "(loop (br 0)) (global.get $ok)",
     };
     std::fs::write(dir.path().join("spin.wasm"), fault::module(1, &[spin])).unwrap();
@@ -268,17 +150,10 @@ fn a_rejected_request_instantiates_nothing() {
     for _ in 0..50 {
         expect(&s, "/spin?n=4", 400, "n: 4 is above the maximum 3\n");
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(900),
-        "50 rejections took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_millis(900), "50 rejections took {:?}", started.elapsed());
     let started = Instant::now();
     assert_eq!(s.get("/spin?n=1").status, 500);
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "the valid request ran the guest"
-    );
+    assert!(started.elapsed() >= Duration::from_millis(900), "the valid request ran the guest");
 }
 
 #[test]
@@ -288,10 +163,7 @@ fn faults_are_500_for_that_request_only() {
     let handlers = [
         WatHandler::closing("spin", "(loop (br 0)) (global.get $ok)"),
         WatHandler::closing("crash", "unreachable"),
-        WatHandler::closing(
-            "hog",
-            "(loop (drop (memory.grow (i32.const 16))) (br 0)) (global.get $ok)",
-        ),
+        WatHandler::closing("hog", "(loop (drop (memory.grow (i32.const 16))) (br 0)) (global.get $ok)"),
         WatHandler::closing("wild", "i64.const 0x0000001000ffff00"),
         WatHandler::closing("short", "i64.const 0x0000000300000400"),
         // A block whose content type is not UTF-8.
@@ -301,10 +173,7 @@ fn faults_are_500_for_that_request_only() {
         ),
     ];
     std::fs::write(dir.path().join("faulty.wasm"), fault::module(1, &handlers)).unwrap();
-    let s = Arc::new(Server::start_in(
-        dir,
-        &["--guest-deadline-ms", "100", "--guest-memory-mb", "4"],
-    ));
+    let s = Arc::new(Server::start_in(dir, &["--guest-deadline-ms", "100", "--guest-memory-mb", "4"]));
 
     // A normal client keeps going the whole time.
     let stop = Arc::new(AtomicBool::new(false));
@@ -323,31 +192,15 @@ fn faults_are_500_for_that_request_only() {
     for name in ["spin", "crash", "hog", "wild", "short", "mangled"] {
         for _ in 0..3 {
             let r = s.get(&format!("/{name}"));
-            assert_eq!(
-                (r.status, r.body.as_str()),
-                (500, format!("handler {name} failed\n").as_str()),
-                "/{name}"
-            );
+            assert_eq!((r.status, r.body.as_str()), (500, format!("handler {name} failed\n").as_str()), "/{name}");
         }
-        s.wait_for_log(
-            &format!("guest faulty.wasm: {name}: "),
-            Duration::from_secs(5),
-        );
+        s.wait_for_log(&format!("guest faulty.wasm: {name}: "), Duration::from_secs(5));
     }
-    s.wait_for_log(
-        "spin: exceeded its CPU deadline of 100 ms",
-        Duration::from_secs(1),
-    );
-    s.wait_for_log(
-        "mangled: bad response: content type is not UTF-8",
-        Duration::from_secs(1),
-    );
+    s.wait_for_log("spin: exceeded its CPU deadline of 100 ms", Duration::from_secs(1));
+    s.wait_for_log("mangled: bad response: content type is not UTF-8", Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     normal.join().expect("the normal client never failed");
-    assert!(
-        served.load(Ordering::Relaxed) > 10,
-        "the normal client was served throughout"
-    );
+    assert!(served.load(Ordering::Relaxed) > 10, "the normal client was served throughout");
 }
 
 #[test]
@@ -356,20 +209,14 @@ fn bad_modules_are_refused_at_load_with_a_reason() {
     let p = dir.path();
     std::fs::copy(example_guest("hello"), p.join("hello.wasm")).unwrap();
     std::fs::write(p.join("garbage.wasm"), b"this is not wasm").unwrap();
-    std::fs::write(
-        p.join("future.wasm"),
-        fault::module(2, &[WatHandler::closing("f", "(global.get $ok)")]),
-    )
-    .unwrap();
-    let malformed = WatHandler {
-        name: "m",
-        manifest: r#"{"name":"m","kind":"sometimes"}"#.into(),
-        body: "(global.get $ok)",
-    };
+    std::fs::write(p.join("future.wasm"), fault::module(2, &[WatHandler::closing("f", "(global.get $ok)")])).unwrap();
+    let malformed =
+        WatHandler { name: "m", manifest: r#"{"name":"m","kind":"sometimes"}"#.into(), body: "(global.get $ok)" };
     std::fs::write(p.join("malformed.wasm"), fault::module(1, &[malformed])).unwrap();
     let bad_rule = WatHandler {
         name: "r",
-        manifest: r#"{"name":"r","kind":"closing","params":[{"name":"x","type":"float","rules":{"chars":{"max":2}}}]}"#.into(),
+        manifest: r#"{"name":"r","kind":"closing","params":[{"name":"x","type":"float","rules":{"chars":{"max":2}}}]}"#
+            .into(),
         body: "(global.get $ok)",
     };
     std::fs::write(p.join("badrule.wasm"), fault::module(1, &[bad_rule])).unwrap();
@@ -384,44 +231,19 @@ fn bad_modules_are_refused_at_load_with_a_reason() {
     let log = s.log();
     for (file, reason) in [
         ("garbage.wasm", "not a valid wasm module"),
-        (
-            "future.wasm",
-            "speaks house ABI version 2, this host speaks 1",
-        ),
-        (
-            "malformed.wasm",
-            "handler m: malformed manifest: unknown variant `sometimes`",
-        ),
-        (
-            "badrule.wasm",
-            "handler r: x: rule chars does not apply to float",
-        ),
-        (
-            "wasi.wasm",
-            "imports wasi_snapshot_preview1.fd_write, but a guest may import only house.",
-        ),
+        ("future.wasm", "speaks house ABI version 2, this host speaks 1"),
+        ("malformed.wasm", "handler m: malformed manifest: unknown variant `sometimes`"),
+        ("badrule.wasm", "handler r: x: rule chars does not apply to float"),
+        ("wasi.wasm", "imports wasi_snapshot_preview1.fd_write, but a guest may import only house."),
         ("empty.wasm", "exports no handlers"),
     ] {
-        assert!(
-            log.contains(&format!("house: refused {file}: {reason}")),
-            "{file}: {reason}\nlog:\n{log}"
-        );
+        assert!(log.contains(&format!("house: refused {file}: {reason}")), "{file}: {reason}\nlog:\n{log}");
     }
     assert_eq!(s.get("/hello").status, 200, "the good module serves");
     let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
-    let garbage = index["guests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|g| g["file"] == "garbage.wasm")
-        .unwrap();
+    let garbage = index["guests"].as_array().unwrap().iter().find(|g| g["file"] == "garbage.wasm").unwrap();
     assert_eq!(garbage["loaded"], false);
-    assert!(
-        garbage["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("not a valid wasm module")
-    );
+    assert!(garbage["error"].as_str().unwrap().starts_with("not a valid wasm module"));
 }
 
 #[test]
@@ -433,21 +255,12 @@ fn two_modules_claiming_one_path_warn_and_the_last_name_wins() {
         manifest: r#"{"name":"mine","path":"/hello","kind":"closing"}"#.into(),
         body: "(global.get $ok)",
     };
-    std::fs::write(
-        dir.path().join("zz-override.wasm"),
-        fault::module(1, &[mine]),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("zz-override.wasm"), fault::module(1, &[mine])).unwrap();
     let s = Server::start_in(dir, &[]);
     s.wait_for_log(
         "warning: /hello is claimed by hello.wasm (hello) and zz-override.wasm (mine); zz-override.wasm wins",
         Duration::from_secs(5),
     );
     expect(&s, "/hello", 200, "ok");
-    expect(
-        &s,
-        "/count?from=1&to=2",
-        200,
-        r#"{"from":1,"to":2,"total":3}"#,
-    );
+    expect(&s, "/count?from=1&to=2", 200, r#"{"from":1,"to":2,"total":3}"#);
 }

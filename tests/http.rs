@@ -14,25 +14,11 @@ const H: &str = "Host: t\r\n";
 fn is_plain_error(resp: &str, status: u16) {
     let head_end = resp.find("\r\n\r\n").expect("a complete head");
     let (head, body) = (&resp[..head_end], &resp[head_end + 4..]);
-    assert!(
-        head.starts_with(&format!("HTTP/1.1 {status} ")),
-        "status {status} expected:\n{resp}"
-    );
-    assert!(
-        head.contains("Content-Type: text/plain; charset=utf-8"),
-        "plain text expected:\n{resp}"
-    );
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("Content-Length: "))
-        .expect("length")
-        .parse()
-        .unwrap();
+    assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "status {status} expected:\n{resp}");
+    assert!(head.contains("Content-Type: text/plain; charset=utf-8"), "plain text expected:\n{resp}");
+    let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).expect("length").parse().unwrap();
     assert_eq!(len, body.len(), "Content-Length matches the body:\n{resp}");
-    assert!(
-        body.ends_with('\n') && body.trim_end().lines().count() == 1 && body.len() > 5,
-        "one-line reason:\n{resp}"
-    );
+    assert!(body.ends_with('\n') && body.trim_end().lines().count() == 1 && body.len() > 5, "one-line reason:\n{resp}");
 }
 
 #[test]
@@ -62,13 +48,7 @@ fn a_body_arriving_in_pieces_with_pauses() {
         "POST /hello HTTP/1.1\r\n{H}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    for piece in [
-        &head[..10],
-        &head[10..],
-        &body[..4],
-        &body[4..9],
-        &body[9..],
-    ] {
+    for piece in [&head[..10], &head[10..], &body[..4], &body[4..9], &body[9..]] {
         c.write_all(piece.as_bytes()).unwrap();
         std::thread::sleep(Duration::from_millis(60));
     }
@@ -85,13 +65,8 @@ fn three_pipelined_requests_answered_in_order() {
     );
     c.write_all(reqs.as_bytes()).unwrap();
     let mut r = BufReader::new(c);
-    let bodies: Vec<String> = (0..3)
-        .map(|_| read_response(&mut r, false).unwrap().body)
-        .collect();
-    assert_eq!(
-        bodies,
-        ["Hello, one!\n", "no handler for /nope\n", "Hello, three!\n"]
-    );
+    let bodies: Vec<String> = (0..3).map(|_| read_response(&mut r, false).unwrap().body).collect();
+    assert_eq!(bodies, ["Hello, one!\n", "no handler for /nope\n", "Hello, three!\n"]);
 }
 
 #[test]
@@ -101,40 +76,27 @@ fn keep_alive_rules_by_version_and_connection_header() {
     let mut c = s.connect();
     let mut r = BufReader::new(c.try_clone().unwrap());
     for name in ["a", "b"] {
-        c.write_all(format!("GET /hello?name={name} HTTP/1.1\r\n{H}\r\n").as_bytes())
-            .unwrap();
+        c.write_all(format!("GET /hello?name={name} HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
         let resp = read_response(&mut r, false).unwrap();
         assert_eq!(resp.body, format!("Hello, {name}!\n"));
         assert_eq!(resp.header("connection"), None);
     }
     // Connection: close is honoured.
-    let out = s.raw(
-        format!(
-            "GET /hello HTTP/1.1\r\n{H}Connection: close\r\n\r\nGET /hello HTTP/1.1\r\n{H}\r\n"
-        )
-        .as_bytes(),
-    );
+    let out =
+        s.raw(format!("GET /hello HTTP/1.1\r\n{H}Connection: close\r\n\r\nGET /hello HTTP/1.1\r\n{H}\r\n").as_bytes());
     assert_eq!(out.matches("HTTP/1.1 200").count(), 1, "{out}");
     assert!(out.contains("Connection: close"));
     // HTTP/1.0 closes unless it asks...
     let out = s.raw(b"GET /hello HTTP/1.0\r\n\r\n");
-    assert!(
-        out.starts_with("HTTP/1.1 200") && out.contains("Connection: close"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 200") && out.contains("Connection: close"), "{out}");
     // ...and stays open when it does.
     let mut c = s.connect();
-    c.write_all(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-        .unwrap();
+    c.write_all(b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
     let mut r = BufReader::new(c.try_clone().unwrap());
     let resp = read_response(&mut r, false).unwrap();
     assert_eq!(resp.header("connection"), Some("keep-alive"));
-    c.write_all(b"GET /hello?name=again HTTP/1.0\r\n\r\n")
-        .unwrap();
-    assert_eq!(
-        read_response(&mut r, false).unwrap().body,
-        "Hello, again!\n"
-    );
+    c.write_all(b"GET /hello?name=again HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(read_response(&mut r, false).unwrap().body, "Hello, again!\n");
 }
 
 #[test]
@@ -150,42 +112,26 @@ fn head_has_the_length_but_no_body() {
 fn idle_keep_alive_connections_are_closed() {
     let s = Server::start(&["hello"], &["--idle-timeout-ms", "200"]);
     let mut c = s.connect();
-    c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes())
-        .unwrap();
+    c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
     let started = Instant::now();
     let out = read_to_close(&mut c);
     assert!(out.starts_with("HTTP/1.1 200"));
     let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(150) && took < Duration::from_secs(3),
-        "closed after {took:?}"
-    );
+    assert!(took >= Duration::from_millis(150) && took < Duration::from_secs(3), "closed after {took:?}");
 }
 
 #[test]
 fn parameters_are_percent_decoded_strictly() {
     let s = Server::start(&["hello", "typed"], &[]);
-    assert_eq!(
-        s.get("/hello?name=J%C3%BCrgen+M.").body,
-        "Hello, Jürgen M.!\n"
-    );
+    assert_eq!(s.get("/hello?name=J%C3%BCrgen+M.").body, "Hello, Jürgen M.!\n");
     let r = s.post_form("/hello", "name=a%2Bb+c");
     assert_eq!(r.body, "Hello, a+b c!\n");
     let r = s.get("/hello?name=%ZZ");
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (400, "name: invalid percent-escape\n")
-    );
+    assert_eq!((r.status, r.body.as_str()), (400, "name: invalid percent-escape\n"));
     let r = s.get("/hello?name=%C3");
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (400, "name: not valid UTF-8 once decoded\n")
-    );
+    assert_eq!((r.status, r.body.as_str()), (400, "name: not valid UTF-8 once decoded\n"));
     let r = s.get("/hello?name=ab%");
-    assert_eq!(
-        (r.status, r.body.as_str()),
-        (400, "name: incomplete percent-escape\n")
-    );
+    assert_eq!((r.status, r.body.as_str()), (400, "name: incomplete percent-escape\n"));
     // Repeated names are kept in order: a list parameter sees them all.
     let r = s.get("/types?s=abc&i=1&f=1&b=1&k=red&j=1&u=&ks=b&ks=A&ks=c");
     assert_eq!(r.status, 200, "{r:?}");
@@ -201,8 +147,7 @@ fn oversized_heads_and_too_many_headers_are_431() {
     assert!(out.contains("request head exceeds the limit of 1024 bytes"));
     // Even a head that never ends is cut off at the limit.
     let mut c = s.connect();
-    c.write_all(format!("GET / HTTP/1.1\r\n{H}X-Long: {}", "b".repeat(1500)).as_bytes())
-        .unwrap();
+    c.write_all(format!("GET / HTTP/1.1\r\n{H}X-Long: {}", "b".repeat(1500)).as_bytes()).unwrap();
     is_plain_error(&read_to_close(&mut c), 431);
     let many: String = (0..9).map(|i| format!("X-{i}: v\r\n")).collect();
     let out = s.raw(format!("GET / HTTP/1.1\r\n{H}{many}\r\n").as_bytes());
@@ -215,14 +160,15 @@ fn a_body_over_the_cap_is_413_before_it_is_read() {
     let s = Server::start(&["hello"], &["--max-body-bytes", "100"]);
     let mut c = s.connect();
     // Only the head is sent: the answer must not wait for the body.
-    c.write_all(format!("POST /hello HTTP/1.1\r\n{H}Content-Length: 5000\r\n\r\n").as_bytes())
-        .unwrap();
+    c.write_all(format!("POST /hello HTTP/1.1\r\n{H}Content-Length: 5000\r\n\r\n").as_bytes()).unwrap();
     let out = read_to_close(&mut c);
     is_plain_error(&out, 413);
     assert!(out.contains("body of 5000 bytes exceeds the limit of 100 bytes"));
     // Chunked bodies are held to the same cap.
     let chunk = "x".repeat(150);
-    let out = s.raw(format!("POST /hello HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n96\r\n{chunk}\r\n0\r\n\r\n").as_bytes());
+    let out = s.raw(
+        format!("POST /hello HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n96\r\n{chunk}\r\n0\r\n\r\n").as_bytes(),
+    );
     is_plain_error(&out, 413);
 }
 
@@ -230,8 +176,7 @@ fn a_body_over_the_cap_is_413_before_it_is_read() {
 fn an_incomplete_request_is_408_after_the_timeout() {
     let s = Server::start(&[], &["--request-timeout-ms", "300"]);
     let mut c = s.connect();
-    c.write_all(format!("GET /slow HTTP/1.1\r\n{H}").as_bytes())
-        .unwrap();
+    c.write_all(format!("GET /slow HTTP/1.1\r\n{H}").as_bytes()).unwrap();
     let started = Instant::now();
     let out = read_to_close(&mut c);
     is_plain_error(&out, 408);
@@ -244,20 +189,11 @@ fn malformed_requests_are_400_and_close() {
     let s = Server::start(&["hello"], &[]);
     let cases: &[(&str, &str)] = &[
         ("GARBAGE\r\n\r\n", "malformed request"),
-        (
-            "GET /hello HTTP/1.1\r\nHost: t\r\nX: a\r\n folded\r\n\r\n",
-            "malformed request",
-        ),
-        (
-            "GET /hello HTTP/1.1\r\nHost : t\r\n\r\n",
-            "malformed request",
-        ),
+        ("GET /hello HTTP/1.1\r\nHost: t\r\nX: a\r\n folded\r\n\r\n", "malformed request"),
+        ("GET /hello HTTP/1.1\r\nHost : t\r\n\r\n", "malformed request"),
         ("GET /hello HTTP/1.1\r\n\r\n", "exactly one Host header"),
         ("GET hello HTTP/1.1\r\nHost: t\r\n\r\n", "must be a path"),
-        (
-            "GET /hel%zzlo HTTP/1.1\r\nHost: t\r\n\r\n",
-            "path: invalid percent-escape",
-        ),
+        ("GET /hel%zzlo HTTP/1.1\r\nHost: t\r\n\r\n", "path: invalid percent-escape"),
     ];
     for (req, reason) in cases {
         let out = s.raw(req.as_bytes());
@@ -282,9 +218,7 @@ fn smuggling_shapes_are_refused_and_never_processed() {
         format!(
             "POST /hello HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n{smuggled}"
         ),
-        format!(
-            "POST /hello HTTP/1.1\r\n{H}Content-Length: 0\r\nContent-Length: {n}\r\n\r\n{smuggled}"
-        ),
+        format!("POST /hello HTTP/1.1\r\n{H}Content-Length: 0\r\nContent-Length: {n}\r\n\r\n{smuggled}"),
         format!("POST /hello HTTP/1.1\r\n{H}Content-Length: 0, {n}\r\n\r\n{smuggled}"),
         format!("POST /hello HTTP/1.1\r\n{H}Content-Length: +0\r\n\r\n{smuggled}"),
         format!("POST /hello HTTP/1.1\r\n{H}Content-Length : 0\r\n\r\n{smuggled}"),
@@ -293,23 +227,15 @@ fn smuggling_shapes_are_refused_and_never_processed() {
         ),
         format!("POST /hello HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\nzz\r\n{smuggled}"),
         format!("POST /hello HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
-        format!(
-            "POST /hello HTTP/1.1\r\n{H}X: a\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
-        ),
+        format!("POST /hello HTTP/1.1\r\n{H}X: a\r\n Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"),
     ];
     for shape in &shapes {
         let out = s.raw(shape.as_bytes());
         is_plain_error(&out, 400);
-        assert_eq!(
-            out.matches("HTTP/1.1").count(),
-            1,
-            "exactly one response to {shape:?}:\n{out}"
-        );
+        assert_eq!(out.matches("HTTP/1.1").count(), 1, "exactly one response to {shape:?}:\n{out}");
         assert!(!out.contains("SMUGGLED"), "{out}");
     }
-    let out = s.raw(
-        format!("POST /hello HTTP/1.1\r\n{H}Transfer-Encoding: gzip\r\n\r\n{smuggled}").as_bytes(),
-    );
+    let out = s.raw(format!("POST /hello HTTP/1.1\r\n{H}Transfer-Encoding: gzip\r\n\r\n{smuggled}").as_bytes());
     is_plain_error(&out, 501);
     assert!(!out.contains("SMUGGLED"));
     assert_eq!(s.count_log("SMUGGLED"), 0);
@@ -328,10 +254,7 @@ fn chunked_bodies_are_decoded() {
         c.write_all(&[*b]).unwrap();
     }
     let out = read_to_close(&mut c);
-    assert!(
-        out.starts_with("HTTP/1.1 200") && out.ends_with("Hello, Ada!\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("Hello, Ada!\n"), "{out}");
 }
 
 #[test]
@@ -352,21 +275,14 @@ fn over_the_connection_limit_new_ones_get_503_and_old_ones_live_on() {
     let mut held: Vec<TcpStream> = (0..3).map(|_| s.connect()).collect();
     // The three are accepted before the fourth arrives.
     for c in &mut held {
-        c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes())
-            .unwrap();
-        assert_eq!(
-            read_response(&mut BufReader::new(c.try_clone().unwrap()), false)
-                .unwrap()
-                .status,
-            200
-        );
+        c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+        assert_eq!(read_response(&mut BufReader::new(c.try_clone().unwrap()), false).unwrap().status, 200);
     }
     let out = s.raw(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes());
     is_plain_error(&out, 503);
     assert!(out.contains("limit of 3 connections"));
     for c in &mut held {
-        c.write_all(format!("GET /hello?name=still HTTP/1.1\r\n{H}\r\n").as_bytes())
-            .unwrap();
+        c.write_all(format!("GET /hello?name=still HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
         let r = read_response(&mut BufReader::new(c.try_clone().unwrap()), false).unwrap();
         assert_eq!(r.body, "Hello, still!\n");
     }
@@ -379,11 +295,7 @@ fn two_hundred_slow_clients_do_not_delay_a_normal_one() {
     for i in 0..200 {
         let mut c = s.connect();
         // Half a request each, never finished.
-        c.write_all(
-            format!("POST /hello HTTP/1.1\r\n{H}Content-Length: 100\r\n\r\nname=slow{i}")
-                .as_bytes(),
-        )
-        .unwrap();
+        c.write_all(format!("POST /hello HTTP/1.1\r\n{H}Content-Length: 100\r\n\r\nname=slow{i}").as_bytes()).unwrap();
         slow.push(c);
     }
     // One keep-alive client, timed over several requests.
@@ -391,14 +303,10 @@ fn two_hundred_slow_clients_do_not_delay_a_normal_one() {
     let mut r = BufReader::new(c.try_clone().unwrap());
     for _ in 0..5 {
         let started = Instant::now();
-        c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes())
-            .unwrap();
+        c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
         assert_eq!(read_response(&mut r, false).unwrap().status, 200);
         let took = started.elapsed();
-        assert!(
-            took < Duration::from_millis(100),
-            "a normal request took {took:?} behind 200 slow ones"
-        );
+        assert!(took < Duration::from_millis(100), "a normal request took {took:?} behind 200 slow ones");
     }
     drop(slow);
 }
@@ -407,14 +315,8 @@ fn two_hundred_slow_clients_do_not_delay_a_normal_one() {
 fn sigterm_finishes_and_exits_zero() {
     let mut s = Server::start(&["hello"], &[]);
     let mut c = s.connect();
-    c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes())
-        .unwrap();
-    assert_eq!(
-        read_response(&mut BufReader::new(c.try_clone().unwrap()), false)
-            .unwrap()
-            .status,
-        200
-    );
+    c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+    assert_eq!(read_response(&mut BufReader::new(c.try_clone().unwrap()), false).unwrap().status, 200);
     let status = s.terminate();
     assert!(status.success(), "exit status {status}");
     s.wait_for_log("house: stopped", Duration::from_secs(5));
@@ -433,38 +335,19 @@ fn debug_traces_each_stage() {
 
 #[test]
 fn bad_flags_and_a_busy_port_fail_with_one_line() {
-    let out = Command::new(house_bin())
-        .arg("--frobnicate")
-        .output()
-        .unwrap();
+    let out = Command::new(house_bin()).arg("--frobnicate").output().unwrap();
     assert!(!out.status.success());
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr),
-        "house: unknown flag --frobnicate (see --help)\n"
-    );
-    let out = Command::new(house_bin())
-        .args(["--port", "http"])
-        .output()
-        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "house: unknown flag --frobnicate (see --help)\n");
+    let out = Command::new(house_bin()).args(["--port", "http"]).output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).starts_with("house: --port: invalid value \"http\"")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("house: --port: invalid value \"http\""));
     let s = Server::start(&[], &[]);
     let port = s.addr.port().to_string();
-    let out = Command::new(house_bin())
-        .args(["--port", &port])
-        .output()
-        .unwrap();
+    let out = Command::new(house_bin()).args(["--port", &port]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("in use"),
-        "{err}"
-    );
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("in use"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     let out = Command::new(house_bin()).arg("--help").output().unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--max-body-bytes")
-    );
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--max-body-bytes"));
 }

@@ -35,10 +35,7 @@ impl Args {
     }
 
     fn take(&mut self, n: usize) -> &'static [u8] {
-        let bytes = self
-            .buf
-            .get(self.pos..self.pos + n)
-            .expect("house: argument block ends early");
+        let bytes = self.buf.get(self.pos..self.pos + n).expect("house: argument block ends early");
         self.pos += n;
         bytes
     }

@@ -18,10 +18,7 @@ pub struct Bump {
 unsafe impl Sync for Bump {}
 
 #[global_allocator]
-static ALLOCATOR: Bump = Bump {
-    next: Cell::new(0),
-    last: Cell::new(0),
-};
+static ALLOCATOR: Bump = Bump { next: Cell::new(0), last: Cell::new(0) };
 
 unsafe extern "C" {
     static __heap_base: u8;

@@ -60,13 +60,7 @@ pub fn subscribe(channel: &str) -> Result<(), HostError> {
 /// breaks in `data` are framed safely by the host. Published events are sent
 /// when the handler returns successfully; a failing handler publishes nothing.
 pub fn publish(channel: &str, data: &str) -> Result<(), HostError> {
-    publish_event(
-        channel,
-        &Event {
-            data,
-            ..Event::default()
-        },
-    )
+    publish_event(channel, &Event { data, ..Event::default() })
 }
 
 /// [`publish`] with the SSE `event`, `id` and `retry` fields.

@@ -43,9 +43,7 @@ pub struct Object {
 
 impl Object {
     pub fn new() -> Object {
-        Object {
-            buf: String::from("{"),
-        }
+        Object { buf: String::from("{") }
     }
 
     fn key(&mut self, key: &str) {

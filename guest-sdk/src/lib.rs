@@ -156,8 +156,8 @@ pub use response::{IntoResponse, Response};
 pub mod prelude {
     pub use crate::json;
     pub use crate::{
-        Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
-        publish_event, subscribe,
+        Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish, publish_event,
+        subscribe,
     };
     pub use alloc::format;
     pub use alloc::string::{String, ToString};

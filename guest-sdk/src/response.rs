@@ -20,12 +20,7 @@ pub struct Response {
 impl Response {
     /// 200 with `body`.
     pub fn new(body: impl Into<Vec<u8>>) -> Response {
-        Response {
-            status: 200,
-            content_type: None,
-            headers: Vec::new(),
-            body: body.into(),
-        }
+        Response { status: 200, content_type: None, headers: Vec::new(), body: body.into() }
     }
 
     /// A JSON body (already serialized: see [`crate::json`]).
@@ -42,9 +37,7 @@ impl Response {
     pub fn error(status: u16, reason: impl Display) -> Response {
         let mut body = reason.to_string();
         body.push('\n');
-        Response::new(body)
-            .status(status)
-            .content_type("text/plain; charset=utf-8")
+        Response::new(body).status(status).content_type("text/plain; charset=utf-8")
     }
 
     pub fn status(mut self, status: u16) -> Response {
@@ -117,10 +110,7 @@ impl Response {
             out.extend_from_slice(bytes);
         };
         out.extend_from_slice(&u32::from(self.status).to_le_bytes());
-        text(
-            &mut out,
-            self.content_type.as_deref().unwrap_or("").as_bytes(),
-        );
+        text(&mut out, self.content_type.as_deref().unwrap_or("").as_bytes());
         out.extend_from_slice(&(self.headers.len() as u32).to_le_bytes());
         for (name, value) in &self.headers {
             text(&mut out, name.as_bytes());

@@ -68,10 +68,7 @@ impl Default for Config {
                 sse_buffer: 256 * 1024,
                 heartbeat: Duration::from_secs(15),
             },
-            guest: GuestLimits {
-                deadline: Duration::from_millis(50),
-                memory: 16 * 1024 * 1024,
-            },
+            guest: GuestLimits { deadline: Duration::from_millis(50), memory: 16 * 1024 * 1024 },
         }
     }
 }
@@ -158,11 +155,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             _ => bail!("unknown flag {flag} (see --help)"),
         }
     }
-    cfg.cache_dir = if no_cache {
-        None
-    } else {
-        cfg.cache_dir.or_else(default_cache_dir)
-    };
+    cfg.cache_dir = if no_cache { None } else { cfg.cache_dir.or_else(default_cache_dir) };
     Ok(Command::Serve(cfg))
 }
 
@@ -172,11 +165,8 @@ where
     T::Err: std::error::Error + Send + Sync + 'static,
 {
     let raw = parser.value()?;
-    let text = raw
-        .to_str()
-        .with_context(|| format!("{flag}: not valid UTF-8"))?;
-    text.parse()
-        .with_context(|| format!("{flag}: invalid value {text:?}"))
+    let text = raw.to_str().with_context(|| format!("{flag}: not valid UTF-8"))?;
+    text.parse().with_context(|| format!("{flag}: invalid value {text:?}"))
 }
 
 fn positive(parser: &mut lexopt::Parser, flag: &str) -> anyhow::Result<usize> {

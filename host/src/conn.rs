@@ -131,11 +131,7 @@ impl Conn {
     /// Frames the next complete request out of the read buffer, if there is
     /// one. A framing error poisons the connection: the caller answers it and
     /// closes.
-    pub fn next_request(
-        &mut self,
-        limits: &Limits,
-        now: Instant,
-    ) -> Result<Option<Request>, HttpError> {
+    pub fn next_request(&mut self, limits: &Limits, now: Instant) -> Result<Option<Request>, HttpError> {
         if self.head.is_none() {
             if self.rbuf.is_empty() {
                 return Ok(None);
@@ -162,11 +158,7 @@ impl Conn {
         if self.rbuf.is_empty() && self.rbuf.capacity() > 64 * 1024 {
             self.rbuf = Vec::new();
         }
-        Ok(Some(Request {
-            head,
-            body,
-            started,
-        }))
+        Ok(Some(Request { head, body, started }))
     }
 
     /// Whether a request is partly read.

@@ -27,6 +27,8 @@ pub enum Outcome {
         first: Vec<u8>,
         channels: Vec<String>,
     },
+    /// The loop's own counters, which only the loop can fill in.
+    Stats,
 }
 
 /// The result of a dispatch, and the events it published (applied by the
@@ -50,27 +52,15 @@ impl Dispatcher {
         Dispatched { outcome, publishes }
     }
 
-    fn answer(
-        &self,
-        req: &Request,
-        log: &mut Log,
-        publishes: &mut Vec<Publication>,
-    ) -> Result<Outcome, HttpError> {
+    fn answer(&self, req: &Request, log: &mut Log, publishes: &mut Vec<Publication>) -> Result<Outcome, HttpError> {
         let head = &req.head;
         let route = match self.router.lookup(&head.path, &head.method) {
             Lookup::Found(route) => route,
             Lookup::NotFound => {
-                return Err(HttpError::new(
-                    ErrorKind::NotFound,
-                    format!("no handler for {}", head.path),
-                ));
+                return Err(HttpError::new(ErrorKind::NotFound, format!("no handler for {}", head.path)));
             }
             Lookup::MethodNotAllowed(allowed) => {
-                return Err(HttpError::method_not_allowed(
-                    &head.method,
-                    &head.path,
-                    allowed.allow_header(),
-                ));
+                return Err(HttpError::method_not_allowed(&head.method, &head.path, allowed.allow_header()));
             }
         };
         let handler = match &route.target {
@@ -82,39 +72,27 @@ impl Dispatcher {
                     body: self.guests_index.as_bytes().to_vec(),
                 });
             }
+            Target::Stats => return Ok(Outcome::Stats),
             Target::Guest(handler) => handler,
         };
 
         let mut params = Params::default();
         let bad = |e: String| HttpError::new(ErrorKind::BadParameter, e);
-        params
-            .extend_from_urlencoded(head.query.as_bytes())
-            .map_err(bad)?;
+        params.extend_from_urlencoded(head.query.as_bytes()).map_err(bad)?;
         if head.form_body {
             params.extend_from_urlencoded(&req.body).map_err(bad)?;
         }
         let args = guests::validate::encode_args(&handler.spec.params, &params)?;
 
         let out = self.runtime.call(handler, &args).map_err(|failure| {
-            log.line(format_args!(
-                "guest {}: {}: {failure}",
-                handler.module.file, handler.spec.name
-            ));
-            HttpError::new(
-                ErrorKind::Guest,
-                format!("handler {} failed", handler.spec.name),
-            )
+            log.line(format_args!("guest {}: {}: {failure}", handler.module.file, handler.spec.name));
+            HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name))
         })?;
         for line in &out.logs {
-            log.line(format_args!(
-                "guest {}: {}: {line}",
-                handler.module.file, handler.spec.name
-            ));
+            log.line(format_args!("guest {}: {}: {line}", handler.module.file, handler.spec.name));
         }
         *publishes = out.publishes;
-        let content_type = out
-            .content_type
-            .unwrap_or_else(|| handler.spec.content_type.clone());
+        let content_type = out.content_type.unwrap_or_else(|| handler.spec.content_type.clone());
         match handler.spec.kind {
             // A stream handler may refuse with a status of its own; then it
             // is an ordinary response and subscribes nothing.
@@ -127,27 +105,13 @@ impl Dispatcher {
                             "guest {}: {}: first event is not UTF-8",
                             handler.module.file, handler.spec.name
                         ));
-                        return Err(HttpError::new(
-                            ErrorKind::Guest,
-                            format!("handler {} failed", handler.spec.name),
-                        ));
+                        return Err(HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name)));
                     }
                 };
-                let first = crate::sse::frame(&crate::sse::Event {
-                    data,
-                    ..Default::default()
-                });
-                Ok(Outcome::Stream {
-                    first,
-                    channels: out.subscriptions,
-                })
+                let first = crate::sse::frame(&crate::sse::Event { data, ..Default::default() });
+                Ok(Outcome::Stream { first, channels: out.subscriptions })
             }
-            _ => Ok(Outcome::Reply {
-                status: out.status,
-                content_type,
-                headers: out.headers,
-                body: out.body,
-            }),
+            _ => Ok(Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body }),
         }
     }
 }

@@ -87,8 +87,7 @@ impl Server {
         dispatcher: Dispatcher,
         messages: Receiver<Message>,
     ) -> anyhow::Result<Server> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let (signals, notify) = std::os::unix::net::UnixStream::pair()?;
         signals.set_nonblocking(true)?;
         notify.set_nonblocking(true)?;
@@ -96,8 +95,7 @@ impl Server {
             signal_hook::low_level::pipe::register(sig, notify.try_clone()?)?;
         }
         let mut signals = UnixStream::from_std(signals);
-        poll.registry()
-            .register(&mut signals, SIGNAL, Interest::READABLE)?;
+        poll.registry().register(&mut signals, SIGNAL, Interest::READABLE)?;
         let l = &cfg.limits;
         let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
@@ -179,43 +177,25 @@ impl Server {
             };
             let limit = self.cfg.limits.max_connections;
             if self.conns.len() >= limit + REFUSAL_SLOTS {
-                trace!(
-                    self.log,
-                    "{peer}: refused outright, over the connection limit"
-                );
+                trace!(self.log, "{peer}: refused outright, over the connection limit");
                 continue;
             }
             let entry = self.conns.vacant_entry();
             let key = entry.key();
-            if let Err(e) = self.poll.registry().register(
-                &mut socket,
-                Token(key),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                self.log
-                    .line(format_args!("house: cannot register {peer}: {e}"));
+            if let Err(e) =
+                self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE)
+            {
+                self.log.line(format_args!("house: cannot register {peer}: {e}"));
                 continue;
             }
             let _ = socket.set_nodelay(true);
             entry.insert(Conn::new(socket, peer, now));
             trace!(self.log, "{peer}: accepted as #{key}");
             if self.conns.len() > limit {
-                let err = HttpError::new(
-                    ErrorKind::Unavailable,
-                    format!("server is at its limit of {limit} connections"),
-                );
-                self.log.line(format_args!(
-                    "house: refused {peer}: over {limit} connections"
-                ));
-                self.send_error(
-                    key,
-                    &err,
-                    Framing {
-                        version: 1,
-                        keep_alive: false,
-                        head_only: false,
-                    },
-                );
+                let err =
+                    HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {limit} connections"));
+                self.log.line(format_args!("house: refused {peer}: over {limit} connections"));
+                self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
             }
         }
     }
@@ -274,15 +254,7 @@ impl Server {
                 Err(err) => {
                     trace!(self.log, "#{key}: framing error: {}", err.reason);
                     self.log.access("-", "-", err.status(), Duration::ZERO);
-                    self.send_error(
-                        key,
-                        &err,
-                        Framing {
-                            version: 1,
-                            keep_alive: false,
-                            head_only: false,
-                        },
-                    );
+                    self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
                     return true;
                 }
             }
@@ -299,22 +271,29 @@ impl Server {
             head_only: head.method == "HEAD",
         };
         let status = match dispatched.outcome {
-            Ok(Outcome::Reply {
-                status,
-                content_type,
-                headers,
-                body,
-            }) => {
-                let resp = response::Response {
-                    status,
-                    content_type: &content_type,
-                    headers: &headers,
-                    body: &body,
-                };
+            Ok(Outcome::Reply { status, content_type, headers, body }) => {
+                let resp = response::Response { status, content_type: &content_type, headers: &headers, body: &body };
                 self.out.clear();
                 response::write(&mut self.out, &resp, framing, &self.date);
                 self.send(key, !framing.keep_alive);
                 status
+            }
+            Ok(Outcome::Stats) => {
+                let (channels, subscriptions) = self.channels.stats();
+                let body = format!(
+                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions}}}"#,
+                    self.conns.len()
+                );
+                let resp = response::Response {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: &[],
+                    body: body.as_bytes(),
+                };
+                self.out.clear();
+                response::write(&mut self.out, &resp, framing, &self.date);
+                self.send(key, !framing.keep_alive);
+                200
             }
             Ok(Outcome::Stream { first, channels }) => {
                 self.out.clear();
@@ -333,12 +312,7 @@ impl Server {
                 status
             }
         };
-        self.log.access(
-            &req.head.method,
-            &req.head.path,
-            status,
-            now.elapsed().max(now - req.started),
-        );
+        self.log.access(&req.head.method, &req.head.path, status, now.elapsed().max(now - req.started));
         for publication in dispatched.publishes {
             self.publish(&publication.channel, &publication.frame, now);
         }
@@ -381,20 +355,14 @@ impl Server {
     fn publish(&mut self, channel: &str, frame: &[u8], now: Instant) {
         let cap = self.cfg.limits.sse_buffer;
         let subscribers = self.channels.subscribers(channel);
-        trace!(
-            self.log,
-            "publish to {channel:?}: {} subscribers",
-            subscribers.len()
-        );
+        trace!(self.log, "publish to {channel:?}: {} subscribers", subscribers.len());
         for key in subscribers {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             if conn.pending() + frame.len() > cap {
                 let (peer, pending) = (conn.peer, conn.pending());
-                self.log.line(format_args!(
-                    "house: dropped subscriber {peer}: {pending} bytes unread, over the cap"
-                ));
+                self.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
                 self.close(key, None);
                 continue;
             }
@@ -411,9 +379,7 @@ impl Server {
             return;
         };
         match conn.phase {
-            Phase::Http | Phase::Stream if conn.peer_closed && conn.pending() == 0 => {
-                self.close(key, None)
-            }
+            Phase::Http | Phase::Stream if conn.peer_closed && conn.pending() == 0 => self.close(key, None),
             Phase::Closing if conn.pending() == 0 => {
                 let _ = conn.socket().shutdown(std::net::Shutdown::Write);
                 if conn.peer_closed {
@@ -433,9 +399,7 @@ impl Server {
         }
         let mut conn = self.conns.remove(key);
         match err {
-            Some(e) if !is_disconnect(e) => {
-                self.log.line(format_args!("house: {}: {e}", conn.peer))
-            }
+            Some(e) if !is_disconnect(e) => self.log.line(format_args!("house: {}: {e}", conn.peer)),
             _ => {}
         }
         trace!(self.log, "#{key}: closed ({})", conn.peer);
@@ -449,9 +413,7 @@ impl Server {
     /// closes, the cached Date header, a paused accept.
     fn sweep(&mut self, now: Instant) {
         let wall = SystemTime::now();
-        let second = wall
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let second = wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if second != self.date_second {
             self.date_second = second;
             self.date = httpdate::fmt_http_date(wall);
@@ -466,10 +428,7 @@ impl Server {
         for (key, conn) in self.conns.iter() {
             match conn.phase {
                 Phase::Http if conn.mid_request() => {
-                    if conn
-                        .request_started
-                        .is_some_and(|t| now - t >= l.request_timeout)
-                    {
+                    if conn.request_started.is_some_and(|t| now - t >= l.request_timeout) {
                         timed_out.push(key);
                     }
                 }
@@ -506,20 +465,10 @@ impl Server {
         }
         let timeout = self.cfg.limits.request_timeout;
         for key in timed_out {
-            let err = HttpError::new(
-                ErrorKind::Timeout,
-                format!("request not complete within {} ms", timeout.as_millis()),
-            );
+            let err =
+                HttpError::new(ErrorKind::Timeout, format!("request not complete within {} ms", timeout.as_millis()));
             self.log.access("-", "-", 408, timeout);
-            self.send_error(
-                key,
-                &err,
-                Framing {
-                    version: 1,
-                    keep_alive: false,
-                    head_only: false,
-                },
-            );
+            self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
             self.settle(key, now);
         }
         for key in heartbeats {
@@ -543,10 +492,7 @@ impl Server {
         if self.shutdown.is_some() {
             return;
         }
-        self.log.line(format_args!(
-            "house: shutting down ({} connections open)",
-            self.conns.len()
-        ));
+        self.log.line(format_args!("house: shutting down ({} connections open)", self.conns.len()));
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -566,10 +512,5 @@ impl Server {
 
 /// A peer going away is normal, not worth a log line.
 fn is_disconnect(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::BrokenPipe
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::ConnectionAborted
-    )
+    matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted)
 }

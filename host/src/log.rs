@@ -28,11 +28,7 @@ pub(crate) use trace;
 
 impl Log {
     pub fn new(debug: bool, access: bool) -> Log {
-        Log {
-            debug,
-            access,
-            buf: Vec::with_capacity(64 * 1024),
-        }
+        Log { debug, access, buf: Vec::with_capacity(64 * 1024) }
     }
 
     /// A line, written at the end of this turn of the loop.
@@ -47,11 +43,7 @@ impl Log {
     pub fn access(&mut self, method: &str, path: &str, status: u16, took: Duration) {
         if self.access {
             let micros = took.as_micros();
-            self.line(format_args!(
-                "{method} {path} {status} {}.{:03}ms",
-                micros / 1000,
-                micros % 1000
-            ));
+            self.line(format_args!("{method} {path} {status} {}.{:03}ms", micros / 1000, micros % 1000));
         }
     }
 

@@ -46,19 +46,14 @@ fn run() -> anyhow::Result<()> {
     let listener = event_loop::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
 
-    let runtime =
-        guests::Runtime::new(cfg.guest.clone()).context("cannot start the wasm engine")?;
+    let runtime = guests::Runtime::new(cfg.guest.clone()).context("cannot start the wasm engine")?;
     let mut registry = Registry::new(cfg.guests.clone());
     registry.load_all(&runtime);
     let (router, guests_index) = registry.routes();
 
     let poll = mio::Poll::new()?;
     let (_tx, rx) = mpsc::channel();
-    let dispatcher = Dispatcher {
-        router,
-        runtime,
-        guests_index,
-    };
+    let dispatcher = Dispatcher { router, runtime, guests_index };
     let server = event_loop::Server::new(cfg, poll, listener, dispatcher, rx)?;
     // Tests wait for this line: it means the socket is bound and the
     // guests present at start-up are served.

@@ -20,10 +20,7 @@ impl Methods {
 
     /// Parses a method name; `None` for one house does not know.
     pub fn parse(name: &str) -> Option<Methods> {
-        NAMES
-            .iter()
-            .position(|m| *m == name)
-            .map(|i| Methods(1 << i))
+        NAMES.iter().position(|m| *m == name).map(|i| Methods(1 << i))
     }
 
     pub fn union(self, other: Methods) -> Methods {
@@ -39,18 +36,12 @@ impl Methods {
     /// The value of an `Allow` header.
     pub fn allow_header(self) -> String {
         let with_head = if self.0 & 1 != 0 { self.0 | 2 } else { self.0 };
-        let names: Vec<&str> = (0..NAMES.len())
-            .filter(|i| with_head & (1 << i) != 0)
-            .map(|i| NAMES[i])
-            .collect();
+        let names: Vec<&str> = (0..NAMES.len()).filter(|i| with_head & (1 << i) != 0).map(|i| NAMES[i]).collect();
         names.join(", ")
     }
 
     pub fn names(self) -> Vec<&'static str> {
-        (0..NAMES.len())
-            .filter(|i| self.0 & (1 << i) != 0)
-            .map(|i| NAMES[i])
-            .collect()
+        (0..NAMES.len()).filter(|i| self.0 & (1 << i) != 0).map(|i| NAMES[i]).collect()
     }
 }
 
@@ -60,6 +51,8 @@ pub enum Target {
     Guest(Arc<Handler>),
     /// `GET /_house/guests`: what is loaded.
     GuestsIndex,
+    /// `GET /_house/stats`: connections, channels, subscribers.
+    Stats,
 }
 
 #[derive(Clone)]
@@ -83,23 +76,14 @@ impl Router {
     /// The routes the host serves itself, before any guest is loaded.
     pub fn with_builtins() -> Router {
         let mut r = Router::default();
-        r.insert(
-            "/_house/guests".into(),
-            Route {
-                methods: Methods::GET,
-                target: Target::GuestsIndex,
-            },
-        );
+        r.insert("/_house/guests".into(), Route { methods: Methods::GET, target: Target::GuestsIndex });
+        r.insert("/_house/stats".into(), Route { methods: Methods::GET, target: Target::Stats });
         r
     }
 
     /// Adds a route; the previous one for the path, if any, is returned.
     pub fn insert(&mut self, path: String, route: Route) -> Option<Route> {
         self.routes.insert(path, route)
-    }
-
-    pub fn contains(&self, path: &str) -> bool {
-        self.routes.contains_key(path)
     }
 
     pub fn lookup(&self, path: &str, method: &str) -> Lookup<'_> {
@@ -126,14 +110,8 @@ mod tests {
     #[test]
     fn lookup_tells_404_from_405() {
         let r = Router::with_builtins();
-        assert!(matches!(
-            r.lookup("/_house/guests", "GET"),
-            Lookup::Found(_)
-        ));
-        assert!(matches!(
-            r.lookup("/_house/guests", "POST"),
-            Lookup::MethodNotAllowed(_)
-        ));
+        assert!(matches!(r.lookup("/_house/guests", "GET"), Lookup::Found(_)));
+        assert!(matches!(r.lookup("/_house/guests", "POST"), Lookup::MethodNotAllowed(_)));
         assert!(matches!(r.lookup("/nope", "GET"), Lookup::NotFound));
     }
 }

@@ -100,10 +100,7 @@ impl Channels {
 
     /// A snapshot of the subscribers (publishing may unsubscribe some).
     pub fn subscribers(&self, channel: &str) -> Vec<usize> {
-        self.map
-            .get(channel)
-            .map(|s| s.iter().copied().collect())
-            .unwrap_or_default()
+        self.map.get(channel).map(|s| s.iter().copied().collect()).unwrap_or_default()
     }
 
     /// (channels, subscriptions), for the introspection endpoint.
@@ -117,38 +114,20 @@ mod tests {
     use super::*;
 
     fn framed(data: &str) -> String {
-        String::from_utf8(frame(&Event {
-            data: data.into(),
-            ..Event::default()
-        }))
-        .unwrap()
+        String::from_utf8(frame(&Event { data: data.into(), ..Event::default() })).unwrap()
     }
 
     #[test]
     fn splits_every_kind_of_line_break() {
-        assert_eq!(
-            framed("a\nb\r\nc\rd"),
-            "data: a\ndata: b\ndata: c\ndata: d\n\n"
-        );
+        assert_eq!(framed("a\nb\r\nc\rd"), "data: a\ndata: b\ndata: c\ndata: d\n\n");
         assert_eq!(framed(""), "data: \n\n");
-        assert_eq!(
-            framed("x\n\nevent: forged"),
-            "data: x\ndata: \ndata: event: forged\n\n"
-        );
+        assert_eq!(framed("x\n\nevent: forged"), "data: x\ndata: \ndata: event: forged\n\n");
     }
 
     #[test]
     fn fields_come_before_data() {
-        let ev = Event {
-            data: "hé".into(),
-            event: Some("msg".into()),
-            id: Some("7".into()),
-            retry: Some(500),
-        };
-        assert_eq!(
-            String::from_utf8(frame(&ev)).unwrap(),
-            "event: msg\nid: 7\nretry: 500\ndata: hé\n\n"
-        );
+        let ev = Event { data: "hé".into(), event: Some("msg".into()), id: Some("7".into()), retry: Some(500) };
+        assert_eq!(String::from_utf8(frame(&ev)).unwrap(), "event: msg\nid: 7\nretry: 500\ndata: hé\n\n");
     }
 
     #[test]

@@ -12,11 +12,7 @@ pub struct WatHandler<'a> {
 impl<'a> WatHandler<'a> {
     /// A closing handler without parameters.
     pub fn closing(name: &'a str, body: &'a str) -> WatHandler<'a> {
-        WatHandler {
-            name,
-            manifest: format!(r#"{{"name":"{name}","kind":"closing"}}"#),
-            body,
-        }
+        WatHandler { name, manifest: format!(r#"{{"name":"{name}","kind":"closing"}}"#), body }
     }
 }
 

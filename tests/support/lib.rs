@@ -11,35 +11,24 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod fault;
+pub mod sse;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
 /// The release binary `make` builds (or `$HOUSE_BIN`).
 pub fn house_bin() -> PathBuf {
-    let bin = std::env::var_os("HOUSE_BIN")
-        .map_or_else(|| repo().join("target/release/house"), PathBuf::from);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `make build` first",
-        bin.display()
-    );
+    let bin = std::env::var_os("HOUSE_BIN").map_or_else(|| repo().join("target/release/house"), PathBuf::from);
+    assert!(bin.exists(), "{} is missing: run `make build` first", bin.display());
     bin
 }
 
 /// A built example guest from `guests/` (`make guests` builds them).
 pub fn example_guest(name: &str) -> PathBuf {
     let path = repo().join("guests").join(format!("{name}.wasm"));
-    assert!(
-        path.exists(),
-        "{} is missing: run `make guests` first",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing: run `make guests` first", path.display());
     path
 }
 
@@ -88,8 +77,7 @@ impl Server {
     pub fn start(guests: &[&str], flags: &[&str]) -> Server {
         let dir = TempDir::new("guests");
         for g in guests {
-            std::fs::copy(example_guest(g), dir.path().join(format!("{g}.wasm")))
-                .expect("copy guest");
+            std::fs::copy(example_guest(g), dir.path().join(format!("{g}.wasm"))).expect("copy guest");
         }
         Server::start_in(dir, flags)
     }
@@ -124,12 +112,7 @@ impl Server {
                 sink.changed.notify_all();
             }
         });
-        let mut server = Server {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            guests,
-            log,
-        };
+        let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, log };
         let line = server.wait_for_log("listening on http://", Duration::from_secs(30));
         let addr = line.rsplit("http://").next().unwrap().trim();
         server.addr = addr.parse().expect("listening address");
@@ -138,12 +121,8 @@ impl Server {
 
     /// Waits until a stderr line contains `needle`; returns that line.
     pub fn wait_for_log(&self, needle: &str, timeout: Duration) -> String {
-        self.try_wait_for_log(needle, timeout).unwrap_or_else(|| {
-            panic!(
-                "no log line with {needle:?} within {timeout:?}; log:\n{}",
-                self.log()
-            )
-        })
+        self.try_wait_for_log(needle, timeout)
+            .unwrap_or_else(|| panic!("no log line with {needle:?} within {timeout:?}; log:\n{}", self.log()))
     }
 
     pub fn try_wait_for_log(&self, needle: &str, timeout: Duration) -> Option<String> {
@@ -160,13 +139,7 @@ impl Server {
 
     /// How many stderr lines contain `needle` so far.
     pub fn count_log(&self, needle: &str) -> usize {
-        self.log
-            .text
-            .lock()
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(needle))
-            .count()
+        self.log.text.lock().unwrap().lines().filter(|l| l.contains(needle)).count()
     }
 
     pub fn log(&self) -> String {
@@ -213,20 +186,34 @@ impl Server {
 
     /// SIGTERM, then waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "house did not exit within 10 s of SIGTERM"
-            );
+            assert!(Instant::now() < deadline, "house did not exit within 10 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The loop's counters from `/_house/stats`: (connections, channels, subscriptions).
+    pub fn stats(&self) -> (u64, u64, u64) {
+        let v: serde_json::Value = serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON");
+        let n = |k: &str| v[k].as_u64().expect("a count");
+        (n("connections"), n("channels"), n("subscriptions"))
+    }
+
+    /// Polls `/_house/stats` until `pred` holds (bounded by `timeout`).
+    pub fn wait_for_stats(&self, timeout: Duration, pred: impl Fn((u64, u64, u64)) -> bool) -> (u64, u64, u64) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if pred(stats) {
+                return stats;
+            }
+            assert!(Instant::now() < deadline, "stats never matched; last {stats:?}");
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -274,10 +261,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -299,17 +283,11 @@ pub fn read_response(r: &mut impl BufRead, head_only: bool) -> Option<Response> 
         let (n, v) = l.split_once(':')?;
         headers.push((n.trim().to_owned(), v.trim().to_owned()));
     }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-        .map_or(0, |(_, v)| v.parse().unwrap());
+    let len: usize =
+        headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("content-length")).map_or(0, |(_, v)| v.parse().unwrap());
     let mut body = vec![0; if head_only { 0 } else { len }];
     r.read_exact(&mut body).ok()?;
-    Some(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    })
+    Some(Response { status, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
 /// Percent-encodes a query or form value.

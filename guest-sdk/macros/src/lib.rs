@@ -48,11 +48,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             if kind.is_some() {
                 return Err(meta.error("give the kind once: closing or stream"));
             }
-            kind = Some(if meta.path.is_ident("closing") {
-                "closing"
-            } else {
-                "stream"
-            });
+            kind = Some(if meta.path.is_ident("closing") { "closing" } else { "stream" });
         } else if meta.path.is_ident("path") {
             let path: syn::LitStr = meta.value()?.parse()?;
             if !path.value().starts_with('/') {
@@ -65,34 +61,22 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         } else if meta.path.is_ident("methods") {
             let mut methods = Vec::new();
             meta.parse_nested_meta(|m| {
-                let name = m
-                    .path
-                    .get_ident()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
+                let name = m.path.get_ident().map(ToString::to_string).unwrap_or_default();
                 if !METHODS.contains(&name.as_str()) {
-                    return Err(
-                        m.error(format!("unknown method; use one of {}", METHODS.join(", ")))
-                    );
+                    return Err(m.error(format!("unknown method; use one of {}", METHODS.join(", "))));
                 }
                 methods.push(Value::String(name));
                 Ok(())
             })?;
             manifest.insert("methods".into(), Value::Array(methods));
         } else {
-            return Err(meta.error(
-                "expected closing, stream, path = \"..\", content_type = \"..\" or methods(..)",
-            ));
+            return Err(meta.error("expected closing, stream, path = \"..\", content_type = \"..\" or methods(..)"));
         }
         Ok(())
     });
     syn::parse::Parser::parse2(parser, attr)?;
-    let kind = kind.ok_or_else(|| {
-        Error::new(
-            Span::call_site(),
-            "say which kind: #[handler(closing)] or #[handler(stream)]",
-        )
-    })?;
+    let kind =
+        kind.ok_or_else(|| Error::new(Span::call_site(), "say which kind: #[handler(closing)] or #[handler(stream)]"))?;
 
     // ...and the function.
     let mut func: syn::ItemFn = syn::parse2(item)?;
@@ -101,10 +85,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         return Err(Error::new(a.span(), "handlers are not async"));
     }
     if !sig.generics.params.is_empty() {
-        return Err(Error::new(
-            sig.generics.span(),
-            "handlers take no generic parameters",
-        ));
+        return Err(Error::new(sig.generics.span(), "handlers take no generic parameters"));
     }
     let name = sig.ident.to_string();
     let name = name.strip_prefix("r#").unwrap_or(&name).to_owned();
@@ -115,16 +96,10 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
     let mut args = Vec::new();
     for (i, input) in func.sig.inputs.iter_mut().enumerate() {
         let syn::FnArg::Typed(pat) = input else {
-            return Err(Error::new(
-                input.span(),
-                "handlers are free functions, without self",
-            ));
+            return Err(Error::new(input.span(), "handlers are free functions, without self"));
         };
         let syn::Pat::Ident(ident) = &*pat.pat else {
-            return Err(Error::new(
-                pat.pat.span(),
-                "name each parameter with a plain identifier",
-            ));
+            return Err(Error::new(pat.pat.span(), "name each parameter with a plain identifier"));
         };
         let mut rules = Rules::default();
         let mut wire_name = ident.ident.to_string().trim_start_matches("r#").to_owned();
@@ -143,7 +118,9 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
                     wire_name = n.value();
                     return Ok(());
                 }
-                Err(meta.error("expected chars(..), range(..), one_of(..), items(..), default = .., untyped or name = \"..\""))
+                Err(meta.error(
+                    "expected chars(..), range(..), one_of(..), items(..), default = .., untyped or name = \"..\"",
+                ))
             })?;
         }
         pat.attrs = kept;
@@ -165,9 +142,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         params.push(Value::Object(p));
         let var = format_ident!("__house_arg{}", i);
         let ty = &pat.ty;
-        decoders.push(
-            quote! { let #var: #ty = ::house_sdk::__private::FromArg::decode(&mut __house_args); },
-        );
+        decoders.push(quote! { let #var: #ty = ::house_sdk::__private::FromArg::decode(&mut __house_args); });
         args.push(var);
     }
 
@@ -241,13 +216,7 @@ impl Parse for TypeDefs {
             {
                 return Err(Error::new(name.span(), "this name is a built-in type"));
             }
-            defs.push(TypeDef {
-                attrs,
-                vis,
-                name,
-                base,
-                rules,
-            });
+            defs.push(TypeDef { attrs, vis, name, base, rules });
             if !input.is_empty() {
                 input.parse::<syn::Token![;]>()?;
             }
@@ -259,14 +228,7 @@ impl Parse for TypeDefs {
 impl TypeDefs {
     fn expand(self) -> Result<TokenStream2> {
         let mut out = TokenStream2::new();
-        for TypeDef {
-            attrs,
-            vis,
-            name,
-            base,
-            rules,
-        } in self.0
-        {
+        for TypeDef { attrs, vis, name, base, rules } in self.0 {
             let rust = base.rust_type();
             let json = json!({"base": base.manifest_name(), "rules": rules.json()}).to_string();
             let export = format!("house_type.{name}");

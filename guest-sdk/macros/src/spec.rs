@@ -84,26 +84,17 @@ impl Base {
                     ("Json", _) => Ok(Base::Json),
                     ("Vec", syn::PathArguments::AngleBracketed(args)) if args.args.len() == 1 => {
                         match args.args.first() {
-                            Some(syn::GenericArgument::Type(inner)) => {
-                                match Base::from_rust_type(inner)? {
-                                    Base::Keyword => Ok(Base::ListOfKeyword),
-                                    Base::Integer => Ok(Base::ListOfInteger),
-                                    _ => Err(Error::new(
-                                        inner.span(),
-                                        "lists are Vec<Keyword> or Vec<i64>",
-                                    )),
-                                }
-                            }
+                            Some(syn::GenericArgument::Type(inner)) => match Base::from_rust_type(inner)? {
+                                Base::Keyword => Ok(Base::ListOfKeyword),
+                                Base::Integer => Ok(Base::ListOfInteger),
+                                _ => Err(Error::new(inner.span(), "lists are Vec<Keyword> or Vec<i64>")),
+                            },
                             _ => Err(err()),
                         }
                     }
-                    (
-                        "i8" | "i16" | "i32" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize",
-                        _,
-                    ) => Err(Error::new(
-                        ty.span(),
-                        "integers are i64; bound them with #[param(range(...))]",
-                    )),
+                    ("i8" | "i16" | "i32" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize", _) => {
+                        Err(Error::new(ty.span(), "integers are i64; bound them with #[param(range(...))]"))
+                    }
                     ("f32", _) => Err(Error::new(ty.span(), "floats are f64")),
                     (_, syn::PathArguments::None) => Ok(Base::Named(name)),
                     _ => Err(err()),
@@ -136,10 +127,7 @@ impl Base {
     }
 
     fn is_text(&self) -> bool {
-        matches!(
-            self,
-            Base::Untyped | Base::String | Base::Keyword | Base::Json
-        )
+        matches!(self, Base::Untyped | Base::String | Base::Keyword | Base::Json)
     }
 
     fn is_numeric(&self) -> bool {
@@ -209,36 +197,24 @@ impl Rules {
         let name = base.manifest_name();
         if let Some((b, span)) = &self.chars {
             if !named && !base.is_text() {
-                return Err(Error::new(
-                    *span,
-                    format!("chars applies to text, not to {name}"),
-                ));
+                return Err(Error::new(*span, format!("chars applies to text, not to {name}")));
             }
             ordered(b, *span)?;
         }
         if let Some((b, span)) = &self.items {
             if !named && !base.is_list() {
-                return Err(Error::new(
-                    *span,
-                    format!("items applies to lists, not to {name}"),
-                ));
+                return Err(Error::new(*span, format!("items applies to lists, not to {name}")));
             }
             ordered(b, *span)?;
         }
         if let Some((min, max, span)) = &self.range {
             if !named && !base.is_numeric() {
-                return Err(Error::new(
-                    *span,
-                    format!("range applies to numbers, not to {name}"),
-                ));
+                return Err(Error::new(*span, format!("range applies to numbers, not to {name}")));
             }
             let int_only = matches!(base, Base::Integer | Base::ListOfInteger);
             for (v, is_int) in [min, max].into_iter().flatten() {
                 if int_only && !is_int {
-                    return Err(Error::new(
-                        *span,
-                        format!("range of {name} needs integer bounds, got {v}"),
-                    ));
+                    return Err(Error::new(*span, format!("range of {name} needs integer bounds, got {v}")));
                 }
             }
             if let (Some((a, _)), Some((b, _))) = (min, max)
@@ -254,17 +230,12 @@ impl Rules {
             for v in values {
                 let fits = named
                     || match base {
-                        Base::String | Base::Untyped | Base::Keyword | Base::ListOfKeyword => {
-                            v.is_string()
-                        }
+                        Base::String | Base::Untyped | Base::Keyword | Base::ListOfKeyword => v.is_string(),
                         Base::Integer | Base::ListOfInteger => v.is_i64(),
                         _ => false,
                     };
                 if !fits {
-                    return Err(Error::new(
-                        *span,
-                        format!("one_of value {v} does not fit {name}"),
-                    ));
+                    return Err(Error::new(*span, format!("one_of value {v} does not fit {name}")));
                 }
             }
         }
@@ -275,19 +246,12 @@ impl Rules {
                     Base::Integer => v.is_i64(),
                     Base::Float => v.is_number(),
                     Base::Boolean => v.is_boolean(),
-                    Base::ListOfKeyword => {
-                        v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
-                    }
-                    Base::ListOfInteger => {
-                        v.as_array().is_some_and(|a| a.iter().all(Value::is_i64))
-                    }
+                    Base::ListOfKeyword => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                    Base::ListOfInteger => v.as_array().is_some_and(|a| a.iter().all(Value::is_i64)),
                     Base::Named(_) => true,
                 };
             if !fits {
-                return Err(Error::new(
-                    *span,
-                    format!("default {v} does not fit {name}"),
-                ));
+                return Err(Error::new(*span, format!("default {v} does not fit {name}")));
             }
         }
         Ok(())
@@ -340,9 +304,7 @@ fn bounds(meta: &ParseNestedMeta<'_>, rule: &str) -> Result<Bounds> {
 
 fn ordered(b: &Bounds, span: Span) -> Result<()> {
     match (b.min, b.max) {
-        (Some(min), Some(max)) if min > max => {
-            Err(Error::new(span, format!("min ({min}) > max ({max})")))
-        }
+        (Some(min), Some(max)) if min > max => Err(Error::new(span, format!("min ({min}) > max ({max})"))),
         _ => Ok(()),
     }
 }
@@ -370,19 +332,14 @@ fn expr_value(expr: &syn::Expr) -> Result<Value> {
             Lit::Bool(b) => Ok(Value::Bool(b.value)),
             Lit::Int(i) => Ok(json!(i.base10_parse::<i64>()?)),
             Lit::Float(f) => Ok(json!(f.base10_parse::<f64>()?)),
-            other => Err(Error::new(
-                other.span(),
-                "expected a string, number or boolean",
-            )),
+            other => Err(Error::new(other.span(), "expected a string, number or boolean")),
         },
         syn::Expr::Unary(u) if matches!(u.op, syn::UnOp::Neg(_)) => match expr_value(&u.expr)? {
             Value::Number(n) if n.is_i64() => Ok(json!(-n.as_i64().unwrap_or_default())),
             Value::Number(n) => Ok(json!(-n.as_f64().unwrap_or_default())),
             _ => Err(Error::new(u.span(), "only numbers can be negated")),
         },
-        syn::Expr::Array(a) => Ok(Value::Array(
-            a.elems.iter().map(expr_value).collect::<Result<_>>()?,
-        )),
+        syn::Expr::Array(a) => Ok(Value::Array(a.elems.iter().map(expr_value).collect::<Result<_>>()?)),
         other => Err(Error::new(other.span(), "expected a literal")),
     }
 }

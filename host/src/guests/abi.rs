@@ -37,37 +37,26 @@ pub struct CallCtx {
 
 impl CallCtx {
     pub fn new(kind: Kind, limits: StoreLimits) -> CallCtx {
-        CallCtx {
-            kind,
-            memory: None,
-            limits,
-            subscriptions: Vec::new(),
-            publishes: Vec::new(),
-            logs: Vec::new(),
-        }
+        CallCtx { kind, memory: None, limits, subscriptions: Vec::new(), publishes: Vec::new(), logs: Vec::new() }
     }
 }
 
 pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
     let mut linker = Linker::new(engine);
-    linker.func_wrap(
-        "house",
-        "subscribe",
-        |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
-            let channel = read_str(&mut caller, ptr, len)?;
-            if caller.data().kind != Kind::Stream {
-                return Ok(NOT_A_STREAM);
-            }
-            if !valid_channel(&channel) {
-                return Ok(BAD_CHANNEL);
-            }
-            let subs = &mut caller.data_mut().subscriptions;
-            if !subs.contains(&channel) {
-                subs.push(channel);
-            }
-            Ok(OK)
-        },
-    )?;
+    linker.func_wrap("house", "subscribe", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
+        let channel = read_str(&mut caller, ptr, len)?;
+        if caller.data().kind != Kind::Stream {
+            return Ok(NOT_A_STREAM);
+        }
+        if !valid_channel(&channel) {
+            return Ok(BAD_CHANNEL);
+        }
+        let subs = &mut caller.data_mut().subscriptions;
+        if !subs.contains(&channel) {
+            subs.push(channel);
+        }
+        Ok(OK)
+    })?;
     linker.func_wrap(
         "house",
         "publish",
@@ -92,32 +81,22 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
                 retry: u32::try_from(retry).ok(),
             };
             let fields = [("event", &ev.event), ("id", &ev.id)];
-            if fields.iter().any(|(name, v)| {
-                v.as_deref()
-                    .is_some_and(|v| sse::check_field(name, v).is_err())
-            }) {
+            if fields.iter().any(|(name, v)| v.as_deref().is_some_and(|v| sse::check_field(name, v).is_err())) {
                 return Ok(BAD_FIELD);
             }
             let frame = sse::frame(&ev);
-            caller
-                .data_mut()
-                .publishes
-                .push(Publication { channel, frame });
+            caller.data_mut().publishes.push(Publication { channel, frame });
             Ok(OK)
         },
     )?;
-    linker.func_wrap(
-        "house",
-        "log",
-        |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
-            let line = read_str(&mut caller, ptr, len)?;
-            let logs = &mut caller.data_mut().logs;
-            if logs.len() < 64 {
-                logs.push(line.replace(['\r', '\n'], " "));
-            }
-            Ok(())
-        },
-    )?;
+    linker.func_wrap("house", "log", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
+        let line = read_str(&mut caller, ptr, len)?;
+        let logs = &mut caller.data_mut().logs;
+        if logs.len() < 64 {
+            logs.push(line.replace(['\r', '\n'], " "));
+        }
+        Ok(())
+    })?;
     Ok(linker)
 }
 
@@ -129,27 +108,18 @@ fn valid_channel(channel: &str) -> bool {
 /// Reads `len` bytes of UTF-8 at `ptr` in the caller's memory; traps (with a
 /// reason) on a bad range or bad UTF-8.
 fn read_str(caller: &mut Caller<'_, CallCtx>, ptr: u32, len: u32) -> wasmtime::Result<String> {
-    let memory = caller
-        .data()
-        .memory
-        .ok_or_else(|| wasmtime::format_err!("house import called before the handler ran"))?;
+    let memory =
+        caller.data().memory.ok_or_else(|| wasmtime::format_err!("house import called before the handler ran"))?;
     let bytes = slice(memory.data(&*caller), ptr, len)?;
-    Ok(std::str::from_utf8(bytes)
-        .map_err(|_| wasmtime::format_err!("guest passed invalid UTF-8"))?
-        .to_owned())
+    Ok(std::str::from_utf8(bytes).map_err(|_| wasmtime::format_err!("guest passed invalid UTF-8"))?.to_owned())
 }
 
 /// `memory[ptr..ptr + len]`, checked.
 pub fn slice(memory: &[u8], ptr: u32, len: u32) -> wasmtime::Result<&[u8]> {
     let start = ptr as usize;
-    let end = start
-        .checked_add(len as usize)
-        .ok_or_else(|| wasmtime::format_err!("pointer overflow"))?;
+    let end = start.checked_add(len as usize).ok_or_else(|| wasmtime::format_err!("pointer overflow"))?;
     memory.get(start..end).ok_or_else(|| {
-        wasmtime::format_err!(
-            "guest pointer {start}..{end} is outside its memory of {} bytes",
-            memory.len()
-        )
+        wasmtime::format_err!("guest pointer {start}..{end} is outside its memory of {} bytes", memory.len())
     })
 }
 
@@ -187,14 +157,7 @@ pub fn decode_response(block: &[u8]) -> Result<GuestResponse, String> {
         if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
             return Err(format!("header {name} has control characters in its value"));
         }
-        let reserved = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "content-type",
-            "date",
-            "server",
-        ];
+        let reserved = ["content-length", "transfer-encoding", "connection", "content-type", "date", "server"];
         if reserved.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             return Err(format!("header {name} is set by the host"));
         }
@@ -204,12 +167,7 @@ pub fn decode_response(block: &[u8]) -> Result<GuestResponse, String> {
     if r.pos != block.len() {
         return Err("trailing bytes after the response body".into());
     }
-    Ok(GuestResponse {
-        status,
-        content_type,
-        headers,
-        body,
-    })
+    Ok(GuestResponse { status, content_type, headers, body })
 }
 
 fn is_token_byte(b: u8) -> bool {
@@ -223,10 +181,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn u32(&mut self) -> Result<u32, String> {
-        let b = self
-            .buf
-            .get(self.pos..self.pos + 4)
-            .ok_or("response block ends early")?;
+        let b = self.buf.get(self.pos..self.pos + 4).ok_or("response block ends early")?;
         self.pos += 4;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
     }
@@ -234,10 +189,7 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], String> {
         let len = self.u32()? as usize;
         let end = self.pos.checked_add(len).ok_or("length overflow")?;
-        let b = self
-            .buf
-            .get(self.pos..end)
-            .ok_or("response block ends early")?;
+        let b = self.buf.get(self.pos..end).ok_or("response block ends early")?;
         self.pos = end;
         Ok(b)
     }
@@ -271,10 +223,7 @@ mod tests {
     #[test]
     fn decodes_a_full_block() {
         let r = decode_response(&block(302, "text/plain", &[("Location", "/x")], b"hi")).unwrap();
-        assert_eq!(
-            (r.status, r.content_type.as_deref(), r.body.as_slice()),
-            (302, Some("text/plain"), &b"hi"[..])
-        );
+        assert_eq!((r.status, r.content_type.as_deref(), r.body.as_slice()), (302, Some("text/plain"), &b"hi"[..]));
         assert_eq!(r.headers, [("Location".to_string(), "/x".to_string())]);
     }
 

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
-    StoreLimitsBuilder, Trap,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
 };
 
 use super::Handler;
@@ -58,23 +57,15 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let linker = abi::linker(&engine)?;
         let ticker = engine.weak();
-        std::thread::Builder::new()
-            .name("house-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = ticker.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })?;
-        let deadline_ticks =
-            (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        Ok(Runtime {
-            engine,
-            linker,
-            limits,
-            deadline_ticks,
-        })
+        std::thread::Builder::new().name("house-epoch".into()).spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
+        Ok(Runtime { engine, linker, limits, deadline_ticks })
     }
 
     pub fn engine(&self) -> &Engine {
@@ -87,11 +78,8 @@ impl Runtime {
 
     /// A store for one call, with the memory cap and the CPU deadline set.
     pub fn store(&self, kind: super::Kind) -> Store<CallCtx> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory)
-            .instances(1)
-            .trap_on_grow_failure(true)
-            .build();
+        let limits =
+            StoreLimitsBuilder::new().memory_size(self.limits.memory).instances(1).trap_on_grow_failure(true).build();
         let mut store = Store::new(&self.engine, CallCtx::new(kind, limits));
         store.limiter(|ctx| &mut ctx.limits);
         store.set_epoch_deadline(self.deadline_ticks);
@@ -119,9 +107,7 @@ impl Runtime {
                 .ok_or("house_alloc is not a function")?
                 .typed::<u32, u32>(&store)
                 .map_err(describe)?;
-            let ptr = alloc
-                .call(&mut store, args.len() as u32)
-                .map_err(describe)?;
+            let ptr = alloc.call(&mut store, args.len() as u32).map_err(describe)?;
             memory
                 .write(&mut store, ptr as usize, args)
                 .map_err(|_| format!("house_alloc returned {ptr}, outside memory"))?;
@@ -135,8 +121,7 @@ impl Runtime {
             .map_err(describe)?;
         let packed = func.call(&mut store, (ptr, len)).map_err(describe)?;
         let (ptr, len) = (packed as u32, (packed >> 32) as u32);
-        let block =
-            abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
+        let block = abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
         let resp = abi::decode_response(block).map_err(|e| format!("bad response: {e}"))?;
         let ctx = store.into_data();
         Ok(CallOutput {
@@ -153,10 +138,7 @@ impl Runtime {
     /// One line for a failed call: a deadline overrun is named as such.
     pub fn describe(&self, e: wasmtime::Error) -> String {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return format!(
-                "exceeded its CPU deadline of {} ms",
-                self.limits.deadline.as_millis()
-            );
+            return format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
         }
         format!("{e:#}").replace('\n', " ")
     }

@@ -31,16 +31,12 @@ pub struct LoadedModule {
 }
 
 /// Compiles and checks `bytes` as the module `file`.
-pub fn load(
-    runtime: &Runtime,
-    file: &str,
-    bytes: &[u8],
-    module: Option<Module>,
-) -> Result<LoadedModule, String> {
+pub fn load(runtime: &Runtime, file: &str, bytes: &[u8], module: Option<Module>) -> Result<LoadedModule, String> {
     let module = match module {
         Some(m) => m,
-        None => Module::new(runtime.engine(), bytes)
-            .map_err(|e| format!("not a valid wasm module: {}", first_line(&e)))?,
+        None => {
+            Module::new(runtime.engine(), bytes).map_err(|e| format!("not a valid wasm module: {}", first_line(&e)))?
+        }
     };
     for import in module.imports() {
         if import.module() != "house" || !IMPORTS.contains(&import.name()) {
@@ -68,13 +64,9 @@ pub fn load(
         }
     }
     if handler_names.is_empty() {
-        return Err(format!(
-            "exports no handlers (no {HANDLER_PREFIX}* function)"
-        ));
+        return Err(format!("exports no handlers (no {HANDLER_PREFIX}* function)"));
     }
-    let memory = module
-        .get_export_index("memory")
-        .ok_or("does not export its memory as \"memory\"")?;
+    let memory = module.get_export_index("memory").ok_or("does not export its memory as \"memory\"")?;
     if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
         return Err("export \"memory\" is not a memory".into());
     }
@@ -82,34 +74,25 @@ pub fn load(
         return Err("does not export house_abi_version: not a house guest".into());
     }
     let alloc = module.get_export_index("house_alloc");
-    let pre = runtime
-        .linker()
-        .instantiate_pre(&module)
-        .map_err(|e| format!("cannot link: {}", first_line(&e)))?;
+    let pre = runtime.linker().instantiate_pre(&module).map_err(|e| format!("cannot link: {}", first_line(&e)))?;
 
     // The manifest is code, not a custom section (linkers drop those):
     // run the module once to read it.
     let mut store = runtime.store(Kind::Closing);
-    let instance = pre
-        .instantiate(&mut store)
-        .map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
+    let instance = pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
     let version = instance
         .get_typed_func::<(), i32>(&mut store, "house_abi_version")
         .and_then(|f| f.call(&mut store, ()))
         .map_err(|e| format!("house_abi_version: {}", runtime.describe(e)))?;
     if version != ABI_VERSION {
-        return Err(format!(
-            "speaks house ABI version {version}, this host speaks {ABI_VERSION}"
-        ));
+        return Err(format!("speaks house ABI version {version}, this host speaks {ABI_VERSION}"));
     }
     let mut read_json = |export: &str| -> Result<String, String> {
         let packed = instance
             .get_typed_func::<(), u64>(&mut store, export)
             .and_then(|f| f.call(&mut store, ()))
             .map_err(|e| format!("{export}: {}", runtime.describe(e)))?;
-        let mem = instance
-            .get_memory(&mut store, "memory")
-            .ok_or("no memory")?;
+        let mem = instance.get_memory(&mut store, "memory").ok_or("no memory")?;
         let bytes = super::abi::slice(mem.data(&store), packed as u32, (packed >> 32) as u32)
             .map_err(|e| format!("{export}: {e}"))?;
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("{export}: manifest is not UTF-8"))
@@ -119,38 +102,28 @@ pub fn load(
     let mut type_list = Vec::new();
     for t in &type_names {
         let json = read_json(&format!("{TYPE_PREFIX}{t}"))?;
-        let raw: RawType = serde_json::from_str(&json)
-            .map_err(|e| format!("type {t}: malformed manifest: {e}"))?;
+        let raw: RawType = serde_json::from_str(&json).map_err(|e| format!("type {t}: malformed manifest: {e}"))?;
         let (ty, rules) = manifest::check_type(t, &raw)?;
         type_list.push((t.clone(), ty, rules.clone()));
         types.insert(t.clone(), (ty, rules));
     }
     let mut handlers: Vec<(HandlerSpec, ModuleExport)> = Vec::new();
     for h in &handler_names {
-        let meta = metas
-            .get(h)
-            .ok_or_else(|| format!("handler {h} has no {META_PREFIX}{h} export"))?;
+        let meta = metas.get(h).ok_or_else(|| format!("handler {h} has no {META_PREFIX}{h} export"))?;
         let json = read_json(meta)?;
-        let raw: RawHandler = serde_json::from_str(&json)
-            .map_err(|e| format!("handler {h}: malformed manifest: {e}"))?;
+        let raw: RawHandler =
+            serde_json::from_str(&json).map_err(|e| format!("handler {h}: malformed manifest: {e}"))?;
         if raw.name != *h {
             return Err(format!("handler {h}: its manifest names it {:?}", raw.name));
         }
         let spec = manifest::check_handler(raw, &types)?;
         if let Some((other, _)) = handlers.iter().find(|(o, _)| o.path == spec.path) {
-            return Err(format!(
-                "handlers {} and {} both claim {}",
-                other.name, spec.name, spec.path
-            ));
+            return Err(format!("handlers {} and {} both claim {}", other.name, spec.name, spec.path));
         }
         if !spec.params.is_empty() && alloc.is_none() {
-            return Err(format!(
-                "handler {h} takes parameters but house_alloc is not exported"
-            ));
+            return Err(format!("handler {h} takes parameters but house_alloc is not exported"));
         }
-        let export = module
-            .get_export_index(&format!("{HANDLER_PREFIX}{h}"))
-            .ok_or("export vanished")?;
+        let export = module.get_export_index(&format!("{HANDLER_PREFIX}{h}")).ok_or("export vanished")?;
         handlers.push((spec, export));
     }
     handlers.sort_by(|a, b| a.0.path.cmp(&b.0.path));
@@ -174,9 +147,5 @@ fn expect_func(ty: &ExternType, name: &str) -> Result<(), String> {
 }
 
 fn first_line(e: &wasmtime::Error) -> String {
-    format!("{e:#}")
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    format!("{e:#}").lines().next().unwrap_or_default().to_owned()
 }

@@ -199,37 +199,23 @@ pub fn check_type(name: &str, raw: &RawType) -> Result<(Ty, Rules), String> {
     if Ty::parse(name).is_some() {
         return Err(format!("type {name}: redefines a built-in type"));
     }
-    let ty = Ty::parse(&raw.base)
-        .ok_or_else(|| format!("type {name}: unknown base type {:?}", raw.base))?;
+    let ty = Ty::parse(&raw.base).ok_or_else(|| format!("type {name}: unknown base type {:?}", raw.base))?;
     let rules = check_rules(ty, &raw.rules).map_err(|e| format!("type {name}: {e}"))?;
     Ok((ty, rules))
 }
 
 /// Checks one handler's manifest entry against the module's named types.
-pub fn check_handler(
-    raw: RawHandler,
-    types: &HashMap<String, (Ty, Rules)>,
-) -> Result<HandlerSpec, String> {
+pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> Result<HandlerSpec, String> {
     let name = raw.name;
     let at = |e: String| format!("handler {name}: {e}");
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!(
-            "handler name {name:?}: use letters, digits, '_' and '-'"
-        ));
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(format!("handler name {name:?}: use letters, digits, '_' and '-'"));
     }
     let path = raw.path.unwrap_or_else(|| path_from_name(&name));
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.starts_with("/_house/") {
-        return Err(at(format!(
-            "invalid path {path:?} (must start with /, no ?, # or spaces, not under /_house/)"
-        )));
+        return Err(at(format!("invalid path {path:?} (must start with /, no ?, # or spaces, not under /_house/)")));
     }
-    let content_type = raw
-        .content_type
-        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
+    let content_type = raw.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
     if content_type.is_empty() || content_type.bytes().any(|b| b.is_ascii_control()) {
         return Err(at(format!("invalid content type {content_type:?}")));
     }
@@ -237,8 +223,7 @@ pub fn check_handler(
         (Some(list), _) => {
             let mut set: Option<Methods> = None;
             for m in &list {
-                let parsed =
-                    Methods::parse(m).ok_or_else(|| at(format!("unknown method {m:?}")))?;
+                let parsed = Methods::parse(m).ok_or_else(|| at(format!("unknown method {m:?}")))?;
                 set = Some(set.map_or(parsed, |s| s.union(parsed)));
             }
             set.ok_or_else(|| at("empty method list".into()))?
@@ -257,24 +242,14 @@ pub fn check_handler(
         let spec = check_param(p, types).map_err(at)?;
         params.push(spec);
     }
-    Ok(HandlerSpec {
-        name,
-        path,
-        kind: raw.kind,
-        content_type,
-        methods,
-        params,
-    })
+    Ok(HandlerSpec { name, path, kind: raw.kind, content_type, methods, params })
 }
 
 fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<ParamSpec, String> {
     let type_name = p.ty.unwrap_or_else(|| "untyped".into());
     let (ty, mut rules) = match Ty::parse(&type_name) {
         Some(ty) => (ty, Rules::default()),
-        None => types
-            .get(&type_name)
-            .cloned()
-            .ok_or_else(|| format!("{}: unknown type {type_name:?}", p.name))?,
+        None => types.get(&type_name).cloned().ok_or_else(|| format!("{}: unknown type {type_name:?}", p.name))?,
     };
     let own = check_rules(ty, &p.rules).map_err(|e| format!("{}: {e}", p.name))?;
     // The parameter's own rules refine the named type's.
@@ -291,17 +266,9 @@ fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<Para
         Some(v) => Some(default_values(ty, &v).map_err(|e| format!("{}: default {e}", p.name))?),
     };
     let raw_rules = serde_json::to_value(RulesView(&rules)).unwrap_or(Value::Null);
-    let spec = ParamSpec {
-        name: p.name,
-        ty,
-        type_name,
-        rules,
-        default,
-        raw_rules,
-    };
+    let spec = ParamSpec { name: p.name, ty, type_name, rules, default, raw_rules };
     if let Some(values) = &spec.default {
-        super::validate::check_default(&spec, values)
-            .map_err(|e| format!("default breaks its own rules: {e}"))?;
+        super::validate::check_default(&spec, values).map_err(|e| format!("default breaks its own rules: {e}"))?;
     }
     Ok(spec)
 }
@@ -345,21 +312,14 @@ fn check_rules(ty: Ty, raw: &RawRules) -> Result<Rules, String> {
         match el {
             Ty::Integer => {
                 let int = |n: &Option<serde_json::Number>| -> Result<Option<i64>, String> {
-                    n.as_ref()
-                        .map(|n| {
-                            n.as_i64()
-                                .ok_or(format!("range bound {n} is not an integer"))
-                        })
-                        .transpose()
+                    n.as_ref().map(|n| n.as_i64().ok_or(format!("range bound {n} is not an integer"))).transpose()
                 };
                 let (min, max) = (int(&r.min)?, int(&r.max)?);
                 ordered(min, max, "range")?;
                 rules.int_range = Some((min, max));
             }
             Ty::Float => {
-                let float = |n: &Option<serde_json::Number>| {
-                    n.as_ref().and_then(serde_json::Number::as_f64)
-                };
+                let float = |n: &Option<serde_json::Number>| n.as_ref().and_then(serde_json::Number::as_f64);
                 let (min, max) = (float(&r.min), float(&r.max));
                 if let (Some(a), Some(b)) = (min, max)
                     && a > b
@@ -377,12 +337,8 @@ fn check_rules(ty: Ty, raw: &RawRules) -> Result<Rules, String> {
         }
         for v in values {
             match (el, v) {
-                (Ty::String | Ty::Keyword | Ty::Untyped, Value::String(s)) => {
-                    rules.one_of_text.push(s.clone())
-                }
-                (Ty::Integer, Value::Number(n)) if n.is_i64() => {
-                    rules.one_of_int.push(n.as_i64().unwrap_or_default())
-                }
+                (Ty::String | Ty::Keyword | Ty::Untyped, Value::String(s)) => rules.one_of_text.push(s.clone()),
+                (Ty::Integer, Value::Number(n)) if n.is_i64() => rules.one_of_int.push(n.as_i64().unwrap_or_default()),
                 _ => return Err(format!("one_of value {v} does not fit {}", ty.name())),
             }
         }
@@ -390,11 +346,7 @@ fn check_rules(ty: Ty, raw: &RawRules) -> Result<Rules, String> {
     Ok(rules)
 }
 
-fn ordered<T: PartialOrd + std::fmt::Display>(
-    min: Option<T>,
-    max: Option<T>,
-    rule: &str,
-) -> Result<(), String> {
+fn ordered<T: PartialOrd + std::fmt::Display>(min: Option<T>, max: Option<T>, rule: &str) -> Result<(), String> {
     match (min, max) {
         (Some(a), Some(b)) if a > b => Err(format!("{rule}: min {a} > max {b}")),
         _ => Ok(()),
@@ -456,17 +408,11 @@ mod tests {
         let e = handler(
             r#"{"name":"h","kind":"closing","params":[{"name":"n","type":"integer","rules":{"chars":{"max":3}}}]}"#,
         );
-        assert_eq!(
-            e.unwrap_err(),
-            "handler h: n: rule chars does not apply to integer"
-        );
+        assert_eq!(e.unwrap_err(), "handler h: n: rule chars does not apply to integer");
         let e = handler(
             r#"{"name":"h","kind":"closing","params":[{"name":"n","type":"integer","default":99,"rules":{"range":{"max":3}}}]}"#,
         );
-        assert_eq!(
-            e.unwrap_err(),
-            "handler h: n: default breaks its own rules: n: 99 is above the maximum 3"
-        );
+        assert_eq!(e.unwrap_err(), "handler h: n: default breaks its own rules: n: 99 is above the maximum 3");
         assert!(handler(r#"{"name":"h","kind":"closing","surprise":1}"#).is_err());
     }
 }

@@ -37,10 +37,7 @@ pub fn is_guest_file(name: &str) -> bool {
 
 impl Registry {
     pub fn new(dir: PathBuf) -> Registry {
-        Registry {
-            dir,
-            entries: BTreeMap::new(),
-        }
+        Registry { dir, entries: BTreeMap::new() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -50,15 +47,11 @@ impl Registry {
     /// Loads every `.wasm` in the folder.
     pub fn load_all(&mut self, runtime: &Runtime) {
         let names: Vec<String> = match std::fs::read_dir(&self.dir) {
-            Ok(dir) => dir
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|n| is_guest_file(n))
-                .collect(),
+            Ok(dir) => {
+                dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_guest_file(n)).collect()
+            }
             Err(e) => {
-                eprintln!(
-                    "house: cannot read guests folder {}: {e}",
-                    self.dir.display()
-                );
+                eprintln!("house: cannot read guests folder {}: {e}", self.dir.display());
                 return;
             }
         };
@@ -78,16 +71,8 @@ impl Registry {
         let entry = self.entries.entry(name.to_owned()).or_default();
         match result {
             Ok(module) => {
-                let verb = if entry.module.is_some() {
-                    "reloaded"
-                } else {
-                    "loaded"
-                };
-                let paths: Vec<&str> = module
-                    .handlers
-                    .iter()
-                    .map(|(h, _)| h.path.as_str())
-                    .collect();
+                let verb = if entry.module.is_some() { "reloaded" } else { "loaded" };
+                let paths: Vec<&str> = module.handlers.iter().map(|(h, _)| h.path.as_str()).collect();
                 eprintln!(
                     "house: {verb} {name} ({} bytes, {:.1} ms): {}",
                     module.size,
@@ -99,11 +84,7 @@ impl Registry {
                 true
             }
             Err(reason) => {
-                let keeps = if entry.module.is_some() {
-                    "; the earlier version keeps serving"
-                } else {
-                    ""
-                };
+                let keeps = if entry.module.is_some() { "; the earlier version keeps serving" } else { "" };
                 eprintln!("house: refused {name}: {reason}{keeps}");
                 entry.error = Some(reason);
                 false
@@ -133,15 +114,8 @@ impl Registry {
                 continue;
             };
             for (spec, export) in &module.handlers {
-                let handler = Arc::new(Handler {
-                    spec: spec.clone(),
-                    module: module.clone(),
-                    export: *export,
-                });
-                let route = Route {
-                    methods: spec.methods,
-                    target: Target::Guest(handler),
-                };
+                let handler = Arc::new(Handler { spec: spec.clone(), module: module.clone(), export: *export });
+                let route = Route { methods: spec.methods, target: Target::Guest(handler) };
                 if let Some((other_file, other_handler)) = owner.get(&spec.path) {
                     eprintln!(
                         "house: warning: {} is claimed by {other_file} ({other_handler}) and {file} ({}); \
@@ -182,7 +156,8 @@ impl Registry {
                                "content_type": h.content_type, "params": params, "serving": serving})
                     })
                     .collect();
-                let types: Vec<Value> = m.types.iter().map(|(n, ty, _)| json!({"name": n, "base": ty.name()})).collect();
+                let types: Vec<Value> =
+                    m.types.iter().map(|(n, ty, _)| json!({"name": n, "base": ty.name()})).collect();
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": unix_seconds(m.loaded_at),
                        "error": entry.error, "handlers": handlers, "types": types})
             })
@@ -192,6 +167,5 @@ impl Registry {
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

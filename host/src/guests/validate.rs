@@ -23,16 +23,12 @@ pub fn encode_args(specs: &[ParamSpec], params: &Params) -> Result<Vec<u8>, Http
                 None => {
                     return Err(HttpError::new(
                         ErrorKind::BadParameter,
-                        format!(
-                            "{}: missing (a required {} parameter)",
-                            spec.name, spec.type_name
-                        ),
+                        format!("{}: missing (a required {} parameter)", spec.name, spec.type_name),
                     ));
                 }
             }
         }
-        encode_param(spec, &values, &mut out)
-            .map_err(|e| HttpError::new(ErrorKind::BadParameter, e))?;
+        encode_param(spec, &values, &mut out).map_err(|e| HttpError::new(ErrorKind::BadParameter, e))?;
     }
     Ok(out)
 }
@@ -47,10 +43,7 @@ fn encode_param(spec: &ParamSpec, values: &[&str], out: &mut Vec<u8>) -> Result<
     let name = &spec.name;
     if !spec.ty.is_list() {
         if values.len() > 1 {
-            return Err(format!(
-                "{name}: given {} times, expected one value",
-                values.len()
-            ));
+            return Err(format!("{name}: given {} times, expected one value", values.len()));
         }
         return encode_scalar(spec, spec.ty, values[0], out);
     }
@@ -84,24 +77,17 @@ fn encode_scalar(spec: &ParamSpec, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Resu
         }
         Ty::Keyword => {
             let keyword = raw.to_lowercase();
-            let ok = !keyword.is_empty()
-                && keyword
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            let ok =
+                !keyword.is_empty() && keyword.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
             if !ok {
-                return Err(format!(
-                    "{name}: {} is not a keyword (letters, digits, '-', '_', '.')",
-                    shown(raw)
-                ));
+                return Err(format!("{name}: {} is not a keyword (letters, digits, '-', '_', '.')", shown(raw)));
             }
             check_chars(spec, &keyword)?;
             check_one_of_text(spec, &keyword)?;
             push_text(out, &keyword);
         }
         Ty::Integer => {
-            let n: i64 = raw
-                .parse()
-                .map_err(|_| format!("{name}: {} is not an integer", shown(raw)))?;
+            let n: i64 = raw.parse().map_err(|_| format!("{name}: {} is not an integer", shown(raw)))?;
             if let Some((min, max)) = rules.int_range {
                 bound(name, n, min, max)?;
             }
@@ -127,10 +113,7 @@ fn encode_scalar(spec: &ParamSpec, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Resu
                 "true" | "1" | "on" | "yes" => true,
                 "false" | "0" | "off" | "no" => false,
                 _ => {
-                    return Err(format!(
-                        "{name}: {} is not a boolean (true/false, 1/0, on/off, yes/no)",
-                        shown(raw)
-                    ));
+                    return Err(format!("{name}: {} is not a boolean (true/false, 1/0, on/off, yes/no)", shown(raw)));
                 }
             };
             out.push(u8::from(b));
@@ -149,16 +132,10 @@ fn check_chars(spec: &ParamSpec, text: &str) -> Result<(), String> {
     // Characters, not bytes: "é" is one.
     let n = text.chars().count() as u64;
     if let Some(min) = b.min.filter(|&min| n < min) {
-        return Err(format!(
-            "{}: length {n} is below the minimum {min}",
-            spec.name
-        ));
+        return Err(format!("{}: length {n} is below the minimum {min}", spec.name));
     }
     if let Some(max) = b.max.filter(|&max| n > max) {
-        return Err(format!(
-            "{}: length {n} is above the maximum {max}",
-            spec.name
-        ));
+        return Err(format!("{}: length {n} is above the maximum {max}", spec.name));
     }
     Ok(())
 }
@@ -169,20 +146,10 @@ fn check_one_of_text(spec: &ParamSpec, text: &str) -> Result<(), String> {
         return Ok(());
     }
     let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
-    Err(format!(
-        "{}: {} is not one of {}",
-        spec.name,
-        shown(text),
-        list.join(", ")
-    ))
+    Err(format!("{}: {} is not one of {}", spec.name, shown(text), list.join(", ")))
 }
 
-fn bound<T: PartialOrd + std::fmt::Display>(
-    name: &str,
-    x: T,
-    min: Option<T>,
-    max: Option<T>,
-) -> Result<(), String> {
+fn bound<T: PartialOrd + std::fmt::Display>(name: &str, x: T, min: Option<T>, max: Option<T>) -> Result<(), String> {
     if let Some(min) = min.filter(|min| x < *min) {
         return Err(format!("{name}: {x} is below the minimum {min}"));
     }

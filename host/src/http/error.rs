@@ -50,11 +50,7 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(kind: ErrorKind, reason: impl Into<Cow<'static, str>>) -> HttpError {
-        HttpError {
-            kind,
-            reason: reason.into(),
-            allow: None,
-        }
+        HttpError { kind, reason: reason.into(), allow: None }
     }
 
     pub fn malformed(reason: impl Into<Cow<'static, str>>) -> HttpError {
@@ -89,10 +85,7 @@ impl HttpError {
     pub fn closes(&self) -> bool {
         !matches!(
             self.kind,
-            ErrorKind::BadParameter
-                | ErrorKind::NotFound
-                | ErrorKind::MethodNotAllowed
-                | ErrorKind::Guest
+            ErrorKind::BadParameter | ErrorKind::NotFound | ErrorKind::MethodNotAllowed | ErrorKind::Guest
         )
     }
 }

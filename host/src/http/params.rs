@@ -31,18 +31,12 @@ impl Params {
 
     /// The first value given for `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Every value given for `name`, in order.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.pairs
-            .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -88,28 +82,19 @@ mod tests {
     #[test]
     fn decodes_plus_and_escapes() {
         let got = parse("a=1+2&b=%2B%20x&a=%E2%82%AC").unwrap();
-        assert_eq!(
-            got,
-            [("a", "1 2"), ("b", "+ x"), ("a", "€")].map(|(a, b)| (a.into(), b.into()))
-        );
+        assert_eq!(got, [("a", "1 2"), ("b", "+ x"), ("a", "€")].map(|(a, b)| (a.into(), b.into())));
     }
 
     #[test]
     fn refuses_broken_escapes_and_bad_utf8() {
         assert_eq!(parse("a=%zz").unwrap_err(), "a: invalid percent-escape");
         assert_eq!(parse("a=%4").unwrap_err(), "a: incomplete percent-escape");
-        assert_eq!(
-            parse("a=%ff").unwrap_err(),
-            "a: not valid UTF-8 once decoded"
-        );
+        assert_eq!(parse("a=%ff").unwrap_err(), "a: not valid UTF-8 once decoded");
     }
 
     #[test]
     fn keeps_empty_values_and_order() {
         let got = parse("x&y=&x=2").unwrap();
-        assert_eq!(
-            got,
-            [("x", ""), ("y", ""), ("x", "2")].map(|(a, b)| (a.into(), b.into()))
-        );
+        assert_eq!(got, [("x", ""), ("y", ""), ("x", "2")].map(|(a, b)| (a.into(), b.into())));
     }
 }

@@ -63,16 +63,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             ));
         }
         Err(httparse::Error::Version) => {
-            return Err(HttpError::new(
-                ErrorKind::Version,
-                "only HTTP/1.0 and HTTP/1.1 are supported",
-            ));
+            return Err(HttpError::new(ErrorKind::Version, "only HTTP/1.0 and HTTP/1.1 are supported"));
         }
         Err(e) => {
-            return Err(HttpError::malformed(format!(
-                "malformed request: {}",
-                describe(e)
-            )));
+            return Err(HttpError::malformed(format!("malformed request: {}", describe(e))));
         }
     };
     if len > limits.max_head {
@@ -99,9 +93,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if transfer_encoding.is_some() {
-                return Err(HttpError::malformed(
-                    "more than one Transfer-Encoding header",
-                ));
+                return Err(HttpError::malformed("more than one Transfer-Encoding header"));
             }
             transfer_encoding = Some(h.value);
         } else if name.eq_ignore_ascii_case("host") {
@@ -114,53 +106,36 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             }
         } else if name.eq_ignore_ascii_case("content-type") {
             let essence = h.value.split(|&b| b == b';').next().unwrap_or_default();
-            form_body = essence
-                .trim_ascii()
-                .eq_ignore_ascii_case(b"application/x-www-form-urlencoded");
+            form_body = essence.trim_ascii().eq_ignore_ascii_case(b"application/x-www-form-urlencoded");
         } else if name.eq_ignore_ascii_case("expect") {
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
-                return Err(HttpError::new(
-                    ErrorKind::NotImplemented,
-                    "only Expect: 100-continue is supported",
-                ));
+                return Err(HttpError::new(ErrorKind::NotImplemented, "only Expect: 100-continue is supported"));
             }
             expect_continue = version == 1;
         }
     }
     if version == 1 && hosts != 1 {
-        return Err(HttpError::malformed(
-            "an HTTP/1.1 request needs exactly one Host header",
-        ));
+        return Err(HttpError::malformed("an HTTP/1.1 request needs exactly one Host header"));
     }
 
     let body = match (content_length, transfer_encoding) {
         (Some(_), Some(_)) => {
-            return Err(HttpError::malformed(
-                "Content-Length together with Transfer-Encoding",
-            ));
+            return Err(HttpError::malformed("Content-Length together with Transfer-Encoding"));
         }
         (Some(n), None) if n > limits.max_body => {
             return Err(HttpError::new(
                 ErrorKind::BodyTooLarge,
-                format!(
-                    "body of {n} bytes exceeds the limit of {} bytes",
-                    limits.max_body
-                ),
+                format!("body of {n} bytes exceeds the limit of {} bytes", limits.max_body),
             ));
         }
         (Some(0), None) | (None, None) => Body::Empty,
         (Some(n), None) => Body::Length(n),
         (None, Some(te)) => {
             if version == 0 {
-                return Err(HttpError::malformed(
-                    "Transfer-Encoding in an HTTP/1.0 request",
-                ));
+                return Err(HttpError::malformed("Transfer-Encoding in an HTTP/1.0 request"));
             }
             if !te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                return Err(HttpError::new(
-                    ErrorKind::NotImplemented,
-                    "only the chunked transfer coding is supported",
-                ));
+                return Err(HttpError::new(ErrorKind::NotImplemented, "only the chunked transfer coding is supported"));
             }
             Body::Chunked(ChunkedDecoder::default())
         }
@@ -171,9 +146,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
         None => (target, ""),
     };
     if !raw_path.starts_with('/') {
-        return Err(HttpError::malformed(
-            "request target must be a path starting with /",
-        ));
+        return Err(HttpError::malformed("request target must be a path starting with /"));
     }
     let path = super::params::decode_component(raw_path.as_bytes(), false)
         .map_err(|e| HttpError::malformed(format!("path: {e}")))?;
@@ -196,13 +169,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
 }
 
 fn head_too_large(limits: &Limits) -> HttpError {
-    HttpError::new(
-        ErrorKind::HeadTooLarge,
-        format!(
-            "request head exceeds the limit of {} bytes",
-            limits.max_head
-        ),
-    )
+    HttpError::new(ErrorKind::HeadTooLarge, format!("request head exceeds the limit of {} bytes", limits.max_head))
 }
 
 /// `Content-Length` is 1*DIGIT: no sign, no spaces inside, no list.
@@ -211,16 +178,12 @@ fn parse_content_length(value: &[u8]) -> Result<usize, HttpError> {
     if value.is_empty() || value.len() > 18 || !value.iter().all(u8::is_ascii_digit) {
         return Err(HttpError::malformed("invalid Content-Length"));
     }
-    Ok(value
-        .iter()
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0')))
+    Ok(value.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0')))
 }
 
 fn describe(e: httparse::Error) -> &'static str {
     match e {
-        httparse::Error::HeaderName => {
-            "invalid header name (whitespace before a colon, or obs-fold?)"
-        }
+        httparse::Error::HeaderName => "invalid header name (whitespace before a colon, or obs-fold?)",
         httparse::Error::HeaderValue => "invalid header value",
         httparse::Error::NewLine => "invalid line ending",
         httparse::Error::Status => "invalid status",
@@ -233,11 +196,7 @@ fn describe(e: httparse::Error) -> &'static str {
 impl Body {
     /// Collects the body from `buf` (the bytes after the head). Returns the
     /// body and how many bytes of `buf` it took, or `None` while incomplete.
-    pub fn collect(
-        &mut self,
-        buf: &[u8],
-        max_body: usize,
-    ) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
+    pub fn collect(&mut self, buf: &[u8], max_body: usize) -> Result<Option<(Vec<u8>, usize)>, HttpError> {
         match self {
             Body::Empty => Ok(Some((Vec::new(), 0))),
             Body::Length(n) => Ok((buf.len() >= *n).then(|| (buf[..*n].to_vec(), *n))),
@@ -281,11 +240,7 @@ impl ChunkedDecoder {
                                 format!("chunked body exceeds the limit of {max_body} bytes"),
                             ));
                         }
-                        self.state = if size == 0 {
-                            ChunkState::Trailers
-                        } else {
-                            ChunkState::Data(size)
-                        };
+                        self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
                     }
                     Ok(httparse::Status::Partial) if rest.len() < 1024 => return Ok(None),
                     _ => return Err(HttpError::malformed("invalid chunk size line")),

@@ -26,12 +26,7 @@ pub struct Response<'a> {
 /// Appends `resp` to `out`. `date` is the cached `Date` header value.
 pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, framing: Framing, date: &str) {
     write_status(out, resp.status, date);
-    let _ = write!(
-        out,
-        "Content-Type: {}\r\nContent-Length: {}\r\n",
-        resp.content_type,
-        resp.body.len()
-    );
+    let _ = write!(out, "Content-Type: {}\r\nContent-Length: {}\r\n", resp.content_type, resp.body.len());
     for (name, value) in resp.headers {
         let _ = write!(out, "{name}: {value}\r\n");
     }
@@ -48,10 +43,7 @@ pub fn write_error(out: &mut Vec<u8>, err: &HttpError, mut framing: Framing, dat
     let mut body = String::with_capacity(err.reason.len() + 1);
     body.push_str(&err.reason);
     body.push('\n');
-    let allow = err
-        .allow
-        .as_ref()
-        .map(|a| [("Allow".to_owned(), a.clone())]);
+    let allow = err.allow.as_ref().map(|a| [("Allow".to_owned(), a.clone())]);
     let resp = Response {
         status: err.status(),
         content_type: "text/plain; charset=utf-8",
@@ -75,11 +67,7 @@ pub fn write_sse_head(out: &mut Vec<u8>, date: &str) {
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn write_status(out: &mut Vec<u8>, status: u16, date: &str) {
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status} {}\r\nDate: {date}\r\nServer: house\r\n",
-        reason_phrase(status)
-    );
+    let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: {date}\r\nServer: house\r\n", reason_phrase(status));
 }
 
 fn write_connection(out: &mut Vec<u8>, framing: Framing) {
