@@ -40,7 +40,7 @@ pub struct Dispatched {
 
 pub struct Dispatcher {
     pub router: Router,
-    pub runtime: guests::Runtime,
+    pub runtime: Arc<guests::Runtime>,
     /// The JSON served at `/_house/guests`, rebuilt with the routes.
     pub guests_index: Arc<str>,
 }

@@ -1,7 +1,9 @@
 //! `house`: flags in, a server out. Errors print their whole cause chain on
 //! one line and exit non-zero.
 
-#![forbid(unsafe_code)]
+// One `unsafe` block in the whole host: deserializing a cached compiled
+// module (guests/cache.rs), which wasmtime cannot check for us.
+#![deny(unsafe_code)]
 
 mod config;
 mod conn;
@@ -15,7 +17,7 @@ mod sse;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use anyhow::Context;
 
@@ -46,15 +48,18 @@ fn run() -> anyhow::Result<()> {
     let listener = event_loop::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
 
-    let runtime = guests::Runtime::new(cfg.guest.clone()).context("cannot start the wasm engine")?;
-    let mut registry = Registry::new(cfg.guests.clone());
+    let runtime = Arc::new(guests::Runtime::new(cfg.guest.clone()).context("cannot start the wasm engine")?);
+    let mut registry = Registry::new(cfg.guests.clone(), cfg.cache_dir.clone());
     registry.load_all(&runtime);
     let (router, guests_index) = registry.routes();
 
     let poll = mio::Poll::new()?;
-    let (_tx, rx) = mpsc::channel();
-    let dispatcher = Dispatcher { router, runtime, guests_index };
+    let (tx, rx) = mpsc::channel();
+    let dispatcher = Dispatcher { router, runtime: runtime.clone(), guests_index };
     let server = event_loop::Server::new(cfg, poll, listener, dispatcher, rx)?;
+    if let Err(e) = guests::watch::spawn(registry, runtime, tx, server.waker()?) {
+        eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}");
+    }
     // Tests wait for this line: it means the socket is bound and the
     // guests present at start-up are served.
     eprintln!("house: listening on http://{local}");

@@ -32,6 +32,15 @@ pub fn module(abi: i32, handlers: &[WatHandler<'_>]) -> Vec<u8> {
 
 /// As [`module`], with extra top-level WAT (imports go first in `extra`).
 pub fn module_with(abi: i32, handlers: &[WatHandler<'_>], extra: &str) -> Vec<u8> {
+    build(abi, handlers, extra, "")
+}
+
+/// As [`module`], with extra top-level WAT after the memory (data segments).
+pub fn module_after(abi: i32, handlers: &[WatHandler<'_>], extra: &str) -> Vec<u8> {
+    build(abi, handlers, "", extra)
+}
+
+fn build(abi: i32, handlers: &[WatHandler<'_>], before: &str, after: &str) -> Vec<u8> {
     let ok = ok_block("ok");
     let ok_len = 16 + 2;
     let mut offset = 4096u64;
@@ -50,8 +59,9 @@ pub fn module_with(abi: i32, handlers: &[WatHandler<'_>], extra: &str) -> Vec<u8
     }
     let text = format!(
         "(module
-           {extra}
+           {before}
            (memory (export \"memory\") 1)
+           {after}
            (global $ok i64 (i64.const {ok_packed}))
            (data (i32.const 1024) \"{ok}\")
            (func (export \"house_abi_version\") (result i32) i32.const {abi})

@@ -236,6 +236,29 @@ impl Drop for Server {
     }
 }
 
+/// Polls `cond` until it holds; panics after `timeout`. For state that has
+/// no log line or event to wait on.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `module` with a custom section appended: different bytes, same behaviour
+/// (a real reload, not a no-op).
+pub fn with_custom_section(module: &[u8], tag: &str) -> Vec<u8> {
+    assert!(tag.len() < 100);
+    let mut out = module.to_vec();
+    out.push(0); // custom section id
+    out.push(1 + 4 + tag.len() as u8); // section size (LEB128, < 128)
+    out.push(4); // name length
+    out.extend_from_slice(b"test");
+    out.extend_from_slice(tag.as_bytes());
+    out
+}
+
 /// Reads until EOF (or a 10 s read timeout) and returns it as text.
 pub fn read_to_close(s: &mut TcpStream) -> String {
     let mut out = Vec::new();

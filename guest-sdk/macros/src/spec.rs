@@ -140,11 +140,14 @@ impl Base {
 pub struct Rules {
     chars: Option<(Bounds, Span)>,
     items: Option<(Bounds, Span)>,
-    range: Option<(Option<(Value, bool)>, Option<(Value, bool)>, Span)>,
+    range: Option<(Option<Number>, Option<Number>, Span)>,
     one_of: Option<(Vec<Value>, Span)>,
     pub default: Option<(Value, Span)>,
     pub untyped: bool,
 }
+
+/// A number as written, and whether it is an integer.
+type Number = (Value, bool);
 
 #[derive(Default)]
 struct Bounds {
@@ -310,7 +313,7 @@ fn ordered(b: &Bounds, span: Span) -> Result<()> {
 }
 
 /// A number, possibly negative; the flag says whether it is an integer.
-fn number(input: ParseStream<'_>) -> Result<(Value, bool)> {
+fn number(input: ParseStream<'_>) -> Result<Number> {
     let expr: syn::Expr = input.parse()?;
     let v = expr_value(&expr)?;
     match &v {

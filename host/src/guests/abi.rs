@@ -206,7 +206,7 @@ mod tests {
 
     fn block(status: u32, ct: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
         let mut b = status.to_le_bytes().to_vec();
-        let mut text = |b: &mut Vec<u8>, s: &[u8]| {
+        let text = |b: &mut Vec<u8>, s: &[u8]| {
             b.extend_from_slice(&(s.len() as u32).to_le_bytes());
             b.extend_from_slice(s);
         };

@@ -3,9 +3,10 @@
 //! module that fails any check is refused whole, with one reason.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::SystemTime;
 
-use wasmtime::{ExternType, InstancePre, Module, ModuleExport};
+use wasmtime::{ExternType, InstancePre, ModuleExport};
 
 use super::abi::CallCtx;
 use super::engine::Runtime;
@@ -28,16 +29,14 @@ pub struct LoadedModule {
     pub types: Vec<(String, Ty, Rules)>,
     pub size: usize,
     pub loaded_at: SystemTime,
+    pub source: super::cache::Source,
 }
 
-/// Compiles and checks `bytes` as the module `file`.
-pub fn load(runtime: &Runtime, file: &str, bytes: &[u8], module: Option<Module>) -> Result<LoadedModule, String> {
-    let module = match module {
-        Some(m) => m,
-        None => {
-            Module::new(runtime.engine(), bytes).map_err(|e| format!("not a valid wasm module: {}", first_line(&e)))?
-        }
-    };
+/// Compiles (or takes from the cache in `cache_dir`) and checks `bytes` as
+/// the module `file`.
+pub fn load(runtime: &Runtime, file: &str, bytes: &[u8], cache_dir: Option<&Path>) -> Result<LoadedModule, String> {
+    let (module, source) = super::cache::compile(runtime.engine(), bytes, cache_dir)
+        .map_err(|e| format!("not a valid wasm module: {}", first_line(&e)))?;
     for import in module.imports() {
         if import.module() != "house" || !IMPORTS.contains(&import.name()) {
             return Err(format!(
@@ -136,6 +135,7 @@ pub fn load(runtime: &Runtime, file: &str, bytes: &[u8], module: Option<Module>)
         types: type_list,
         size: bytes.len(),
         loaded_at: SystemTime::now(),
+        source,
     })
 }
 

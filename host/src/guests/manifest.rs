@@ -412,7 +412,7 @@ mod tests {
         let e = handler(
             r#"{"name":"h","kind":"closing","params":[{"name":"n","type":"integer","default":99,"rules":{"range":{"max":3}}}]}"#,
         );
-        assert_eq!(e.unwrap_err(), "handler h: n: default breaks its own rules: n: 99 is above the maximum 3");
+        assert_eq!(e.unwrap_err(), "handler h: default breaks its own rules: n: 99 is above the maximum 3");
         assert!(handler(r#"{"name":"h","kind":"closing","surprise":1}"#).is_err());
     }
 }

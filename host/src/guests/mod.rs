@@ -1,14 +1,17 @@
 //! Guests: WebAssembly modules that declare handlers with typed, validated
 //! parameters. This module owns the wasmtime embedding (`engine`), the ABI
 //! (`abi`), manifests (`manifest`), parameter validation (`validate`),
-//! loading (`loader`) and the set of loaded modules (`registry`).
+//! loading (`loader`, `cache`), the set of loaded modules (`registry`) and
+//! hot reload (`watch`).
 
 pub mod abi;
+pub mod cache;
 pub mod engine;
 pub mod loader;
 pub mod manifest;
 pub mod registry;
 pub mod validate;
+pub mod watch;
 
 use std::sync::Arc;
 

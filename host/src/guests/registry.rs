@@ -27,6 +27,7 @@ struct Entry {
 
 pub struct Registry {
     dir: PathBuf,
+    cache_dir: Option<PathBuf>,
     entries: BTreeMap<String, Entry>,
 }
 
@@ -36,45 +37,62 @@ pub fn is_guest_file(name: &str) -> bool {
 }
 
 impl Registry {
-    pub fn new(dir: PathBuf) -> Registry {
-        Registry { dir, entries: BTreeMap::new() }
+    pub fn new(dir: PathBuf, cache_dir: Option<PathBuf>) -> Registry {
+        Registry { dir, cache_dir, entries: BTreeMap::new() }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// Loads every `.wasm` in the folder.
-    pub fn load_all(&mut self, runtime: &Runtime) {
+    /// Brings the registry in line with the folder: loads every `.wasm` in
+    /// it, forgets files that are gone. Returns whether anything changed.
+    pub fn rescan(&mut self, runtime: &Runtime) -> bool {
+        let gone: Vec<String> = self.entries.keys().filter(|name| !self.dir.join(name).exists()).cloned().collect();
+        let mut changed = false;
+        for name in gone {
+            changed |= self.remove(&name);
+        }
+        self.load_all(runtime) || changed
+    }
+
+    /// Loads every `.wasm` in the folder. Returns whether any loaded.
+    pub fn load_all(&mut self, runtime: &Runtime) -> bool {
         let names: Vec<String> = match std::fs::read_dir(&self.dir) {
             Ok(dir) => {
                 dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_guest_file(n)).collect()
             }
             Err(e) => {
                 eprintln!("house: cannot read guests folder {}: {e}", self.dir.display());
-                return;
+                return false;
             }
         };
+        let mut changed = false;
         for name in names {
-            self.load(runtime, &name);
+            changed |= self.load(runtime, &name);
         }
+        changed
     }
 
     /// (Re)loads one file. A refused file keeps its earlier version serving.
-    /// Returns whether the routes may have changed.
+    /// Returns whether it loaded (either way, its entry in
+    /// `/_house/guests` changed: rebuild the routes).
     pub fn load(&mut self, runtime: &Runtime, name: &str) -> bool {
         let path = self.dir.join(name);
         let started = Instant::now();
-        let result = std::fs::read(&path)
-            .map_err(|e| format!("cannot read: {e}"))
-            .and_then(|bytes| loader::load(runtime, name, &bytes, None));
+        let result =
+            read_settled(&path).and_then(|bytes| loader::load(runtime, name, &bytes, self.cache_dir.as_deref()));
         let entry = self.entries.entry(name.to_owned()).or_default();
         match result {
             Ok(module) => {
                 let verb = if entry.module.is_some() { "reloaded" } else { "loaded" };
                 let paths: Vec<&str> = module.handlers.iter().map(|(h, _)| h.path.as_str()).collect();
+                let how = match module.source {
+                    super::cache::Source::Cached => ", from cache",
+                    super::cache::Source::Compiled => "",
+                };
                 eprintln!(
-                    "house: {verb} {name} ({} bytes, {:.1} ms): {}",
+                    "house: {verb} {name} ({} bytes, {:.1} ms{how}): {}",
                     module.size,
                     started.elapsed().as_secs_f64() * 1e3,
                     paths.join(" ")
@@ -164,6 +182,22 @@ impl Registry {
             .collect();
         json!({ "guests": guests })
     }
+}
+
+/// Reads a file that is not being written: its length must be the same
+/// before and after the read (a writer still at work shows up here, and is
+/// also caught by validation: a truncated module does not parse).
+fn read_settled(path: &Path) -> Result<Vec<u8>, String> {
+    let before = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let after = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if before.len() != after.len()
+        || after.len() != bytes.len() as u64
+        || before.modified().ok() != after.modified().ok()
+    {
+        return Err("the file changed while it was read; waiting for the writer".into());
+    }
+    Ok(bytes)
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {

@@ -23,8 +23,6 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// The request did not complete within the request timeout (408, close).
     Timeout,
-    /// A body without a length we accept (411, close).
-    LengthRequired,
     /// The body is larger than the cap (413, close).
     BodyTooLarge,
     /// The request head is too large or has too many headers (431, close).
@@ -71,7 +69,6 @@ impl HttpError {
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
-            ErrorKind::LengthRequired => 411,
             ErrorKind::BodyTooLarge => 413,
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
