@@ -1,19 +1,7 @@
 //! `house`: flags in, a server out. Errors print their whole cause chain on
 //! one line and exit non-zero.
 
-// One `unsafe` block in the whole host: deserializing a cached compiled
-// module (guests/cache.rs), which wasmtime cannot check for us.
-#![deny(unsafe_code)]
-
-mod config;
-mod conn;
-mod dispatch;
-mod event_loop;
-mod guests;
-mod http;
-mod log;
-mod router;
-mod sse;
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -21,9 +9,10 @@ use std::sync::{Arc, mpsc};
 
 use anyhow::Context;
 
-use crate::config::{Command, Config};
-use crate::dispatch::Dispatcher;
-use crate::guests::registry::Registry;
+use house_host::config::{self, Command, Config};
+use house_host::dispatch::Dispatcher;
+use house_host::guests::{self, registry::Registry};
+use house_host::event_loop;
 
 fn main() -> ExitCode {
     match run() {

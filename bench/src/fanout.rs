@@ -1,0 +1,133 @@
+//! SSE fan-out: N subscribers on one channel, one publish, and the time
+//! from sending the publish until the last subscriber has the event, taken
+//! on the client side with a mio loop over all N sockets. The same client
+//! measures house and the bare SSE baseline.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream as StdStream};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+pub struct Fanout {
+    /// Publish -> last subscriber's receipt, per repetition.
+    pub times: Vec<Duration>,
+    /// Server RSS growth per subscriber, in bytes.
+    pub bytes_per_subscriber: f64,
+}
+
+struct Sub {
+    socket: TcpStream,
+    /// Events seen so far (blank lines ending an event).
+    events: usize,
+    last: u8,
+}
+
+/// Subscribes `n` clients with `subscribe` (a request path), then publishes
+/// `reps` times with `publish` (a full request, sent on its own keep-alive
+/// connection).
+pub fn run(addr: SocketAddr, pid: u32, n: usize, subscribe: &str, publish: &str, reps: usize) -> anyhow::Result<Fanout> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(4096);
+    let mut subs: Vec<Sub> = Vec::with_capacity(n);
+    let mut buf = vec![0u8; 64 * 1024];
+    let rss_before = crate::procfs::rss_kib(pid);
+    // Connect in batches, each waiting for its first events: the listen
+    // backlog is never overrun (an overrun costs a 1 s SYN retry).
+    while subs.len() < n {
+        let batch = (n - subs.len()).min(500);
+        let first = subs.len();
+        for i in first..first + batch {
+            let mut s = StdStream::connect(addr).context("connecting a subscriber")?;
+            s.write_all(format!("GET {subscribe} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())?;
+            s.set_nonblocking(true)?;
+            let mut socket = TcpStream::from_std(s);
+            poll.registry().register(&mut socket, Token(i), Interest::READABLE)?;
+            subs.push(Sub { socket, events: 0, last: 0 });
+        }
+        wait_for(&mut poll, &mut events, &mut subs, &mut buf, 1, Duration::from_secs(30))?;
+    }
+    let rss_after = crate::procfs::rss_kib(pid);
+    let mut publisher = StdStream::connect(addr)?;
+    publisher.set_nodelay(true)?;
+    let mut times = Vec::with_capacity(reps);
+    for rep in 0..reps {
+        let started = Instant::now();
+        publisher.write_all(publish.as_bytes())?;
+        wait_for(&mut poll, &mut events, &mut subs, &mut buf, 2 + rep, Duration::from_secs(30))?;
+        times.push(started.elapsed());
+        read_one_response(&mut publisher)?;
+    }
+    Ok(Fanout { times, bytes_per_subscriber: (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64 })
+}
+
+/// Reads until every subscriber has seen `count` events.
+fn wait_for(
+    poll: &mut Poll,
+    events: &mut Events,
+    subs: &mut [Sub],
+    buf: &mut [u8],
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut behind = subs.iter().filter(|s| s.events < count).count();
+    while behind > 0 {
+        if Instant::now() > deadline {
+            bail!("{behind} subscribers never got event {count}");
+        }
+        poll.poll(events, Some(Duration::from_millis(100)))?;
+        for ev in events.iter() {
+            let sub = &mut subs[ev.token().0];
+            let was_behind = sub.events < count;
+            loop {
+                match sub.socket.read(buf) {
+                    Ok(0) => bail!("a subscriber was disconnected"),
+                    Ok(n) => {
+                        for &b in &buf[..n] {
+                            if b == b'\n' && sub.last == b'\n' {
+                                sub.events += 1;
+                            }
+                            sub.last = b;
+                        }
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if was_behind && sub.events >= count {
+                behind -= 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one response with a Content-Length body (the publish's answer).
+fn read_one_response(s: &mut StdStream) -> anyhow::Result<()> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("the publisher connection closed");
+        }
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + len {
+                if !head.starts_with("http/1.1 200") {
+                    bail!("publish failed: {}", String::from_utf8_lossy(&got));
+                }
+                return Ok(());
+            }
+        }
+    }
+}

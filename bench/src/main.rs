@@ -1,0 +1,279 @@
+//! `make bench`: every scenario of BENCHMARKS.md, each next to a baseline
+//! measured in the same run, written as a table into BENCHMARKS.md.
+//!
+//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload]
+//!
+//! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario (default 5).
+
+mod fanout;
+mod guestcall;
+mod procfs;
+mod report;
+mod servers;
+mod wrk;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use report::{Report, Row};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("house-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const ALL: [&str; 5] = ["http", "guestcall", "fanout", "memory", "reload"];
+const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
+const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
+
+fn run() -> anyhow::Result<()> {
+    let mut out = PathBuf::from("BENCHMARKS.md");
+    let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--out" => out = args.next().context("--out FILE")?.into(),
+            "--only" => only = args.next().context("--only LIST")?.split(',').map(str::to_owned).collect(),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    for o in &only {
+        if !ALL.contains(&o.as_str()) {
+            bail!("unknown scenario {o}; known: {}", ALL.join(", "));
+        }
+    }
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let work = std::env::temp_dir().join(format!("house-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&work);
+    let guests = work.join("guests");
+    std::fs::create_dir_all(&guests)?;
+    let chat = repo().join("guests/chat.wasm");
+    std::fs::copy(&chat, guests.join("chat.wasm")).context("guests/chat.wasm (run make guests)")?;
+    let cache = work.join("cache");
+    let log = work.join("house.log");
+
+    let mut report = Report::new();
+    let want = |s: &str| only.iter().any(|o| o == s);
+    if want("http") {
+        http(&mut report, &guests, &cache, &log)?;
+    }
+    if want("guestcall") {
+        eprintln!("bench: guest call vs compiled in");
+        let g = guestcall::run(&guests, 100_000)?;
+        report.row(Row::time("3. guest call alone (fresh instance, 3 params)", "time per call", g.guest, g.native, "compiled into the host", None));
+    }
+    if want("fanout") {
+        fanout(&mut report, &guests, &cache, &log)?;
+    }
+    if want("memory") {
+        memory(&mut report, &guests, &cache, &log)?;
+    }
+    if want("reload") {
+        reload(&mut report, &chat, &work)?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    report.write(&out, &only)?;
+    eprintln!("bench: wrote {}", out.display());
+    Ok(())
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow::Result<()> {
+    let secs = wrk::seconds();
+    eprintln!("bench: HTTP scenarios, {secs} s each");
+    let floor = servers::baseline("floor")?;
+    let base = wrk::run(&floor, "/", secs)?;
+    drop(floor);
+    let house = servers::house(guests, cache, log, &[])?;
+    let not_found = wrk::run(&house, "/nope", secs)?;
+    let guest = wrk::run(&house, SEND, secs)?;
+    let rejected = wrk::run(&house, REJECT, secs)?;
+    drop(house);
+    if not_found.non_2xx < not_found.requests || rejected.non_2xx < rejected.requests || guest.non_2xx > 0 {
+        bail!("unexpected statuses: 404 run {not_found:?}, 400 run {rejected:?}, guest run {guest:?}");
+    }
+    let floor_name = "bare mio+httparse floor";
+    for (name, load, rps_target, cpu_target, p99_target) in [
+        ("1. 404 path (host only)", not_found, 0.95, 1.2, None),
+        ("2. guest closing handler, 3 validated params", guest, 0.8, 2.0, Some(2.0)),
+        ("7. flood of 400s (invalid parameter)", rejected, 0.95, 1.2, None),
+    ] {
+        report.row(Row::higher(name, "requests/s", load.rps, base.rps, floor_name, Some(rps_target)));
+        report.row(Row::lower(name, "server CPU µs/request", load.cpu_us, base.cpu_us, floor_name, Some(cpu_target)));
+        report.row(Row::lower(name, "p50 latency µs", load.p50_us, base.p50_us, floor_name, None));
+        report.row(Row::lower(name, "p99 latency µs", load.p99_us, base.p99_us, floor_name, p99_target));
+    }
+    report.row(Row::higher("2. guest closing handler, 3 validated params", "requests/s vs 404 path", guest.rps, not_found.rps, "scenario 1", None));
+    report.row(Row::lower("2. guest closing handler, 3 validated params", "server CPU µs/request vs 404 path", guest.cpu_us, not_found.cpu_us, "scenario 1", None));
+    Ok(())
+}
+
+fn fanout(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow::Result<()> {
+    const REPS: usize = 20;
+    for n in [1_000, 10_000] {
+        eprintln!("bench: SSE fan-out to {n} subscribers, {REPS} publishes");
+        let floor = servers::baseline("sse-floor")?;
+        let publish = "POST /publish HTTP/1.1\r\nHost: bench\r\nContent-Length: 0\r\n\r\n";
+        let base = fanout::run(floor.addr, floor.pid(), n, "/subscribe", publish, REPS)?;
+        drop(floor);
+        let house = servers::house(guests, cache, log, &["--quiet"])?;
+        let publish = format!("GET {SEND} HTTP/1.1\r\nHost: bench\r\n\r\n").replace("room=bench", "room=fan");
+        let ours = fanout::run(house.addr, house.pid(), n, "/source?room=fan", &publish, REPS)?;
+        drop(house);
+        let name = format!("4. SSE fan-out to {n} subscribers");
+        let (m, b) = (median(&ours.times), median(&base.times));
+        let target = (n == 10_000).then_some(1.1);
+        report.row(Row::time(&name, "publish → last receipt, median of 20", m, b, "bare mio SSE server", target));
+        let (m, b) = (max(&ours.times), max(&base.times));
+        report.row(Row::time(&name, "publish → last receipt, max of 20", m, b, "bare mio SSE server", None));
+        if n == 10_000 {
+            let row = Row::bytes("5. memory", "host RSS per idle SSE subscriber", ours.bytes_per_subscriber, base.bytes_per_subscriber, "bare mio SSE server");
+            report.row(row.at_most_bytes(1024.0));
+        }
+    }
+    Ok(())
+}
+
+fn memory(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow::Result<()> {
+    eprintln!("bench: memory");
+    const CONNS: usize = 1_000;
+    let floor = servers::baseline("floor")?;
+    let floor_idle = procfs::rss_kib(floor.pid());
+    let floor_per = per_keepalive(&floor, "/", CONNS)?;
+    drop(floor);
+    let house = servers::house(guests, cache, log, &["--quiet"])?;
+    let idle = procfs::rss_kib(house.pid());
+    let per = per_keepalive(&house, "/nope", CONNS)?;
+    drop(house);
+    report.row(Row::bytes("5. memory", "host RSS idle (chat loaded)", idle as f64 * 1024.0, floor_idle as f64 * 1024.0, "bare mio+httparse floor"));
+    report.row(Row::bytes("5. memory", "RSS per idle keep-alive connection", per, floor_per, "bare mio+httparse floor"));
+    Ok(())
+}
+
+/// RSS growth per connection that made one request and stays open.
+fn per_keepalive(server: &servers::Running, path: &str, n: usize) -> anyhow::Result<f64> {
+    let before = procfs::rss_kib(server.pid());
+    let mut conns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = TcpStream::connect(server.addr)?;
+        c.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())?;
+        let mut r = BufReader::new(c.try_clone()?);
+        let mut line = String::new();
+        // Read the head and the (short) body.
+        let mut len = 0;
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse()?;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        std::io::Read::read_exact(&mut r, &mut body)?;
+        conns.push(c);
+    }
+    let after = procfs::rss_kib(server.pid());
+    Ok((after.saturating_sub(before) * 1024) as f64 / n as f64)
+}
+
+fn reload(report: &mut Report, chat: &Path, work: &Path) -> anyhow::Result<()> {
+    eprintln!("bench: hot reload and start-up");
+    let bytes = std::fs::read(chat)?;
+    let dir = work.join("reload");
+    std::fs::create_dir_all(&dir)?;
+    let cache = work.join("reload-cache");
+    let log = work.join("reload.log");
+    let house = servers::house(&dir, &cache, &log, &["--quiet"])?;
+    let mut times = Vec::new();
+    for i in 0..10 {
+        // New bytes each time (a custom section), so nothing comes from the cache.
+        let mut module = bytes.clone();
+        let tag = format!("bench{i}");
+        module.extend_from_slice(&[0, (1 + 5 + tag.len()) as u8, 5]);
+        module.extend_from_slice(b"bench");
+        module.extend_from_slice(tag.as_bytes());
+        let tmp = dir.join(".chat.wasm.tmp");
+        std::fs::write(&tmp, &module)?;
+        let landed = Instant::now();
+        std::fs::rename(&tmp, dir.join("chat.wasm"))?;
+        wait_status(house.addr, "/index", 200, Duration::from_secs(10))?;
+        times.push(landed.elapsed());
+        std::fs::remove_file(dir.join("chat.wasm"))?;
+        wait_status(house.addr, "/index", 404, Duration::from_secs(10))?;
+    }
+    drop(house);
+    let floor = servers::baseline("floor")?;
+    let floor_start = first_served(&floor, "/")?;
+    drop(floor);
+    // Start-up with chat.wasm in the folder: an empty cache, then a warm one.
+    let start_dir = work.join("startup");
+    std::fs::create_dir_all(&start_dir)?;
+    std::fs::copy(chat, start_dir.join("chat.wasm"))?;
+    let start_cache = work.join("startup-cache");
+    let startup = |label: &str| -> anyhow::Result<Duration> {
+        let h = servers::house(&start_dir, &start_cache, &log, &["--quiet"])?;
+        let t = first_served(&h, "/index")?;
+        eprintln!("bench: start-up {label}: {t:?}");
+        Ok(t)
+    };
+    let cold = startup("cold")?;
+    let warm = startup("warm")?;
+    let base = "bare floor's start-up";
+    let landed = median(&times);
+    report.row(Row::time("6. hot reload", "chat.wasm landed → first served request (median of 10)", landed, floor_start, base, None).at_most(Duration::from_millis(100)));
+    report.row(Row::time("6. hot reload", "start-up, cold cache → first served request", cold, floor_start, base, None));
+    report.row(Row::time("6. hot reload", "start-up, warm cache → first served request", warm, floor_start, base, None).at_most(Duration::from_millis(50)));
+    Ok(())
+}
+
+/// Time from the server's spawn to its first 200 for `path`.
+fn first_served(server: &servers::Running, path: &str) -> anyhow::Result<Duration> {
+    wait_status(server.addr, path, 200, Duration::from_secs(30))?;
+    Ok(server.started.elapsed())
+}
+
+/// Polls `path` until it answers `status`.
+fn wait_status(addr: std::net::SocketAddr, path: &str, status: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let want = format!("HTTP/1.1 {status} ");
+    loop {
+        if let Ok(mut c) = TcpStream::connect(addr) {
+            c.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes())?;
+            let mut line = String::new();
+            BufReader::new(c).read_line(&mut line)?;
+            if line.starts_with(&want) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("{path} never answered {status}");
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut t = times.to_vec();
+    t.sort();
+    t[t.len() / 2]
+}
+
+fn max(times: &[Duration]) -> Duration {
+    times.iter().copied().max().unwrap_or_default()
+}

@@ -1,0 +1,219 @@
+//! The results table: every figure next to its baseline from the same run,
+//! the ratio, and where it stands against its target. Written into
+//! BENCHMARKS.md (a full run) or printed (`--only`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy)]
+enum Unit {
+    PerSecond,
+    Micros,
+    Millis,
+    Bytes,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    None,
+    /// house / baseline must be at least this (higher is better).
+    RatioAtLeast(f64),
+    /// house / baseline must be at most this (lower is better).
+    RatioAtMost(f64),
+    /// house's own figure must be at most this, in the row's unit.
+    AtMost(f64),
+}
+
+pub struct Row {
+    scenario: String,
+    metric: String,
+    house: f64,
+    base: f64,
+    base_name: String,
+    unit: Unit,
+    target: Target,
+}
+
+impl Row {
+    fn new(scenario: &str, metric: &str, house: f64, base: f64, base_name: &str, unit: Unit, target: Target) -> Row {
+        Row { scenario: scenario.into(), metric: metric.into(), house, base, base_name: base_name.into(), unit, target }
+    }
+
+    /// A rate: higher is better.
+    pub fn higher(scenario: &str, metric: &str, house: f64, base: f64, base_name: &str, at_least: Option<f64>) -> Row {
+        let target = at_least.map_or(Target::None, Target::RatioAtLeast);
+        Row::new(scenario, metric, house, base, base_name, Unit::PerSecond, target)
+    }
+
+    /// A cost in microseconds: lower is better.
+    pub fn lower(scenario: &str, metric: &str, house: f64, base: f64, base_name: &str, at_most: Option<f64>) -> Row {
+        let target = at_most.map_or(Target::None, Target::RatioAtMost);
+        Row::new(scenario, metric, house, base, base_name, Unit::Micros, target)
+    }
+
+    /// A duration: lower is better.
+    pub fn time(scenario: &str, metric: &str, house: Duration, base: Duration, base_name: &str, at_most: Option<f64>) -> Row {
+        let target = at_most.map_or(Target::None, Target::RatioAtMost);
+        let unit = if house < Duration::from_millis(1) { Unit::Micros } else { Unit::Millis };
+        let scale = |d: Duration| match unit {
+            Unit::Micros => d.as_secs_f64() * 1e6,
+            _ => d.as_secs_f64() * 1e3,
+        };
+        Row::new(scenario, metric, scale(house), scale(base), base_name, unit, target)
+    }
+
+    /// Memory: lower is better.
+    pub fn bytes(scenario: &str, metric: &str, house: f64, base: f64, base_name: &str) -> Row {
+        Row::new(scenario, metric, house, base, base_name, Unit::Bytes, Target::None)
+    }
+
+    /// An absolute target for a duration row.
+    pub fn at_most(mut self, limit: Duration) -> Row {
+        self.target = Target::AtMost(match self.unit {
+            Unit::Micros => limit.as_secs_f64() * 1e6,
+            _ => limit.as_secs_f64() * 1e3,
+        });
+        self
+    }
+
+    /// An absolute target for a memory row.
+    pub fn at_most_bytes(mut self, limit: f64) -> Row {
+        self.target = Target::AtMost(limit);
+        self
+    }
+
+    fn ratio(&self) -> f64 {
+        if self.base > 0.0 { self.house / self.base } else { f64::NAN }
+    }
+
+    fn format(&self, v: f64) -> String {
+        match self.unit {
+            Unit::PerSecond => format!("{:.0}", v),
+            Unit::Micros => format!("{v:.1} µs"),
+            Unit::Millis => format!("{v:.2} ms"),
+            Unit::Bytes if v >= 1024.0 * 1024.0 => format!("{:.1} MiB", v / 1024.0 / 1024.0),
+            Unit::Bytes => format!("{:.2} KiB", v / 1024.0),
+        }
+    }
+
+    fn target_cell(&self) -> String {
+        let r = self.ratio();
+        let verdict = |ok: bool| if ok { "met" } else { "**not met**" };
+        match self.target {
+            Target::None => "—".into(),
+            Target::RatioAtLeast(t) => format!("≥ {t}x: {}", verdict(r >= t)),
+            Target::RatioAtMost(t) => format!("≤ {t}x: {}", verdict(r <= t)),
+            Target::AtMost(t) => format!("≤ {}: {}", self.format(t), verdict(self.house <= t)),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    pub fn new() -> Report {
+        Report::default()
+    }
+
+    pub fn row(&mut self, row: Row) {
+        eprintln!("bench: {} / {}: {} vs {} ({:.2}x)", row.scenario, row.metric, row.format(row.house), row.format(row.base), row.ratio());
+        self.rows.push(row);
+    }
+
+    fn table(&self) -> String {
+        let mut t = String::from(
+            "| scenario | figure | house | baseline | baseline is | ratio | target |\n|---|---|---:|---:|---|---:|---|\n",
+        );
+        for r in &self.rows {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {} | {} | {:.2}x | {} |",
+                r.scenario,
+                r.metric,
+                r.format(r.house),
+                r.format(r.base),
+                r.base_name,
+                r.ratio(),
+                r.target_cell()
+            );
+        }
+        t
+    }
+
+    /// A full run rewrites `out`; a partial one (`--only`) prints its rows.
+    pub fn write(&self, out: &Path, only: &[String]) -> anyhow::Result<()> {
+        if only.len() < crate::ALL.len() {
+            println!("{}", self.table());
+            return Ok(());
+        }
+        let commit = Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default();
+        let date = Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output().ok();
+        let date = date.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+        let mut doc = String::new();
+        let _ = write!(
+            doc,
+            "# Benchmarks\n\n\
+             Produced by `make bench` (`house-bench`); do not edit by hand.\n\n\
+             - date: {date}\n- commit: {commit}\n- CPU: {cpu}\n- load generator: wrk {secs} s per HTTP scenario, 1 thread, 64 keep-alive connections\n\n\
+             These machines are shared and noisy: read the **ratios**, each against a baseline run \
+             minutes apart in the same `make bench`, not the absolute figures.\n\n\
+             ## Results\n\n{table}\n{explain}",
+            cpu = crate::procfs::cpu_model(),
+            secs = crate::wrk::seconds(),
+            table = self.table(),
+            explain = EXPLAIN,
+        );
+        std::fs::write(out, doc)?;
+        Ok(())
+    }
+}
+
+const EXPLAIN: &str = "## What each scenario measures
+
+Ratios are house ÷ baseline: above 1 means more requests per second, or
+more time, CPU or memory than the baseline. Targets come from the issues.
+
+1. **404 path** — the host alone: framing, routing, a plain-text error, the
+   access log. Against `floor`, a bare single-threaded mio+httparse server
+   answering a fixed 200 (`bench/src/bin/floor.rs`): the floor of our stack.
+2. **Guest closing handler** — the chat's `send-message` (three validated
+   strings; publishes to a room with no subscribers) in a fresh wasm instance
+   per request. Against the floor and against scenario 1.
+3. **Guest call alone** — the same handler called in-process with the
+   request already parsed (`bench/src/guestcall.rs`): validation + instantiate
+   + call + drop, against the same handler compiled into the host.
+4. **SSE fan-out** — 1,000 and 10,000 subscribers on one channel, 20
+   publishes; time from sending the publish to the last subscriber's receipt,
+   measured by one client for both. Against `sse-floor`, a bare mio server
+   that frames once and copies only what a socket refuses.
+5. **Memory** — RSS of the host idle, and its growth per idle keep-alive
+   connection (1,000 of them) and per idle SSE subscriber (10,000).
+6. **Hot reload** — a new `chat.wasm` (fresh bytes, so compiled, not cached)
+   renamed into the watched folder until `/index` answers 200; start-up with
+   an empty and with a warm module cache. The baseline is the floor's own
+   spawn-to-first-response.
+7. **Flood of 400s** — `send-message` with a message too short: rejected by
+   the host's validator, no instance created.
+
+On two cores wrk's own core saturates near the floor's rate, so
+requests-per-second ratios flatten near 1.0; **server CPU per request**
+(user + system from `/proc`, divided by requests served) shows the real cost.
+
+## Rerunning one scenario
+
+    make build && cargo build --release -p house-bench
+    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload
+    BENCH_SECONDS=10 ./target/release/house-bench   # longer HTTP runs
+
+`--only` prints its rows and leaves this file alone; a full run rewrites it.
+";

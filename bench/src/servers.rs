@@ -1,0 +1,78 @@
+//! Starting the servers under test as separate processes, and telling when
+//! they are ready (by the line each prints once it listens).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub struct Running {
+    child: Child,
+    pub addr: SocketAddr,
+    pub started: Instant,
+}
+
+impl Running {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release")
+}
+
+/// A baseline binary of this crate (`floor`, `sse-floor`): it prints
+/// `listening on ADDR` on stdout.
+pub fn baseline(name: &str) -> anyhow::Result<Running> {
+    let mut child = Command::new(target_dir().join(name))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let started = Instant::now();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
+    let addr = line.trim().strip_prefix("listening on ").context("no listening line")?.parse()?;
+    Ok(Running { child, addr, started })
+}
+
+/// `house` on a free port. Its log goes to `log` (a file, as in production
+/// behind a log collector); readiness is its `listening on` line.
+pub fn house(guests: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow::Result<Running> {
+    let file = std::fs::File::create(log)?;
+    let child = Command::new(target_dir().join("house"))
+        .args(["--port", "0", "--heartbeat-ms", "3600000"])
+        .arg("--guests")
+        .arg(guests)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(file)
+        .spawn()
+        .context("starting house")?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("listening on http://")) {
+            let addr = l.rsplit("http://").next().unwrap_or_default().trim().parse()?;
+            return Ok(Running { child, addr, started });
+        }
+        if Instant::now() > deadline {
+            bail!("house did not start:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

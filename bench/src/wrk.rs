@@ -1,0 +1,82 @@
+//! HTTP load with wrk (Debian's package): one thread, 64 keep-alive
+//! connections. wrk is a well-known, C, epoll-based generator: on a 2-core
+//! machine its one core saturates near the floor's rate, which is why every
+//! scenario also reports server CPU per request (from /proc).
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::procfs;
+use crate::servers::Running;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub requests: u64,
+    /// Responses that were not 2xx/3xx.
+    pub non_2xx: u64,
+    /// Server CPU (user + system) per request, in microseconds.
+    pub cpu_us: f64,
+}
+
+pub fn run(server: &Running, path: &str, secs: u64) -> anyhow::Result<Load> {
+    let url = format!("http://{}{path}", server.addr);
+    // A short warm-up: connections open, caches and pools warm.
+    wrk(&url, 1)?;
+    let cpu0 = procfs::cpu_seconds(server.pid());
+    let out = wrk(&url, secs)?;
+    let cpu1 = procfs::cpu_seconds(server.pid());
+    let mut load = parse(&out).with_context(|| format!("parsing wrk output:\n{out}"))?;
+    load.cpu_us = (cpu1 - cpu0) * 1e6 / load.requests.max(1) as f64;
+    Ok(load)
+}
+
+fn wrk(url: &str, secs: u64) -> anyhow::Result<String> {
+    let out = Command::new("wrk")
+        .args(["-t1", "-c64", &format!("-d{secs}s"), "--latency", "--timeout", "5s", url])
+        .output()
+        .context("running wrk (make bench installs it)")?;
+    if !out.status.success() {
+        bail!("wrk failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn duration_us(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (num, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => n,
+        "ms" => n * 1e3,
+        "s" => n * 1e6,
+        _ => return None,
+    })
+}
+
+fn parse(out: &str) -> Option<Load> {
+    let mut load = Load::default();
+    for line in out.lines() {
+        let l = line.trim();
+        if let Some(v) = l.strip_prefix("Requests/sec:") {
+            load.rps = v.trim().parse().ok()?;
+        } else if let Some(v) = l.strip_prefix("50%") {
+            load.p50_us = duration_us(v)?;
+        } else if let Some(v) = l.strip_prefix("99%") {
+            load.p99_us = duration_us(v)?;
+        } else if let Some(v) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            load.non_2xx = v.trim().parse().ok()?;
+        } else if l.contains(" requests in ") {
+            load.requests = l.split_whitespace().next()?.parse().ok()?;
+        }
+    }
+    (load.rps > 0.0).then_some(load)
+}
+
+/// How long wrk runs per scenario.
+pub fn seconds() -> u64 {
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+}

@@ -1,0 +1,17 @@
+//! The house host as a library: everything but flag parsing's `main`. The
+//! `house` binary is a thin wrapper; benchmarks use the pieces directly
+//! (a guest call against a handler compiled in, for instance).
+
+// One `unsafe` block in the whole host: deserializing a cached compiled
+// module (guests/cache.rs), which wasmtime cannot check for us.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod conn;
+pub mod dispatch;
+pub mod event_loop;
+pub mod guests;
+pub mod http;
+pub mod log;
+pub mod router;
+pub mod sse;
