@@ -49,6 +49,13 @@ bench: build
 	$(CARGO) build --release -p house-bench
 	./target/release/house-bench --out BENCHMARKS.md
 
+# Fuzz request framing (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable
+# toolchain take the sanitizer flags). FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 300
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_request -- -max_total_time=$(FUZZ_SECONDS)
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings

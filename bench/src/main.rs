@@ -82,9 +82,8 @@ fn run() -> anyhow::Result<()> {
         reload(&mut report, &chat, &work)?;
     }
     let _ = std::fs::remove_dir_all(&work);
-    report.write(&out, &only)?;
-    eprintln!("bench: wrote {}", out.display());
-    Ok(())
+    report.write(&out, &only)
+}
 }
 
 fn repo() -> PathBuf {

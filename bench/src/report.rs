@@ -174,6 +174,7 @@ impl Report {
             explain = EXPLAIN,
         );
         std::fs::write(out, doc)?;
+        eprintln!("bench: wrote {}", out.display());
         Ok(())
     }
 }
