@@ -197,6 +197,21 @@ fn faults_are_500_for_that_request_only() {
         s.wait_for_log(&format!("guest faulty.wasm: {name}: "), Duration::from_secs(5));
     }
     s.wait_for_log("spin: exceeded its CPU deadline of 100 ms", Duration::from_secs(1));
+    // Three overruns in a row suspend the handler: it no longer holds the loop.
+    s.wait_for_log(
+        "spin: exceeded its CPU deadline of 100 ms 3 times in a row: suspended for 10 s",
+        Duration::from_secs(1),
+    );
+    let started = Instant::now();
+    let r = s.get("/spin");
+    assert_eq!(r.status, 503);
+    assert!(
+        r.body.starts_with("handler spin is suspended for ")
+            && r.body.ends_with(" s: it kept overrunning its CPU deadline\n"),
+        "{}",
+        r.body
+    );
+    assert!(started.elapsed() < Duration::from_millis(90), "a suspended handler is answered without running");
     s.wait_for_log("mangled: bad response: content type is not UTF-8", Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     normal.join().expect("the normal client never failed");

@@ -28,7 +28,14 @@ struct Sub {
 /// Subscribes `n` clients with `subscribe` (a request path), then publishes
 /// `reps` times with `publish` (a full request, sent on its own keep-alive
 /// connection).
-pub fn run(addr: SocketAddr, pid: u32, n: usize, subscribe: &str, publish: &str, reps: usize) -> anyhow::Result<Fanout> {
+pub fn run(
+    addr: SocketAddr,
+    pid: u32,
+    n: usize,
+    subscribe: &str,
+    publish: &str,
+    reps: usize,
+) -> anyhow::Result<Fanout> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut subs: Vec<Sub> = Vec::with_capacity(n);

@@ -8,8 +8,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use house_host::config::GuestLimits;
+use anyhow::bail;
+use house_host::config::Config;
 use house_host::guests::{Runtime, registry::Registry, validate};
 use house_host::http::params::Params;
 use house_host::router::{Lookup, Target};
@@ -21,8 +21,8 @@ pub struct GuestCall {
 }
 
 pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
-    let limits = GuestLimits { deadline: Duration::from_millis(50), memory: 16 * 1024 * 1024 };
-    let runtime = Runtime::new(limits)?;
+    // The same limits `house` runs with by default.
+    let runtime = Runtime::new(Config::default().guest)?;
     let mut registry = Registry::new(guests.to_owned(), None);
     registry.load_all(&runtime);
     let (router, _) = registry.routes();
@@ -33,7 +33,7 @@ pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
 
     let guest = time(iterations, || {
         let args = validate::encode_args(&handler.spec.params, &params).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
-        let out = runtime.call(handler, &args).map_err(anyhow::Error::msg).context("guest call")?;
+        let out = runtime.call(handler, &args).map_err(|f| anyhow::anyhow!("guest call: {f}"))?;
         Ok(out.publishes.len() + out.body.len())
     })?;
     let native = time(iterations, || {

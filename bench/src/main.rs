@@ -70,7 +70,14 @@ fn run() -> anyhow::Result<()> {
     if want("guestcall") {
         eprintln!("bench: guest call vs compiled in");
         let g = guestcall::run(&guests, 100_000)?;
-        report.row(Row::time("3. guest call alone (fresh instance, 3 params)", "time per call", g.guest, g.native, "compiled into the host", None));
+        report.row(Row::time(
+            "3. guest call alone (fresh instance, 3 params)",
+            "time per call",
+            g.guest,
+            g.native,
+            "compiled into the host",
+            None,
+        ));
     }
     if want("fanout") {
         fanout(&mut report, &guests, &cache, &log)?;
@@ -83,7 +90,6 @@ fn run() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&work);
     report.write(&out, &only)
-}
 }
 
 fn repo() -> PathBuf {
@@ -115,8 +121,22 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
         report.row(Row::lower(name, "p50 latency µs", load.p50_us, base.p50_us, floor_name, None));
         report.row(Row::lower(name, "p99 latency µs", load.p99_us, base.p99_us, floor_name, p99_target));
     }
-    report.row(Row::higher("2. guest closing handler, 3 validated params", "requests/s vs 404 path", guest.rps, not_found.rps, "scenario 1", None));
-    report.row(Row::lower("2. guest closing handler, 3 validated params", "server CPU µs/request vs 404 path", guest.cpu_us, not_found.cpu_us, "scenario 1", None));
+    report.row(Row::higher(
+        "2. guest closing handler, 3 validated params",
+        "requests/s vs 404 path",
+        guest.rps,
+        not_found.rps,
+        "scenario 1",
+        None,
+    ));
+    report.row(Row::lower(
+        "2. guest closing handler, 3 validated params",
+        "server CPU µs/request vs 404 path",
+        guest.cpu_us,
+        not_found.cpu_us,
+        "scenario 1",
+        None,
+    ));
     Ok(())
 }
 
@@ -139,7 +159,13 @@ fn fanout(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyho
         let (m, b) = (max(&ours.times), max(&base.times));
         report.row(Row::time(&name, "publish → last receipt, max of 20", m, b, "bare mio SSE server", None));
         if n == 10_000 {
-            let row = Row::bytes("5. memory", "host RSS per idle SSE subscriber", ours.bytes_per_subscriber, base.bytes_per_subscriber, "bare mio SSE server");
+            let row = Row::bytes(
+                "5. memory",
+                "host RSS per idle SSE subscriber",
+                ours.bytes_per_subscriber,
+                base.bytes_per_subscriber,
+                "bare mio SSE server",
+            );
             report.row(row.at_most_bytes(1024.0));
         }
     }
@@ -157,8 +183,20 @@ fn memory(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyho
     let idle = procfs::rss_kib(house.pid());
     let per = per_keepalive(&house, "/nope", CONNS)?;
     drop(house);
-    report.row(Row::bytes("5. memory", "host RSS idle (chat loaded)", idle as f64 * 1024.0, floor_idle as f64 * 1024.0, "bare mio+httparse floor"));
-    report.row(Row::bytes("5. memory", "RSS per idle keep-alive connection", per, floor_per, "bare mio+httparse floor"));
+    report.row(Row::bytes(
+        "5. memory",
+        "host RSS idle (chat loaded)",
+        idle as f64 * 1024.0,
+        floor_idle as f64 * 1024.0,
+        "bare mio+httparse floor",
+    ));
+    report.row(Row::bytes(
+        "5. memory",
+        "RSS per idle keep-alive connection",
+        per,
+        floor_per,
+        "bare mio+httparse floor",
+    ));
     Ok(())
 }
 
@@ -235,9 +273,29 @@ fn reload(report: &mut Report, chat: &Path, work: &Path) -> anyhow::Result<()> {
     let warm = startup("warm")?;
     let base = "bare floor's start-up";
     let landed = median(&times);
-    report.row(Row::time("6. hot reload", "chat.wasm landed → first served request (median of 10)", landed, floor_start, base, None).at_most(Duration::from_millis(100)));
-    report.row(Row::time("6. hot reload", "start-up, cold cache → first served request", cold, floor_start, base, None));
-    report.row(Row::time("6. hot reload", "start-up, warm cache → first served request", warm, floor_start, base, None).at_most(Duration::from_millis(50)));
+    report.row(
+        Row::time(
+            "6. hot reload",
+            "chat.wasm landed → first served request (median of 10)",
+            landed,
+            floor_start,
+            base,
+            None,
+        )
+        .at_most(Duration::from_millis(100)),
+    );
+    report.row(Row::time(
+        "6. hot reload",
+        "start-up, cold cache → first served request",
+        cold,
+        floor_start,
+        base,
+        None,
+    ));
+    report.row(
+        Row::time("6. hot reload", "start-up, warm cache → first served request", warm, floor_start, base, None)
+            .at_most(Duration::from_millis(50)),
+    );
     Ok(())
 }
 

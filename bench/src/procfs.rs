@@ -23,7 +23,10 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 pub fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info.lines().find_map(|l| l.strip_prefix("model name")).map_or("unknown", |m| m.trim_start_matches([' ', '\t', ':']));
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("unknown", |m| m.trim_start_matches([' ', '\t', ':']));
     let cores = info.lines().filter(|l| l.starts_with("processor")).count();
     format!("{model} ({cores} cores)")
 }

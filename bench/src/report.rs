@@ -54,7 +54,14 @@ impl Row {
     }
 
     /// A duration: lower is better.
-    pub fn time(scenario: &str, metric: &str, house: Duration, base: Duration, base_name: &str, at_most: Option<f64>) -> Row {
+    pub fn time(
+        scenario: &str,
+        metric: &str,
+        house: Duration,
+        base: Duration,
+        base_name: &str,
+        at_most: Option<f64>,
+    ) -> Row {
         let target = at_most.map_or(Target::None, Target::RatioAtMost);
         let unit = if house < Duration::from_millis(1) { Unit::Micros } else { Unit::Millis };
         let scale = |d: Duration| match unit {
@@ -121,7 +128,14 @@ impl Report {
     }
 
     pub fn row(&mut self, row: Row) {
-        eprintln!("bench: {} / {}: {} vs {} ({:.2}x)", row.scenario, row.metric, row.format(row.house), row.format(row.base), row.ratio());
+        eprintln!(
+            "bench: {} / {}: {} vs {} ({:.2}x)",
+            row.scenario,
+            row.metric,
+            row.format(row.house),
+            row.format(row.base),
+            row.ratio()
+        );
         self.rows.push(row);
     }
 

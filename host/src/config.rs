@@ -35,6 +35,10 @@ pub struct GuestLimits {
     pub deadline: Duration,
     /// Linear memory one instance may grow to (500 beyond).
     pub memory: usize,
+    /// Deadline overruns in a row that suspend a handler.
+    pub strikes: u32,
+    /// How long a suspended handler is answered 503 without running.
+    pub quarantine: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -68,7 +72,12 @@ impl Default for Config {
                 sse_buffer: 256 * 1024,
                 heartbeat: Duration::from_secs(15),
             },
-            guest: GuestLimits { deadline: Duration::from_millis(50), memory: 16 * 1024 * 1024 },
+            guest: GuestLimits {
+                deadline: Duration::from_millis(50),
+                memory: 16 * 1024 * 1024,
+                strikes: 3,
+                quarantine: Duration::from_secs(10),
+            },
         }
     }
 }
@@ -99,6 +108,8 @@ LIMITS:
     --heartbeat-ms N            idle time before a stream gets a heartbeat [15000]
     --guest-deadline-ms N       CPU time per guest call [50]
     --guest-memory-mb N         linear memory per guest instance [16]
+    --guest-strikes N           deadline overruns in a row that suspend a handler [3]
+    --guest-quarantine-ms N     how long a suspended handler gets 503s [10000]
 
     -h, --help                  print this help
 ";
@@ -145,6 +156,8 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("sse-buffer-bytes") => l.sse_buffer = positive(&mut parser, &flag)?,
             Long("heartbeat-ms") => l.heartbeat = millis(&mut parser, &flag)?,
             Long("guest-deadline-ms") => cfg.guest.deadline = millis(&mut parser, &flag)?,
+            Long("guest-strikes") => cfg.guest.strikes = positive(&mut parser, &flag)? as u32,
+            Long("guest-quarantine-ms") => cfg.guest.quarantine = millis(&mut parser, &flag)?,
             Long("guest-memory-mb") => {
                 let mb: usize = positive(&mut parser, &flag)?;
                 if mb > 4096 {

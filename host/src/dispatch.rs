@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::conn::Request;
+use crate::guests::engine::Failure;
 use crate::guests::{self, Kind, Publication};
 use crate::http::params::Params;
 use crate::http::{ErrorKind, HttpError};
@@ -84,9 +85,19 @@ impl Dispatcher {
         }
         let args = guests::validate::encode_args(&handler.spec.params, &params)?;
 
-        let out = self.runtime.call(handler, &args).map_err(|failure| {
-            log.line(format_args!("guest {}: {}: {failure}", handler.module.file, handler.spec.name));
-            HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name))
+        let out = self.runtime.call(handler, &args).map_err(|failure| match failure {
+            Failure::Suspended(left) => HttpError::new(
+                ErrorKind::Suspended,
+                format!(
+                    "handler {} is suspended for {} s: it kept overrunning its CPU deadline",
+                    handler.spec.name,
+                    left.as_secs().max(1)
+                ),
+            ),
+            Failure::Failed(e) => {
+                log.line(format_args!("guest {}: {}: {}", handler.module.file, handler.spec.name, e.reason));
+                HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name))
+            }
         })?;
         for line in &out.logs {
             log.line(format_args!("guest {}: {}: {line}", handler.module.file, handler.spec.name));

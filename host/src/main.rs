@@ -11,8 +11,8 @@ use anyhow::Context;
 
 use house_host::config::{self, Command, Config};
 use house_host::dispatch::Dispatcher;
-use house_host::guests::{self, registry::Registry};
 use house_host::event_loop;
+use house_host::guests::{self, registry::Registry};
 
 fn main() -> ExitCode {
     match run() {

@@ -36,7 +36,11 @@ fn main() -> std::io::Result<()> {
                     match listener.accept() {
                         Ok((mut socket, _)) => {
                             next += 1;
-                            poll.registry().register(&mut socket, Token(next), Interest::READABLE | Interest::WRITABLE)?;
+                            poll.registry().register(
+                                &mut socket,
+                                Token(next),
+                                Interest::READABLE | Interest::WRITABLE,
+                            )?;
                             let _ = socket.set_nodelay(true);
                             conns.insert(next, Conn { socket, rbuf: Vec::new(), wbuf: Vec::new() });
                         }

@@ -18,6 +18,43 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Instances alive at once: one per loop thread calling, plus loaders.
 const POOL_INSTANCES: u32 = 64;
 
+/// Why a call did not produce a response.
+#[derive(Debug)]
+pub enum Failure {
+    /// The handler is suspended for this much longer (see `health`).
+    Suspended(Duration),
+    Failed(CallError),
+}
+
+/// A failed call: a trap, an overrun, a malformed return.
+#[derive(Debug)]
+pub struct CallError {
+    pub reason: String,
+    /// The CPU deadline interrupted it (a strike, see `health`).
+    pub overran: bool,
+}
+
+impl From<&str> for CallError {
+    fn from(reason: &str) -> CallError {
+        CallError { reason: reason.into(), overran: false }
+    }
+}
+
+impl From<String> for CallError {
+    fn from(reason: String) -> CallError {
+        CallError { reason, overran: false }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Suspended(left) => write!(f, "suspended for {:.1} s more", left.as_secs_f64()),
+            Failure::Failed(e) => f.write_str(&e.reason),
+        }
+    }
+}
+
 /// What a successful call produced.
 pub struct CallOutput {
     pub status: u16,
@@ -86,11 +123,32 @@ impl Runtime {
         store
     }
 
-    /// Calls `handler` with an encoded argument block, in a fresh instance.
-    pub fn call(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, String> {
+    /// Calls `handler` with an encoded argument block, in a fresh instance,
+    /// unless it is suspended for overrunning its deadline too often.
+    pub fn call(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, Failure> {
+        if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
+            return Err(Failure::Suspended(left));
+        }
+        let result = self.call_fresh(handler, args);
+        let overran = matches!(&result, Err(f) if f.overran);
+        if handler.health.record(overran, self.limits.strikes, self.limits.quarantine) {
+            return Err(Failure::Failed(CallError {
+                reason: format!(
+                    "exceeded its CPU deadline of {} ms {} times in a row: suspended for {} s",
+                    self.limits.deadline.as_millis(),
+                    self.limits.strikes,
+                    self.limits.quarantine.as_secs_f64()
+                ),
+                overran: true,
+            }));
+        }
+        result.map_err(Failure::Failed)
+    }
+
+    fn call_fresh(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, CallError> {
         let module = &handler.module;
         let mut store = self.store(handler.spec.kind);
-        let describe = |e: wasmtime::Error| self.describe(e);
+        let describe = |e: wasmtime::Error| self.failure(e);
         let instance = module.pre.instantiate(&mut store).map_err(describe)?;
         let memory = instance
             .get_module_export(&mut store, &module.memory)
@@ -137,9 +195,14 @@ impl Runtime {
 
     /// One line for a failed call: a deadline overrun is named as such.
     pub fn describe(&self, e: wasmtime::Error) -> String {
+        self.failure(e).reason
+    }
+
+    fn failure(&self, e: wasmtime::Error) -> CallError {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
+            let reason = format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
+            return CallError { reason, overran: true };
         }
-        format!("{e:#}").replace('\n', " ")
+        CallError { reason: format!("{e:#}").replace('\n', " "), overran: false }
     }
 }

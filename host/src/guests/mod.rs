@@ -7,6 +7,7 @@
 pub mod abi;
 pub mod cache;
 pub mod engine;
+pub mod health;
 pub mod loader;
 pub mod manifest;
 pub mod registry;
@@ -24,4 +25,6 @@ pub struct Handler {
     pub spec: HandlerSpec,
     pub module: Arc<loader::LoadedModule>,
     pub export: wasmtime::ModuleExport,
+    /// Deadline overruns in a row, and the suspension they lead to.
+    pub health: health::Health,
 }

@@ -132,7 +132,12 @@ impl Registry {
                 continue;
             };
             for (spec, export) in &module.handlers {
-                let handler = Arc::new(Handler { spec: spec.clone(), module: module.clone(), export: *export });
+                let handler = Arc::new(Handler {
+                    spec: spec.clone(),
+                    module: module.clone(),
+                    export: *export,
+                    health: Default::default(),
+                });
                 let route = Route { methods: spec.methods, target: Target::Guest(handler) };
                 if let Some((other_file, other_handler)) = owner.get(&spec.path) {
                     eprintln!(

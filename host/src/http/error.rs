@@ -33,6 +33,8 @@ pub enum ErrorKind {
     NotImplemented,
     /// The server is at its connection limit, or shutting down (503, close).
     Unavailable,
+    /// The handler is suspended after overrunning its deadline (503).
+    Suspended,
     /// Not HTTP/1.0 or HTTP/1.1 (505, close).
     Version,
 }
@@ -73,7 +75,7 @@ impl HttpError {
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
             ErrorKind::NotImplemented => 501,
-            ErrorKind::Unavailable => 503,
+            ErrorKind::Unavailable | ErrorKind::Suspended => 503,
             ErrorKind::Version => 505,
         }
     }
@@ -82,7 +84,11 @@ impl HttpError {
     pub fn closes(&self) -> bool {
         !matches!(
             self.kind,
-            ErrorKind::BadParameter | ErrorKind::NotFound | ErrorKind::MethodNotAllowed | ErrorKind::Guest
+            ErrorKind::BadParameter
+                | ErrorKind::NotFound
+                | ErrorKind::MethodNotAllowed
+                | ErrorKind::Guest
+                | ErrorKind::Suspended
         )
     }
 }
