@@ -116,7 +116,7 @@ LIMITS:
 
 /// What the command line asked for.
 pub enum Command {
-    Serve(Config),
+    Serve(Box<Config>),
     Help,
 }
 
@@ -169,7 +169,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
         }
     }
     cfg.cache_dir = if no_cache { None } else { cfg.cache_dir.or_else(default_cache_dir) };
-    Ok(Command::Serve(cfg))
+    Ok(Command::Serve(Box::new(cfg)))
 }
 
 fn value<T>(parser: &mut lexopt::Parser, flag: &str) -> anyhow::Result<T>

@@ -30,7 +30,7 @@ fn run() -> anyhow::Result<()> {
             print!("{}", config::USAGE);
             return Ok(());
         }
-        Command::Serve(cfg) => cfg,
+        Command::Serve(cfg) => *cfg,
     };
     raise_fd_limit(&cfg);
     let addr = SocketAddr::new(cfg.bind, cfg.port);
