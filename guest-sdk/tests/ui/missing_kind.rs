@@ -1,0 +1,8 @@
+use house_sdk::prelude::*;
+
+#[handler(path = "/x")]
+fn x() -> String {
+    String::new()
+}
+
+fn main() {}
