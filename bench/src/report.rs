@@ -220,7 +220,9 @@ more time, CPU or memory than the baseline. Targets come from the issues.
 7. **Flood of 400s** — `send-message` with a message too short: rejected by
    the host's validator, no instance created.
 
-On two cores wrk's own core saturates near the floor's rate, so
+The load generator is wrk, from Debian's packages (`make bench` installs
+it): a well-known C epoll client, independent of our code, so it cannot
+share our bugs. On two cores wrk's own core saturates near the floor's rate, so
 requests-per-second ratios flatten near 1.0; **server CPU per request**
 (user + system from `/proc`, divided by requests served) shows the real cost.
 
