@@ -56,7 +56,7 @@ fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_request -- -max_total_time=$(FUZZ_SECONDS)
 
-lint:
+lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	cd guests && $(CARGO) clippy --target $(WASM_TARGET) -- -D warnings
