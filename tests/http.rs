@@ -351,3 +351,16 @@ fn bad_flags_and_a_busy_port_fail_with_one_line() {
     let out = Command::new(house_bin()).arg("--help").output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("--max-body-bytes"));
 }
+
+#[test]
+fn a_client_that_half_closes_gets_its_answers_then_the_close() {
+    let s = Server::start(&["hello"], &[]);
+    let mut c = s.connect();
+    // Two requests and the FIN, in one go: the FIN is queued with the data.
+    c.write_all(format!("GET /hello?name=a HTTP/1.1\r\n{H}\r\nGET /hello?name=b HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let started = Instant::now();
+    let out = read_to_close(&mut c);
+    assert!(out.contains("Hello, a!") && out.ends_with("Hello, b!\n"), "{out}");
+    assert!(started.elapsed() < Duration::from_secs(2), "closed at once, not at the idle timeout");
+}

@@ -3,7 +3,7 @@
 //!
 //!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload]
 //!
-//! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario (default 5).
+//! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario and round (default 3).
 
 mod fanout;
 mod guestcall;
@@ -97,16 +97,22 @@ fn repo() -> PathBuf {
 }
 
 fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow::Result<()> {
+    const ROUNDS: usize = 3;
     let secs = wrk::seconds();
-    eprintln!("bench: HTTP scenarios, {secs} s each");
+    eprintln!("bench: HTTP scenarios, {ROUNDS} alternating rounds of {secs} s each");
+    // Both servers stay up; each round measures all four back to back, so
+    // that a noisy minute hits baseline and house alike. Medians are kept.
     let floor = servers::baseline("floor")?;
-    let base = wrk::run(&floor, "/", secs)?;
-    drop(floor);
     let house = servers::house(guests, cache, log, &[])?;
-    let not_found = wrk::run(&house, "/nope", secs)?;
-    let guest = wrk::run(&house, SEND, secs)?;
-    let rejected = wrk::run(&house, REJECT, secs)?;
-    drop(house);
+    let mut runs: [Vec<wrk::Load>; 4] = Default::default();
+    for _ in 0..ROUNDS {
+        runs[0].push(wrk::run(&floor, "/", secs)?);
+        runs[1].push(wrk::run(&house, "/nope", secs)?);
+        runs[2].push(wrk::run(&house, SEND, secs)?);
+        runs[3].push(wrk::run(&house, REJECT, secs)?);
+    }
+    drop((floor, house));
+    let [base, not_found, guest, rejected] = runs.map(|r| wrk::Load::median(&r));
     if not_found.non_2xx < not_found.requests || rejected.non_2xx < rejected.requests || guest.non_2xx > 0 {
         bail!("unexpected statuses: 404 run {not_found:?}, 400 run {rejected:?}, guest run {guest:?}");
     }
@@ -121,22 +127,9 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
         report.row(Row::lower(name, "p50 latency µs", load.p50_us, base.p50_us, floor_name, None));
         report.row(Row::lower(name, "p99 latency µs", load.p99_us, base.p99_us, floor_name, p99_target));
     }
-    report.row(Row::higher(
-        "2. guest closing handler, 3 validated params",
-        "requests/s vs 404 path",
-        guest.rps,
-        not_found.rps,
-        "scenario 1",
-        None,
-    ));
-    report.row(Row::lower(
-        "2. guest closing handler, 3 validated params",
-        "server CPU µs/request vs 404 path",
-        guest.cpu_us,
-        not_found.cpu_us,
-        "scenario 1",
-        None,
-    ));
+    let name = "2. guest closing handler, 3 validated params";
+    report.row(Row::higher(name, "requests/s vs 404 path", guest.rps, not_found.rps, "scenario 1", None));
+    report.row(Row::lower(name, "server CPU µs/request vs 404 path", guest.cpu_us, not_found.cpu_us, "scenario 1", None));
     Ok(())
 }
 

@@ -178,7 +178,7 @@ impl Report {
             doc,
             "# Benchmarks\n\n\
              Produced by `make bench` (`house-bench`); do not edit by hand.\n\n\
-             - date: {date}\n- commit: {commit}\n- CPU: {cpu}\n- load generator: wrk {secs} s per HTTP scenario, 1 thread, 64 keep-alive connections\n\n\
+             - date: {date}\n- commit: {commit}\n- CPU: {cpu}\n- load generator: wrk, 1 thread, 64 keep-alive connections; HTTP figures are medians of 3 alternating rounds of {secs} s\n\n\
              These machines are shared and noisy: read the **ratios**, each against a baseline run \
              minutes apart in the same `make bench`, not the absolute figures.\n\n\
              ## Results\n\n{table}\n{explain}",
@@ -225,6 +225,10 @@ it): a well-known C epoll client, independent of our code, so it cannot
 share our bugs. On two cores wrk's own core saturates near the floor's rate, so
 requests-per-second ratios flatten near 1.0; **server CPU per request**
 (user + system from `/proc`, divided by requests served) shows the real cost.
+It includes the kernel's work for each send, waking the client among it;
+on this virtual machine that wake-up is dear, and dearer the more often the
+client sleeps, i.e. the slower the server is: a server twice as slow in user
+space shows more than twice the CPU per request.
 
 ## Rerunning one scenario
 

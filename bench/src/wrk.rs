@@ -22,6 +22,25 @@ pub struct Load {
     pub cpu_us: f64,
 }
 
+impl Load {
+    /// Field by field, the median of several runs.
+    pub fn median(runs: &[Load]) -> Load {
+        let med = |f: fn(&Load) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        Load {
+            rps: med(|l| l.rps),
+            p50_us: med(|l| l.p50_us),
+            p99_us: med(|l| l.p99_us),
+            cpu_us: med(|l| l.cpu_us),
+            requests: runs.iter().map(|l| l.requests).sum(),
+            non_2xx: runs.iter().map(|l| l.non_2xx).sum(),
+        }
+    }
+}
+
 pub fn run(server: &Running, path: &str, secs: u64) -> anyhow::Result<Load> {
     let url = format!("http://{}{path}", server.addr);
     // A short warm-up: connections open, caches and pools warm.
@@ -78,5 +97,5 @@ fn parse(out: &str) -> Option<Load> {
 
 /// How long wrk runs per scenario.
 pub fn seconds() -> u64 {
-    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+    std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3)
 }

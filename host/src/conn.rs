@@ -57,6 +57,9 @@ pub struct Conn {
     pub last_write: Instant,
     /// The peer closed its side (read returned 0).
     pub peer_closed: bool,
+    /// The last read stopped at the buffer cap, not because the socket was
+    /// drained: read again once requests are consumed, without a new event.
+    pub read_stopped: bool,
     /// The channels a stream is subscribed to.
     pub channels: Vec<Box<str>>,
     pub peer: std::net::SocketAddr,
@@ -84,6 +87,7 @@ impl Conn {
             last_active: now,
             last_write: now,
             peer_closed: false,
+            read_stopped: false,
             channels: Vec::new(),
             peer,
         }
@@ -93,14 +97,21 @@ impl Conn {
         &mut self.socket
     }
 
-    /// Reads everything the socket has, until it would block, the peer closes,
-    /// or `cap` bytes of request are buffered (the rest stays in the kernel and
-    /// is read once those are consumed). Returns the bytes read.
-    pub fn read(&mut self, scratch: &mut [u8], cap: usize, now: Instant) -> io::Result<usize> {
+    /// Reads what the socket has, until it would block, the peer closes, or
+    /// `cap` bytes of request are buffered (the rest stays in the kernel and
+    /// is read once those are consumed: `read_stopped` says so).
+    ///
+    /// A read shorter than the buffer means the socket is drained, so no
+    /// second read is spent to hear `WouldBlock` (data arriving later raises
+    /// a new edge), unless the peer's FIN is known to be queued (`hup`): then
+    /// reading goes on to the end of the stream.
+    pub fn read(&mut self, scratch: &mut [u8], cap: usize, now: Instant, hup: bool) -> io::Result<usize> {
         let mut total = 0;
+        self.read_stopped = false;
         loop {
             let keep = matches!(self.phase, Phase::Http);
             if keep && self.rbuf.len() >= cap {
+                self.read_stopped = true;
                 break;
             }
             match self.socket.read(scratch) {
@@ -115,6 +126,9 @@ impl Conn {
                             self.request_started = Some(now);
                         }
                         self.rbuf.extend_from_slice(&scratch[..n]);
+                    }
+                    if n < scratch.len() && !hup {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -141,7 +141,7 @@ impl Server {
                     LISTENER => self.accept(now),
                     WAKER => self.receive_messages(),
                     SIGNAL => self.begin_shutdown(now),
-                    Token(key) => self.service(key, now),
+                    Token(key) => self.service(key, now, event.is_readable(), event.is_read_closed()),
                 }
             }
             if now >= self.next_tick {
@@ -212,22 +212,29 @@ impl Server {
         }
     }
 
-    /// Everything one readiness event can lead to on connection `key`.
-    fn service(&mut self, key: usize, now: Instant) {
+    /// Everything one readiness event can lead to on connection `key`:
+    /// pending writes go out, new bytes come in (only when the event says
+    /// there are some), complete requests are answered.
+    fn service(&mut self, key: usize, now: Instant, readable: bool, hup: bool) {
         let cap = self.cfg.limits.max_head + self.cfg.limits.max_body + 64 * 1024;
+        let mut read = readable || hup;
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
-                return;
-            };
+            let Some(conn) = self.conns.get_mut(key) else { return };
             if let Err(e) = conn.flush() {
                 return self.close(key, Some(&e));
             }
-            match conn.read(&mut self.scratch, cap, now) {
-                Ok(n) if n > 0 => trace!(self.log, "#{key}: read {n} bytes"),
-                Ok(_) => {}
-                Err(e) => return self.close(key, Some(&e)),
+            if read {
+                match conn.read(&mut self.scratch, cap, now, hup) {
+                    Ok(n) if n > 0 => trace!(self.log, "#{key}: read {n} bytes"),
+                    Ok(_) => {}
+                    Err(e) => return self.close(key, Some(&e)),
+                }
             }
-            if !self.process(key, now) {
+            let answered = self.process(key, now);
+            // Read again only if reading stopped at the cap and answering
+            // made room; otherwise the next readiness event brings us back.
+            read = answered && self.conns.get(key).is_some_and(|c| c.read_stopped);
+            if !read {
                 break;
             }
         }
