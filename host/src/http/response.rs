@@ -1,8 +1,6 @@
 //! Serializing responses: status line, the headers house always sends, and
 //! the body (left out for HEAD, with its Content-Length kept).
 
-use std::io::Write;
-
 use super::error::{HttpError, reason_phrase};
 
 /// How the response frames the connection's future.
@@ -24,11 +22,13 @@ pub struct Response<'a> {
 }
 
 /// Appends `resp` to `out`. `date` is the cached `Date` header value.
+/// (Plain appends rather than `write!`: this runs once per response.)
 pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, framing: Framing, date: &str) {
     write_status(out, resp.status, date);
-    let _ = write!(out, "Content-Type: {}\r\nContent-Length: {}\r\n", resp.content_type, resp.body.len());
+    header(out, "Content-Type", resp.content_type);
+    header(out, "Content-Length", itoa::Buffer::new().format(resp.body.len()));
     for (name, value) in resp.headers {
-        let _ = write!(out, "{name}: {value}\r\n");
+        header(out, name, value);
     }
     write_connection(out, framing);
     out.extend_from_slice(b"\r\n");
@@ -67,7 +67,20 @@ pub fn write_sse_head(out: &mut Vec<u8>, date: &str) {
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 fn write_status(out: &mut Vec<u8>, status: u16, date: &str) {
-    let _ = write!(out, "HTTP/1.1 {status} {}\r\nDate: {date}\r\nServer: house\r\n", reason_phrase(status));
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    header(out, "Date", date);
+    out.extend_from_slice(b"Server: house\r\n");
+}
+
+fn header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn write_connection(out: &mut Vec<u8>, framing: Framing) {
