@@ -208,8 +208,8 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    request already parsed (`bench/src/guestcall.rs`): validation + instantiate
    + call + drop, against the same handler compiled into the host.
 4. **SSE fan-out** — 1,000 and 10,000 subscribers on one channel, 20
-   publishes; time from sending the publish to the last subscriber's receipt,
-   measured by one client for both. Against `sse-floor`, a bare mio server
+   publishes (two halves, alternating with the baseline); time from sending
+   the publish to the last subscriber's receipt, measured by one client for both. Against `sse-floor`, a bare mio server
    that frames once and copies only what a socket refuses.
 5. **Memory** — RSS of the host idle, and its growth per idle keep-alive
    connection (1,000 of them) and per idle SSE subscriber (10,000).
