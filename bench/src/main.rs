@@ -69,7 +69,8 @@ fn run() -> anyhow::Result<()> {
     }
     if want("guestcall") {
         eprintln!("bench: guest call vs compiled in");
-        let g = guestcall::run(&guests, 100_000)?;
+        let iters = std::env::var("BENCH_GUESTCALL_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        let g = guestcall::run(&guests, iters)?;
         report.row(Row::time(
             "3. guest call alone (fresh instance, 3 params)",
             "time per call",
