@@ -328,7 +328,7 @@ fn sigterm_finishes_and_exits_zero() {
 fn debug_traces_each_stage() {
     let s = Server::start(&[], &["--debug"]);
     let _ = s.get("/x");
-    for stage in ["accepted as", "read ", "dispatch GET /x", "closed"] {
+    for stage in ["accepted as", "read ", "parsed GET /x", "dispatch GET /x", "wrote ", "closed"] {
         s.wait_for_log(stage, Duration::from_secs(5));
     }
 }

@@ -256,6 +256,7 @@ impl Server {
                 Ok(None) => return answered,
                 Ok(Some(req)) => {
                     answered = true;
+                    trace!(self.log, "#{key}: parsed {} {} ({} body bytes)", req.head.method, req.head.path, req.body.len());
                     self.respond(key, req, now);
                 }
                 Err(err) => {
@@ -353,6 +354,7 @@ impl Server {
         if let Err(e) = conn.queue(&self.out) {
             return self.close(key, Some(&e));
         }
+        trace!(self.log, "#{key}: wrote {} bytes, {} waiting for the socket", self.out.len(), conn.pending());
         if then_close {
             conn.phase = Phase::Closing;
         }
