@@ -31,8 +31,7 @@ fn module_saying(path: &str, body: &str) -> Vec<u8> {
     let wat_body = format!("(i64.const {})", ((len as u64) << 32) | 3072);
     // Put the block at 3072 with a data segment smuggled in through `extra`.
     let extra = format!("(data (memory 0) (i32.const 3072) \"{block}\")");
-    let leaked: &'static str = Box::leak(wat_body.into_boxed_str());
-    fault::module_after(1, &[WatHandler { name: &name, manifest, body: leaked }], &extra)
+    fault::module_after(1, &[WatHandler { name: &name, manifest, body: &wat_body }], &extra)
 }
 
 fn empty_server() -> Server {
