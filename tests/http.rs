@@ -357,7 +357,8 @@ fn a_client_that_half_closes_gets_its_answers_then_the_close() {
     let s = Server::start(&["hello"], &[]);
     let mut c = s.connect();
     // Two requests and the FIN, in one go: the FIN is queued with the data.
-    c.write_all(format!("GET /hello?name=a HTTP/1.1\r\n{H}\r\nGET /hello?name=b HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+    c.write_all(format!("GET /hello?name=a HTTP/1.1\r\n{H}\r\nGET /hello?name=b HTTP/1.1\r\n{H}\r\n").as_bytes())
+        .unwrap();
     c.shutdown(std::net::Shutdown::Write).unwrap();
     let started = Instant::now();
     let out = read_to_close(&mut c);

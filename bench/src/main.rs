@@ -130,7 +130,14 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
     }
     let name = "2. guest closing handler, 3 validated params";
     report.row(Row::higher(name, "requests/s vs 404 path", guest.rps, not_found.rps, "scenario 1", None));
-    report.row(Row::lower(name, "server CPU µs/request vs 404 path", guest.cpu_us, not_found.cpu_us, "scenario 1", None));
+    report.row(Row::lower(
+        name,
+        "server CPU µs/request vs 404 path",
+        guest.cpu_us,
+        not_found.cpu_us,
+        "scenario 1",
+        None,
+    ));
     Ok(())
 }
 
@@ -159,7 +166,14 @@ fn fanout(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyho
         let name = format!("4. SSE fan-out to {n} subscribers");
         let target = (n == 10_000).then_some(1.1);
         let base_name = "bare mio SSE server";
-        report.row(Row::time(&name, "publish → last receipt, median of 20", median(&ours), median(&base), base_name, target));
+        report.row(Row::time(
+            &name,
+            "publish → last receipt, median of 20",
+            median(&ours),
+            median(&base),
+            base_name,
+            target,
+        ));
         report.row(Row::time(&name, "publish → last receipt, max of 20", max(&ours), max(&base), base_name, None));
         if n == 10_000 {
             let row = Row::bytes("5. memory", "host RSS per idle SSE subscriber", our_mem, base_mem, base_name);

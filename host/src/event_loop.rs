@@ -256,7 +256,13 @@ impl Server {
                 Ok(None) => return answered,
                 Ok(Some(req)) => {
                     answered = true;
-                    trace!(self.log, "#{key}: parsed {} {} ({} body bytes)", req.head.method, req.head.path, req.body.len());
+                    trace!(
+                        self.log,
+                        "#{key}: parsed {} {} ({} body bytes)",
+                        req.head.method,
+                        req.head.path,
+                        req.body.len()
+                    );
                     self.respond(key, req, now);
                 }
                 Err(err) => {

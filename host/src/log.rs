@@ -57,7 +57,12 @@ impl Log {
         b.push(b' ');
         b.extend_from_slice(n.format(micros / 1000).as_bytes());
         let frac = micros % 1000;
-        b.extend_from_slice(&[b'.', b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8]);
+        b.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
         b.extend_from_slice(b"ms\n");
         if b.len() > 60 * 1024 {
             self.flush();
