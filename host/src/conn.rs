@@ -62,6 +62,8 @@ pub struct Conn {
     pub read_stopped: bool,
     /// The channels a stream is subscribed to.
     pub channels: Vec<Box<str>>,
+    /// Responses were deferred this turn; the loop flushes before it polls.
+    pub flush_due: bool,
     pub peer: std::net::SocketAddr,
 }
 
@@ -88,6 +90,7 @@ impl Conn {
             last_write: now,
             peer_closed: false,
             read_stopped: false,
+            flush_due: false,
             channels: Vec::new(),
             peer,
         }
@@ -192,6 +195,12 @@ impl Conn {
             return Ok(Queued::Buffered);
         }
         Ok(Queued::Sent)
+    }
+
+    /// Appends `bytes` to the write buffer, to be written by the next
+    /// [`Conn::flush`] (the loop flushes once per turn, see `event_loop`).
+    pub fn defer(&mut self, bytes: &[u8]) {
+        self.wbuf.extend_from_slice(bytes);
     }
 
     /// Writes what the write buffer holds, as far as the socket takes it.
