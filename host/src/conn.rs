@@ -210,11 +210,10 @@ impl Conn {
         }
         self.wpos += write_some(&mut self.socket, &self.wbuf[self.wpos..])?;
         if self.wpos == self.wbuf.len() {
-            self.wbuf.clear();
+            // Drained: give the memory back, so that an idle connection or
+            // subscriber holds no buffer (a fresh one per response is cheap).
+            self.wbuf = Vec::new();
             self.wpos = 0;
-            if self.wbuf.capacity() > 64 * 1024 {
-                self.wbuf = Vec::new();
-            }
         }
         Ok(())
     }
