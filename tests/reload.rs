@@ -133,6 +133,11 @@ fn two_modules_claiming_one_path_resolve_by_name_not_arrival() {
     s.wait_for_log("warning: /same is claimed by a.wasm (same) and b.wasm (same); b.wasm wins", T);
     wait_until(T, "a loaded", || s.log().contains("house: loaded a.wasm"));
     assert_eq!(body_of(&s, "/same"), (200, "from b".into()));
+    // Another module arriving rebuilds the table; the conflict is not re-announced.
+    std::fs::write(dir.join("c.wasm"), module_saying("/other", "c")).unwrap();
+    s.wait_for_log("house: loaded c.wasm", T);
+    wait_until(T, "c served", || body_of(&s, "/other") == (200, "c".into()));
+    assert_eq!(s.count_log("warning: /same is claimed"), 1, "{}", s.log());
     std::fs::remove_file(dir.join("b.wasm")).unwrap();
     wait_until(T, "a serves once b is gone", || body_of(&s, "/same") == (200, "from a".into()));
 }

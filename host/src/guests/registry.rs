@@ -6,7 +6,7 @@
 //! wins, as the later definition wins in the article, and a warning names
 //! both files and the path.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -21,6 +21,9 @@ use crate::router::{Route, Router, Target};
 #[derive(Default)]
 struct Entry {
     module: Option<Arc<LoadedModule>>,
+    /// The module's handlers, made once per load: route tables rebuilt for
+    /// another file's sake keep them, and with them their health.
+    handlers: Vec<Arc<Handler>>,
     /// Why the last attempt to load this file failed, if it did.
     error: Option<String>,
 }
@@ -29,6 +32,8 @@ pub struct Registry {
     dir: PathBuf,
     cache_dir: Option<PathBuf>,
     entries: BTreeMap<String, Entry>,
+    /// The conflicts of the current route table, already warned about.
+    warned: BTreeSet<String>,
 }
 
 /// Is `name` a file the registry cares about?
@@ -38,7 +43,7 @@ pub fn is_guest_file(name: &str) -> bool {
 
 impl Registry {
     pub fn new(dir: PathBuf, cache_dir: Option<PathBuf>) -> Registry {
-        Registry { dir, cache_dir, entries: BTreeMap::new() }
+        Registry { dir, cache_dir, entries: BTreeMap::new(), warned: BTreeSet::new() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -97,7 +102,20 @@ impl Registry {
                     started.elapsed().as_secs_f64() * 1e3,
                     paths.join(" ")
                 );
-                entry.module = Some(Arc::new(module));
+                let module = Arc::new(module);
+                entry.handlers = module
+                    .handlers
+                    .iter()
+                    .map(|(spec, export)| {
+                        Arc::new(Handler {
+                            spec: spec.clone(),
+                            module: module.clone(),
+                            export: *export,
+                            health: Default::default(),
+                        })
+                    })
+                    .collect();
+                entry.module = Some(module);
                 entry.error = None;
                 true
             }
@@ -124,32 +142,31 @@ impl Registry {
     }
 
     /// The route table for what is loaded now, and its JSON description.
-    pub fn routes(&self) -> (Router, Arc<str>) {
+    pub fn routes(&mut self) -> (Router, Arc<str>) {
         let mut router = Router::with_builtins();
         let mut owner: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut warnings = BTreeSet::new();
         for (file, entry) in &self.entries {
-            let Some(module) = &entry.module else {
-                continue;
-            };
-            for (spec, export) in &module.handlers {
-                let handler = Arc::new(Handler {
-                    spec: spec.clone(),
-                    module: module.clone(),
-                    export: *export,
-                    health: Default::default(),
-                });
-                let route = Route { methods: spec.methods, target: Target::Guest(handler) };
+            for handler in &entry.handlers {
+                let spec = &handler.spec;
                 if let Some((other_file, other_handler)) = owner.get(&spec.path) {
-                    eprintln!(
+                    let warning = format!(
                         "house: warning: {} is claimed by {other_file} ({other_handler}) and {file} ({}); \
                          {file} wins (the file name that sorts last)",
                         spec.path, spec.name
                     );
+                    if !self.warned.contains(&warning) {
+                        eprintln!("{warning}");
+                    }
+                    warnings.insert(warning);
                 }
                 owner.insert(spec.path.clone(), (file.clone(), spec.name.clone()));
-                router.insert(spec.path.clone(), route);
+                router
+                    .insert(spec.path.clone(), Route { methods: spec.methods, target: Target::Guest(handler.clone()) });
             }
         }
+        // A conflict is warned about when it appears, not at every rebuild.
+        self.warned = warnings;
         let index = self.describe(&owner);
         (router, index.to_string().into())
     }
