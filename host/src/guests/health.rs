@@ -4,8 +4,8 @@
 //! handler that loops on every request would slow every other client.
 //! After `--guest-strikes` overruns in a row, the handler is suspended for
 //! `--guest-quarantine-ms`: its requests get a 503 at once, without running.
-//! One successful call clears the strikes. Traps are not strikes: they end
-//! as soon as they happen and cost the loop nothing.
+//! Any call that ends within its deadline clears the strikes. Traps are not
+//! strikes: they end as soon as they happen and cost the loop nothing.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
