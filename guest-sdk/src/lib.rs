@@ -1,5 +1,6 @@
-//! Write handlers for [house], the event-driven HTTP server whose handlers
-//! are WebAssembly modules.
+//! Write handlers for house, the event-driven HTTP server whose handlers
+//! are WebAssembly modules (the contract they follow is `docs/ABI.md` in the
+//! house repository).
 //!
 //! A handler is one declaration: an ordinary Rust function under
 //! `#[handler(...)]`, whose parameters carry their rules. The macro writes
@@ -127,8 +128,6 @@
 //! A guest is a `cdylib` built for `wasm32-unknown-unknown`; see the README
 //! for the profile that keeps it small. Guests should not depend on WASI: the
 //! host provides nothing but its own imports.
-//!
-//! [house]: https://example.invalid/house
 
 #![no_std]
 
