@@ -365,3 +365,58 @@ fn a_client_that_half_closes_gets_its_answers_then_the_close() {
     assert!(out.contains("Hello, a!") && out.ends_with("Hello, b!\n"), "{out}");
     assert!(started.elapsed() < Duration::from_secs(2), "closed at once, not at the idle timeout");
 }
+
+/// A log collector that stops reading must not stop the server: lines are
+/// dropped (and counted), requests keep being answered.
+#[test]
+fn a_stalled_stderr_does_not_stall_the_loop() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = Command::new(house_bin())
+        .args(["--port", "0", "--guests", "/nonexistent-house-guests", "--no-cache"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "house exited");
+        if let Some(a) = line.trim().strip_prefix("house: listening on http://") {
+            break a.to_owned();
+        }
+    };
+    // From here on nobody reads stderr: its pipe (64 KiB) fills after ~2,000 lines.
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let started = Instant::now();
+    for i in 0..10_000 {
+        c.write_all(format!("GET /not-here-{i} HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+        let resp = read_response(&mut r, false).unwrap_or_else(|| panic!("no answer to request {i}"));
+        assert_eq!(resp.status, 404);
+    }
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // Once stderr is read again, the next request's line comes with the count.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in err.lines() {
+            let Ok(line) = line else { break };
+            if line.contains("log lines dropped") && tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let note = loop {
+        c.write_all(format!("GET /again HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 404);
+        if let Ok(note) = rx.recv_timeout(Duration::from_millis(50)) {
+            break note;
+        }
+        assert!(Instant::now() < deadline, "the dropped lines were never reported");
+    };
+    assert!(note.ends_with("log lines dropped: stderr is not keeping up"), "{note}");
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,19 +1,30 @@
 //! Logging: the access log (one line per request), lifecycle lines, and the
 //! `--debug` trace of every stage of every connection.
 //!
-//! Lines are gathered in a buffer and written once per turn of the event
-//! loop, so that logging costs one write(2) per turn rather than per request.
+//! Lines are gathered in a buffer and handed, once per turn of the event
+//! loop, to a writer thread: stderr may be a pipe to a log collector that
+//! stalls, and the loop must never wait on it. If the writer falls more than
+//! `QUEUED` turns behind, lines are dropped and their number reported.
 //! The trace is behind a flag checked before any formatting happens: off, it
 //! costs one branch.
 
 use std::fmt;
 use std::io::Write;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+/// Turns' worth of lines waiting for the writer before lines are dropped.
+const QUEUED: usize = 256;
 
 pub struct Log {
     pub debug: bool,
     pub access: bool,
     buf: Vec<u8>,
+    /// To the writer thread; `None` once shut down.
+    writer: Option<(SyncSender<Vec<u8>>, JoinHandle<()>)>,
+    /// Lines dropped since the writer last kept up.
+    dropped: usize,
 }
 
 /// `trace!(log, "...", args)`: a `--debug` line; formats nothing when off.
@@ -28,7 +39,18 @@ pub(crate) use trace;
 
 impl Log {
     pub fn new(debug: bool, access: bool) -> Log {
-        Log { debug, access, buf: Vec::with_capacity(64 * 1024) }
+        let (tx, rx) = sync_channel::<Vec<u8>>(QUEUED);
+        let writer = std::thread::Builder::new()
+            .name("house-log".into())
+            .spawn(move || {
+                let mut err = std::io::stderr();
+                for chunk in rx {
+                    let _ = err.write_all(&chunk);
+                }
+            })
+            .map(|handle| (tx, handle))
+            .ok();
+        Log { debug, access, buf: Vec::new(), writer, dropped: 0 }
     }
 
     /// A line, written at the end of this turn of the loop.
@@ -69,16 +91,40 @@ impl Log {
         }
     }
 
+    /// Hands this turn's lines to the writer, without waiting.
     pub fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            let _ = std::io::stderr().lock().write_all(&self.buf);
-            self.buf.clear();
+        if self.buf.is_empty() {
+            return;
+        }
+        let mut chunk = std::mem::take(&mut self.buf);
+        let Some((tx, _)) = &self.writer else {
+            let _ = std::io::stderr().write_all(&chunk);
+            return;
+        };
+        if self.dropped > 0 {
+            let note = format!("house: {} log lines dropped: stderr is not keeping up\n", self.dropped);
+            chunk.splice(0..0, note.into_bytes());
+        }
+        match tx.try_send(chunk) {
+            Ok(()) => self.dropped = 0,
+            Err(TrySendError::Full(chunk)) => {
+                self.dropped += chunk.iter().filter(|&&b| b == b'\n').count();
+            }
+            Err(TrySendError::Disconnected(chunk)) => {
+                let _ = std::io::stderr().write_all(&chunk);
+            }
         }
     }
 }
 
 impl Drop for Log {
+    /// At exit the last lines are worth a wait: send them, let the writer finish.
     fn drop(&mut self) {
-        self.flush();
+        let chunk = std::mem::take(&mut self.buf);
+        if let Some((tx, handle)) = self.writer.take() {
+            let _ = tx.send(chunk);
+            drop(tx);
+            let _ = handle.join();
+        }
     }
 }
