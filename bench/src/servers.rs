@@ -66,7 +66,8 @@ pub fn house(guests: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow:
     let deadline = started + Duration::from_secs(30);
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(l) = text.lines().find(|l| l.contains("listening on http://")) {
+        // Complete lines only: the file may be read while it is written.
+        if let Some(l) = text.split_inclusive('\n').find(|l| l.ends_with('\n') && l.contains("listening on http://")) {
             let addr = l.rsplit("http://").next().unwrap_or_default().trim().parse()?;
             return Ok(Running { child, addr, started });
         }

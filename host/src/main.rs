@@ -51,7 +51,9 @@ fn run() -> anyhow::Result<()> {
     }
     // Tests wait for this line: it means the socket is bound and the
     // guests present at start-up are served.
-    eprintln!("house: listening on http://{local}");
+    // One write(2), so that a reader never sees half the line.
+    let _ =
+        std::io::Write::write_all(&mut std::io::stderr(), format!("house: listening on http://{local}\n").as_bytes());
     server.run()
 }
 

@@ -28,7 +28,7 @@ function startHouse(portArg) {
     const timer = setTimeout(() => reject(new Error("house did not start:\n" + seen)), 20000);
     child.stderr.on("data", (chunk) => {
       seen += chunk;
-      const m = seen.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      const m = seen.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
       if (m) { clearTimeout(timer); resolve({ child, port: Number(m[1]) }); }
     });
     child.on("exit", (code) => reject(new Error(`house exited (${code}):\n${seen}`)));
