@@ -386,12 +386,13 @@ fn a_stalled_stderr_does_not_stall_the_loop() {
             break a.to_owned();
         }
     };
-    // From here on nobody reads stderr: its pipe (64 KiB) fills after ~2,000 lines.
+    // From here on nobody reads stderr: its pipe (64 KiB) and the host's
+    // queue of batches (64 x 8 KiB) fill after ~20,000 lines.
     let mut c = TcpStream::connect(&addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = BufReader::new(c.try_clone().unwrap());
     let started = Instant::now();
-    for i in 0..10_000 {
+    for i in 0..40_000 {
         c.write_all(format!("GET /not-here-{i} HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
         let resp = read_response(&mut r, false).unwrap_or_else(|| panic!("no answer to request {i}"));
         assert_eq!(resp.status, 404);

@@ -131,7 +131,8 @@ impl Server {
     pub fn run(mut self) -> anyhow::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let wake = self.log.deadline().map_or(self.next_tick, |d| d.min(self.next_tick));
+            let timeout = wake.saturating_duration_since(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;

@@ -1,10 +1,11 @@
 //! Logging: the access log (one line per request), lifecycle lines, and the
 //! `--debug` trace of every stage of every connection.
 //!
-//! Lines are gathered in a buffer and handed, once per turn of the event
-//! loop, to a writer thread: stderr may be a pipe to a log collector that
-//! stalls, and the loop must never wait on it. If the writer falls more than
-//! `QUEUED` turns behind, lines are dropped and their number reported.
+//! Lines are gathered in a buffer and handed in batches (8 KiB, or 10 ms
+//! after the first line) to a writer thread: stderr may be a pipe to a log
+//! collector that stalls, and the loop must never wait on it. If the writer
+//! falls more than `QUEUED` batches behind, lines are dropped and their number
+//! reported.
 //! The trace is behind a flag checked before any formatting happens: off, it
 //! costs one branch.
 
@@ -12,10 +13,15 @@ use std::fmt;
 use std::io::Write;
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Turns' worth of lines waiting for the writer before lines are dropped.
-const QUEUED: usize = 256;
+/// Handoffs waiting for the writer before lines are dropped.
+const QUEUED: usize = 64;
+/// Lines are handed to the writer once this many bytes gather, or once the
+/// oldest has waited `HANDOFF_AFTER`: waking the writer every turn would cost
+/// more than the write it saves.
+const HANDOFF_BYTES: usize = 8 * 1024;
+const HANDOFF_AFTER: Duration = Duration::from_millis(10);
 
 pub struct Log {
     pub debug: bool,
@@ -25,6 +31,8 @@ pub struct Log {
     writer: Option<(SyncSender<Vec<u8>>, JoinHandle<()>)>,
     /// Lines dropped since the writer last kept up.
     dropped: usize,
+    /// When the oldest line not yet handed off was written.
+    oldest: Option<Instant>,
 }
 
 /// `trace!(log, "...", args)`: a `--debug` line; formats nothing when off.
@@ -50,11 +58,23 @@ impl Log {
             })
             .map(|handle| (tx, handle))
             .ok();
-        Log { debug, access, buf: Vec::new(), writer, dropped: 0 }
+        Log { debug, access, buf: Vec::new(), writer, dropped: 0, oldest: None }
     }
 
-    /// A line, written at the end of this turn of the loop.
+    /// When the loop must wake up to hand off waiting lines, if any wait.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.oldest.map(|t| t + HANDOFF_AFTER)
+    }
+
+    fn start_line(&mut self) {
+        if self.buf.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
+    }
+
+    /// A line, handed to the writer within `HANDOFF_AFTER`.
     pub fn line(&mut self, args: fmt::Arguments<'_>) {
+        self.start_line();
         let _ = self.buf.write_fmt(args);
         self.buf.push(b'\n');
         if self.buf.len() > 60 * 1024 {
@@ -68,6 +88,7 @@ impl Log {
         if !self.access {
             return;
         }
+        self.start_line();
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         let mut n = itoa::Buffer::new();
         let b = &mut self.buf;
@@ -91,11 +112,17 @@ impl Log {
         }
     }
 
-    /// Hands this turn's lines to the writer, without waiting.
+    /// Called at the end of every turn of the loop: hands the gathered lines
+    /// to the writer if there are enough of them or they have waited long
+    /// enough. Never waits.
     pub fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
         }
+        if self.buf.len() < HANDOFF_BYTES && self.oldest.is_some_and(|t| t.elapsed() < HANDOFF_AFTER) {
+            return;
+        }
+        self.oldest = None;
         let mut chunk = std::mem::take(&mut self.buf);
         let Some((tx, _)) = &self.writer else {
             let _ = std::io::stderr().write_all(&chunk);
