@@ -67,14 +67,6 @@ pub struct Conn {
     pub peer: std::net::SocketAddr,
 }
 
-/// What a write attempt left behind.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Queued {
-    Sent,
-    /// Some bytes wait in the write buffer for the socket to become writable.
-    Buffered,
-}
-
 impl Conn {
     pub fn new(socket: TcpStream, peer: std::net::SocketAddr, now: Instant) -> Conn {
         Conn {
@@ -185,16 +177,13 @@ impl Conn {
 
     /// Sends `bytes`, directly if nothing is waiting, buffering what the socket
     /// does not take.
-    pub fn queue(&mut self, bytes: &[u8]) -> io::Result<Queued> {
+    pub fn queue(&mut self, bytes: &[u8]) -> io::Result<()> {
         let mut sent = 0;
         if self.wbuf.is_empty() {
             sent = write_some(&mut self.socket, bytes)?;
         }
-        if sent < bytes.len() {
-            self.wbuf.extend_from_slice(&bytes[sent..]);
-            return Ok(Queued::Buffered);
-        }
-        Ok(Queued::Sent)
+        self.wbuf.extend_from_slice(&bytes[sent..]);
+        Ok(())
     }
 
     /// Appends `bytes` to the write buffer, to be written by the next

@@ -415,7 +415,7 @@ impl Server {
                 continue;
             }
             match conn.queue(frame) {
-                Ok(_) => conn.last_write = now,
+                Ok(()) => conn.last_write = now,
                 Err(e) => self.close(key, Some(&e)),
             }
         }
