@@ -421,3 +421,105 @@ fn a_stalled_stderr_does_not_stall_the_loop() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A large response drained slowly by a client that keeps reading is not
+/// cut off at the request timeout: bytes leaving count as activity.
+#[test]
+fn a_slow_download_is_not_cut_off() {
+    const BODY: usize = 16 * 1024 * 1024;
+    let body = format!(
+        "(drop (memory.grow (i32.const 257))) (i32.store (i32.const 65548) (i32.const {BODY})) (i64.const {})",
+        (((BODY + 16) as u64) << 32) | 65536
+    );
+    let dir = house_tests::TempDir::new("download");
+    let handlers = [house_tests::fault::WatHandler::closing("big", &body)];
+    std::fs::write(dir.path().join("big.wasm"), house_tests::fault::module(1, &handlers)).unwrap();
+    let s = Server::start_in(
+        dir,
+        &["--request-timeout-ms", "300", "--guest-memory-mb", "32", "--guest-response-bytes", "33554432"],
+    );
+    let mut c = s.connect();
+    c.write_all(format!("GET /big HTTP/1.1\r\n{H}Connection: close\r\n\r\n").as_bytes()).unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) => panic!("read: {e} after {got} bytes"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(got > BODY, "the whole response arrived: {got} bytes in {:?}", started.elapsed());
+    assert!(started.elapsed() > Duration::from_millis(600), "the download was slower than the timeout");
+}
+
+/// The access log's latency runs from the request's first byte to its
+/// response, however the request arrived.
+#[test]
+fn access_log_latency_counts_from_the_first_byte() {
+    let dir = house_tests::TempDir::new("latency");
+    let handlers = [house_tests::fault::WatHandler::closing("spin", "(loop (br 0)) (global.get $ok)")];
+    std::fs::write(dir.path().join("spin.wasm"), house_tests::fault::module(1, &handlers)).unwrap();
+    let s = Server::start_in(dir, &["--guest-deadline-ms", "50"]);
+    let mut c = s.connect();
+    c.write_all(
+        format!(
+            "POST /spin HTTP/1.1\r\n{H}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    c.write_all(b"a=1").unwrap();
+    assert_eq!(read_response(&mut BufReader::new(c), false).unwrap().status, 500);
+    let line = s.wait_for_log("POST /spin 500 ", Duration::from_secs(5));
+    let ms: f64 = line.rsplit(' ').next().unwrap().trim_end_matches("ms").parse().unwrap();
+    assert!(ms >= 345.0, "the body's wait (300 ms) and the call (50 ms) are both in it: {line}");
+}
+
+/// SIGTERM ends the server even when nobody reads its stderr any more.
+#[test]
+fn sigterm_exits_even_with_a_stalled_stderr() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = Command::new(house_bin())
+        .args(["--port", "0", "--guests", "/nonexistent-house-guests", "--no-cache"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "house exited");
+        if let Some(a) = line.trim().strip_prefix("house: listening on http://") {
+            break a.to_owned();
+        }
+    };
+    // Long paths fill the pipe and the host's queue in a few thousand lines.
+    let mut c = TcpStream::connect(&addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(c.try_clone().unwrap());
+    let path = "x".repeat(4000);
+    for i in 0..2000 {
+        c.write_all(format!("GET /{path}{i} HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 404);
+    }
+    drop((c, r));
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("house did not exit within 10 s of SIGTERM with its stderr stalled");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    drop(err);
+}

@@ -22,7 +22,7 @@ pub struct GuestCall {
 
 pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     // The same limits `house` runs with by default.
-    let runtime = Runtime::new(Config::default().guest)?;
+    let runtime = Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?;
     let mut registry = Registry::new(guests.to_owned(), None);
     registry.load_all(&runtime);
     let (router, _) = registry.routes();

@@ -35,10 +35,49 @@ pub struct GuestLimits {
     pub deadline: Duration,
     /// Linear memory one instance may grow to (500 beyond).
     pub memory: usize,
-    /// Deadline overruns in a row that suspend a handler.
+    /// Deadline overruns (and budget overruns) within `strike_window` that
+    /// suspend a handler.
     pub strikes: u32,
+    /// The window over which strikes are counted.
+    pub strike_window: Duration,
     /// How long a suspended handler is answered 503 without running.
     pub quarantine: Duration,
+    /// What one call may ask of the host (see `Budgets`).
+    pub budgets: Budgets,
+}
+
+/// Per-call budgets: host work a guest causes is bounded and charged to it.
+/// Going over one fails the call (500), publishes nothing and is a strike.
+#[derive(Debug, Clone, Copy)]
+pub struct Budgets {
+    /// Events one call may publish.
+    pub publish_events: usize,
+    /// Framed bytes one call may publish, all events together.
+    pub publish_bytes: usize,
+    /// Log lines one call may write.
+    pub log_lines: usize,
+    /// Bytes of one log line.
+    pub log_line_bytes: usize,
+    /// Bytes of the argument block the host writes into the guest (413 beyond:
+    /// that is the client's doing, not the guest's).
+    pub args_bytes: usize,
+    /// Bytes of the response block a handler returns.
+    pub response_bytes: usize,
+}
+
+/// Limits on loading a module: its file, its manifest, its compilation.
+#[derive(Debug, Clone)]
+pub struct LoadLimits {
+    /// Bytes of a `.wasm` file.
+    pub module_bytes: usize,
+    /// Bytes of one manifest entry (a handler's or a type's JSON).
+    pub manifest_bytes: usize,
+    /// Wall time one compilation may take.
+    pub compile_time: Duration,
+    /// Address space the compiling process may use.
+    pub compile_memory: usize,
+    /// Bytes the compiled-module cache may hold (oldest entries go first).
+    pub cache_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +90,7 @@ pub struct Config {
     pub access_log: bool,
     pub limits: Limits,
     pub guest: GuestLimits,
+    pub load: LoadLimits,
 }
 
 impl Default for Config {
@@ -76,11 +116,30 @@ impl Default for Config {
                 deadline: Duration::from_millis(50),
                 memory: 16 * 1024 * 1024,
                 strikes: 3,
+                strike_window: Duration::from_secs(30),
                 quarantine: Duration::from_secs(10),
+                budgets: Budgets {
+                    publish_events: 256,
+                    publish_bytes: 1024 * 1024,
+                    log_lines: 64,
+                    log_line_bytes: 4096,
+                    args_bytes: 2 * 1024 * 1024,
+                    response_bytes: 8 * 1024 * 1024,
+                },
+            },
+            load: LoadLimits {
+                module_bytes: 16 * 1024 * 1024,
+                manifest_bytes: 64 * 1024,
+                compile_time: Duration::from_secs(10),
+                compile_memory: 1024 * 1024 * 1024,
+                cache_bytes: 512 * 1024 * 1024,
             },
         }
     }
 }
+
+/// `--guest-strikes` at most: the strike window keeps this many timestamps.
+pub const MAX_STRIKES: u32 = 1000;
 
 pub const USAGE: &str = "\
 house: an event-driven HTTP/1.1 server whose handlers are WebAssembly modules
@@ -108,8 +167,24 @@ LIMITS:
     --heartbeat-ms N            idle time before a stream gets a heartbeat [15000]
     --guest-deadline-ms N       CPU time per guest call [50]
     --guest-memory-mb N         linear memory per guest instance [16]
-    --guest-strikes N           deadline overruns in a row that suspend a handler [3]
+    --guest-strikes N           overruns within the strike window that suspend a handler [3]
+    --guest-strike-window-ms N  the window strikes are counted over [30000]
     --guest-quarantine-ms N     how long a suspended handler gets 503s [10000]
+
+PER-CALL BUDGETS (over one: the call is a 500, publishes nothing, and is a strike):
+    --guest-publish-events N    events one call may publish [256]
+    --guest-publish-bytes N     framed bytes one call may publish [1048576]
+    --guest-log-lines N         log lines one call may write [64]
+    --guest-log-line-bytes N    bytes of one log line [4096]
+    --guest-response-bytes N    bytes of a handler's response block [8388608]
+    --guest-args-bytes N        bytes of the argument block (413 beyond) [2097152]
+
+LOADING:
+    --max-module-bytes N        size of a .wasm file [16777216]
+    --max-manifest-bytes N      size of one manifest entry [65536]
+    --compile-timeout-ms N      time one module may take to compile [10000]
+    --compile-memory-mb N       address space of the compiler process [1024]
+    --cache-max-mb N            size of the compiled-module cache [512]
 
     -h, --help                  print this help
 ";
@@ -133,6 +208,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Value(v) => bail!("unexpected argument {:?} (see --help)", v),
         };
         let l = &mut cfg.limits;
+        let b = &mut cfg.guest.budgets;
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Long("bind") => cfg.bind = value(&mut parser, &flag)?,
@@ -156,8 +232,25 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("sse-buffer-bytes") => l.sse_buffer = positive(&mut parser, &flag)?,
             Long("heartbeat-ms") => l.heartbeat = millis(&mut parser, &flag)?,
             Long("guest-deadline-ms") => cfg.guest.deadline = millis(&mut parser, &flag)?,
-            Long("guest-strikes") => cfg.guest.strikes = positive(&mut parser, &flag)? as u32,
+            Long("guest-strikes") => {
+                cfg.guest.strikes = value(&mut parser, &flag)?;
+                if !(1..=MAX_STRIKES).contains(&cfg.guest.strikes) {
+                    bail!("{flag}: must be between 1 and {MAX_STRIKES}");
+                }
+            }
+            Long("guest-strike-window-ms") => cfg.guest.strike_window = millis(&mut parser, &flag)?,
             Long("guest-quarantine-ms") => cfg.guest.quarantine = millis(&mut parser, &flag)?,
+            Long("guest-publish-events") => b.publish_events = positive(&mut parser, &flag)?,
+            Long("guest-publish-bytes") => b.publish_bytes = positive(&mut parser, &flag)?,
+            Long("guest-log-lines") => b.log_lines = value(&mut parser, &flag)?,
+            Long("guest-log-line-bytes") => b.log_line_bytes = positive(&mut parser, &flag)?,
+            Long("guest-response-bytes") => b.response_bytes = positive(&mut parser, &flag)?,
+            Long("guest-args-bytes") => b.args_bytes = positive(&mut parser, &flag)?,
+            Long("max-module-bytes") => cfg.load.module_bytes = positive(&mut parser, &flag)?,
+            Long("max-manifest-bytes") => cfg.load.manifest_bytes = positive(&mut parser, &flag)?,
+            Long("compile-timeout-ms") => cfg.load.compile_time = millis(&mut parser, &flag)?,
+            Long("compile-memory-mb") => cfg.load.compile_memory = positive(&mut parser, &flag)? * 1024 * 1024,
+            Long("cache-max-mb") => cfg.load.cache_bytes = positive(&mut parser, &flag)? as u64 * 1024 * 1024,
             Long("guest-memory-mb") => {
                 let mb: usize = positive(&mut parser, &flag)?;
                 if mb > 4096 {

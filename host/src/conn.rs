@@ -156,7 +156,7 @@ impl Conn {
             if head.expect_continue && !self.continue_sent {
                 self.continue_sent = true;
                 // A write error here surfaces at the next flush.
-                let _ = self.queue(response::CONTINUE);
+                let _ = self.queue(response::CONTINUE, now);
             }
             return Ok(None);
         };
@@ -177,10 +177,13 @@ impl Conn {
 
     /// Sends `bytes`, directly if nothing is waiting, buffering what the socket
     /// does not take.
-    pub fn queue(&mut self, bytes: &[u8]) -> io::Result<()> {
+    pub fn queue(&mut self, bytes: &[u8], now: Instant) -> io::Result<()> {
         let mut sent = 0;
         if self.wbuf.is_empty() {
             sent = write_some(&mut self.socket, bytes)?;
+            if sent > 0 {
+                self.last_active = now;
+            }
         }
         self.wbuf.extend_from_slice(&bytes[sent..]);
         Ok(())
@@ -193,18 +196,36 @@ impl Conn {
     }
 
     /// Writes what the write buffer holds, as far as the socket takes it.
-    pub fn flush(&mut self) -> io::Result<()> {
+    /// Bytes leaving count as activity: a large response drained slowly by
+    /// a client that keeps reading is not cut off as idle.
+    pub fn flush(&mut self, now: Instant) -> io::Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());
         }
-        self.wpos += write_some(&mut self.socket, &self.wbuf[self.wpos..])?;
+        let sent = write_some(&mut self.socket, &self.wbuf[self.wpos..])?;
+        if sent > 0 {
+            self.last_active = now;
+        }
+        self.wpos += sent;
         if self.wpos == self.wbuf.len() {
             // Drained: give the memory back, so that an idle connection or
             // subscriber holds no buffer (a fresh one per response is cheap).
             self.wbuf = Vec::new();
             self.wpos = 0;
+        } else if self.wpos >= self.wbuf.len() / 2 {
+            // Mostly written: move the rest to the front, so that a reader
+            // that is always slightly behind keeps a buffer of about what it
+            // has not read (the cap bounds that), not of all it was ever sent.
+            // Moving at half makes each byte move at most once on average.
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
         }
         Ok(())
+    }
+
+    /// Bytes the write buffer holds, written ones not yet reclaimed included.
+    pub fn buffered(&self) -> usize {
+        self.wbuf.len()
     }
 
     /// Bytes waiting to be written.
@@ -234,4 +255,43 @@ fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that is always slightly behind keeps a write buffer about
+    /// the size of what it has not read, not of everything it was sent.
+    #[test]
+    fn the_write_buffer_compacts_for_a_reader_slightly_behind() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (socket, addr) = listener.accept().unwrap();
+        socket.set_nonblocking(true).unwrap();
+        // Small fixed kernel buffers (no autotuning), so the lag is ours.
+        socket2::SockRef::from(&socket).set_send_buffer_size(32 * 1024).unwrap();
+        socket2::SockRef::from(&peer).set_recv_buffer_size(32 * 1024).unwrap();
+        let now = Instant::now();
+        let mut conn = Conn::new(TcpStream::from_std(socket), addr, now);
+        // Fill the kernel's buffers, so that the rest waits in ours.
+        let chunk = vec![b'x'; 16 * 1024];
+        while conn.pending() == 0 {
+            conn.queue(&chunk, now).unwrap();
+        }
+        // Each round the reader takes a little less than it is sent.
+        let mut read = vec![0u8; chunk.len() - 1024];
+        for _ in 0..1000 {
+            std::io::Read::read_exact(&mut peer, &mut read).unwrap();
+            conn.queue(&chunk, now).unwrap();
+            conn.flush(now).unwrap();
+        }
+        assert!(conn.pending() > 0, "the reader is behind");
+        assert!(
+            conn.buffered() <= 2 * conn.pending() + 2 * chunk.len(),
+            "{} bytes buffered for {} pending",
+            conn.buffered(),
+            conn.pending()
+        );
+    }
 }

@@ -44,6 +44,8 @@ pub struct Dispatcher {
     pub runtime: Arc<guests::Runtime>,
     /// The JSON served at `/_house/guests`, rebuilt with the routes.
     pub guests_index: Arc<str>,
+    /// `--sse-buffer-bytes`, which a stream's first event must fit.
+    pub sse_buffer: usize,
 }
 
 impl Dispatcher {
@@ -84,12 +86,19 @@ impl Dispatcher {
             params.extend_from_urlencoded(&req.body).map_err(bad)?;
         }
         let args = guests::validate::encode_args(&handler.spec.params, &params)?;
+        let args_budget = self.runtime.limits().budgets.args_bytes;
+        if args.len() > args_budget {
+            return Err(HttpError::new(
+                ErrorKind::ArgsTooLarge,
+                format!("the parameters take {} bytes, over this server's limit of {args_budget}", args.len()),
+            ));
+        }
 
         let out = self.runtime.call(handler, &args).map_err(|failure| match failure {
             Failure::Suspended(left) => HttpError::new(
                 ErrorKind::Suspended,
                 format!(
-                    "handler {} is suspended for {} s: it kept overrunning its CPU deadline",
+                    "handler {} is suspended for {} s: it kept overrunning its CPU deadline or budgets",
                     handler.spec.name,
                     left.as_secs().max(1)
                 ),
@@ -102,27 +111,35 @@ impl Dispatcher {
         for line in &out.logs {
             log.line(format_args!("guest {}: {}: {line}", handler.module.file, handler.spec.name));
         }
-        *publishes = out.publishes;
+        let mut failed = |reason: &str| {
+            log.line(format_args!("guest {}: {}: {reason}", handler.module.file, handler.spec.name));
+            HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name))
+        };
         let content_type = out.content_type.unwrap_or_else(|| handler.spec.content_type.clone());
-        match handler.spec.kind {
+        let outcome = match handler.spec.kind {
             // A stream handler may refuse with a status of its own; then it
             // is an ordinary response and subscribes nothing.
             Kind::Stream if out.status == 200 => {
-                let data = match String::from_utf8(out.body) {
-                    Ok(s) if s.is_empty() => "Listening...".to_owned(),
-                    Ok(s) => s,
-                    Err(_) => {
-                        log.line(format_args!(
-                            "guest {}: {}: first event is not UTF-8",
-                            handler.module.file, handler.spec.name
-                        ));
-                        return Err(HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name)));
-                    }
+                let Ok(data) = String::from_utf8(out.body) else {
+                    return Err(failed("first event is not UTF-8"));
                 };
-                let first = crate::sse::frame(&crate::sse::Event { data, ..Default::default() });
-                Ok(Outcome::Stream { first, channels: out.subscriptions })
+                let data = if data.is_empty() { "Listening...".to_owned() } else { data };
+                let first = crate::sse::Event { data, ..Default::default() };
+                let cap = self.sse_buffer;
+                if crate::sse::framed_len(&first) > cap {
+                    return Err(failed(&format!(
+                        "its first event can never fit a subscriber's buffer (--sse-buffer-bytes {cap})"
+                    )));
+                }
+                Outcome::Stream { first: crate::sse::frame(&first), channels: out.subscriptions }
             }
-            _ => Ok(Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body }),
+            _ => Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body },
+        };
+        // Effects are transactional: a call that answers a server error (the
+        // SDK's `Err`) has failed, and what it published is dropped with it.
+        if !matches!(&outcome, Outcome::Reply { status: 500.., .. }) {
+            *publishes = out.publishes;
         }
+        Ok(outcome)
     }
 }

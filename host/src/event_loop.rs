@@ -53,6 +53,8 @@ pub enum Message {
 
 pub struct Server {
     poll: Poll,
+    /// The one waker of this loop's `Poll` (mio allows one per Poll).
+    waker: Arc<Waker>,
     listener: Option<TcpListener>,
     signals: UnixStream,
     messages: Receiver<Message>,
@@ -101,7 +103,9 @@ impl Server {
         let l = &cfg.limits;
         let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
+            waker,
             poll,
             listener: Some(listener),
             signals,
@@ -123,9 +127,9 @@ impl Server {
         })
     }
 
-    /// A waker for other threads; call before `run`.
-    pub fn waker(&self) -> io::Result<Arc<Waker>> {
-        Ok(Arc::new(Waker::new(self.poll.registry(), WAKER)?))
+    /// The loop's waker, for other threads.
+    pub fn waker(&self) -> Arc<Waker> {
+        self.waker.clone()
     }
 
     pub fn run(mut self) -> anyhow::Result<()> {
@@ -225,7 +229,7 @@ impl Server {
         let mut read = readable || hup;
         loop {
             let Some(conn) = self.conns.get_mut(key) else { return };
-            if let Err(e) = conn.flush() {
+            if let Err(e) = conn.flush(now) {
                 return self.close(key, Some(&e));
             }
             if read {
@@ -331,7 +335,8 @@ impl Server {
                 status
             }
         };
-        self.log.access(&req.head.method, &req.head.path, status, now.elapsed().max(now - req.started));
+        // From the request's first byte to its response queued.
+        self.log.access(&req.head.method, &req.head.path, status, req.started.elapsed());
         for publication in dispatched.publishes {
             self.publish(&publication.channel, &publication.frame, now);
         }
@@ -383,7 +388,7 @@ impl Server {
             let Some(conn) = self.conns.get_mut(key) else { continue };
             conn.flush_due = false;
             let queued = conn.pending();
-            if let Err(e) = conn.flush() {
+            if let Err(e) = conn.flush(now) {
                 self.close(key, Some(&e));
                 continue;
             }
@@ -414,7 +419,7 @@ impl Server {
                 self.close(key, None);
                 continue;
             }
-            match conn.queue(frame) {
+            match conn.queue(frame, now) {
                 Ok(()) => conn.last_write = now,
                 Err(e) => self.close(key, Some(&e)),
             }
@@ -527,7 +532,7 @@ impl Server {
             conn.last_write = now;
             if conn.pending() + sse::HEARTBEAT.len() > cap {
                 self.close(key, None);
-            } else if let Err(e) = conn.queue(sse::HEARTBEAT) {
+            } else if let Err(e) = conn.queue(sse::HEARTBEAT, now) {
                 self.close(key, Some(&e));
             }
         }

@@ -11,9 +11,12 @@
 
 use std::fmt;
 use std::io::Write;
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
+
+/// How long exiting waits for the writer to write the last lines: stderr may
+/// be a pipe nobody reads, and a SIGTERM must still end the process.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// Handoffs waiting for the writer before lines are dropped.
 const QUEUED: usize = 64;
@@ -27,8 +30,9 @@ pub struct Log {
     pub debug: bool,
     pub access: bool,
     buf: Vec<u8>,
-    /// To the writer thread; `None` once shut down.
-    writer: Option<(SyncSender<Vec<u8>>, JoinHandle<()>)>,
+    /// To the writer thread; `None` once shut down. The receiver hears when
+    /// the writer has written everything and exited.
+    writer: Option<(SyncSender<Vec<u8>>, Receiver<()>)>,
     /// Lines dropped since the writer last kept up.
     dropped: usize,
     /// When the oldest line not yet handed off was written.
@@ -48,6 +52,7 @@ pub(crate) use trace;
 impl Log {
     pub fn new(debug: bool, access: bool) -> Log {
         let (tx, rx) = sync_channel::<Vec<u8>>(QUEUED);
+        let (done_tx, done) = sync_channel::<()>(1);
         let writer = std::thread::Builder::new()
             .name("house-log".into())
             .spawn(move || {
@@ -55,8 +60,9 @@ impl Log {
                 for chunk in rx {
                     let _ = err.write_all(&chunk);
                 }
+                let _ = done_tx.send(());
             })
-            .map(|handle| (tx, handle))
+            .map(|_| (tx, done))
             .ok();
         Log { debug, access, buf: Vec::new(), writer, dropped: 0, oldest: None }
     }
@@ -145,13 +151,15 @@ impl Log {
 }
 
 impl Drop for Log {
-    /// At exit the last lines are worth a wait: send them, let the writer finish.
+    /// At exit the last lines are worth a short wait: hand them over and
+    /// give the writer `EXIT_WAIT` to finish, never longer (a stalled stderr
+    /// must not keep a stopping server alive).
     fn drop(&mut self) {
         let chunk = std::mem::take(&mut self.buf);
-        if let Some((tx, handle)) = self.writer.take() {
-            let _ = tx.send(chunk);
+        if let Some((tx, done)) = self.writer.take() {
+            let _ = tx.try_send(chunk);
             drop(tx);
-            let _ = handle.join();
+            let _ = done.recv_timeout(EXIT_WAIT);
         }
     }
 }

@@ -37,16 +37,18 @@ fn run() -> anyhow::Result<()> {
     let listener = event_loop::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
 
-    let runtime = Arc::new(guests::Runtime::new(cfg.guest.clone()).context("cannot start the wasm engine")?);
+    let runtime = Arc::new(
+        guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer).context("cannot start the wasm engine")?,
+    );
     let mut registry = Registry::new(cfg.guests.clone(), cfg.cache_dir.clone());
     registry.load_all(&runtime);
     let (router, guests_index) = registry.routes();
 
     let poll = mio::Poll::new()?;
     let (tx, rx) = mpsc::channel();
-    let dispatcher = Dispatcher { router, runtime: runtime.clone(), guests_index };
+    let dispatcher = Dispatcher { router, runtime: runtime.clone(), guests_index, sse_buffer: cfg.limits.sse_buffer };
     let server = event_loop::Server::new(cfg, poll, listener, dispatcher, rx)?;
-    if let Err(e) = guests::watch::spawn(registry, runtime, tx, server.waker()?) {
+    if let Err(e) = guests::watch::spawn(registry, runtime, tx, server.waker()) {
         eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}");
     }
     // Tests wait for this line: it means the socket is bound and the

@@ -60,6 +60,37 @@ pub fn frame(ev: &Event) -> Vec<u8> {
     out
 }
 
+/// The length of `frame(ev)`, without framing it: a publish is checked
+/// against its budgets before the host does the work (data made of line
+/// breaks frames to seven times its size).
+pub fn framed_len(ev: &Event) -> usize {
+    let field = |name: &str, value: &str| name.len() + 2 + value.len() + 1;
+    let mut n = ev.event.as_deref().map_or(0, |v| field("event", v)) + ev.id.as_deref().map_or(0, |v| field("id", v));
+    if let Some(retry) = ev.retry {
+        n += field("retry", itoa::Buffer::new().format(retry));
+    }
+    let bytes = ev.data.as_bytes();
+    let mut lines = 1;
+    let mut breaks = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                lines += 1;
+                breaks += 2;
+                i += 1;
+            }
+            b'\r' | b'\n' => {
+                lines += 1;
+                breaks += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    n + (bytes.len() - breaks) + lines * "data: \n".len() + 1
+}
+
 /// A comment line: ignored by EventSource, keeps proxies and dead-peer
 /// detection honest on idle streams.
 pub const HEARTBEAT: &[u8] = b":\n\n";
@@ -122,6 +153,18 @@ mod tests {
         assert_eq!(framed("a\nb\r\nc\rd"), "data: a\ndata: b\ndata: c\ndata: d\n\n");
         assert_eq!(framed(""), "data: \n\n");
         assert_eq!(framed("x\n\nevent: forged"), "data: x\ndata: \ndata: event: forged\n\n");
+    }
+
+    #[test]
+    fn framed_len_is_the_framed_length() {
+        for data in ["", "a", "a\nb\r\nc\rd", "\n\n\n", "\r\n\r", "é\r", "x\n\nevent: forged"] {
+            for ev in [
+                Event { data: data.into(), ..Event::default() },
+                Event { data: data.into(), event: Some("m".into()), id: Some("12".into()), retry: Some(1500) },
+            ] {
+                assert_eq!(framed_len(&ev), frame(&ev).len(), "{ev:?}");
+            }
+        }
     }
 
     #[test]

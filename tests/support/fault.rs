@@ -40,6 +40,18 @@ pub fn module_after(abi: i32, handlers: &[WatHandler<'_>], extra: &str) -> Vec<u
     build(abi, handlers, "", extra)
 }
 
+/// As [`module`], with top-level WAT both before the memory (imports) and
+/// after it (data segments).
+pub fn module_parts(abi: i32, handlers: &[WatHandler<'_>], before: &str, after: &str) -> Vec<u8> {
+    build(abi, handlers, before, after)
+}
+
+/// The imports of the house ABI, as WAT, for [`module_parts`]' `before`.
+pub const IMPORTS: &str = r#"
+    (import "house" "subscribe" (func $subscribe (param i32 i32) (result i32)))
+    (import "house" "publish" (func $publish (param i32 i32 i32 i32 i32 i32 i32 i32 i64) (result i32)))
+    (import "house" "log" (func $log (param i32 i32)))"#;
+
 fn build(abi: i32, handlers: &[WatHandler<'_>], before: &str, after: &str) -> Vec<u8> {
     let ok = ok_block("ok");
     let ok_len = 16 + 2;

@@ -5,6 +5,7 @@
 use wasmtime::{Caller, Engine, Linker, Memory, StoreLimits};
 
 use super::manifest::Kind;
+use crate::config::Budgets;
 use crate::sse;
 
 /// Status codes the imports return (negative: the guest asked for
@@ -24,20 +25,53 @@ pub struct Publication {
     pub frame: Vec<u8>,
 }
 
+/// A call went over one of its budgets (`--guest-*`): the import traps with
+/// this, and the engine counts it as a strike.
+#[derive(Debug)]
+pub struct OverBudget(pub String);
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+fn over(what: String) -> wasmtime::Error {
+    wasmtime::Error::new(OverBudget(what))
+}
+
 /// What one call may touch: collected here, applied by the loop only if the
 /// call succeeds.
 pub struct CallCtx {
     pub kind: Kind,
     pub memory: Option<Memory>,
     pub limits: StoreLimits,
+    pub budgets: Budgets,
+    /// `--sse-buffer-bytes`: an event larger than this could never reach a
+    /// subscriber, so publishing one fails.
+    pub sse_buffer: usize,
     pub subscriptions: Vec<String>,
     pub publishes: Vec<Publication>,
+    /// Framed bytes of `publishes`.
+    pub published_bytes: usize,
     pub logs: Vec<String>,
 }
 
 impl CallCtx {
-    pub fn new(kind: Kind, limits: StoreLimits) -> CallCtx {
-        CallCtx { kind, memory: None, limits, subscriptions: Vec::new(), publishes: Vec::new(), logs: Vec::new() }
+    pub fn new(kind: Kind, limits: StoreLimits, budgets: Budgets, sse_buffer: usize) -> CallCtx {
+        CallCtx {
+            kind,
+            memory: None,
+            limits,
+            budgets,
+            sse_buffer,
+            subscriptions: Vec::new(),
+            publishes: Vec::new(),
+            published_bytes: 0,
+            logs: Vec::new(),
+        }
     }
 }
 
@@ -70,6 +104,22 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
          id: u32,
          id_len: u32,
          retry: i64| {
+            let budgets = caller.data().budgets;
+            if caller.data().publishes.len() >= budgets.publish_events {
+                return Err(over(format!(
+                    "published more than {} events (--guest-publish-events)",
+                    budgets.publish_events
+                )));
+            }
+            // Framed, an event is at least as long as its data: refuse
+            // before reading (or framing) what can only go over.
+            let published = caller.data().published_bytes;
+            if published.saturating_add(data_len as usize) > budgets.publish_bytes {
+                return Err(over(format!(
+                    "published more than {} bytes (--guest-publish-bytes)",
+                    budgets.publish_bytes
+                )));
+            }
             let channel = read_str(&mut caller, channel, channel_len)?;
             if !valid_channel(&channel) {
                 return Ok(BAD_CHANNEL);
@@ -84,17 +134,40 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
             if fields.iter().any(|(name, v)| v.as_deref().is_some_and(|v| sse::check_field(name, v).is_err())) {
                 return Ok(BAD_FIELD);
             }
+            let len = sse::framed_len(&ev);
+            let sse_buffer = caller.data().sse_buffer;
+            if len > sse_buffer {
+                return Err(wasmtime::format_err!(
+                    "published an event of {len} bytes framed, which can never fit a subscriber's buffer \
+                     (--sse-buffer-bytes {sse_buffer})"
+                ));
+            }
+            if published + len > budgets.publish_bytes {
+                return Err(over(format!(
+                    "published more than {} bytes (--guest-publish-bytes)",
+                    budgets.publish_bytes
+                )));
+            }
             let frame = sse::frame(&ev);
-            caller.data_mut().publishes.push(Publication { channel, frame });
+            let ctx = caller.data_mut();
+            ctx.published_bytes += len;
+            ctx.publishes.push(Publication { channel, frame });
             Ok(OK)
         },
     )?;
     linker.func_wrap("house", "log", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
-        let line = read_str(&mut caller, ptr, len)?;
-        let logs = &mut caller.data_mut().logs;
-        if logs.len() < 64 {
-            logs.push(line.replace(['\r', '\n'], " "));
+        let budgets = caller.data().budgets;
+        if caller.data().logs.len() >= budgets.log_lines {
+            return Err(over(format!("logged more than {} lines (--guest-log-lines)", budgets.log_lines)));
         }
+        if len as usize > budgets.log_line_bytes {
+            return Err(over(format!(
+                "logged a line of {len} bytes, over {} (--guest-log-line-bytes)",
+                budgets.log_line_bytes
+            )));
+        }
+        let line = read_str(&mut caller, ptr, len)?;
+        caller.data_mut().logs.push(line.replace(['\r', '\n'], " "));
         Ok(())
     })?;
     Ok(linker)

@@ -30,19 +30,19 @@ pub enum Failure {
 #[derive(Debug)]
 pub struct CallError {
     pub reason: String,
-    /// The CPU deadline interrupted it (a strike, see `health`).
-    pub overran: bool,
+    /// It overran its CPU deadline or a budget: a strike (see `health`).
+    pub strike: bool,
 }
 
 impl From<&str> for CallError {
     fn from(reason: &str) -> CallError {
-        CallError { reason: reason.into(), overran: false }
+        CallError { reason: reason.into(), strike: false }
     }
 }
 
 impl From<String> for CallError {
     fn from(reason: String) -> CallError {
-        CallError { reason, overran: false }
+        CallError { reason, strike: false }
     }
 }
 
@@ -70,11 +70,21 @@ pub struct Runtime {
     engine: Engine,
     linker: wasmtime::Linker<CallCtx>,
     limits: GuestLimits,
+    sse_buffer: usize,
     deadline_ticks: u64,
 }
 
+/// The engine settings that shape compiled code. The compiler process
+/// (`compile`) uses exactly these, so that what it produces deserializes
+/// here; the pooling allocator is added on top for the serving engine.
+pub fn code_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true).wasm_backtrace_max_frames(None).max_wasm_stack(512 * 1024);
+    config
+}
+
 impl Runtime {
-    pub fn new(limits: GuestLimits) -> anyhow::Result<Runtime> {
+    pub fn new(limits: GuestLimits, sse_buffer: usize) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(POOL_INSTANCES)
             .total_memories(POOL_INSTANCES)
@@ -85,12 +95,8 @@ impl Runtime {
             .linear_memory_keep_resident(2 * 1024 * 1024)
             .table_keep_resident(64 * 1024)
             .pagemap_scan(Enabled::Auto);
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .epoch_interruption(true)
-            .wasm_backtrace_max_frames(None)
-            .max_wasm_stack(512 * 1024);
+        let mut config = code_config();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let linker = abi::linker(&engine)?;
         let ticker = engine.weak();
@@ -102,11 +108,15 @@ impl Runtime {
             }
         })?;
         let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        Ok(Runtime { engine, linker, limits, deadline_ticks })
+        Ok(Runtime { engine, linker, limits, sse_buffer, deadline_ticks })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub fn limits(&self) -> &GuestLimits {
+        &self.limits
     }
 
     pub fn linker(&self) -> &wasmtime::Linker<CallCtx> {
@@ -117,30 +127,35 @@ impl Runtime {
     pub fn store(&self, kind: super::Kind) -> Store<CallCtx> {
         let limits =
             StoreLimitsBuilder::new().memory_size(self.limits.memory).instances(1).trap_on_grow_failure(true).build();
-        let mut store = Store::new(&self.engine, CallCtx::new(kind, limits));
+        let ctx = CallCtx::new(kind, limits, self.limits.budgets, self.sse_buffer);
+        let mut store = Store::new(&self.engine, ctx);
         store.limiter(|ctx| &mut ctx.limits);
         store.set_epoch_deadline(self.deadline_ticks);
         store
     }
 
     /// Calls `handler` with an encoded argument block, in a fresh instance,
-    /// unless it is suspended for overrunning its deadline too often.
+    /// unless it is suspended for overrunning its deadline or budgets too
+    /// often.
     pub fn call(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, Failure> {
-        if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
+        let now = std::time::Instant::now();
+        if let Some(left) = handler.health.suspended(now) {
             return Err(Failure::Suspended(left));
         }
-        let result = self.call_fresh(handler, args);
-        let overran = matches!(&result, Err(f) if f.overran);
-        if handler.health.record(overran, self.limits.strikes, self.limits.quarantine) {
-            return Err(Failure::Failed(CallError {
-                reason: format!(
-                    "exceeded its CPU deadline of {} ms {} times in a row: suspended for {} s",
-                    self.limits.deadline.as_millis(),
-                    self.limits.strikes,
-                    self.limits.quarantine.as_secs_f64()
-                ),
-                overran: true,
-            }));
+        let mut result = self.call_fresh(handler, args);
+        if let Err(e) = &mut result
+            && e.strike
+        {
+            let l = &self.limits;
+            if handler.health.strike(std::time::Instant::now(), l.strikes, l.strike_window, l.quarantine) {
+                e.reason = format!(
+                    "{}; {} strikes within {} s: suspended for {} s",
+                    e.reason,
+                    l.strikes,
+                    l.strike_window.as_secs_f64(),
+                    l.quarantine.as_secs_f64()
+                );
+            }
         }
         result.map_err(Failure::Failed)
     }
@@ -179,6 +194,11 @@ impl Runtime {
             .map_err(describe)?;
         let packed = func.call(&mut store, (ptr, len)).map_err(describe)?;
         let (ptr, len) = (packed as u32, (packed >> 32) as u32);
+        let budget = self.limits.budgets.response_bytes;
+        if len as usize > budget {
+            let reason = format!("returned a response block of {len} bytes, over {budget} (--guest-response-bytes)");
+            return Err(CallError { reason, strike: true });
+        }
         let block = abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
         let resp = abi::decode_response(block).map_err(|e| format!("bad response: {e}"))?;
         let ctx = store.into_data();
@@ -201,8 +221,11 @@ impl Runtime {
     fn failure(&self, e: wasmtime::Error) -> CallError {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             let reason = format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
-            return CallError { reason, overran: true };
+            return CallError { reason, strike: true };
         }
-        CallError { reason: format!("{e:#}").replace('\n', " "), overran: false }
+        if let Some(over) = e.downcast_ref::<abi::OverBudget>() {
+            return CallError { reason: over.0.clone(), strike: true };
+        }
+        CallError { reason: format!("{e:#}").replace('\n', " "), strike: false }
     }
 }

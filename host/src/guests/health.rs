@@ -1,40 +1,58 @@
-//! Quarantine for handlers that keep overrunning their CPU deadline.
+//! Quarantine for handlers that keep overrunning their CPU deadline or their
+//! per-call budgets.
 //!
-//! A call that overruns holds the event loop for the whole deadline, so a
+//! A call that overruns holds a guest worker for the whole deadline, so a
 //! handler that loops on every request would slow every other client.
-//! After `--guest-strikes` overruns in a row, the handler is suspended for
-//! `--guest-quarantine-ms`: its requests get a 503 at once, without running.
-//! Any call that ends within its deadline clears the strikes. Traps are not
-//! strikes: they end as soon as they happen and cost the loop nothing.
+//! After `--guest-strikes` strikes within `--guest-strike-window-ms`, the
+//! handler is suspended for `--guest-quarantine-ms`: its requests get a 503
+//! at once, without running.
+//!
+//! Strikes are counted over a time window, not "in a row": if a fast call
+//! cleared them, a client alternating overrun, overrun, fast would keep the
+//! handler busy most of the time and never be suspended. Traps are not
+//! strikes: they end as soon as they happen and cost the host nothing.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Default)]
 pub struct Health {
-    strikes: AtomicU32,
-    suspended_until: Mutex<Option<Instant>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// When the most recent strikes happened, oldest first; at most
+    /// `strikes` of them are kept.
+    strikes: VecDeque<Instant>,
+    suspended_until: Option<Instant>,
 }
 
 impl Health {
-    /// How long the handler stays suspended, if it is.
-    pub fn suspended(&self, now: Instant) -> Option<Duration> {
-        let until = *self.suspended_until.lock().unwrap_or_else(|e| e.into_inner());
-        until.and_then(|t| t.checked_duration_since(now)).filter(|d| !d.is_zero())
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a call's outcome; returns true if this overrun suspends it.
-    pub fn record(&self, overran: bool, strikes: u32, quarantine: Duration) -> bool {
-        if !overran {
-            self.strikes.store(0, Ordering::Relaxed);
+    /// How long the handler stays suspended, if it is.
+    pub fn suspended(&self, now: Instant) -> Option<Duration> {
+        self.state().suspended_until.and_then(|t| t.checked_duration_since(now)).filter(|d| !d.is_zero())
+    }
+
+    /// Records a strike at `now`; returns true if it suspends the handler
+    /// (`strikes` strikes within `window`).
+    pub fn strike(&self, now: Instant, strikes: u32, window: Duration, quarantine: Duration) -> bool {
+        let mut s = self.state();
+        s.strikes.push_back(now);
+        while s.strikes.len() > strikes as usize {
+            s.strikes.pop_front();
+        }
+        let oldest = *s.strikes.front().expect("just pushed");
+        if s.strikes.len() < strikes as usize || now.saturating_duration_since(oldest) > window {
             return false;
         }
-        if self.strikes.fetch_add(1, Ordering::Relaxed) + 1 < strikes {
-            return false;
-        }
-        self.strikes.store(0, Ordering::Relaxed);
-        *self.suspended_until.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + quarantine);
+        s.strikes.clear();
+        s.suspended_until = Some(now + quarantine);
         true
     }
 }
@@ -43,15 +61,27 @@ impl Health {
 mod tests {
     use super::*;
 
+    const Q: Duration = Duration::from_secs(60);
+    const W: Duration = Duration::from_secs(10);
+
     #[test]
-    fn strikes_in_a_row_suspend_and_a_success_forgives() {
+    fn strikes_within_the_window_suspend() {
         let h = Health::default();
-        let q = Duration::from_secs(60);
-        assert!(!h.record(true, 3, q));
-        assert!(!h.record(false, 3, q));
-        assert!(!h.record(true, 3, q) && !h.record(true, 3, q));
-        assert!(h.suspended(Instant::now()).is_none());
-        assert!(h.record(true, 3, q));
-        assert!(h.suspended(Instant::now()).is_some_and(|d| d > Duration::from_secs(59)));
+        let t = Instant::now();
+        assert!(!h.strike(t, 3, W, Q));
+        assert!(!h.strike(t + Duration::from_secs(1), 3, W, Q));
+        assert!(h.suspended(t).is_none());
+        assert!(h.strike(t + Duration::from_secs(2), 3, W, Q));
+        assert!(h.suspended(t + Duration::from_secs(2)).is_some_and(|d| d == Q));
+    }
+
+    #[test]
+    fn strikes_spread_wider_than_the_window_do_not() {
+        let h = Health::default();
+        let t = Instant::now();
+        for i in 0..10 {
+            assert!(!h.strike(t + Duration::from_secs(6 * i), 3, W, Q), "strike {i}");
+        }
+        assert!(h.suspended(t + Duration::from_secs(60)).is_none());
     }
 }

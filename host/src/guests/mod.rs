@@ -25,6 +25,7 @@ pub struct Handler {
     pub spec: HandlerSpec,
     pub module: Arc<loader::LoadedModule>,
     pub export: wasmtime::ModuleExport,
-    /// Deadline overruns in a row, and the suspension they lead to.
+    /// Recent strikes (deadline and budget overruns), and the suspension
+    /// they lead to.
     pub health: health::Health,
 }

@@ -25,6 +25,9 @@ pub enum ErrorKind {
     Timeout,
     /// The body is larger than the cap (413, close).
     BodyTooLarge,
+    /// The request's parameters encode to more than the guest may be handed
+    /// (413, keep-alive: the request itself was framed cleanly).
+    ArgsTooLarge,
     /// The request head is too large or has too many headers (431, close).
     HeadTooLarge,
     /// The guest trapped, overran its deadline or returned garbage (500).
@@ -71,7 +74,7 @@ impl HttpError {
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
-            ErrorKind::BodyTooLarge => 413,
+            ErrorKind::BodyTooLarge | ErrorKind::ArgsTooLarge => 413,
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
             ErrorKind::NotImplemented => 501,
@@ -85,6 +88,7 @@ impl HttpError {
         !matches!(
             self.kind,
             ErrorKind::BadParameter
+                | ErrorKind::ArgsTooLarge
                 | ErrorKind::NotFound
                 | ErrorKind::MethodNotAllowed
                 | ErrorKind::Guest
