@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use house_host::config::Config;
+use house_host::guests::compile::Compiler;
+use house_host::guests::loader::Loading;
 use house_host::guests::{Runtime, registry::Registry, validate};
 use house_host::http::params::Params;
 use house_host::router::{Lookup, Target};
@@ -23,7 +25,8 @@ pub struct GuestCall {
 pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     // The same limits `house` runs with by default.
     let runtime = Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?;
-    let mut registry = Registry::new(guests.to_owned(), None);
+    let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
+    let mut registry = Registry::new(guests.to_owned(), loading);
     registry.load_all(&runtime);
     let (router, _) = registry.routes();
     let Lookup::Found(route) = router.lookup("/send-message", "GET") else { bail!("chat.wasm is not loaded") };

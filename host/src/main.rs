@@ -12,9 +12,16 @@ use anyhow::Context;
 use house_host::config::{self, Command, Config};
 use house_host::dispatch::Dispatcher;
 use house_host::event_loop;
+use house_host::guests::cache::Cache;
+use house_host::guests::compile::Compiler;
+use house_host::guests::loader::Loading;
 use house_host::guests::{self, registry::Registry};
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).take(3).collect();
+    if args.first().map(String::as_str) == Some(guests::compile::WORKER_FLAG) {
+        return guests::compile::worker_main(&args[1..]);
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -40,7 +47,17 @@ fn run() -> anyhow::Result<()> {
     let runtime = Arc::new(
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer).context("cannot start the wasm engine")?,
     );
-    let mut registry = Registry::new(cfg.guests.clone(), cfg.cache_dir.clone());
+    prepare_guests_folder(&cfg)?;
+    let loading = Loading {
+        cache: cfg.cache_dir.clone().map(|dir| Cache { dir, max_bytes: cfg.load.cache_bytes }),
+        compiler: Compiler::child(cfg.load.compile_time, cfg.load.compile_memory)?,
+        limits: cfg.load.clone(),
+    };
+    let mut registry = Registry::new(cfg.guests.clone(), loading);
+    // Watch first, then scan: a file dropped in between is seen by one.
+    let watcher = guests::watch::Watcher::new(&cfg.guests)
+        .inspect_err(|e| eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}"))
+        .ok();
     registry.load_all(&runtime);
     let (router, guests_index) = registry.routes();
 
@@ -48,7 +65,9 @@ fn run() -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     let dispatcher = Dispatcher { router, runtime: runtime.clone(), guests_index, sse_buffer: cfg.limits.sse_buffer };
     let server = event_loop::Server::new(cfg, poll, listener, dispatcher, rx)?;
-    if let Err(e) = guests::watch::spawn(registry, runtime, tx, server.waker()) {
+    if let Some(watcher) = watcher
+        && let Err(e) = watcher.spawn(registry, runtime, tx, server.waker())
+    {
         eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}");
     }
     // Tests wait for this line: it means the socket is bound and the
@@ -57,6 +76,37 @@ fn run() -> anyhow::Result<()> {
     let _ =
         std::io::Write::write_all(&mut std::io::stderr(), format!("house: listening on http://{local}\n").as_bytes());
     server.run()
+}
+
+/// Creates the guests folder if it is missing (so that it can be watched and
+/// the first guest dropped in is served), and refuses a module cache inside
+/// it: a cache entry is native code, and whoever may drop a guest must not
+/// be able to drop that.
+fn prepare_guests_folder(cfg: &Config) -> anyhow::Result<()> {
+    if !cfg.guests.exists() {
+        std::fs::create_dir_all(&cfg.guests)
+            .with_context(|| format!("cannot create the guests folder {}", cfg.guests.display()))?;
+        eprintln!("house: created the guests folder {}", cfg.guests.display());
+    }
+    if let Some(cache) = &cfg.cache_dir {
+        let guests = cfg.guests.canonicalize()?;
+        // The cache folder may not exist yet: resolve its nearest existing
+        // ancestor (links included) and append the rest.
+        let wanted = std::path::absolute(cache)?;
+        let mut base = wanted.clone();
+        while !base.exists() && base.pop() {}
+        let rest = wanted.strip_prefix(&base).unwrap_or(&wanted).to_owned();
+        let cache_real = base.canonicalize()?.join(rest);
+        if cache_real.starts_with(&guests) {
+            anyhow::bail!(
+                "--cache-dir {} is inside --guests {}: compiled modules are native code, and whoever can drop a \
+                 guest must not be able to drop one",
+                cache.display(),
+                cfg.guests.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// SSE subscribers are long-lived sockets: ask for as many descriptors as

@@ -68,6 +68,9 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     pub guests: TempDir,
+    /// The compiled-module cache (outside the guests folder: the host
+    /// refuses one inside it).
+    pub cache: TempDir,
     log: Arc<LogState>,
 }
 
@@ -84,13 +87,14 @@ impl Server {
 
     /// Starts house on an existing guests folder.
     pub fn start_in(guests: TempDir, flags: &[&str]) -> Server {
+        let cache = TempDir::new("cache");
         let mut child = Command::new(house_bin())
             .arg("--port")
             .arg("0")
             .arg("--guests")
             .arg(guests.path())
             .arg("--cache-dir")
-            .arg(guests.path().join(".cache"))
+            .arg(cache.path())
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -112,7 +116,7 @@ impl Server {
                 sink.changed.notify_all();
             }
         });
-        let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, log };
+        let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, cache, log };
         let line = server.wait_for_log("listening on http://", Duration::from_secs(30));
         let addr = line.rsplit("http://").next().unwrap().trim();
         server.addr = addr.parse().expect("listening address");

@@ -3,12 +3,12 @@
 //! module that fails any check is refused whole, with one reason.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::SystemTime;
 
 use wasmtime::{ExternType, InstancePre, ModuleExport};
 
 use super::abi::CallCtx;
+use super::compile::first_line;
 use super::engine::Runtime;
 use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
 
@@ -32,11 +32,19 @@ pub struct LoadedModule {
     pub source: super::cache::Source,
 }
 
-/// Compiles (or takes from the cache in `cache_dir`) and checks `bytes` as
-/// the module `file`.
-pub fn load(runtime: &Runtime, file: &str, bytes: &[u8], cache_dir: Option<&Path>) -> Result<LoadedModule, String> {
-    let (module, source) = super::cache::compile(runtime.engine(), bytes, cache_dir)
-        .map_err(|e| format!("not a valid wasm module: {}", first_line(&e)))?;
+/// How modules are loaded: where compiled code is cached, who compiles it,
+/// and the limits a module must stay within.
+#[derive(Debug, Clone)]
+pub struct Loading {
+    pub cache: Option<super::cache::Cache>,
+    pub compiler: super::compile::Compiler,
+    pub limits: crate::config::LoadLimits,
+}
+
+/// Compiles (or takes from the cache) and checks `bytes` as the module `file`.
+pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> Result<LoadedModule, String> {
+    super::compile::check_shape(bytes, runtime.limits().memory)?;
+    let (module, source) = super::cache::load(runtime.engine(), bytes, loading.cache.as_ref(), &loading.compiler)?;
     for import in module.imports() {
         if import.module() != "house" || !IMPORTS.contains(&import.name()) {
             return Err(format!(
@@ -91,6 +99,11 @@ pub fn load(runtime: &Runtime, file: &str, bytes: &[u8], cache_dir: Option<&Path
             .get_typed_func::<(), u64>(&mut store, export)
             .and_then(|f| f.call(&mut store, ()))
             .map_err(|e| format!("{export}: {}", runtime.describe(e)))?;
+        let len = (packed >> 32) as usize;
+        let max = loading.limits.manifest_bytes;
+        if len > max {
+            return Err(format!("{export}: a manifest entry of {len} bytes, over --max-manifest-bytes {max}"));
+        }
         let mem = instance.get_memory(&mut store, "memory").ok_or("no memory")?;
         let bytes = super::abi::slice(mem.data(&store), packed as u32, (packed >> 32) as u32)
             .map_err(|e| format!("{export}: {e}"))?;
@@ -144,8 +157,4 @@ fn expect_func(ty: &ExternType, name: &str) -> Result<(), String> {
         ExternType::Func(_) => Ok(()),
         _ => Err(format!("export {name} is not a function")),
     }
-}
-
-fn first_line(e: &wasmtime::Error) -> String {
-    format!("{e:#}").lines().next().unwrap_or_default().to_owned()
 }

@@ -15,6 +15,9 @@ use crate::router::Methods;
 /// The ABI version this host speaks (see docs/ABI.md).
 pub const ABI_VERSION: i32 = 1;
 
+/// The longest path a handler may claim, in bytes.
+pub const MAX_PATH: usize = 2048;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHandler {
@@ -212,6 +215,9 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
         return Err(format!("handler name {name:?}: use letters, digits, '_' and '-'"));
     }
     let path = raw.path.unwrap_or_else(|| path_from_name(&name));
+    if path.len() > MAX_PATH {
+        return Err(at(format!("its path is {} bytes long; at most {MAX_PATH}", path.len())));
+    }
     if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.starts_with("/_house/") {
         return Err(at(format!("invalid path {path:?} (must start with /, no ?, # or spaces, not under /_house/)")));
     }

@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod cache;
+pub mod compile;
 pub mod engine;
 pub mod health;
 pub mod loader;

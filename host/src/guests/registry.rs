@@ -9,13 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Value, json};
 
 use super::Handler;
 use super::engine::Runtime;
-use super::loader::{self, LoadedModule};
+use super::loader::{self, LoadedModule, Loading};
 use crate::router::{Route, Router, Target};
 
 #[derive(Default)]
@@ -28,9 +28,32 @@ struct Entry {
     error: Option<String>,
 }
 
+/// Files loaded at once: a module that is slow to compile holds one slot,
+/// and the others keep loading.
+pub const PARALLEL_LOADS: usize = 4;
+
+/// One file's load, done on any thread, applied on the registry's.
+pub struct Loaded {
+    pub name: String,
+    result: Result<LoadedModule, String>,
+    took: Duration,
+}
+
+/// Loads the file `name` of `dir`. `None`: the file is empty, a writer has
+/// just created it (its close or rename brings it back).
+pub fn load_file(dir: &Path, loading: &Loading, runtime: &Runtime, name: &str) -> Option<Loaded> {
+    let started = Instant::now();
+    let result = match read_settled(&dir.join(name), loading.limits.module_bytes) {
+        Ok(bytes) if bytes.is_empty() => return None,
+        Ok(bytes) => loader::load(runtime, loading, name, &bytes),
+        Err(e) => Err(e),
+    };
+    Some(Loaded { name: name.to_owned(), result, took: started.elapsed() })
+}
+
 pub struct Registry {
     dir: PathBuf,
-    cache_dir: Option<PathBuf>,
+    loading: Arc<Loading>,
     entries: BTreeMap<String, Entry>,
     /// The conflicts of the current route table, already warned about.
     warned: BTreeSet<String>,
@@ -42,12 +65,16 @@ pub fn is_guest_file(name: &str) -> bool {
 }
 
 impl Registry {
-    pub fn new(dir: PathBuf, cache_dir: Option<PathBuf>) -> Registry {
-        Registry { dir, cache_dir, entries: BTreeMap::new(), warned: BTreeSet::new() }
+    pub fn new(dir: PathBuf, loading: Loading) -> Registry {
+        Registry { dir, loading: Arc::new(loading), entries: BTreeMap::new(), warned: BTreeSet::new() }
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    pub fn loading(&self) -> &Arc<Loading> {
+        &self.loading
     }
 
     /// Brings the registry in line with the folder: loads every `.wasm` in
@@ -73,21 +100,35 @@ impl Registry {
             }
         };
         let mut changed = false;
-        for name in names {
-            changed |= self.load(runtime, &name);
+        for batch in names.chunks(PARALLEL_LOADS) {
+            let loaded: Vec<Option<Loaded>> = std::thread::scope(|scope| {
+                let jobs: Vec<_> = batch
+                    .iter()
+                    .map(|name| scope.spawn(|| load_file(&self.dir, &self.loading, runtime, name)))
+                    .collect();
+                jobs.into_iter().map(|job| job.join().unwrap_or(None)).collect()
+            });
+            for loaded in loaded.into_iter().flatten() {
+                changed |= self.apply(loaded);
+            }
         }
         changed
     }
 
-    /// (Re)loads one file. A refused file keeps its earlier version serving.
-    /// Returns whether it loaded (either way, its entry in
-    /// `/_house/guests` changed: rebuild the routes).
+    /// (Re)loads one file, on this thread.
     pub fn load(&mut self, runtime: &Runtime, name: &str) -> bool {
-        let path = self.dir.join(name);
-        let started = Instant::now();
-        let result =
-            read_settled(&path).and_then(|bytes| loader::load(runtime, name, &bytes, self.cache_dir.as_deref()));
-        let entry = self.entries.entry(name.to_owned()).or_default();
+        match load_file(&self.dir, &self.loading, runtime, name) {
+            Some(loaded) => self.apply(loaded),
+            None => false,
+        }
+    }
+
+    /// Takes in one file's load. A refused file keeps its earlier version
+    /// serving. Returns whether the route table must be rebuilt (a refusal
+    /// changes `/_house/guests` too).
+    pub fn apply(&mut self, loaded: Loaded) -> bool {
+        let Loaded { name, result, took } = loaded;
+        let entry = self.entries.entry(name.clone()).or_default();
         match result {
             Ok(module) => {
                 let verb = if entry.module.is_some() { "reloaded" } else { "loaded" };
@@ -99,7 +140,7 @@ impl Registry {
                 eprintln!(
                     "house: {verb} {name} ({} bytes, {:.1} ms{how}): {}",
                     module.size,
-                    started.elapsed().as_secs_f64() * 1e3,
+                    took.as_secs_f64() * 1e3,
                     paths.join(" ")
                 );
                 let module = Arc::new(module);
@@ -123,7 +164,7 @@ impl Registry {
                 let keeps = if entry.module.is_some() { "; the earlier version keeps serving" } else { "" };
                 eprintln!("house: refused {name}: {reason}{keeps}");
                 entry.error = Some(reason);
-                false
+                true
             }
         }
     }
@@ -208,9 +249,13 @@ impl Registry {
 
 /// Reads a file that is not being written: its length must be the same
 /// before and after the read (a writer still at work shows up here, and is
-/// also caught by validation: a truncated module does not parse).
-fn read_settled(path: &Path) -> Result<Vec<u8>, String> {
+/// also caught by validation: a truncated module does not parse). A file
+/// over `max` bytes is refused unread.
+fn read_settled(path: &Path, max: usize) -> Result<Vec<u8>, String> {
     let before = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if before.len() > max as u64 {
+        return Err(format!("the file is {} bytes, over --max-module-bytes {max}", before.len()));
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let after = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if before.len() != after.len()
