@@ -87,6 +87,12 @@ impl Server {
 
     /// Starts house on an existing guests folder.
     pub fn start_in(guests: TempDir, flags: &[&str]) -> Server {
+        Server::start_with(guests, flags, |_| {})
+    }
+
+    /// As [`Server::start_in`], running `starting(pid)` after the process
+    /// is spawned and before waiting for it to listen.
+    pub fn start_with(guests: TempDir, flags: &[&str], starting: impl FnOnce(u32)) -> Server {
         let cache = TempDir::new("cache");
         let mut child = Command::new(house_bin())
             .arg("--port")
@@ -116,6 +122,7 @@ impl Server {
                 sink.changed.notify_all();
             }
         });
+        starting(child.id());
         let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, cache, log };
         let line = server.wait_for_log("listening on http://", Duration::from_secs(30));
         let addr = line.rsplit("http://").next().unwrap().trim();
