@@ -526,3 +526,46 @@ fn sigterm_exits_even_with_a_stalled_stderr() {
     assert!(status.success(), "{status}");
     drop(err);
 }
+
+/// RFC 9112 / 9110 conformance through the binary: each kind of request
+/// target, Host, version, method and chunk line gets its precise status.
+#[test]
+fn conformance_statuses_for_targets_hosts_versions_methods_and_chunks() {
+    let s = Server::start(&["hello"], &["--max-head-bytes", "2048"]);
+    // absolute-form: served, its authority replacing Host.
+    let out = s.raw(b"GET http://example.com:4242/hello?name=abs HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n");
+    assert!(out.starts_with("HTTP/1.1 200") && out.ends_with("Hello, abs!\n"), "{out}");
+    let cases: &[(&str, u16, &str)] = &[
+        ("GET /hello HTTP/1.1\r\nHost: a,b\r\n\r\n", 400, "Host header is not a valid host[:port]"),
+        ("GET /hello HTTP/1.1\r\nHost: u@h\r\n\r\n", 400, "Host header is not a valid"),
+        ("GET /hello HTTP/1.1\r\nHost: h:8x\r\n\r\n", 400, "Host header is not a valid"),
+        ("GET /hello HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", 400, "exactly one Host header"),
+        ("GET http://u@h/hello HTTP/1.1\r\nHost: h\r\n\r\n", 400, "authority is not a valid"),
+        ("GET /hello HTTP/1.x\r\nHost: h\r\n\r\n", 400, "the version is not HTTP/DIGIT.DIGIT"),
+        ("GET /hello HTTP/3.0\r\nHost: h\r\n\r\n", 505, "only HTTP/1.0 and HTTP/1.1"),
+        ("BREW /hello HTTP/1.1\r\nHost: h\r\n\r\n", 501, "method BREW is not implemented"),
+        ("GET /hello#top HTTP/1.1\r\nHost: h\r\n\r\n", 400, "#fragment"),
+        (
+            "POST /hello HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n",
+            400,
+            "invalid chunk size line",
+        ),
+        (
+            "POST /hello HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;\r\nabc\r\n0\r\n\r\n",
+            400,
+            "an extension without a name",
+        ),
+        ("POST /hello HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\r\nabc\r\n0\r\n\r\n", 400, "no size"),
+    ];
+    for (req, status, reason) in cases {
+        let out = s.raw(req.as_bytes());
+        is_plain_error(&out, *status);
+        assert!(out.contains(reason), "{req:?} -> {out}");
+    }
+    let out = s.raw(b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n");
+    is_plain_error(&out, 400);
+    assert!(out.contains("must be ASCII"), "{out}");
+    let out = s.raw(format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(3000)).as_bytes());
+    is_plain_error(&out, 414);
+    assert!(out.contains("request target exceeds the limit of 2048 bytes"), "{out}");
+}

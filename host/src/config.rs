@@ -293,3 +293,66 @@ fn default_cache_dir() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("house"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> anyhow::Result<Config> {
+        match parse_args(args.iter().map(std::ffi::OsString::from))? {
+            Command::Serve(cfg) => Ok(*cfg),
+            Command::Help => anyhow::bail!("help"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        format!("{:#}", parse(args).expect_err("an error"))
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let cfg = parse(&[]).unwrap();
+        assert_eq!((cfg.port, cfg.guest.strikes, cfg.limits.max_body), (4242, 3, 1024 * 1024));
+        let cfg = parse(&[
+            "--port=0",
+            "--guest-strikes",
+            "7",
+            "--guest-memory-mb",
+            "64",
+            "--guest-publish-bytes",
+            "10",
+            "--compile-memory-mb",
+            "300",
+            "--cache-max-mb",
+            "2",
+            "--no-cache",
+            "--quiet",
+        ])
+        .unwrap();
+        assert_eq!((cfg.port, cfg.guest.strikes, cfg.guest.memory), (0, 7, 64 << 20));
+        assert_eq!((cfg.guest.budgets.publish_bytes, cfg.load.compile_memory), (10, 300 << 20));
+        assert_eq!(cfg.load.cache_bytes, 2 << 20);
+        assert!(cfg.cache_dir.is_none() && !cfg.access_log);
+        assert!(matches!(parse_args(["-h".into()]).unwrap(), Command::Help));
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_the_flag_named() {
+        assert_eq!(error(&["--frob"]), "unknown flag --frob (see --help)");
+        assert_eq!(error(&["stray"]), "unexpected argument \"stray\" (see --help)");
+        assert!(error(&["--port", "http"]).starts_with("--port: invalid value \"http\""));
+        assert!(error(&["--port", "70000"]).starts_with("--port: invalid value \"70000\""));
+        assert_eq!(
+            error(&["--max-body-bytes", "-1"]),
+            "--max-body-bytes: invalid value \"-1\": invalid digit found in string"
+        );
+        assert_eq!(error(&["--request-timeout-ms", "0"]), "--request-timeout-ms: must be at least 1");
+        assert_eq!(error(&["--max-headers", "999"]), "--max-headers: at most 256");
+        assert_eq!(error(&["--guest-memory-mb", "5000"]), "--guest-memory-mb: a wasm32 memory is at most 4096 MiB");
+        // Not truncated: 2^32 + 3 strikes is out of range, not 3.
+        assert!(error(&["--guest-strikes", "4294967299"]).starts_with("--guest-strikes: invalid value"));
+        assert_eq!(error(&["--guest-strikes", "0"]), "--guest-strikes: must be between 1 and 1000");
+        assert_eq!(error(&["--guest-strikes", "1001"]), "--guest-strikes: must be between 1 and 1000");
+        assert!(error(&["--port"]).contains("--port"), "a missing value names its flag");
+    }
+}

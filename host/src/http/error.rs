@@ -28,6 +28,8 @@ pub enum ErrorKind {
     /// The request's parameters encode to more than the guest may be handed
     /// (413, keep-alive: the request itself was framed cleanly).
     ArgsTooLarge,
+    /// The request target is longer than the head limit (414, close).
+    TargetTooLong,
     /// The request head is too large or has too many headers (431, close).
     HeadTooLarge,
     /// The guest trapped, overran its deadline or returned garbage (500).
@@ -75,6 +77,7 @@ impl HttpError {
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
             ErrorKind::BodyTooLarge | ErrorKind::ArgsTooLarge => 413,
+            ErrorKind::TargetTooLong => 414,
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
             ErrorKind::NotImplemented => 501,
@@ -120,6 +123,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         413 => "Content Too Large",
+        414 => "URI Too Long",
         422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

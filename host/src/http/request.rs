@@ -7,6 +7,7 @@
 //! coding, obs-fold, whitespace before a colon) is refused here, so that a
 //! smuggled request is never processed.
 
+use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
 use super::error::{ErrorKind, HttpError};
@@ -52,6 +53,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head {
+                // The request line alone is over the limit: its target is.
+                if !buf[..limits.max_head].contains(&b'\n') {
+                    return Err(target_too_long(limits));
+                }
                 return Err(head_too_large(limits));
             }
             return Ok(None);
@@ -62,23 +67,39 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
                 format!("more than {} header fields", limits.max_headers),
             ));
         }
-        Err(httparse::Error::Version) => {
-            return Err(HttpError::new(ErrorKind::Version, "only HTTP/1.0 and HTTP/1.1 are supported"));
-        }
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(e) => {
             return Err(HttpError::malformed(format!("malformed request: {}", describe(e))));
         }
     };
     if len > limits.max_head {
+        if buf.iter().position(|&b| b == b'\n').is_some_and(|eol| eol > limits.max_head) {
+            return Err(target_too_long(limits));
+        }
         return Err(head_too_large(limits));
     }
     let method = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
     let version = req.version.unwrap_or(1);
+    if !KNOWN_METHODS.contains(&method) {
+        return Err(HttpError::new(ErrorKind::NotImplemented, format!("method {method} is not implemented")));
+    }
+    if target.contains('#') {
+        return Err(HttpError::malformed("a request target may not contain a #fragment"));
+    }
+    if !target.is_ascii() {
+        return Err(HttpError::malformed("a request target must be ASCII (percent-encode other bytes)"));
+    }
+    // absolute-form (RFC 9112 section 3.2.2): its authority replaces Host.
+    let (authority, target) = match split_absolute_form(target)? {
+        Some((authority, path)) => (Some(authority), path),
+        None => (None, Cow::Borrowed(target)),
+    };
 
     let mut content_length: Option<usize> = None;
     let mut transfer_encoding: Option<&[u8]> = None;
     let mut hosts = 0;
+    let mut host: &[u8] = b"";
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut form_body = false;
@@ -98,6 +119,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             transfer_encoding = Some(h.value);
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host = h.value;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
@@ -114,8 +136,16 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             expect_continue = version == 1;
         }
     }
-    if version == 1 && hosts != 1 {
+    if hosts > 1 || (version == 1 && hosts == 0) {
         return Err(HttpError::malformed("an HTTP/1.1 request needs exactly one Host header"));
+    }
+    if hosts == 1 && !valid_host(host.trim_ascii()) {
+        return Err(HttpError::malformed("the Host header is not a valid host[:port]"));
+    }
+    if let Some(authority) = authority
+        && !valid_host(authority.as_bytes())
+    {
+        return Err(HttpError::malformed("the request target's authority is not a valid host[:port]"));
     }
 
     let body = match (content_length, transfer_encoding) {
@@ -143,7 +173,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
 
     let (raw_path, query) = match target.split_once('?') {
         Some((p, q)) => (p, q),
-        None => (target, ""),
+        None => (&*target, ""),
     };
     if !raw_path.starts_with('/') {
         return Err(HttpError::malformed("request target must be a path starting with /"));
@@ -166,6 +196,77 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
         len,
         body,
     }))
+}
+
+/// The methods of RFC 9110 and PATCH: others are 501, not 405 (405 says
+/// the route does not take a method the server knows).
+const KNOWN_METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+
+fn target_too_long(limits: &Limits) -> HttpError {
+    HttpError::new(ErrorKind::TargetTooLong, format!("request target exceeds the limit of {} bytes", limits.max_head))
+}
+
+/// httparse refuses every version but 1.0 and 1.1 alike: a well-formed
+/// `HTTP/DIGIT.DIGIT` we do not speak is 505, anything else is malformed.
+fn version_error(buf: &[u8]) -> HttpError {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let version = line.rsplit(|&b| b == b' ').next().unwrap_or_default();
+    match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit() => {
+            HttpError::new(ErrorKind::Version, "only HTTP/1.0 and HTTP/1.1 are supported")
+        }
+        _ => HttpError::malformed("malformed request: the version is not HTTP/DIGIT.DIGIT"),
+    }
+}
+
+/// `http://authority/path?query` -> (authority, `/path?query`); `None` for
+/// origin-form. Only the http and https schemes are served.
+fn split_absolute_form(target: &str) -> Result<Option<(&str, Cow<'_, str>)>, HttpError> {
+    if target.starts_with('/') || target == "*" {
+        return Ok(None);
+    }
+    let Some((scheme, rest)) = target.split_once("://") else { return Ok(None) };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(HttpError::malformed(format!("unsupported scheme {scheme:?} in the request target")));
+    }
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    if authority.is_empty() {
+        return Err(HttpError::malformed("the request target has an empty authority"));
+    }
+    // `http://h?q` has an empty path: it means `/?q` (RFC 9112 section 3.2.1).
+    let path = if path.starts_with('/') { Cow::Borrowed(path) } else { Cow::Owned(format!("/{path}")) };
+    Ok(Some((authority, path)))
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 section 7.2): a reg-name (letters,
+/// digits, `-._~`, `%` escapes and the sub-delimiters but the comma, which
+/// would make a list of it), an IPv4 address, or a bracketed IP literal;
+/// the port is digits, possibly none (`port = *DIGIT`). No userinfo, path,
+/// or whitespace. Empty is allowed (a target without an authority).
+fn valid_host(value: &[u8]) -> bool {
+    if value.is_empty() {
+        return true;
+    }
+    let (host_ok, port) = if let Some(rest) = value.strip_prefix(b"[") {
+        let Some(close) = rest.iter().position(|&b| b == b']') else { return false };
+        let literal = &rest[..close];
+        let ok = !literal.is_empty() && literal.iter().all(|&b| b.is_ascii_hexdigit() || b":.".contains(&b));
+        match &rest[close + 1..] {
+            [] => (ok, None),
+            [b':', port @ ..] => (ok, Some(port)),
+            _ => return false,
+        }
+    } else {
+        let (host, port) = match value.iter().rposition(|&b| b == b':') {
+            Some(i) => (&value[..i], Some(&value[i + 1..])),
+            None => (value, None),
+        };
+        let ok = !host.is_empty() && host.iter().all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+;=".contains(&b));
+        (ok, port)
+    };
+    host_ok && port.is_none_or(|p| p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 fn head_too_large(limits: &Limits) -> HttpError {
@@ -205,6 +306,87 @@ impl Body {
     }
 }
 
+/// The longest chunk-size line (size and extensions) we wait for.
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// One `chunk-size *chunk-ext CRLF` line (RFC 9112 section 7.1), strictly:
+/// hex digits, then extensions `;name[=value]` with optional whitespace
+/// before `;` and around `=`, then CRLF. Returns (bytes used, size), or
+/// `None` while the line is incomplete. httparse's chunk parser is lenient
+/// (trailing whitespace, an empty size, a bare `;`), and leniency in
+/// framing is how requests get smuggled.
+fn parse_chunk_line(buf: &[u8]) -> Result<Option<(usize, usize)>, HttpError> {
+    let bad = |why: &str| Err(HttpError::malformed(format!("invalid chunk size line: {why}")));
+    let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
+        return if buf.len() > MAX_CHUNK_LINE { bad("too long") } else { Ok(None) };
+    };
+    if eol > MAX_CHUNK_LINE {
+        return bad("too long");
+    }
+    let Some(line) = buf[..eol].strip_suffix(b"\r") else { return bad("not ended by CRLF") };
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 {
+        return bad("no size");
+    }
+    let mut size: usize = 0;
+    for &d in &line[..digits] {
+        let v = (d as char).to_digit(16).expect("a hex digit") as usize;
+        size = match size.checked_mul(16).and_then(|n| n.checked_add(v)) {
+            Some(n) => n,
+            None => return bad("size too large"),
+        };
+    }
+    let mut rest = &line[digits..];
+    let ws = |r: &[u8]| r.iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+    while !rest.is_empty() {
+        rest = &rest[ws(rest)..];
+        let Some(after) = rest.strip_prefix(b";") else { return bad("unexpected bytes after the size") };
+        rest = &after[ws(after)..];
+        let name = rest.iter().take_while(|&&b| is_tchar(b)).count();
+        if name == 0 {
+            return bad("an extension without a name");
+        }
+        rest = &rest[name..];
+        let w = ws(rest);
+        if rest[w..].starts_with(b"=") {
+            rest = &rest[w + 1..];
+            rest = &rest[ws(rest)..];
+            let value = if rest.starts_with(b"\"") {
+                quoted_len(rest)
+            } else {
+                rest.iter().take_while(|&&b| is_tchar(b)).count()
+            };
+            if value == 0 {
+                return bad("an extension without a value after =");
+            }
+            rest = &rest[value..];
+        }
+    }
+    Ok(Some((eol + 1, size)))
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The length of the quoted-string at the start of `s` (quotes included),
+/// or 0 if it is not one.
+fn quoted_len(s: &[u8]) -> usize {
+    let mut i = 1;
+    while i < s.len() {
+        match s[i] {
+            b'"' => return i + 1,
+            b'\\' if i + 1 < s.len() && (s[i + 1] == b'\t' || (0x20..0x7f).contains(&s[i + 1]) || s[i + 1] >= 0x80) => {
+                i += 2
+            }
+            b'\t' | 0x20..=0x7e | 0x80..=0xff => i += 1,
+            _ => return 0,
+        }
+    }
+    0
+}
+
 /// An incremental decoder for `Transfer-Encoding: chunked`: each call
 /// resumes where the previous one stopped, so a body trickling in byte by
 /// byte costs linear time.
@@ -230,10 +412,9 @@ impl ChunkedDecoder {
         loop {
             let rest = &buf[self.pos..];
             match self.state {
-                ChunkState::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((used, size))) => {
+                ChunkState::Size => match parse_chunk_line(rest)? {
+                    Some((used, size)) => {
                         self.pos += used;
-                        let size = usize::try_from(size).unwrap_or(usize::MAX);
                         if size > max_body.saturating_sub(self.decoded.len()) {
                             return Err(HttpError::new(
                                 ErrorKind::BodyTooLarge,
@@ -242,8 +423,7 @@ impl ChunkedDecoder {
                         }
                         self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
                     }
-                    Ok(httparse::Status::Partial) if rest.len() < 1024 => return Ok(None),
-                    _ => return Err(HttpError::malformed("invalid chunk size line")),
+                    None => return Ok(None),
                 },
                 ChunkState::Data(size) => {
                     if rest.len() < size {
@@ -279,5 +459,162 @@ impl ChunkedDecoder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn limits() -> Limits {
+        Config::default().limits
+    }
+
+    fn head(req: &str) -> Result<Option<Head>, HttpError> {
+        parse_head(req.as_bytes(), &limits())
+    }
+
+    fn status(req: &str) -> u16 {
+        match head(req) {
+            Ok(Some(_)) => 200,
+            Ok(None) => 0,
+            Err(e) => e.status(),
+        }
+    }
+
+    /// A whole request: its head and body, or the status of its error.
+    fn framed(req: &[u8]) -> Result<(Head, Vec<u8>), u16> {
+        let l = limits();
+        let mut h = parse_head(req, &l).map_err(|e| e.status())?.ok_or(0u16)?;
+        let (body, _) = h.body.collect(&req[h.len..], l.max_body).map_err(|e| e.status())?.ok_or(0u16)?;
+        Ok((h, body))
+    }
+
+    #[test]
+    fn origin_form_splits_path_and_query() {
+        let h = head("GET /a%20b?x=1&y HTTP/1.1\r\nHost: example.com:8080\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.method.as_str(), h.path.as_str(), h.query.as_str(), h.version), ("GET", "/a b", "x=1&y", 1));
+        assert!(h.keep_alive);
+        assert!(head("GET / HTTP/1.1\r\nHost: t\r\n").unwrap().is_none(), "incomplete");
+    }
+
+    #[test]
+    fn absolute_form_is_accepted_and_its_authority_checked() {
+        let h = head("GET http://example.com:80/p?q=1 HTTP/1.1\r\nHost: other\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.path.as_str(), h.query.as_str()), ("/p", "q=1"));
+        let h = head("GET HTTPS://example.com?q HTTP/1.1\r\nHost: x\r\n\r\n").unwrap().unwrap();
+        assert_eq!((h.path.as_str(), h.query.as_str()), ("/", "q"));
+        let h = head("GET http://example.com HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert_eq!(h.path, "/");
+        for bad in ["http://user@h/p", "http:///p", "ftp://h/p", "http://h:8x/p", "http://h,i/p"] {
+            assert_eq!(status(&format!("GET {bad} HTTP/1.1\r\nHost: h\r\n\r\n")), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_must_be_one_valid_host_and_port() {
+        for good in
+            ["t", "example.com", "example.com:8080", "127.0.0.1:1", "[::1]:4242", "[::1]", "xn--bcher-kva.de", "", "h:"]
+        {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n")), 200, "{good:?}");
+        }
+        for bad in ["a,b", "user@h", "h/p", "h:80x", "h :80", "[::1", "[zz]", "h:123456", ":80", "a b"] {
+            assert_eq!(status(&format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n")), 400, "{bad:?}");
+        }
+        assert_eq!(status("GET / HTTP/1.1\r\n\r\n"), 400, "missing");
+        assert_eq!(status("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"), 400, "repeated");
+        assert_eq!(status("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), 400, "repeated in 1.0 too");
+        assert_eq!(status("GET / HTTP/1.0\r\n\r\n"), 200, "1.0 needs none");
+    }
+
+    #[test]
+    fn versions_methods_and_targets() {
+        assert_eq!(status("GET / HTTP/2.0\r\nHost: t\r\n\r\n"), 505);
+        assert_eq!(status("GET / HTTP/1.2\r\nHost: t\r\n\r\n"), 505);
+        for bad in ["HTTP/1", "HTTP/1.10", "HTTP/x.1", "http/1.1", "HTTP/1.1x", "FOO"] {
+            assert_eq!(status(&format!("GET / {bad}\r\nHost: t\r\n\r\n")), 400, "{bad}");
+        }
+        assert_eq!(status("BREW / HTTP/1.1\r\nHost: t\r\n\r\n"), 501);
+        for m in KNOWN_METHODS {
+            assert_eq!(status(&format!("{m} / HTTP/1.1\r\nHost: t\r\n\r\n")), 200, "{m}");
+        }
+        assert_eq!(status("GET /a#frag HTTP/1.1\r\nHost: t\r\n\r\n"), 400);
+        let raw = b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t\r\n\r\n";
+        assert_eq!(parse_head(raw, &limits()).map(|_| 200).unwrap_or_else(|e| e.status()), 400);
+    }
+
+    #[test]
+    fn a_target_over_the_limit_is_414_and_a_head_431() {
+        let l = Limits { max_head: 100, ..limits() };
+        let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(200));
+        assert_eq!(parse_head(long.as_bytes(), &l).unwrap_err().status(), 414);
+        assert_eq!(parse_head(&long.as_bytes()[..150], &l).unwrap_err().status(), 414, "incomplete");
+        let big = format!("GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "a".repeat(200));
+        assert_eq!(parse_head(big.as_bytes(), &l).unwrap_err().status(), 431);
+        assert_eq!(parse_head(&big.as_bytes()[..150], &l).unwrap_err().status(), 431, "incomplete");
+    }
+
+    #[test]
+    fn lengths_and_codings() {
+        let (h, body) = framed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabcdef").unwrap();
+        assert_eq!((body.as_slice(), h.len), (&b"abc"[..], 47));
+        assert_eq!(framed(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nab").unwrap_err(), 0, "waits");
+        for bad in ["+3", "3 3", "-1", "0x3", "", "3,3"] {
+            let req = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {bad}\r\n\r\nabc");
+            assert_eq!(framed(req.as_bytes()).unwrap_err(), 400, "{bad:?}");
+        }
+        let both = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(framed(both).unwrap_err(), 400);
+        let gzip = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(framed(gzip).unwrap_err(), 501);
+        let big = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n", limits().max_body + 1);
+        assert_eq!(framed(big.as_bytes()).unwrap_err(), 413);
+    }
+
+    fn chunked(body: &str) -> Result<Vec<u8>, u16> {
+        let req = format!("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}");
+        framed(req.as_bytes()).map(|(_, b)| b)
+    }
+
+    #[test]
+    fn chunked_bodies_decode_with_extensions_and_trailers() {
+        assert_eq!(chunked("3\r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert_eq!(
+            chunked("3;a=1;b\r\nabc\r\nA ; x = \"q \\\" s\"\r\n0123456789\r\n0\r\nT: v\r\n\r\n").unwrap().len(),
+            13
+        );
+        assert_eq!(chunked("003\r\nabc\r\n0\r\n\r\n").unwrap(), b"abc");
+        assert_eq!(chunked("3\r\nabc\r\n0\r\n").unwrap_err(), 0, "waits for the trailer section's end");
+        // Fed in pieces, the decoder resumes where it stopped.
+        let whole =
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n1;e\r\n!\r\n0\r\n\r\n";
+        let mut h = parse_head(whole, &limits()).unwrap().unwrap();
+        for end in h.len..whole.len() {
+            assert!(h.body.collect(&whole[h.len..end], 1000).unwrap().is_none(), "complete early at {end}");
+        }
+        let (body, used) = h.body.collect(&whole[h.len..], 1000).unwrap().unwrap();
+        assert_eq!((body.as_slice(), used), (&b"hello!"[..], whole.len() - h.len));
+    }
+
+    #[test]
+    fn chunk_lines_are_strict() {
+        for bad in [
+            "3 \r\nabc\r\n0\r\n\r\n",      // trailing whitespace
+            "\r\nabc\r\n0\r\n\r\n",        // empty size
+            "3;\r\nabc\r\n0\r\n\r\n",      // bare ;
+            "3;=v\r\nabc\r\n0\r\n\r\n",    // extension without a name
+            "3;a=\r\nabc\r\n0\r\n\r\n",    // = without a value
+            "3;a b\r\nabc\r\n0\r\n\r\n",   // junk after a name
+            "3\0\r\nabc\r\n0\r\n\r\n",     // NUL
+            "3\nabc\r\n0\r\n\r\n",         // bare LF
+            "zz\r\nabc\r\n0\r\n\r\n",      // not hex
+            "3\r\nabcX\r\n0\r\n\r\n",      // data not followed by CRLF
+            "fffffffffffffffffff\r\n\r\n", // overflow
+        ] {
+            assert_eq!(chunked(bad).unwrap_err(), 400, "{bad:?}");
+        }
+        assert_eq!(chunked(&format!("{:x}\r\n", limits().max_body + 1)).unwrap_err(), 413);
+        assert_eq!(chunked(&format!("3;{}", "e".repeat(2000))).unwrap_err(), 400, "a line that never ends");
     }
 }
