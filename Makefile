@@ -60,6 +60,7 @@ lint: wasm-target
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	cd guests && $(CARGO) clippy --target $(WASM_TARGET) -- -D warnings
+	cd fuzz && $(CARGO) check --locked
 
 clean:
 	$(CARGO) clean

@@ -4,7 +4,7 @@
 //! cannot be dodged; effects dropped with a failed call.
 
 use std::io::{BufReader, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use house_tests::fault::{self, IMPORTS, WatHandler};
 use house_tests::sse::Subscriber;
@@ -184,7 +184,5 @@ fn quarantine_cannot_be_dodged_by_fast_calls_in_between() {
     };
     let statuses: Vec<u16> = [true, true, false, true, false].into_iter().map(&mut ask).collect();
     assert_eq!(statuses, [500, 500, 200, 500, 503]);
-    let started = Instant::now();
     assert_eq!(ask(false), 503, "suspended means suspended, fast calls too");
-    assert!(started.elapsed() < Duration::from_millis(500));
 }

@@ -306,7 +306,9 @@ fn two_hundred_slow_clients_do_not_delay_a_normal_one() {
         c.write_all(format!("GET /hello HTTP/1.1\r\n{H}\r\n").as_bytes()).unwrap();
         assert_eq!(read_response(&mut r, false).unwrap().status, 200);
         let took = started.elapsed();
-        assert!(took < Duration::from_millis(100), "a normal request took {took:?} behind 200 slow ones");
+        // A loop that waited on a slow client would take its 10 s request
+        // timeout; 1 s leaves a loaded machine its slack.
+        assert!(took < Duration::from_secs(1), "a normal request took {took:?} behind 200 slow ones");
     }
     drop(slow);
 }

@@ -58,7 +58,10 @@ pub fn subscribe(channel: &str) -> Result<(), HostError> {
 
 /// Publishes `data` to every subscriber of `channel` (none: a no-op). Line
 /// breaks in `data` are framed safely by the host. Published events are sent
-/// when the handler returns successfully; a failing handler publishes nothing.
+/// when the handler returns successfully; a failing handler (a trap, an
+/// overrun, an `Err` or any other 5xx) publishes nothing. A call may publish
+/// a bounded number of events and bytes (the host's `--guest-publish-*`
+/// flags): going over ends the call as a failure.
 pub fn publish(channel: &str, data: &str) -> Result<(), HostError> {
     publish_event(channel, &Event { data, ..Event::default() })
 }

@@ -18,15 +18,37 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
 }
 
-/// The release binary `make` builds (or `$HOUSE_BIN`).
+/// The release binary of this source tree (or `$HOUSE_BIN`, taken as it is).
 pub fn house_bin() -> PathBuf {
-    let bin = std::env::var_os("HOUSE_BIN").map_or_else(|| repo().join("target/release/house"), PathBuf::from);
-    assert!(bin.exists(), "{} is missing: run `make build` first", bin.display());
-    bin
+    if let Some(bin) = std::env::var_os("HOUSE_BIN") {
+        return PathBuf::from(bin);
+    }
+    build_once();
+    repo().join("target/release/house")
 }
 
-/// A built example guest from `guests/` (`make guests` builds them).
+/// Brings the host binary and the example guests up to date with the
+/// source, once per test process: `cargo test` alone would otherwise test
+/// whatever `target/release/house` and `guests/*.wasm` an earlier build left.
+/// Both builds are no-ops (well under a second) when nothing changed.
+fn build_once() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let run = |what: &str, cmd: &mut Command| {
+            let out = cmd.current_dir(repo()).output().unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        };
+        run("cargo build -p house", Command::new(&cargo).args(["build", "--release", "-p", "house"]));
+        run("make guests", Command::new("make").arg("-s").arg("guests").env("CARGO", &cargo));
+    });
+}
+
+/// A built example guest from `guests/`, up to date with its source.
 pub fn example_guest(name: &str) -> PathBuf {
+    if std::env::var_os("HOUSE_BIN").is_none() {
+        build_once();
+    }
     let path = repo().join("guests").join(format!("{name}.wasm"));
     assert!(path.exists(), "{} is missing: run `make guests` first", path.display());
     path
