@@ -24,7 +24,7 @@ pub struct GuestCall {
 
 pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     // The same limits `house` runs with by default.
-    let runtime = Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?;
+    let runtime = std::sync::Arc::new(Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?);
     let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
     let mut registry = Registry::new(guests.to_owned(), loading);
     registry.load_all(&runtime);

@@ -44,6 +44,9 @@ pub struct GuestLimits {
     pub quarantine: Duration,
     /// What one call may ask of the host (see `Budgets`).
     pub budgets: Budgets,
+    /// Guest calls in flight at once, all loops together (503 beyond).
+    /// Each holds an instance, a memory and a fiber stack of the pool.
+    pub calls: usize,
 }
 
 /// Per-call budgets: host work a guest causes is bounded and charged to it.
@@ -126,6 +129,7 @@ impl Default for Config {
                     args_bytes: 2 * 1024 * 1024,
                     response_bytes: 8 * 1024 * 1024,
                 },
+                calls: 256,
             },
             load: LoadLimits {
                 module_bytes: 16 * 1024 * 1024,
@@ -137,6 +141,10 @@ impl Default for Config {
         }
     }
 }
+
+/// `--guest-calls` at most: each call in flight reserves address space for
+/// a memory and a stack in the instance pool.
+const MAX_CALLS: usize = 4096;
 
 /// `--guest-strikes` at most: the strike window keeps this many timestamps.
 pub const MAX_STRIKES: u32 = 1000;
@@ -170,6 +178,7 @@ LIMITS:
     --guest-strikes N           overruns within the strike window that suspend a handler [3]
     --guest-strike-window-ms N  the window strikes are counted over [30000]
     --guest-quarantine-ms N     how long a suspended handler gets 503s [10000]
+    --guest-calls N             guest calls in flight at once, at most 4096 (503 beyond) [256]
 
 PER-CALL BUDGETS (over one: the call is a 500, publishes nothing, and is a strike):
     --guest-publish-events N    events one call may publish [256]
@@ -240,6 +249,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             }
             Long("guest-strike-window-ms") => cfg.guest.strike_window = millis(&mut parser, &flag)?,
             Long("guest-quarantine-ms") => cfg.guest.quarantine = millis(&mut parser, &flag)?,
+            Long("guest-calls") => {
+                cfg.guest.calls = positive(&mut parser, &flag)?;
+                if cfg.guest.calls > MAX_CALLS {
+                    bail!("{flag}: at most {MAX_CALLS}");
+                }
+            }
             Long("guest-publish-events") => b.publish_events = positive(&mut parser, &flag)?,
             Long("guest-publish-bytes") => b.publish_bytes = positive(&mut parser, &flag)?,
             Long("guest-log-lines") => b.log_lines = value(&mut parser, &flag)?,

@@ -41,6 +41,9 @@ pub struct Request {
 }
 
 pub struct Conn {
+    /// Unique for the process's life (a slab key is reused, this is not):
+    /// a guest call that ends after its connection closed finds out by it.
+    pub id: u64,
     socket: TcpStream,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
@@ -64,12 +67,17 @@ pub struct Conn {
     pub channels: Vec<Box<str>>,
     /// Responses were deferred this turn; the loop flushes before it polls.
     pub flush_due: bool,
+    /// A guest call for this connection's current request is in flight:
+    /// later requests wait (responses go out in order), and timers leave
+    /// it alone (the call's own deadline bounds it).
+    pub calling: bool,
     pub peer: std::net::SocketAddr,
 }
 
 impl Conn {
-    pub fn new(socket: TcpStream, peer: std::net::SocketAddr, now: Instant) -> Conn {
+    pub fn new(id: u64, socket: TcpStream, peer: std::net::SocketAddr, now: Instant) -> Conn {
         Conn {
+            id,
             socket,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
@@ -83,6 +91,7 @@ impl Conn {
             peer_closed: false,
             read_stopped: false,
             flush_due: false,
+            calling: false,
             channels: Vec::new(),
             peer,
         }
@@ -273,7 +282,7 @@ mod tests {
         socket2::SockRef::from(&socket).set_send_buffer_size(32 * 1024).unwrap();
         socket2::SockRef::from(&peer).set_recv_buffer_size(32 * 1024).unwrap();
         let now = Instant::now();
-        let mut conn = Conn::new(TcpStream::from_std(socket), addr, now);
+        let mut conn = Conn::new(0, TcpStream::from_std(socket), addr, now);
         // Fill the kernel's buffers, so that the rest waits in ours.
         let chunk = vec![b'x'; 16 * 1024];
         while conn.pending() == 0 {

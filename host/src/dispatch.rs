@@ -1,5 +1,6 @@
 //! From a complete request to what the connection should do: route lookup,
-//! parameter decoding and validation, the guest call.
+//! parameter decoding and validation, starting the guest call and turning
+//! what it returned into a response.
 //!
 //! Validation happens here, in the host, before anything is instantiated: a
 //! request that breaks a rule costs no guest instance.
@@ -7,8 +8,8 @@
 use std::sync::Arc;
 
 use crate::conn::Request;
-use crate::guests::engine::Failure;
-use crate::guests::{self, Kind, Publication};
+use crate::guests::engine::{CallFuture, CallOutput, Failure};
+use crate::guests::{self, Handler, Kind, Publication};
 use crate::http::params::Params;
 use crate::http::{ErrorKind, HttpError};
 use crate::log::Log;
@@ -48,14 +49,30 @@ pub struct Dispatcher {
     pub sse_buffer: usize,
 }
 
+/// Where a dispatch stands once the request has been looked at.
+pub enum Begun {
+    /// Answered without a guest: an error, an index, the stats.
+    Done(Dispatched),
+    /// A guest call to run (in slices, see `calls`), then [`Dispatcher::finish`].
+    Call { handler: Arc<Handler>, call: CallFuture },
+}
+
 impl Dispatcher {
-    pub fn dispatch(&self, req: &Request, log: &mut Log) -> Dispatched {
-        let mut publishes = Vec::new();
-        let outcome = self.answer(req, log, &mut publishes);
-        Dispatched { outcome, publishes }
+    /// Routes and validates `req`; a guest request becomes a call to run.
+    pub fn begin(&self, req: &Request) -> Begun {
+        match self.route(req) {
+            Ok(Routed::Outcome(outcome)) => Begun::Done(Dispatched { outcome: Ok(outcome), publishes: Vec::new() }),
+            Ok(Routed::Call(handler, args)) => match self.runtime.call_async(handler.clone(), args) {
+                Ok(call) => Begun::Call { handler, call },
+                Err(failure) => {
+                    Begun::Done(Dispatched { outcome: Err(refusal(&handler, failure)), publishes: Vec::new() })
+                }
+            },
+            Err(err) => Begun::Done(Dispatched { outcome: Err(err), publishes: Vec::new() }),
+        }
     }
 
-    fn answer(&self, req: &Request, log: &mut Log, publishes: &mut Vec<Publication>) -> Result<Outcome, HttpError> {
+    fn route(&self, req: &Request) -> Result<Routed, HttpError> {
         let head = &req.head;
         let route = match self.router.lookup(&head.path, &head.method) {
             Lookup::Found(route) => route,
@@ -68,14 +85,14 @@ impl Dispatcher {
         };
         let handler = match &route.target {
             Target::GuestsIndex => {
-                return Ok(Outcome::Reply {
+                return Ok(Routed::Outcome(Outcome::Reply {
                     status: 200,
                     content_type: "application/json".into(),
                     headers: Vec::new(),
                     body: self.guests_index.as_bytes().to_vec(),
-                });
+                }));
             }
-            Target::Stats => return Ok(Outcome::Stats),
+            Target::Stats => return Ok(Routed::Outcome(Outcome::Stats)),
             Target::Guest(handler) => handler,
         };
 
@@ -93,20 +110,28 @@ impl Dispatcher {
                 format!("the parameters take {} bytes, over this server's limit of {args_budget}", args.len()),
             ));
         }
+        Ok(Routed::Call(handler.clone(), args))
+    }
 
-        let out = self.runtime.call(handler, &args).map_err(|failure| match failure {
-            Failure::Suspended(left) => HttpError::new(
-                ErrorKind::Suspended,
-                format!(
-                    "handler {} is suspended for {} s: it kept overrunning its CPU deadline or budgets",
-                    handler.spec.name,
-                    left.as_secs().max(1)
-                ),
-            ),
-            Failure::Failed(e) => {
+    /// Turns what a guest call returned into what to send and publish.
+    pub fn finish(&self, handler: &Handler, result: Result<CallOutput, Failure>, log: &mut Log) -> Dispatched {
+        let mut publishes = Vec::new();
+        let outcome = self.outcome(handler, result, log, &mut publishes);
+        Dispatched { outcome, publishes }
+    }
+
+    fn outcome(
+        &self,
+        handler: &Handler,
+        result: Result<CallOutput, Failure>,
+        log: &mut Log,
+        publishes: &mut Vec<Publication>,
+    ) -> Result<Outcome, HttpError> {
+        let out = result.map_err(|failure| {
+            if let Failure::Failed(e) = &failure {
                 log.line(format_args!("guest {}: {}: {}", handler.module.file, handler.spec.name, e.reason));
-                HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name))
             }
+            refusal(handler, failure)
         })?;
         for line in &out.logs {
             log.line(format_args!("guest {}: {}: {line}", handler.module.file, handler.spec.name));
@@ -141,5 +166,31 @@ impl Dispatcher {
             *publishes = out.publishes;
         }
         Ok(outcome)
+    }
+}
+
+/// A request routed to something.
+enum Routed {
+    Outcome(Outcome),
+    /// A guest handler and its encoded arguments.
+    Call(Arc<Handler>, Vec<u8>),
+}
+
+/// The answer to a call that failed or never ran (the reason of a failure
+/// goes to the log, not to the client).
+fn refusal(handler: &Handler, failure: Failure) -> HttpError {
+    match failure {
+        Failure::Suspended(left) => HttpError::new(
+            ErrorKind::Suspended,
+            format!(
+                "handler {} is suspended for {} s: it kept overrunning its CPU deadline or budgets",
+                handler.spec.name,
+                left.as_secs().max(1)
+            ),
+        ),
+        Failure::Busy(max) => {
+            HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {max} guest calls in flight"))
+        }
+        Failure::Failed(_) => HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name)),
     }
 }

@@ -21,9 +21,11 @@ use mio::net::{TcpListener, UnixStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use crate::calls::{self, Call, Calls, Finished, Slice};
 use crate::config::Config;
 use crate::conn::{Conn, Phase, Request};
-use crate::dispatch::{Dispatcher, Outcome};
+use crate::dispatch::{Begun, Dispatched, Dispatcher, Outcome};
+use crate::http::request::Head;
 use crate::http::response::{self, Framing};
 use crate::http::{ErrorKind, HttpError};
 use crate::log::{Log, trace};
@@ -75,6 +77,13 @@ pub struct Server {
     accept_paused: bool,
     /// Set once a signal asked us to stop; the deadline for pending writes.
     shutdown: Option<Instant>,
+    /// Guest calls that yielded, waiting for another slice.
+    calls: Calls,
+    /// Calls that ended this turn (kept to reuse the allocation).
+    finished: Vec<Finished>,
+    /// Guest time spent this turn on calls' first slices (see `respond`).
+    guest_time: Duration,
+    next_conn_id: u64,
 }
 
 /// Binds the listener. Separate from `Server::new` so that a port in use is
@@ -124,6 +133,10 @@ impl Server {
             next_tick: Instant::now() + tick,
             accept_paused: false,
             shutdown: None,
+            calls: Calls::default(),
+            finished: Vec::new(),
+            guest_time: Duration::ZERO,
+            next_conn_id: 0,
         })
     }
 
@@ -136,7 +149,10 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         loop {
             let wake = self.log.deadline().map_or(self.next_tick, |d| d.min(self.next_tick));
-            let timeout = wake.saturating_duration_since(Instant::now());
+            // Calls waiting for a slice: look at the sockets, don't wait.
+            let timeout =
+                if self.calls.is_empty() { wake.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+            self.guest_time = Duration::ZERO;
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -156,6 +172,7 @@ impl Server {
                 self.sweep(now);
                 self.next_tick = now + self.tick;
             }
+            self.run_calls(now);
             self.flush_turn(now);
             self.log.flush();
             if let Some(deadline) = self.shutdown
@@ -198,7 +215,8 @@ impl Server {
                 continue;
             }
             let _ = socket.set_nodelay(true);
-            entry.insert(Conn::new(socket, peer, now));
+            self.next_conn_id += 1;
+            entry.insert(Conn::new(self.next_conn_id, socket, peer, now));
             trace!(self.log, "{peer}: accepted as #{key}");
             if self.conns.len() > limit {
                 let err =
@@ -258,7 +276,7 @@ impl Server {
             let Some(conn) = self.conns.get_mut(key) else {
                 return answered;
             };
-            if conn.phase != Phase::Http || conn.pending() > WRITE_HIGH_WATER {
+            if conn.phase != Phase::Http || conn.calling || conn.pending() > WRITE_HIGH_WATER {
                 return answered;
             }
             match conn.next_request(&self.cfg.limits, now) {
@@ -285,9 +303,73 @@ impl Server {
     }
 
     fn respond(&mut self, key: usize, req: Request, now: Instant) {
-        let head = &req.head;
-        trace!(self.log, "#{key}: dispatch {} {}", head.method, head.path);
-        let dispatched = self.dispatcher.dispatch(&req, &mut self.log);
+        trace!(self.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
+        let (handler, future) = match self.dispatcher.begin(&req) {
+            Begun::Done(dispatched) => return self.answer(key, &req.head, req.started, dispatched, now),
+            Begun::Call { handler, call } => (handler, call),
+        };
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let call = Call::new(key, conn.id, req.head, req.started, handler, future);
+        // Run the first slice now, while the request is hot: most calls end
+        // in it. Once this turn's first slices have had their share, later
+        // calls start among the waiting ones instead.
+        if self.guest_time >= calls::TURN_BUDGET {
+            conn.calling = true;
+            self.calls.push(call);
+            return;
+        }
+        let sliced = Instant::now();
+        let slice = call.slice();
+        self.guest_time += sliced.elapsed();
+        match slice {
+            Slice::Done((call, result)) => {
+                let dispatched = self.dispatcher.finish(&call.handler, result, &mut self.log);
+                self.answer(key, &call.head, call.started, dispatched, now);
+            }
+            Slice::Yielded(call) => {
+                trace!(self.log, "#{key}: call yielded, {} waiting", self.calls.len() + 1);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.calling = true;
+                }
+                self.calls.push(call);
+            }
+        }
+    }
+
+    /// Gives the waiting calls their slices and answers those that ended.
+    fn run_calls(&mut self, now: Instant) {
+        if self.calls.is_empty() {
+            return;
+        }
+        let mut finished = std::mem::take(&mut self.finished);
+        self.calls.run(&mut finished);
+        for (call, result) in finished.drain(..) {
+            let dispatched = self.dispatcher.finish(&call.handler, result, &mut self.log);
+            let live = self.conns.get_mut(call.key).filter(|c| c.id == call.conn);
+            match live {
+                Some(conn) => {
+                    conn.calling = false;
+                    self.answer(call.key, &call.head, call.started, dispatched, now);
+                    // Requests that arrived meanwhile, and a close that did.
+                    self.service(call.key, now, false, false);
+                }
+                None => {
+                    // The client left; what the call published still stands.
+                    trace!(self.log, "#{}: call ended after its connection closed", call.key);
+                    let status = dispatched.outcome.as_ref().map_or_else(HttpError::status, |_| 200);
+                    self.log.access(&call.head.method, &call.head.path, status, call.started.elapsed());
+                    for publication in dispatched.publishes {
+                        self.publish(&publication.channel, &publication.frame, now);
+                    }
+                }
+            }
+        }
+        self.finished = finished;
+    }
+
+    /// Queues the response to a request whose dispatch is complete, logs it,
+    /// then applies what it published.
+    fn answer(&mut self, key: usize, head: &Head, started: Instant, dispatched: Dispatched, now: Instant) {
         let framing = Framing {
             version: head.version,
             keep_alive: head.keep_alive && self.shutdown.is_none(),
@@ -304,8 +386,9 @@ impl Server {
             Ok(Outcome::Stats) => {
                 let (channels, subscriptions) = self.channels.stats();
                 let body = format!(
-                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions}}}"#,
-                    self.conns.len()
+                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{}}}"#,
+                    self.conns.len(),
+                    self.dispatcher.runtime.calls_in_flight()
                 );
                 let resp = response::Response {
                     status: 200,
@@ -336,7 +419,7 @@ impl Server {
             }
         };
         // From the request's first byte to its response queued.
-        self.log.access(&req.head.method, &req.head.path, status, req.started.elapsed());
+        self.log.access(&head.method, &head.path, status, started.elapsed());
         for publication in dispatched.publishes {
             self.publish(&publication.channel, &publication.frame, now);
         }
@@ -431,6 +514,10 @@ impl Server {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if conn.calling {
+            // Settled when the call ends (see `run_calls`).
+            return;
+        }
         match conn.phase {
             Phase::Http | Phase::Stream if conn.peer_closed && conn.pending() == 0 => self.close(key, None),
             Phase::Closing if conn.pending() == 0 => {
@@ -479,6 +566,9 @@ impl Server {
         let mut expired = Vec::new();
         let mut heartbeats = Vec::new();
         for (key, conn) in self.conns.iter() {
+            if conn.calling {
+                continue;
+            }
             match conn.phase {
                 Phase::Http if conn.mid_request() => {
                     if conn.request_started.is_some_and(|t| now - t >= l.request_timeout) {
@@ -554,6 +644,8 @@ impl Server {
         for key in keys {
             let conn = &mut self.conns[key];
             match conn.phase {
+                // A call in flight is answered, then closed (no keep-alive).
+                Phase::Http if conn.calling => {}
                 Phase::Http if !conn.mid_request() => conn.phase = Phase::Closing,
                 Phase::Stream => conn.phase = Phase::Closing,
                 _ => {}

@@ -6,6 +6,7 @@
 // module (guests/cache.rs), which wasmtime cannot check for us.
 #![deny(unsafe_code)]
 
+pub mod calls;
 pub mod config;
 pub mod conn;
 pub mod dispatch;

@@ -237,6 +237,12 @@ impl Server {
         (n("connections"), n("channels"), n("subscriptions"))
     }
 
+    /// One counter of `/_house/stats`.
+    pub fn stat(&self, name: &str) -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON");
+        v[name].as_u64().unwrap_or_else(|| panic!("no count {name:?} in {v}"))
+    }
+
     /// Polls `/_house/stats` until `pred` holds (bounded by `timeout`).
     pub fn wait_for_stats(&self, timeout: Duration, pred: impl Fn((u64, u64, u64)) -> bool) -> (u64, u64, u64) {
         let deadline = Instant::now() + timeout;

@@ -57,6 +57,8 @@ pub struct CallCtx {
     /// Framed bytes of `publishes`.
     pub published_bytes: usize,
     pub logs: Vec<String>,
+    /// Epoch ticks the call has run for (its CPU deadline counts these).
+    pub ticks: u64,
 }
 
 impl CallCtx {
@@ -71,6 +73,7 @@ impl CallCtx {
             publishes: Vec::new(),
             published_bytes: 0,
             logs: Vec::new(),
+            ticks: 0,
         }
     }
 }

@@ -2,10 +2,15 @@
 //! allocator, an epoch ticker for CPU deadlines, and the per-request call: a
 //! fresh, isolated instance from the module's `InstancePre`, dropped after.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
 };
 
 use super::Handler;
@@ -15,14 +20,17 @@ use crate::config::GuestLimits;
 /// How often the epoch advances: the granularity of guest deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Instances alive at once: one per loop thread calling, plus loaders.
-const POOL_INSTANCES: u32 = 64;
+/// Instances alive at once beyond the calls in flight (`--guest-calls`):
+/// loaders instantiate each module once to check it.
+const LOADER_INSTANCES: u32 = 16;
 
 /// Why a call did not produce a response.
 #[derive(Debug)]
 pub enum Failure {
     /// The handler is suspended for this much longer (see `health`).
     Suspended(Duration),
+    /// `--guest-calls` calls are in flight already.
+    Busy(usize),
     Failed(CallError),
 }
 
@@ -50,10 +58,15 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Failure::Suspended(left) => write!(f, "suspended for {:.1} s more", left.as_secs_f64()),
+            Failure::Busy(n) => write!(f, "{n} guest calls are in flight already"),
             Failure::Failed(e) => f.write_str(&e.reason),
         }
     }
 }
+
+/// A guest call in flight: poll it until it is ready; `Pending` means it
+/// yielded at an epoch tick and can be polled again at once.
+pub type CallFuture = Pin<Box<dyn Future<Output = Result<CallOutput, Failure>> + Send>>;
 
 /// What a successful call produced.
 pub struct CallOutput {
@@ -72,6 +85,26 @@ pub struct Runtime {
     limits: GuestLimits,
     sse_buffer: usize,
     deadline_ticks: u64,
+    /// Calls in flight, all loops together (at most `--guest-calls`).
+    in_flight: AtomicUsize,
+}
+
+/// A call's claim on one of the `--guest-calls` places, given back when the
+/// call's future is dropped, finished or not.
+struct Slot(Arc<Runtime>);
+
+impl Slot {
+    fn take(runtime: &Arc<Runtime>) -> Option<Slot> {
+        let max = runtime.limits.calls;
+        let taken = runtime.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        taken.is_ok().then(|| Slot(runtime.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The engine settings that shape compiled code. The compiler process
@@ -86,9 +119,11 @@ pub fn code_config() -> Config {
 impl Runtime {
     pub fn new(limits: GuestLimits, sse_buffer: usize) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::new();
-        pool.total_core_instances(POOL_INSTANCES)
-            .total_memories(POOL_INSTANCES)
-            .total_tables(POOL_INSTANCES)
+        let instances = limits.calls as u32 + LOADER_INSTANCES;
+        pool.total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .total_stacks(instances)
             .max_memory_size(limits.memory)
             // Keeping the low pages resident (reset in place, not unmapped)
             // is what makes a fresh instance per request cheap.
@@ -108,11 +143,16 @@ impl Runtime {
             }
         })?;
         let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        Ok(Runtime { engine, linker, limits, sse_buffer, deadline_ticks })
+        Ok(Runtime { engine, linker, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0) })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// Guest calls in flight now, all loops together.
+    pub fn calls_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     pub fn limits(&self) -> &GuestLimits {
@@ -136,35 +176,65 @@ impl Runtime {
 
     /// Calls `handler` with an encoded argument block, in a fresh instance,
     /// unless it is suspended for overrunning its deadline or budgets too
-    /// often.
-    pub fn call(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, Failure> {
-        let now = std::time::Instant::now();
-        if let Some(left) = handler.health.suspended(now) {
+    /// often, or `--guest-calls` calls are in flight. The call runs in slices:
+    /// polling the future runs it until it ends or the next epoch tick,
+    /// where it yields (`Pending`; poll again when you like, no waker is
+    /// involved). Its deadline counts the ticks it ran, not the time it
+    /// waited between them.
+    pub fn call_async(self: &Arc<Self>, handler: Arc<Handler>, args: Vec<u8>) -> Result<CallFuture, Failure> {
+        if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
             return Err(Failure::Suspended(left));
         }
-        let mut result = self.call_fresh(handler, args);
-        if let Err(e) = &mut result
-            && e.strike
-        {
-            let l = &self.limits;
-            if handler.health.strike(std::time::Instant::now(), l.strikes, l.strike_window, l.quarantine) {
-                e.reason = format!(
-                    "{}; {} strikes within {} s: suspended for {} s",
-                    e.reason,
-                    l.strikes,
-                    l.strike_window.as_secs_f64(),
-                    l.quarantine.as_secs_f64()
-                );
+        let slot = Slot::take(self).ok_or(Failure::Busy(self.limits.calls))?;
+        Ok(Box::pin(async move {
+            let runtime = &slot.0;
+            let mut result = runtime.call_fresh(&handler, &args).await;
+            if let Err(e) = &mut result
+                && e.strike
+            {
+                let l = &runtime.limits;
+                if handler.health.strike(std::time::Instant::now(), l.strikes, l.strike_window, l.quarantine) {
+                    e.reason = format!(
+                        "{}; {} strikes within {} s: suspended for {} s",
+                        e.reason,
+                        l.strikes,
+                        l.strike_window.as_secs_f64(),
+                        l.quarantine.as_secs_f64()
+                    );
+                }
             }
-        }
-        result.map_err(Failure::Failed)
+            result.map_err(Failure::Failed)
+        }))
     }
 
-    fn call_fresh(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, CallError> {
+    /// [`Runtime::call_async`] run to completion on this thread (tools and
+    /// benchmarks; the server runs calls in slices from its loop instead).
+    pub fn call(self: &Arc<Self>, handler: &Arc<Handler>, args: &[u8]) -> Result<CallOutput, Failure> {
+        let mut call = self.call_async(handler.clone(), args.to_vec())?;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            // Pending only ever means "yielded at a tick": poll again.
+            if let std::task::Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    async fn call_fresh(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, CallError> {
         let module = &handler.module;
         let mut store = self.store(handler.spec.kind);
+        // Yield at every tick; interrupt once the call has run for its
+        // deadline's worth of ticks. The deadline is set again after each
+        // yield, so waiting to be resumed is not charged to the call.
+        let deadline = self.deadline_ticks;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let ctx = ctx.data_mut();
+            ctx.ticks += 1;
+            Ok(if ctx.ticks >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
         let describe = |e: wasmtime::Error| self.failure(e);
-        let instance = module.pre.instantiate(&mut store).map_err(describe)?;
+        let instance = module.pre.instantiate_async(&mut store).await.map_err(describe)?;
         let memory = instance
             .get_module_export(&mut store, &module.memory)
             .and_then(wasmtime::Extern::into_memory)
@@ -180,7 +250,7 @@ impl Runtime {
                 .ok_or("house_alloc is not a function")?
                 .typed::<u32, u32>(&store)
                 .map_err(describe)?;
-            let ptr = alloc.call(&mut store, args.len() as u32).map_err(describe)?;
+            let ptr = alloc.call_async(&mut store, args.len() as u32).await.map_err(describe)?;
             memory
                 .write(&mut store, ptr as usize, args)
                 .map_err(|_| format!("house_alloc returned {ptr}, outside memory"))?;
@@ -192,7 +262,7 @@ impl Runtime {
             .ok_or("handler export is not a function")?
             .typed::<(u32, u32), u64>(&store)
             .map_err(describe)?;
-        let packed = func.call(&mut store, (ptr, len)).map_err(describe)?;
+        let packed = func.call_async(&mut store, (ptr, len)).await.map_err(describe)?;
         let (ptr, len) = (packed as u32, (packed >> 32) as u32);
         let budget = self.limits.budgets.response_bytes;
         if len as usize > budget {
