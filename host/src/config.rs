@@ -91,6 +91,10 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     pub debug: bool,
     pub access_log: bool,
+    /// Event loops, each on its own thread with its own listener.
+    pub threads: usize,
+    /// Events one loop's inbox holds from the hub before it drops them.
+    pub hub_queue: usize,
     pub limits: Limits,
     pub guest: GuestLimits,
     pub load: LoadLimits,
@@ -105,6 +109,8 @@ impl Default for Config {
             cache_dir: None,
             debug: false,
             access_log: true,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
+            hub_queue: 64 * 1024,
             limits: Limits {
                 max_head: 16 * 1024,
                 max_headers: 64,
@@ -142,6 +148,9 @@ impl Default for Config {
     }
 }
 
+/// `--threads` at most.
+const MAX_THREADS: usize = 256;
+
 /// `--guest-calls` at most: each call in flight reserves address space for
 /// a memory and a stack in the instance pool.
 const MAX_CALLS: usize = 4096;
@@ -158,6 +167,8 @@ USAGE:
 FLAGS:
     --bind ADDR                 address to listen on [127.0.0.1]
     --port N                    port to listen on; 0 picks a free one [4242]
+    --threads N                 event loops, one thread and listener each [the CPUs available]
+    --hub-queue-events N        events waiting for one loop before they are dropped [65536]
     --guests DIR                folder of .wasm guests, watched for changes [./guests]
     --cache-dir DIR             compiled-module cache [$XDG_CACHE_HOME/house or ~/.cache/house]
     --no-cache                  compile every guest from scratch
@@ -222,6 +233,13 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Short('h') | Long("help") => return Ok(Command::Help),
             Long("bind") => cfg.bind = value(&mut parser, &flag)?,
             Long("port") => cfg.port = value(&mut parser, &flag)?,
+            Long("threads") => {
+                cfg.threads = positive(&mut parser, &flag)?;
+                if cfg.threads > MAX_THREADS {
+                    bail!("{flag}: at most {MAX_THREADS}");
+                }
+            }
+            Long("hub-queue-events") => cfg.hub_queue = positive(&mut parser, &flag)?,
             Long("guests") => cfg.guests = parser.value()?.into(),
             Long("cache-dir") => cfg.cache_dir = Some(parser.value()?.into()),
             Long("no-cache") => no_cache = true,

@@ -13,7 +13,9 @@ use crate::guests::{self, Handler, Kind, Publication};
 use crate::http::params::Params;
 use crate::http::{ErrorKind, HttpError};
 use crate::log::Log;
-use crate::router::{Lookup, Router, Target};
+use crate::router::{Lookup, Routes, Target};
+
+use arc_swap::ArcSwap;
 
 /// What to send back.
 pub enum Outcome {
@@ -41,10 +43,10 @@ pub struct Dispatched {
 }
 
 pub struct Dispatcher {
-    pub router: Router,
+    /// The routes of the guests loaded now, swapped whole by a reload (one
+    /// snapshot for every loop); a request holds the one it started with.
+    pub routes: Arc<ArcSwap<Routes>>,
     pub runtime: Arc<guests::Runtime>,
-    /// The JSON served at `/_house/guests`, rebuilt with the routes.
-    pub guests_index: Arc<str>,
     /// `--sse-buffer-bytes`, which a stream's first event must fit.
     pub sse_buffer: usize,
 }
@@ -74,7 +76,8 @@ impl Dispatcher {
 
     fn route(&self, req: &Request) -> Result<Routed, HttpError> {
         let head = &req.head;
-        let route = match self.router.lookup(&head.path, &head.method) {
+        let routes = self.routes.load();
+        let route = match routes.router.lookup(&head.path, &head.method) {
             Lookup::Found(route) => route,
             Lookup::NotFound => {
                 return Err(HttpError::new(ErrorKind::NotFound, format!("no handler for {}", head.path)));
@@ -89,7 +92,7 @@ impl Dispatcher {
                     status: 200,
                     content_type: "application/json".into(),
                     headers: Vec::new(),
-                    body: self.guests_index.as_bytes().to_vec(),
+                    body: routes.index.as_bytes().to_vec(),
                 }));
             }
             Target::Stats => return Ok(Routed::Outcome(Outcome::Stats)),

@@ -1,20 +1,22 @@
-//! The event loop: one thread, one `mio::Poll`, every socket non-blocking.
+//! An event loop: one thread, one `mio::Poll`, every socket non-blocking.
 //!
-//! It accepts, reads, hands complete requests to the dispatcher, writes what
-//! comes back, fans published events out to subscribers, and runs the timers
-//! (request timeout, idle timeout, heartbeats, lingering closes) from one
-//! periodic sweep. Other threads (the guest registry, signals) reach it
-//! through its `Waker` and a channel. Nothing here blocks: a slow client only
-//! ever costs its own buffers.
+//! It accepts, reads, hands complete requests to the dispatcher, runs guest
+//! calls in slices (`calls`), writes what comes back, fans published events
+//! out to subscribers, and runs the timers (request timeout, idle timeout,
+//! heartbeats, lingering closes) from one periodic sweep. Nothing here
+//! blocks: a slow client only ever costs its own buffers.
 //!
-//! Several loops (one per core, `SO_REUSEPORT`) can come later: all state here
-//! is owned by the loop, and what is shared (routes, compiled modules) is
-//! already handed over as immutable snapshots.
+//! A process runs `--threads` loops, each with its own `SO_REUSEPORT`
+//! listener and its own connections. What they share: the route table (a
+//! snapshot swapped whole on reload), the SSE hub (events published on one
+//! loop reach subscribers on all, through each loop's `Waker`), the
+//! connection count, and the log writer.
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::{TcpListener, UnixStream};
@@ -28,8 +30,8 @@ use crate::dispatch::{Begun, Dispatched, Dispatcher, Outcome};
 use crate::http::request::Head;
 use crate::http::response::{self, Framing};
 use crate::http::{ErrorKind, HttpError};
+use crate::hub::{Delivery, Hub};
 use crate::log::{Log, trace};
-use crate::router::Router;
 use crate::sse::{self, Channels};
 
 const LISTENER: Token = Token(usize::MAX);
@@ -47,19 +49,25 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// at a time get a proper lingering close, the rest are dropped outright.
 const REFUSAL_SLOTS: usize = 64;
 
-/// What other threads send the loop.
-pub enum Message {
-    /// A new route table (the guest set changed) and its description.
-    Routes { router: Router, index: Arc<str> },
+/// What the loops of one process share.
+pub struct Shared {
+    pub hub: Hub,
+    /// Open connections, all loops together (`--max-connections`).
+    pub connections: AtomicUsize,
+    /// A signal asked the process to stop (said once, by the loop that saw
+    /// it first).
+    pub stopping: AtomicBool,
 }
 
 pub struct Server {
+    /// This loop's number: its place in the hub.
+    lp: usize,
     poll: Poll,
-    /// The one waker of this loop's `Poll` (mio allows one per Poll).
-    waker: Arc<Waker>,
     listener: Option<TcpListener>,
     signals: UnixStream,
-    messages: Receiver<Message>,
+    shared: Arc<Shared>,
+    /// Events from the hub, being fanned out.
+    inbox: VecDeque<Delivery>,
     conns: Slab<Conn>,
     channels: Channels,
     dispatcher: Dispatcher,
@@ -86,19 +94,51 @@ pub struct Server {
     next_conn_id: u64,
 }
 
-/// Binds the listener. Separate from `Server::new` so that a port in use is
-/// reported before anything else starts.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// Binds `count` listeners to `addr`, one per loop, all with `SO_REUSEPORT`
+/// so that the kernel spreads connections across them. A probe without it
+/// goes first: with it alone, a port another house (of the same user)
+/// listens on would be shared silently instead of reported as in use.
+/// Separate from `Server::new` so that a port in use is reported before
+/// anything else starts.
+pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    let socket = |reuse_port: bool| -> io::Result<Socket> {
+        let s = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(reuse_port)?;
+        s.set_nonblocking(true)?;
+        Ok(s)
+    };
+    let probe = socket(false)?;
+    probe.bind(&addr.into())?;
+    let addr = probe.local_addr()?.as_socket().unwrap_or(addr);
+    drop(probe);
+    (0..count)
+        .map(|_| {
+            let s = socket(true)?;
+            s.bind(&addr.into())?;
+            s.listen(1024)?;
+            Ok(TcpListener::from_std(s.into()))
+        })
+        .collect()
+}
+
+/// The waker of a loop's `Poll` (mio allows one per Poll), made before the
+/// loop itself: the hub needs every loop's.
+pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
+    Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
 }
 
 impl Server {
+    #[allow(clippy::too_many_arguments)] // one of each thing a loop is made of
     pub fn new(
         cfg: Config,
+        lp: usize,
         poll: Poll,
         mut listener: TcpListener,
         dispatcher: Dispatcher,
-        messages: Receiver<Message>,
+        shared: Arc<Shared>,
+        log: Log,
     ) -> anyhow::Result<Server> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
         let (signals, notify) = std::os::unix::net::UnixStream::pair()?;
@@ -112,17 +152,17 @@ impl Server {
         let l = &cfg.limits;
         let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
-            waker,
+            lp,
             poll,
             listener: Some(listener),
             signals,
-            messages,
+            shared,
+            inbox: VecDeque::new(),
             conns: Slab::with_capacity(1024),
             channels: Channels::default(),
             dispatcher,
-            log: Log::new(cfg.debug, cfg.access_log),
+            log,
             cfg,
             scratch: vec![0; 64 * 1024],
             out: Vec::with_capacity(16 * 1024),
@@ -138,11 +178,6 @@ impl Server {
             guest_time: Duration::ZERO,
             next_conn_id: 0,
         })
-    }
-
-    /// The loop's waker, for other threads.
-    pub fn waker(&self) -> Arc<Waker> {
-        self.waker.clone()
     }
 
     pub fn run(mut self) -> anyhow::Result<()> {
@@ -163,7 +198,8 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
-                    WAKER => self.receive_messages(),
+                    // The hub left events: delivered below, with this turn's own.
+                    WAKER => {}
                     SIGNAL => self.begin_shutdown(now),
                     Token(key) => self.service(key, now, event.is_readable(), event.is_read_closed()),
                 }
@@ -173,12 +209,12 @@ impl Server {
                 self.next_tick = now + self.tick;
             }
             self.run_calls(now);
+            self.deliver(now);
             self.flush_turn(now);
             self.log.flush();
             if let Some(deadline) = self.shutdown
                 && (self.conns.is_empty() || now >= deadline)
             {
-                self.log.line(format_args!("house: stopped"));
                 return Ok(());
             }
         }
@@ -202,7 +238,9 @@ impl Server {
                 }
             };
             let limit = self.cfg.limits.max_connections;
-            if self.conns.len() >= limit + REFUSAL_SLOTS {
+            let open = self.shared.connections.fetch_add(1, Ordering::Relaxed) + 1;
+            if open > limit + REFUSAL_SLOTS {
+                self.shared.connections.fetch_sub(1, Ordering::Relaxed);
                 trace!(self.log, "{peer}: refused outright, over the connection limit");
                 continue;
             }
@@ -212,29 +250,18 @@ impl Server {
                 self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE)
             {
                 self.log.line(format_args!("house: cannot register {peer}: {e}"));
+                self.shared.connections.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
             let _ = socket.set_nodelay(true);
             self.next_conn_id += 1;
             entry.insert(Conn::new(self.next_conn_id, socket, peer, now));
             trace!(self.log, "{peer}: accepted as #{key}");
-            if self.conns.len() > limit {
+            if open > limit {
                 let err =
                     HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {limit} connections"));
                 self.log.line(format_args!("house: refused {peer}: over {limit} connections"));
                 self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
-            }
-        }
-    }
-
-    fn receive_messages(&mut self) {
-        while let Ok(msg) = self.messages.try_recv() {
-            match msg {
-                Message::Routes { router, index } => {
-                    self.dispatcher.router = router;
-                    self.dispatcher.guests_index = index;
-                    trace!(self.log, "routes swapped in");
-                }
             }
         }
     }
@@ -359,7 +386,7 @@ impl Server {
                     let status = dispatched.outcome.as_ref().map_or_else(HttpError::status, |_| 200);
                     self.log.access(&call.head.method, &call.head.path, status, call.started.elapsed());
                     for publication in dispatched.publishes {
-                        self.publish(&publication.channel, &publication.frame, now);
+                        self.publish(&publication.channel, &publication.frame);
                     }
                 }
             }
@@ -384,11 +411,12 @@ impl Server {
                 status
             }
             Ok(Outcome::Stats) => {
-                let (channels, subscriptions) = self.channels.stats();
+                let (channels, subscriptions, dropped) = self.shared.hub.stats();
                 let body = format!(
-                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{}}}"#,
-                    self.conns.len(),
-                    self.dispatcher.runtime.calls_in_flight()
+                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{},"loops":{},"hub_dropped":{dropped}}}"#,
+                    self.shared.connections.load(Ordering::Relaxed),
+                    self.dispatcher.runtime.calls_in_flight(),
+                    self.cfg.threads,
                 );
                 let resp = response::Response {
                     status: 200,
@@ -421,7 +449,7 @@ impl Server {
         // From the request's first byte to its response queued.
         self.log.access(&head.method, &head.path, status, started.elapsed());
         for publication in dispatched.publishes {
-            self.publish(&publication.channel, &publication.frame, now);
+            self.publish(&publication.channel, &publication.frame);
         }
     }
 
@@ -431,11 +459,15 @@ impl Server {
         };
         conn.become_stream();
         conn.last_write = now;
+        let added = channels.len();
         for channel in channels {
             trace!(self.log, "#{key}: subscribed to {channel:?}");
-            self.channels.subscribe(&channel, key);
+            if self.channels.subscribe(&channel, key) {
+                self.shared.hub.listen(self.lp, &channel);
+            }
             conn.channels.push(channel.into_boxed_str());
         }
+        self.shared.hub.count_subscriptions(added, 0);
         self.send(key, false);
     }
 
@@ -487,8 +519,38 @@ impl Server {
         self.unflushed = keys;
     }
 
-    /// Queues one framed event on every subscriber of `channel`.
-    fn publish(&mut self, channel: &str, frame: &[u8], now: Instant) {
+    /// Publishes one framed event to `channel` on every loop (this one
+    /// included: its subscribers get it when this turn delivers).
+    fn publish(&mut self, channel: &str, frame: &Arc<[u8]>) {
+        self.shared.hub.publish(self.lp, channel, frame);
+    }
+
+    /// Fans out what the hub holds for this loop, in publish order. If some
+    /// of it was dropped (this loop fell that far behind), every stream of
+    /// this loop is closed rather than left with a silent gap.
+    fn deliver(&mut self, now: Instant) {
+        let mut inbox = std::mem::take(&mut self.inbox);
+        let overflowed = self.shared.hub.drain(self.lp, &mut inbox);
+        for delivery in inbox.drain(..) {
+            self.fan_out(&delivery.channel, &delivery.frame, now);
+        }
+        self.inbox = inbox;
+        if overflowed {
+            let streams: Vec<usize> =
+                self.conns.iter().filter(|(_, c)| c.phase == Phase::Stream).map(|(k, _)| k).collect();
+            self.log.line(format_args!(
+                "house: this loop fell over --hub-queue-events {} events behind: closed its {} streams",
+                self.cfg.hub_queue,
+                streams.len()
+            ));
+            for key in streams {
+                self.close(key, None);
+            }
+        }
+    }
+
+    /// Queues one framed event on every subscriber of `channel` on this loop.
+    fn fan_out(&mut self, channel: &str, frame: &[u8], now: Instant) {
         let cap = self.cfg.limits.sse_buffer;
         let subscribers = self.channels.subscribers(channel);
         trace!(self.log, "publish to {channel:?}: {} subscribers", subscribers.len());
@@ -543,9 +605,13 @@ impl Server {
             _ => {}
         }
         trace!(self.log, "#{key}: closed ({})", conn.peer);
+        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
         for channel in &conn.channels {
-            self.channels.unsubscribe(channel, key);
+            if self.channels.unsubscribe(channel, key) {
+                self.shared.hub.unlisten(self.lp, channel);
+            }
         }
+        self.shared.hub.count_subscriptions(0, conn.channels.len());
         let _ = self.poll.registry().deregister(conn.socket());
     }
 
@@ -635,7 +701,10 @@ impl Server {
         if self.shutdown.is_some() {
             return;
         }
-        self.log.line(format_args!("house: shutting down ({} connections open)", self.conns.len()));
+        if !self.shared.stopping.swap(true, Ordering::AcqRel) {
+            let open = self.shared.connections.load(Ordering::Relaxed);
+            self.log.line(format_args!("house: shutting down ({open} connections open)"));
+        }
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }

@@ -13,6 +13,7 @@ pub mod dispatch;
 pub mod event_loop;
 pub mod guests;
 pub mod http;
+pub mod hub;
 pub mod log;
 pub mod router;
 pub mod sse;

@@ -26,13 +26,17 @@ const QUEUED: usize = 64;
 const HANDOFF_BYTES: usize = 8 * 1024;
 const HANDOFF_AFTER: Duration = Duration::from_millis(10);
 
+/// Batches to the writer, and (for the first log only) its "all written".
+type Writer = (SyncSender<Vec<u8>>, Option<Receiver<()>>);
+
 pub struct Log {
     pub debug: bool,
     pub access: bool,
     buf: Vec<u8>,
-    /// To the writer thread; `None` once shut down. The receiver hears when
-    /// the writer has written everything and exited.
-    writer: Option<(SyncSender<Vec<u8>>, Receiver<()>)>,
+    /// To the writer thread (one per process, shared by every loop's log);
+    /// `None` once shut down. The first log's receiver hears when the writer
+    /// has written everything and exited (once every log is dropped).
+    writer: Option<Writer>,
     /// Lines dropped since the writer last kept up.
     dropped: usize,
     /// When the oldest line not yet handed off was written.
@@ -62,9 +66,16 @@ impl Log {
                 }
                 let _ = done_tx.send(());
             })
-            .map(|_| (tx, done))
+            .map(|_| (tx, Some(done)))
             .ok();
         Log { debug, access, buf: Vec::new(), writer, dropped: 0, oldest: None }
+    }
+
+    /// A log with its own buffer (for another loop) and the same writer.
+    /// Drop it before the first one: that one waits for the writer to end.
+    pub fn sibling(&self) -> Log {
+        let writer = self.writer.as_ref().map(|(tx, _)| (tx.clone(), None));
+        Log { debug: self.debug, access: self.access, buf: Vec::new(), writer, dropped: 0, oldest: None }
     }
 
     /// When the loop must wake up to hand off waiting lines, if any wait.
@@ -159,7 +170,9 @@ impl Drop for Log {
         if let Some((tx, done)) = self.writer.take() {
             let _ = tx.try_send(chunk);
             drop(tx);
-            let _ = done.recv_timeout(EXIT_WAIT);
+            if let Some(done) = done {
+                let _ = done.recv_timeout(EXIT_WAIT);
+            }
         }
     }
 }

@@ -5,17 +5,22 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 
 use anyhow::Context;
 
+use arc_swap::ArcSwap;
 use house_host::config::{self, Command, Config};
 use house_host::dispatch::Dispatcher;
-use house_host::event_loop;
+use house_host::event_loop::{self, Shared};
 use house_host::guests::cache::Cache;
 use house_host::guests::compile::Compiler;
 use house_host::guests::loader::Loading;
 use house_host::guests::{self, registry::Registry};
+use house_host::hub::Hub;
+use house_host::log::Log;
+use house_host::router::Routes;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).take(3).collect();
@@ -41,8 +46,8 @@ fn run() -> anyhow::Result<()> {
     };
     raise_fd_limit(&cfg);
     let addr = SocketAddr::new(cfg.bind, cfg.port);
-    let listener = event_loop::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    let local = listener.local_addr()?;
+    let listeners = event_loop::bind(addr, cfg.threads).with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listeners[0].local_addr()?;
 
     let runtime = Arc::new(
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer).context("cannot start the wasm engine")?,
@@ -59,23 +64,58 @@ fn run() -> anyhow::Result<()> {
         .inspect_err(|e| eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}"))
         .ok();
     registry.load_all(&runtime);
-    let (router, guests_index) = registry.routes();
+    let (router, index) = registry.routes();
+    let routes = Arc::new(ArcSwap::from_pointee(Routes { router, index }));
 
-    let poll = mio::Poll::new()?;
-    let (tx, rx) = mpsc::channel();
-    let dispatcher = Dispatcher { router, runtime: runtime.clone(), guests_index, sse_buffer: cfg.limits.sse_buffer };
-    let server = event_loop::Server::new(cfg, poll, listener, dispatcher, rx)?;
+    let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;
+    let wakers = polls.iter().map(event_loop::waker).collect::<Result<Vec<_>, _>>()?;
+    let shared = Arc::new(Shared {
+        hub: Hub::new(wakers, cfg.hub_queue),
+        connections: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
+    });
+    let log = Log::new(cfg.debug, cfg.access_log);
+    let mut servers = Vec::with_capacity(cfg.threads);
+    for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
+        let dispatcher =
+            Dispatcher { routes: routes.clone(), runtime: runtime.clone(), sse_buffer: cfg.limits.sse_buffer };
+        servers.push(event_loop::Server::new(
+            cfg.clone(),
+            lp,
+            poll,
+            listener,
+            dispatcher,
+            shared.clone(),
+            log.sibling(),
+        )?);
+    }
     if let Some(watcher) = watcher
-        && let Err(e) = watcher.spawn(registry, runtime, tx, server.waker())
+        && let Err(e) = watcher.spawn(registry, runtime, routes)
     {
         eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}");
     }
+    let loops = servers
+        .into_iter()
+        .enumerate()
+        .map(|(lp, server)| std::thread::Builder::new().name(format!("house-loop-{lp}")).spawn(move || server.run()))
+        .collect::<Result<Vec<_>, _>>()?;
     // Tests wait for this line: it means the socket is bound and the
     // guests present at start-up are served.
     // One write(2), so that a reader never sees half the line.
     let _ =
         std::io::Write::write_all(&mut std::io::stderr(), format!("house: listening on http://{local}\n").as_bytes());
-    server.run()
+    let mut result = Ok(());
+    for handle in loops {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => result = Err(e),
+            Err(_) => result = Err(anyhow::anyhow!("an event loop panicked")),
+        }
+    }
+    let mut log = log;
+    log.line(format_args!("house: stopped"));
+    drop(log);
+    result
 }
 
 /// Creates the guests folder if it is missing (so that it can be watched and

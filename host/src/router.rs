@@ -95,6 +95,13 @@ impl Router {
     }
 }
 
+/// What the watcher swaps in on a reload, and every loop reads per request:
+/// the route table and the JSON of `/_house/guests`.
+pub struct Routes {
+    pub router: Router,
+    pub index: Arc<str>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,5 @@
-//! Server-Sent Events: the channel table and event framing.
+//! Server-Sent Events: event framing, and one loop's channel table (which of
+//! its connections listen to what; `hub` joins the loops' tables).
 //!
 //! Channels belong to the host, not to guests: a guest names a channel with a
 //! string, the table maps it to the connections subscribed to it, and a
@@ -109,24 +110,30 @@ pub struct Channels {
 }
 
 impl Channels {
-    pub fn subscribe(&mut self, channel: &str, conn: usize) {
+    /// Returns whether `channel` is new here (its first subscriber).
+    pub fn subscribe(&mut self, channel: &str, conn: usize) -> bool {
         match self.map.get_mut(channel) {
             Some(subs) => {
                 subs.insert(conn);
+                false
             }
             None => {
                 self.map.insert(channel.into(), IndexSet::from([conn]));
+                true
             }
         }
     }
 
-    pub fn unsubscribe(&mut self, channel: &str, conn: usize) {
+    /// Returns whether `channel` is gone here (that was its last subscriber).
+    pub fn unsubscribe(&mut self, channel: &str, conn: usize) -> bool {
         if let Some(subs) = self.map.get_mut(channel) {
             subs.swap_remove(&conn);
             if subs.is_empty() {
                 self.map.remove(channel);
+                return true;
             }
         }
+        false
     }
 
     /// A snapshot of the subscribers (publishing may unsubscribe some).

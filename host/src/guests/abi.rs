@@ -22,7 +22,8 @@ pub const MAX_CHANNEL: usize = 256;
 #[derive(Debug)]
 pub struct Publication {
     pub channel: String,
-    pub frame: Vec<u8>,
+    /// Shared as is by every loop that has subscribers.
+    pub frame: std::sync::Arc<[u8]>,
 }
 
 /// A call went over one of its budgets (`--guest-*`): the import traps with
@@ -151,7 +152,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
                     budgets.publish_bytes
                 )));
             }
-            let frame = sse::frame(&ev);
+            let frame = sse::frame(&ev).into();
             let ctx = caller.data_mut();
             ctx.published_bytes += len;
             ctx.publishes.push(Publication { channel, frame });

@@ -1,8 +1,8 @@
 //! Hot reload: a thread that watches the guests folder with inotify, lets
 //! each changed file settle, (re)loads or unloads it through the registry —
 //! compiling off the event loop, several files at once so that one slow
-//! module does not hold up the rest — and hands the loop a complete new
-//! route table through its waker. A request already running finishes on the
+//! module does not hold up the rest — and swaps in a complete new route
+//! table, which every loop reads from its next request on. A request already running finishes on the
 //! version it started on (it holds that version's handler); SSE subscribers
 //! are untouched (channels belong to the host).
 //!
@@ -15,7 +15,7 @@ use std::ffi::OsStr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Sender, channel};
+use std::sync::mpsc::channel;
 use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchMask};
@@ -24,7 +24,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use super::engine::Runtime;
 use super::registry::{Loaded, PARALLEL_LOADS, Registry, is_guest_file, load_file};
-use crate::event_loop::Message;
+use crate::router::Routes;
+
+use arc_swap::ArcSwap;
 
 /// Quiet time after a file is closed, renamed or linked into place before it
 /// is loaded: a writer that reopens it at once pushes the load back.
@@ -68,11 +70,10 @@ impl Watcher {
         self,
         mut registry: Registry,
         runtime: Arc<Runtime>,
-        tx: Sender<Message>,
-        waker: Arc<Waker>,
+        routes: Arc<ArcSwap<Routes>>,
     ) -> anyhow::Result<()> {
         std::thread::Builder::new().name("house-watch".into()).spawn(move || {
-            if let Err(e) = watch(self.inotify, &mut registry, &runtime, &tx, &waker) {
+            if let Err(e) = watch(self.inotify, &mut registry, &runtime, &routes) {
                 eprintln!("house: hot reload stopped: {e:#}");
             }
         })?;
@@ -84,8 +85,7 @@ fn watch(
     mut inotify: Inotify,
     registry: &mut Registry,
     runtime: &Arc<Runtime>,
-    tx: &Sender<Message>,
-    waker: &Waker,
+    routes: &ArcSwap<Routes>,
 ) -> anyhow::Result<()> {
     let mut poll = Poll::new()?;
     let fd = inotify.as_raw_fd();
@@ -176,10 +176,8 @@ fn watch(
         }
         if changed {
             let (router, index) = registry.routes();
-            if tx.send(Message::Routes { router, index }).is_err() {
-                return Ok(()); // the loop is gone: shutting down
-            }
-            waker.wake()?;
+            // Every loop sees the new table from its next request on.
+            routes.store(Arc::new(Routes { router, index }));
         }
     }
 }

@@ -1,0 +1,93 @@
+//! Several event loops in one process (`--threads`): connections spread over
+//! them by the kernel (`SO_REUSEPORT`), one channel table across them, one
+//! connection limit, one reload for all, one shutdown.
+
+use std::io::Write;
+use std::time::Duration;
+
+use house_tests::sse::Subscriber;
+use house_tests::{Server, TempDir, read_response, wait_until};
+
+/// 32 subscribers on 4 loops (the chance that the kernel put them all on
+/// one loop is 4 x 4^-32): every one gets every event published from other
+/// connections, exactly once and in publish order, framed the same.
+#[test]
+fn a_publish_on_any_loop_reaches_subscribers_on_every_loop_in_order() {
+    let s = Server::start(&["typed"], &["--threads", "4"]);
+    assert_eq!(s.stat("loops"), 4);
+    let mut subs: Vec<Subscriber> = (0..32)
+        .map(|_| {
+            let mut sub = Subscriber::open(s.connect(), "/watch?ch=all");
+            sub.next_raw().unwrap();
+            sub
+        })
+        .collect();
+    assert_eq!(s.stat("subscriptions"), 32);
+    assert_eq!(s.stat("channels"), 1);
+    // Each publish from a fresh connection: they land on every loop too.
+    for i in 0..40 {
+        let r = s.post_form("/emit", &format!("channel=all&data=e{i}"));
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    for (n, sub) in subs.iter_mut().enumerate() {
+        for i in 0..40 {
+            assert_eq!(sub.next_raw().unwrap(), format!("data: e{i}\n\n"), "subscriber {n}");
+        }
+    }
+    drop(subs);
+    s.wait_for_stats(Duration::from_secs(5), |(_, channels, subscriptions)| channels == 0 && subscriptions == 0);
+    assert_eq!(s.stat("hub_dropped"), 0);
+}
+
+/// `--max-connections` counts every loop's connections together.
+#[test]
+fn the_connection_limit_is_process_wide() {
+    let s = Server::start(&["typed"], &["--threads", "4", "--max-connections", "8"]);
+    // `stat` itself uses a connection: keep 7 open, then the 8th is stats.
+    let open: Vec<_> = (0..7).map(|_| s.connect()).collect();
+    wait_until(Duration::from_secs(5), "7 connections counted", || s.stat("connections") == 8);
+    let mut extra = s.connect();
+    extra.write_all(b"GET /_house/stats HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut std::io::BufReader::new(extra), false).expect("a response");
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.contains("limit of 8 connections"), "{}", r.body);
+    drop(open);
+}
+
+/// A reload reaches every loop at once: every connection, whatever loop it
+/// is on, sees the new route from its next request on.
+#[test]
+fn one_reload_reaches_every_loop() {
+    let dir = TempDir::new("loops-reload");
+    let s = Server::start_in(dir, &["--threads", "4"]);
+    let mut conns: Vec<_> = (0..16).map(|_| s.connect()).collect();
+    let ask = |c: &mut std::net::TcpStream| {
+        c.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        read_response(&mut std::io::BufReader::new(c.try_clone().unwrap()), false).expect("a response").status
+    };
+    for c in &mut conns {
+        assert_eq!(ask(c), 404);
+    }
+    let guests = s.guests.path().to_owned();
+    std::fs::copy(house_tests::example_guest("hello"), guests.join(".hello.tmp")).unwrap();
+    std::fs::rename(guests.join(".hello.tmp"), guests.join("hello.wasm")).unwrap();
+    s.wait_for_log("house: loaded hello.wasm", Duration::from_secs(20));
+    // Once one connection sees the new table, every other does at once.
+    let (first, rest) = conns.split_first_mut().unwrap();
+    wait_until(Duration::from_secs(5), "the route served", || ask(first) == 200);
+    for c in rest {
+        assert_eq!(ask(c), 200);
+    }
+}
+
+/// SIGTERM is heard once and stops every loop.
+#[test]
+fn one_signal_stops_every_loop() {
+    let mut s = Server::start(&["typed"], &["--threads", "4"]);
+    let _idle: Vec<_> = (0..8).map(|_| s.connect()).collect();
+    let status = s.terminate();
+    assert!(status.success(), "{status:?}");
+    let log = s.log();
+    assert_eq!(log.matches("house: shutting down").count(), 1, "{log}");
+    assert_eq!(log.matches("house: stopped").count(), 1, "{log}");
+}
