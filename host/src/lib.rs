@@ -16,4 +16,7 @@ pub mod http;
 pub mod hub;
 pub mod log;
 pub mod router;
+pub mod serve;
 pub mod sse;
+pub mod streams;
+pub mod timers;

@@ -1,0 +1,283 @@
+//! The HTTP connection layer of a loop: what a readiness event on a
+//! connection leads to (pending writes out, new bytes in, complete requests
+//! answered in order), guest calls started and finished, responses queued
+//! and written once per turn, and closing what is done.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::calls::{self, Call, Slice};
+use crate::conn::{Phase, Request};
+use crate::dispatch::{Begun, Dispatched, Outcome};
+use crate::event_loop::Server;
+use crate::http::HttpError;
+use crate::http::request::Head;
+use crate::http::response::{self, Framing};
+use crate::log::trace;
+
+/// Past this many unwritten bytes, a connection's pipelined requests wait
+/// until the client reads what it was sent.
+const WRITE_HIGH_WATER: usize = 256 * 1024;
+/// How long a closed-for-writing connection may keep sending before it is cut.
+const LINGER: Duration = Duration::from_secs(2);
+
+impl Server {
+    /// Everything one readiness event can lead to on connection `key`:
+    /// pending writes go out, new bytes come in (only when the event says
+    /// there are some), complete requests are answered.
+    pub(crate) fn service(&mut self, key: usize, now: Instant, readable: bool, hup: bool) {
+        let cap = self.cfg.limits.max_head + self.cfg.limits.max_body + 64 * 1024;
+        let mut read = readable || hup;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else { return };
+            if let Err(e) = conn.flush(now) {
+                return self.close(key, Some(&e));
+            }
+            if read {
+                match conn.read(&mut self.scratch, cap, now, hup) {
+                    Ok(n) if n > 0 => trace!(self.log, "#{key}: read {n} bytes"),
+                    Ok(_) => {}
+                    Err(e) => return self.close(key, Some(&e)),
+                }
+            }
+            let answered = self.process(key, now);
+            // Read again only if reading stopped at the cap and answering
+            // made room; otherwise the next readiness event brings us back.
+            read = answered && self.conns.get(key).is_some_and(|c| c.read_stopped);
+            if !read {
+                break;
+            }
+        }
+        self.settle(key, now);
+    }
+
+    /// Answers the complete requests in the read buffer, in order. Returns
+    /// whether any was answered.
+    pub(crate) fn process(&mut self, key: usize, now: Instant) -> bool {
+        let mut answered = false;
+        loop {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return answered;
+            };
+            if conn.phase != Phase::Http || conn.calling || conn.pending() > WRITE_HIGH_WATER {
+                return answered;
+            }
+            match conn.next_request(&self.cfg.limits, now) {
+                Ok(None) => return answered,
+                Ok(Some(req)) => {
+                    answered = true;
+                    trace!(
+                        self.log,
+                        "#{key}: parsed {} {} ({} body bytes)",
+                        req.head.method,
+                        req.head.path,
+                        req.body.len()
+                    );
+                    self.respond(key, req, now);
+                }
+                Err(err) => {
+                    trace!(self.log, "#{key}: framing error: {}", err.reason);
+                    self.log.access("-", "-", err.status(), Duration::ZERO);
+                    self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
+                    return true;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn respond(&mut self, key: usize, req: Request, now: Instant) {
+        trace!(self.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
+        let (handler, future) = match self.dispatcher.begin(&req) {
+            Begun::Done(dispatched) => return self.answer(key, &req.head, req.started, dispatched, now),
+            Begun::Call { handler, call } => (handler, call),
+        };
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let call = Call::new(key, conn.id, req.head, req.started, handler, future);
+        // Run the first slice now, while the request is hot: most calls end
+        // in it. Once this turn's first slices have had their share, later
+        // calls start among the waiting ones instead.
+        if self.guest_time >= calls::TURN_BUDGET {
+            conn.calling = true;
+            self.calls.push(call);
+            return;
+        }
+        let sliced = Instant::now();
+        let slice = call.slice();
+        self.guest_time += sliced.elapsed();
+        match slice {
+            Slice::Done((call, result)) => {
+                let dispatched = self.dispatcher.finish(&call.handler, result, &mut self.log);
+                self.answer(key, &call.head, call.started, dispatched, now);
+            }
+            Slice::Yielded(call) => {
+                trace!(self.log, "#{key}: call yielded, {} waiting", self.calls.len() + 1);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.calling = true;
+                }
+                self.calls.push(call);
+            }
+        }
+    }
+
+    /// Gives the waiting calls their slices and answers those that ended.
+    pub(crate) fn run_calls(&mut self, now: Instant) {
+        if self.calls.is_empty() {
+            return;
+        }
+        let mut finished = std::mem::take(&mut self.finished);
+        self.calls.run(&mut finished);
+        for (call, result) in finished.drain(..) {
+            let dispatched = self.dispatcher.finish(&call.handler, result, &mut self.log);
+            let live = self.conns.get_mut(call.key).filter(|c| c.id == call.conn);
+            match live {
+                Some(conn) => {
+                    conn.calling = false;
+                    self.answer(call.key, &call.head, call.started, dispatched, now);
+                    // Requests that arrived meanwhile, and a close that did.
+                    self.service(call.key, now, false, false);
+                }
+                None => {
+                    // The client left; what the call published still stands.
+                    trace!(self.log, "#{}: call ended after its connection closed", call.key);
+                    let status = dispatched.outcome.as_ref().map_or_else(HttpError::status, |_| 200);
+                    self.log.access(&call.head.method, &call.head.path, status, call.started.elapsed());
+                    for publication in dispatched.publishes {
+                        self.publish(&publication.channel, &publication.frame);
+                    }
+                }
+            }
+        }
+        self.finished = finished;
+    }
+
+    /// Queues the response to a request whose dispatch is complete, logs it,
+    /// then applies what it published.
+    pub(crate) fn answer(&mut self, key: usize, head: &Head, started: Instant, dispatched: Dispatched, now: Instant) {
+        let framing = Framing {
+            version: head.version,
+            keep_alive: head.keep_alive && self.shutdown.is_none(),
+            head_only: head.method == "HEAD",
+        };
+        let status = match dispatched.outcome {
+            Ok(Outcome::Reply { status, content_type, headers, body }) => {
+                let resp = response::Response { status, content_type: &content_type, headers: &headers, body: &body };
+                self.out.clear();
+                response::write(&mut self.out, &resp, framing, &self.date);
+                self.send(key, !framing.keep_alive);
+                status
+            }
+            Ok(Outcome::Stats) => {
+                let (channels, subscriptions, dropped) = self.shared.hub.stats();
+                let body = format!(
+                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{},"loops":{},"hub_dropped":{dropped}}}"#,
+                    self.shared.connections.load(Ordering::Relaxed),
+                    self.dispatcher.runtime.calls_in_flight(),
+                    self.cfg.threads,
+                );
+                let resp = response::Response {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: &[],
+                    body: body.as_bytes(),
+                };
+                self.out.clear();
+                response::write(&mut self.out, &resp, framing, &self.date);
+                self.send(key, !framing.keep_alive);
+                200
+            }
+            Ok(Outcome::Stream { first, channels }) => {
+                self.out.clear();
+                response::write_sse_head(&mut self.out, &self.date);
+                if framing.head_only {
+                    self.send(key, true);
+                } else {
+                    self.out.extend_from_slice(&first);
+                    self.open_stream(key, channels, now);
+                }
+                200
+            }
+            Err(err) => {
+                let status = err.status();
+                self.send_error(key, &err, framing);
+                status
+            }
+        };
+        // From the request's first byte to its response queued.
+        self.log.access(&head.method, &head.path, status, started.elapsed());
+        for publication in dispatched.publishes {
+            self.publish(&publication.channel, &publication.frame);
+        }
+    }
+
+    pub(crate) fn send_error(&mut self, key: usize, err: &HttpError, framing: Framing) {
+        self.out.clear();
+        response::write_error(&mut self.out, err, framing, &self.date);
+        self.send(key, err.closes() || !framing.keep_alive);
+    }
+
+    /// Queues `self.out` on connection `key`; it is written when this turn
+    /// of the loop ends. Writing the turn's responses back to back, rather
+    /// than one per guest call, lets a client woken by the first find the
+    /// rest already there: on a busy loop that halves the kernel's cost of
+    /// waking clients.
+    pub(crate) fn send(&mut self, key: usize, then_close: bool) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.defer(&self.out);
+        if !conn.flush_due {
+            conn.flush_due = true;
+            self.unflushed.push(key);
+        }
+        if then_close {
+            conn.phase = Phase::Closing;
+        }
+    }
+
+    /// Writes what this turn queued, then closes what is done.
+    pub(crate) fn flush_turn(&mut self, now: Instant) {
+        let mut keys = std::mem::take(&mut self.unflushed);
+        for &key in &keys {
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            conn.flush_due = false;
+            let queued = conn.pending();
+            if let Err(e) = conn.flush(now) {
+                self.close(key, Some(&e));
+                continue;
+            }
+            trace!(
+                self.log,
+                "#{key}: wrote {} bytes, {} waiting for the socket",
+                queued - conn.pending(),
+                conn.pending()
+            );
+            self.settle(key, now);
+        }
+        keys.clear();
+        self.unflushed = keys;
+    }
+
+    /// After a connection was serviced: close what is done.
+    pub(crate) fn settle(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.calling {
+            // Settled when the call ends (see `run_calls`).
+            return;
+        }
+        match conn.phase {
+            Phase::Http | Phase::Stream if conn.peer_closed && conn.pending() == 0 => self.close(key, None),
+            Phase::Closing if conn.pending() == 0 => {
+                let _ = conn.socket().shutdown(std::net::Shutdown::Write);
+                if conn.peer_closed {
+                    self.close(key, None);
+                } else {
+                    conn.phase = Phase::Lingering(now + LINGER);
+                }
+            }
+            Phase::Lingering(_) if conn.peer_closed => self.close(key, None),
+            _ => {}
+        }
+    }
+}
