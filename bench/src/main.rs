@@ -104,16 +104,25 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
     // Both servers stay up; each round measures all four back to back, so
     // that a noisy minute hits baseline and house alike. Medians are kept.
     let floor = servers::baseline("floor")?;
-    let house = servers::house(guests, cache, log, &[])?;
-    let mut runs: [Vec<wrk::Load>; 4] = Default::default();
+    // One loop against the one-threaded floor: the per-core comparison.
+    // The same host with two loops is measured beside it (scenario 8).
+    let house = servers::house(guests, cache, log, &["--threads", "1"])?;
+    let house2 = servers::house(guests, cache, log, &["--threads", "2"])?;
+    let mut runs: [Vec<wrk::Load>; 6] = Default::default();
     for _ in 0..ROUNDS {
         runs[0].push(wrk::run(&floor, "/", secs)?);
         runs[1].push(wrk::run(&house, "/nope", secs)?);
         runs[2].push(wrk::run(&house, SEND, secs)?);
         runs[3].push(wrk::run(&house, REJECT, secs)?);
+        runs[4].push(wrk::run(&house2, "/nope", secs)?);
+        runs[5].push(wrk::run(&house2, SEND, secs)?);
     }
-    drop((floor, house));
-    let [base, not_found, guest, rejected] = runs.map(|r| wrk::Load::median(&r));
+    drop((floor, house, house2));
+    let [base, not_found, guest, rejected, not_found2, guest2] = runs.map(|r| wrk::Load::median(&r));
+    let name = "8. two loops (--threads 2) against one";
+    report.row(Row::higher(name, "404 path requests/s", not_found2.rps, not_found.rps, "--threads 1", None));
+    report.row(Row::higher(name, "guest handler requests/s", guest2.rps, guest.rps, "--threads 1", None));
+    report.row(Row::lower(name, "guest handler p99 latency µs", guest2.p99_us, guest.p99_us, "--threads 1", None));
     if not_found.non_2xx < not_found.requests || rejected.non_2xx < rejected.requests || guest.non_2xx > 0 {
         bail!("unexpected statuses: 404 run {not_found:?}, 400 run {rejected:?}, guest run {guest:?}");
     }
@@ -157,7 +166,7 @@ fn fanout(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyho
             drop(floor);
             base.extend(run.times);
             base_mem = run.bytes_per_subscriber;
-            let house = servers::house(guests, cache, log, &["--quiet"])?;
+            let house = servers::house(guests, cache, log, &["--quiet", "--threads", "1"])?;
             let run = fanout::run(house.addr, house.pid(), n, "/source?room=fan", &publish_house, HALF)?;
             drop(house);
             ours.extend(run.times);
