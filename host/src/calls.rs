@@ -62,39 +62,56 @@ impl Call {
     }
 }
 
-/// The calls of one loop that yielded and wait for another slice.
+/// The calls of one loop that wait for a slice: new ones, not started yet
+/// (they hold nothing but their arguments), and ones that yielded.
 #[derive(Default)]
 pub struct Calls {
+    fresh: VecDeque<Call>,
     waiting: VecDeque<Call>,
 }
 
 impl Calls {
+    /// A call that has not had its first slice.
+    pub fn push_fresh(&mut self, call: Call) {
+        self.fresh.push_back(call);
+    }
+
+    /// A call that yielded.
     pub fn push(&mut self, call: Call) {
         self.waiting.push_back(call);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.waiting.is_empty()
+        self.fresh.is_empty() && self.waiting.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.waiting.len()
+        self.fresh.len() + self.waiting.len()
     }
 
-    /// Gives waiting calls a slice each, round-robin, until `TURN_BUDGET`
-    /// is spent (at least one slice per turn, so every call progresses),
-    /// and returns the ones that ended.
+    /// Starts new calls in arrival order, then gives yielded calls a slice
+    /// each, round-robin, until `TURN_BUDGET` is spent (at least one slice
+    /// of a yielded call per turn, so that every call progresses however
+    /// many new ones arrive), and returns the ones that ended.
     pub fn run(&mut self, finished: &mut Vec<Finished>) {
         let started = Instant::now();
-        for _ in 0..self.waiting.len() {
-            let Some(call) = self.waiting.pop_front() else { break };
-            match call.slice() {
-                Slice::Done(done) => finished.push(done),
-                Slice::Yielded(call) => self.waiting.push_back(call),
-            }
-            if started.elapsed() >= TURN_BUDGET {
+        while started.elapsed() < TURN_BUDGET {
+            let Some(call) = self.fresh.pop_front() else { break };
+            self.slice(call, finished);
+        }
+        for i in 0..self.waiting.len() {
+            if i > 0 && started.elapsed() >= TURN_BUDGET {
                 break;
             }
+            let Some(call) = self.waiting.pop_front() else { break };
+            self.slice(call, finished);
+        }
+    }
+
+    fn slice(&mut self, call: Call, finished: &mut Vec<Finished>) {
+        match call.slice() {
+            Slice::Done(done) => finished.push(done),
+            Slice::Yielded(call) => self.waiting.push_back(call),
         }
     }
 }

@@ -95,10 +95,10 @@ impl Server {
         let call = Call::new(key, conn.id, req.head, req.started, handler, future);
         // Run the first slice now, while the request is hot: most calls end
         // in it. Once this turn's first slices have had their share, later
-        // calls start among the waiting ones instead.
+        // calls start next turn (until then they hold no instance).
         if self.guest_time >= calls::TURN_BUDGET {
             conn.calling = true;
-            self.calls.push(call);
+            self.calls.push_fresh(call);
             return;
         }
         let sliced = Instant::now();

@@ -176,7 +176,8 @@ impl Runtime {
 
     /// Calls `handler` with an encoded argument block, in a fresh instance,
     /// unless it is suspended for overrunning its deadline or budgets too
-    /// often, or `--guest-calls` calls are in flight. The call runs in slices:
+    /// often. The call runs in slices (and is refused, when it starts, if
+    /// `--guest-calls` calls are in flight already):
     /// polling the future runs it until it ends or the next epoch tick,
     /// where it yields (`Pending`; poll again when you like, no waker is
     /// involved). Its deadline counts the ticks it ran, not the time it
@@ -185,8 +186,12 @@ impl Runtime {
         if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
             return Err(Failure::Suspended(left));
         }
-        let slot = Slot::take(self).ok_or(Failure::Busy(self.limits.calls))?;
+        let runtime = self.clone();
         Ok(Box::pin(async move {
+            // The place is taken when the call starts (its first poll), not
+            // when it is made: a call still waiting for its first slice holds
+            // no instance, so a burst of requests is not refused for that.
+            let Some(slot) = Slot::take(&runtime) else { return Err(Failure::Busy(runtime.limits.calls)) };
             let runtime = &slot.0;
             let mut result = runtime.call_fresh(&handler, &args).await;
             if let Err(e) = &mut result
