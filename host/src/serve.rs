@@ -139,7 +139,11 @@ impl Server {
                 None => {
                     // The client left; what the call published still stands.
                     trace!(self.log, "#{}: call ended after its connection closed", call.key);
-                    let status = dispatched.outcome.as_ref().map_or_else(HttpError::status, |_| 200);
+                    let status = match &dispatched.outcome {
+                        Ok(Outcome::Reply { status, .. }) => *status,
+                        Ok(_) => 200,
+                        Err(e) => e.status(),
+                    };
                     self.log.access(&call.head.method, &call.head.path, status, call.started.elapsed());
                     for publication in dispatched.publishes {
                         self.publish(&publication.channel, &publication.frame);
