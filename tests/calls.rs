@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 use house_tests::fault::{self, WatHandler};
 use house_tests::{Server, TempDir, read_response};
 
+/// The tests of this file spin guests to their deadlines: run one at a
+/// time, so that the latency one measures is the server's, not that of two
+/// cores shared with another test's spinners.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `spin` runs to its deadline; `fine` answers at once.
 fn server(flags: &[&str]) -> Server {
     let handlers = [
@@ -28,14 +37,15 @@ fn ask(c: &mut std::net::TcpStream, r: &mut impl std::io::BufRead, target: &str)
     read_response(r, false).expect("a response").status
 }
 
-/// Twenty calls spinning to a 300 ms deadline on one loop: another
+/// Twenty calls spinning to a 300 ms deadline on one loop (`--threads 1`): another
 /// handler's requests are still answered within a few milliseconds, and
 /// the spinners still get their 500 at their deadline. (Before calls ran in
 /// slices, each `fine` waited for a whole spinner: 300 ms or more.)
 #[test]
 fn spinning_calls_do_not_hold_the_loop() {
+    let _serial = serial();
     const SPINNERS: usize = 20;
-    let s = Arc::new(server(&["--guest-deadline-ms", "300", "--guest-strikes", "1000", "--quiet"]));
+    let s = Arc::new(server(&["--threads", "1", "--guest-deadline-ms", "300", "--guest-strikes", "1000", "--quiet"]));
     let done = Arc::new(AtomicUsize::new(0));
     let spinners: Vec<_> = (0..SPINNERS)
         .map(|_| {
@@ -79,6 +89,7 @@ fn spinning_calls_do_not_hold_the_loop() {
 /// go out in request order.
 #[test]
 fn pipelined_requests_wait_for_a_yielded_call() {
+    let _serial = serial();
     let s = server(&["--guest-deadline-ms", "30", "--guest-strikes", "1000"]);
     let mut c = s.connect();
     c.write_all(b"GET /spin HTTP/1.1\r\nHost: t\r\n\r\nGET /fine HTTP/1.1\r\nHost: t\r\n\r\nGET /nope HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -93,6 +104,7 @@ fn pipelined_requests_wait_for_a_yielded_call() {
 /// only its own responses.
 #[test]
 fn a_call_outliving_its_connection_touches_nobody_else() {
+    let _serial = serial();
     let s = server(&["--guest-deadline-ms", "200", "--guest-strikes", "1000"]);
     let leaving = s.connect();
     (&leaving).write_all(b"GET /spin HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
@@ -122,6 +134,7 @@ fn a_call_outliving_its_connection_touches_nobody_else() {
 /// says why, and served again once a call ends.
 #[test]
 fn calls_in_flight_are_bounded() {
+    let _serial = serial();
     let s = server(&["--guest-calls", "2", "--guest-deadline-ms", "300", "--guest-strikes", "1000"]);
     let spinners: Vec<_> = (0..2)
         .map(|_| {
