@@ -66,6 +66,7 @@ fn run() -> anyhow::Result<()> {
     registry.load_all(&runtime);
     let (router, index) = registry.routes();
     let routes = Arc::new(ArcSwap::from_pointee(Routes { router, index }));
+    registry.announce();
 
     let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;
     let wakers = polls.iter().map(event_loop::waker).collect::<Result<Vec<_>, _>>()?;

@@ -57,6 +57,9 @@ pub struct Registry {
     entries: BTreeMap<String, Entry>,
     /// The conflicts of the current route table, already warned about.
     warned: BTreeSet<String>,
+    /// "loaded", "refused", "unloaded" lines, said once the routes they
+    /// describe are in place (see `announce`).
+    news: Vec<String>,
 }
 
 /// Is `name` a file the registry cares about?
@@ -66,7 +69,13 @@ pub fn is_guest_file(name: &str) -> bool {
 
 impl Registry {
     pub fn new(dir: PathBuf, loading: Loading) -> Registry {
-        Registry { dir, loading: Arc::new(loading), entries: BTreeMap::new(), warned: BTreeSet::new() }
+        Registry {
+            dir,
+            loading: Arc::new(loading),
+            entries: BTreeMap::new(),
+            warned: BTreeSet::new(),
+            news: Vec::new(),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -137,12 +146,12 @@ impl Registry {
                     super::cache::Source::Cached => ", from cache",
                     super::cache::Source::Compiled => "",
                 };
-                eprintln!(
+                self.news.push(format!(
                     "house: {verb} {name} ({} bytes, {:.1} ms{how}): {}",
                     module.size,
                     took.as_secs_f64() * 1e3,
                     paths.join(" ")
-                );
+                ));
                 let module = Arc::new(module);
                 entry.handlers = module
                     .handlers
@@ -162,10 +171,20 @@ impl Registry {
             }
             Err(reason) => {
                 let keeps = if entry.module.is_some() { "; the earlier version keeps serving" } else { "" };
-                eprintln!("house: refused {name}: {reason}{keeps}");
+                self.news.push(format!("house: refused {name}: {reason}{keeps}"));
                 entry.error = Some(reason);
                 true
             }
+        }
+    }
+
+    /// Says what changed since the last time: call it once the routes from
+    /// [`Registry::routes`] serve, so that a reader of the log who sends a
+    /// request at once finds what the line says.
+    pub fn announce(&mut self) {
+        for line in self.news.drain(..) {
+            // One write(2) per line: a reader never sees half of one.
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{line}\n").as_bytes());
         }
     }
 
@@ -174,7 +193,7 @@ impl Registry {
         match self.entries.remove(name) {
             Some(entry) => {
                 if entry.module.is_some() {
-                    eprintln!("house: unloaded {name}");
+                    self.news.push(format!("house: unloaded {name}"));
                 }
                 entry.module.is_some()
             }

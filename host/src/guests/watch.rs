@@ -179,5 +179,6 @@ fn watch(
             // Every loop sees the new table from its next request on.
             routes.store(Arc::new(Routes { router, index }));
         }
+        registry.announce();
     }
 }
