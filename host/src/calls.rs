@@ -76,6 +76,13 @@ impl Calls {
         self.fresh.push_back(call);
     }
 
+    /// Drops the calls not started yet whose connection `gone` says has
+    /// closed: nothing has run, so nothing is lost, and a client that left
+    /// costs no guest work.
+    pub fn forget_fresh(&mut self, gone: impl Fn(&Call) -> bool) {
+        self.fresh.retain(|call| !gone(call));
+    }
+
     /// A call that yielded.
     pub fn push(&mut self, call: Call) {
         self.waiting.push_back(call);

@@ -360,8 +360,15 @@ mod tests {
             "2",
             "--no-cache",
             "--quiet",
+            "--threads",
+            "3",
+            "--guest-calls",
+            "9",
+            "--hub-queue-events",
+            "5",
         ])
         .unwrap();
+        assert_eq!((cfg.threads, cfg.guest.calls, cfg.hub_queue), (3, 9, 5));
         assert_eq!((cfg.port, cfg.guest.strikes, cfg.guest.memory), (0, 7, 64 << 20));
         assert_eq!((cfg.guest.budgets.publish_bytes, cfg.load.compile_memory), (10, 300 << 20));
         assert_eq!(cfg.load.cache_bytes, 2 << 20);
@@ -386,6 +393,11 @@ mod tests {
         assert!(error(&["--guest-strikes", "4294967299"]).starts_with("--guest-strikes: invalid value"));
         assert_eq!(error(&["--guest-strikes", "0"]), "--guest-strikes: must be between 1 and 1000");
         assert_eq!(error(&["--guest-strikes", "1001"]), "--guest-strikes: must be between 1 and 1000");
+        assert_eq!(error(&["--threads", "0"]), "--threads: must be at least 1");
+        assert_eq!(error(&["--threads", "257"]), "--threads: at most 256");
+        assert_eq!(error(&["--guest-calls", "0"]), "--guest-calls: must be at least 1");
+        assert_eq!(error(&["--guest-calls", "4097"]), "--guest-calls: at most 4096");
+        assert_eq!(error(&["--hub-queue-events", "0"]), "--hub-queue-events: must be at least 1");
         assert!(error(&["--port"]).contains("--port"), "a missing value names its flag");
     }
 }

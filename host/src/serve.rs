@@ -124,6 +124,8 @@ impl Server {
         if self.calls.is_empty() {
             return;
         }
+        let conns = &self.conns;
+        self.calls.forget_fresh(|call| conns.get(call.key).is_none_or(|c| c.id != call.conn));
         let mut finished = std::mem::take(&mut self.finished);
         self.calls.run(&mut finished);
         for (call, result) in finished.drain(..) {

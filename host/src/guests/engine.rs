@@ -176,12 +176,11 @@ impl Runtime {
 
     /// Calls `handler` with an encoded argument block, in a fresh instance,
     /// unless it is suspended for overrunning its deadline or budgets too
-    /// often. The call runs in slices (and is refused, when it starts, if
-    /// `--guest-calls` calls are in flight already):
-    /// polling the future runs it until it ends or the next epoch tick,
-    /// where it yields (`Pending`; poll again when you like, no waker is
-    /// involved). Its deadline counts the ticks it ran, not the time it
-    /// waited between them.
+    /// often. The call runs in slices: polling the future runs it until it
+    /// ends or the next epoch tick, where it yields (`Pending`; poll again
+    /// when you like, no waker is involved). Its deadline counts the ticks it
+    /// ran, not the time it waited between them. Its first poll fails with
+    /// `Busy` if `--guest-calls` calls are in flight already.
     pub fn call_async(self: &Arc<Self>, handler: Arc<Handler>, args: Vec<u8>) -> Result<CallFuture, Failure> {
         if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
             return Err(Failure::Suspended(left));
