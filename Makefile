@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 GUEST_CRATES := chat hello typed
 PORT ?= 4242
 
-.PHONY: all build host guests wasm-target run test unit-test browser-test browser-deps bench fuzz lint clean
+.PHONY: all build host guests wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
 
 all: build
 
@@ -34,14 +34,20 @@ run: build
 
 test: build unit-test browser-test
 
-unit-test: build
+# The engine tests run a real redis-server, the deployment test a real nginx
+# (both started by the tests on free ports, and stopped by them).
+test-deps:
+	@command -v redis-server >/dev/null && (command -v nginx || test -x /usr/sbin/nginx) >/dev/null || \
+		(apt-get update -q && apt-get install -y -q redis-server nginx-light)
+
+unit-test: build test-deps
 	$(CARGO) test --release --workspace
 
 browser-deps:
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
 	@test -d tests/browser/node_modules/playwright-core || (cd tests/browser && npm ci --no-audit --no-fund)
 
-browser-test: build browser-deps
+browser-test: build browser-deps test-deps
 	cd tests/browser && node --test
 
 bench: build

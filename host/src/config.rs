@@ -95,6 +95,8 @@ pub struct Config {
     pub threads: usize,
     /// Events one loop's inbox holds from the hub before it drops them.
     pub hub_queue: usize,
+    /// Where channels live beyond this process.
+    pub engine: Engine,
     pub limits: Limits,
     pub guest: GuestLimits,
     pub load: LoadLimits,
@@ -111,6 +113,7 @@ impl Default for Config {
             access_log: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
             hub_queue: 64 * 1024,
+            engine: Engine::Memory,
             limits: Limits {
                 max_head: 16 * 1024,
                 max_headers: 64,
@@ -148,6 +151,40 @@ impl Default for Config {
     }
 }
 
+/// `--engine`: what holds the channels.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// In this process only: nothing to run.
+    Memory,
+    /// Shared by every house on one Redis (see `engine::redis`).
+    Redis(RedisEngine),
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisEngine {
+    /// As given, `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`.
+    pub url: String,
+    /// Events waiting to be sent to Redis before new ones are dropped.
+    pub queue_events: usize,
+    /// Bytes of those events.
+    pub queue_bytes: usize,
+}
+
+impl Engine {
+    fn parse(text: &str, queue_events: usize, queue_bytes: usize) -> anyhow::Result<Engine> {
+        if text == "memory" {
+            return Ok(Engine::Memory);
+        }
+        if !text.starts_with("redis://") {
+            bail!("--engine: {text:?} is neither `memory` nor a redis://HOST:PORT[/DB] address");
+        }
+        // Checked here so that a typo stops the server at start, not at the
+        // first reconnect.
+        crate::engine::redis::check_url(text).with_context(|| format!("--engine: {text:?}"))?;
+        Ok(Engine::Redis(RedisEngine { url: text.to_owned(), queue_events, queue_bytes }))
+    }
+}
+
 /// `--threads` at most.
 const MAX_THREADS: usize = 256;
 
@@ -169,6 +206,10 @@ FLAGS:
     --port N                    port to listen on; 0 picks a free one [4242]
     --threads N                 event loops, one thread and listener each [the CPUs available]
     --hub-queue-events N        events waiting for one loop before they are dropped [65536]
+    --engine memory|redis://HOST:PORT[/DB]
+                                where channels live: this process only, or every house on one Redis [memory]
+    --engine-queue-events N     events waiting to be sent to Redis before new ones are dropped [65536]
+    --engine-queue-bytes N      bytes of those events [67108864]
     --guests DIR                folder of .wasm guests, watched for changes [./guests]
     --cache-dir DIR             compiled-module cache [$XDG_CACHE_HOME/house or ~/.cache/house]
     --no-cache                  compile every guest from scratch
@@ -220,6 +261,8 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
 
     let mut cfg = Config::default();
     let mut no_cache = false;
+    let mut engine = String::from("memory");
+    let (mut engine_events, mut engine_bytes) = (64 * 1024, 64 * 1024 * 1024);
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next()? {
         let flag = match &arg {
@@ -240,6 +283,9 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
                 }
             }
             Long("hub-queue-events") => cfg.hub_queue = positive(&mut parser, &flag)?,
+            Long("engine") => engine = value(&mut parser, &flag)?,
+            Long("engine-queue-events") => engine_events = positive(&mut parser, &flag)?,
+            Long("engine-queue-bytes") => engine_bytes = positive(&mut parser, &flag)?,
             Long("guests") => cfg.guests = parser.value()?.into(),
             Long("cache-dir") => cfg.cache_dir = Some(parser.value()?.into()),
             Long("no-cache") => no_cache = true,
@@ -294,6 +340,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             _ => bail!("unknown flag {flag} (see --help)"),
         }
     }
+    cfg.engine = Engine::parse(&engine, engine_events, engine_bytes)?;
     cfg.cache_dir = if no_cache { None } else { cfg.cache_dir.or_else(default_cache_dir) };
     Ok(Command::Serve(Box::new(cfg)))
 }
@@ -369,6 +416,10 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((cfg.threads, cfg.guest.calls, cfg.hub_queue), (3, 9, 5));
+        assert!(matches!(cfg.engine, Engine::Memory));
+        let cfg = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-queue-events", "4"]).unwrap();
+        let Engine::Redis(redis) = cfg.engine else { panic!("redis") };
+        assert_eq!((redis.url.as_str(), redis.queue_events), ("redis://127.0.0.1:7/2", 4));
         assert_eq!((cfg.port, cfg.guest.strikes, cfg.guest.memory), (0, 7, 64 << 20));
         assert_eq!((cfg.guest.budgets.publish_bytes, cfg.load.compile_memory), (10, 300 << 20));
         assert_eq!(cfg.load.cache_bytes, 2 << 20);
@@ -399,5 +450,11 @@ mod tests {
         assert_eq!(error(&["--guest-calls", "4097"]), "--guest-calls: at most 4096");
         assert_eq!(error(&["--hub-queue-events", "0"]), "--hub-queue-events: must be at least 1");
         assert!(error(&["--port"]).contains("--port"), "a missing value names its flag");
+        assert_eq!(
+            error(&["--engine", "mongo://x"]),
+            "--engine: \"mongo://x\" is neither `memory` nor a redis://HOST:PORT[/DB] address"
+        );
+        assert!(error(&["--engine", "redis://h:99999"]).starts_with("--engine: \"redis://h:99999\": "));
+        assert_eq!(error(&["--engine-queue-bytes", "0"]), "--engine-queue-bytes: must be at least 1");
     }
 }

@@ -45,7 +45,9 @@ const REFUSAL_SLOTS: usize = 64;
 
 /// What the loops of one process share.
 pub struct Shared {
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// Where channels live beyond this process (for the stats).
+    pub engine: crate::engine::Running,
     /// Open connections, all loops together (`--max-connections`).
     pub connections: AtomicUsize,
     /// A signal asked the process to stop (said once, by the loop that saw

@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use mio::Waker;
 
@@ -36,6 +36,20 @@ struct Inbox {
     waker: Arc<Waker>,
 }
 
+/// The hub's way beyond this process (the Redis engine): told when a
+/// channel gains its first listener here and loses its last, and given
+/// every event published here. Called under the hub's lock, so it sees
+/// events in the order loops see them; it must only queue, never block.
+pub trait Link: Send + Sync {
+    fn listen(&self, channel: &Arc<str>);
+    fn unlisten(&self, channel: &Arc<str>);
+    fn publish(&self, channel: &str, frame: &Arc<[u8]>);
+}
+
+/// `from` for events that come from beyond the process: every loop with
+/// listeners is woken.
+pub const REMOTE: usize = usize::MAX;
+
 pub struct Hub {
     inboxes: Vec<Inbox>,
     /// Channel -> how many loops listen to it, and which (bit per loop
@@ -46,6 +60,7 @@ pub struct Hub {
     subscriptions: AtomicUsize,
     /// Events that could not be handed to a loop (its inbox was full).
     dropped: AtomicU64,
+    link: OnceLock<Arc<dyn Link>>,
 }
 
 impl Hub {
@@ -67,6 +82,14 @@ impl Hub {
             capacity,
             subscriptions: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            link: OnceLock::new(),
+        }
+    }
+
+    /// Connects the hub to other processes. Set once, before any loop runs.
+    pub fn set_link(&self, link: Arc<dyn Link>) {
+        if self.link.set(link).is_err() {
+            panic!("the hub's link is set once");
         }
     }
 
@@ -80,7 +103,11 @@ impl Hub {
                 }
             }
             None => {
-                table.insert(channel.into(), vec![lp]);
+                let name: Arc<str> = channel.into();
+                if let Some(link) = self.link.get() {
+                    link.listen(&name);
+                }
+                table.insert(name, vec![lp]);
             }
         }
     }
@@ -90,8 +117,11 @@ impl Hub {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(loops) = table.get_mut(channel) {
             loops.retain(|&l| l != lp);
-            if loops.is_empty() {
-                table.remove(channel);
+            if loops.is_empty()
+                && let Some((name, _)) = table.remove_entry(channel)
+                && let Some(link) = self.link.get()
+            {
+                link.unlisten(&name);
             }
         }
     }
@@ -102,13 +132,27 @@ impl Hub {
         self.subscriptions.fetch_sub(removed, Ordering::Relaxed);
     }
 
-    /// Hands `frame` to every loop listening to `channel`. `from` is the
-    /// publishing loop: it drains its own inbox before its turn ends, so it
-    /// is not woken.
+    /// Hands `frame` to every loop listening to `channel`, and to the link
+    /// if there is one. `from` is the publishing loop: it drains its own
+    /// inbox before its turn ends, so it is not woken.
     pub fn publish(&self, from: usize, channel: &str, frame: &Arc<[u8]>) {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(link) = self.link.get() {
+            link.publish(channel, frame);
+        }
+        self.hand_out(&table, from, channel, frame);
+    }
+
+    /// Hands an event that came from another process to this process's
+    /// loops only.
+    pub fn publish_remote(&self, channel: &str, frame: &Arc<[u8]>) {
+        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+        self.hand_out(&table, REMOTE, channel, frame);
+    }
+
+    fn hand_out(&self, table: &HashMap<Arc<str>, Vec<usize>>, from: usize, channel: &str, frame: &Arc<[u8]>) {
         let Some((name, loops)) = table.get_key_value(channel) else {
-            return; // nobody listens: publishing is a no-op
+            return; // nobody listens here
         };
         for &lp in loops {
             let inbox = &self.inboxes[lp];

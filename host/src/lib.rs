@@ -10,6 +10,7 @@ pub mod calls;
 pub mod config;
 pub mod conn;
 pub mod dispatch;
+pub mod engine;
 pub mod event_loop;
 pub mod guests;
 pub mod http;

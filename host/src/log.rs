@@ -139,6 +139,15 @@ impl Log {
         if self.buf.len() < HANDOFF_BYTES && self.oldest.is_some_and(|t| t.elapsed() < HANDOFF_AFTER) {
             return;
         }
+        self.flush_now();
+    }
+
+    /// Hands the gathered lines to the writer now (for threads that log a
+    /// line now and then, with no turn to flush at). Never waits.
+    pub fn flush_now(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
         self.oldest = None;
         let mut chunk = std::mem::take(&mut self.buf);
         let Some((tx, _)) = &self.writer else {

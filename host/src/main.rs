@@ -13,6 +13,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use house_host::config::{self, Command, Config};
 use house_host::dispatch::Dispatcher;
+use house_host::engine;
 use house_host::event_loop::{self, Shared};
 use house_host::guests::cache::Cache;
 use house_host::guests::compile::Compiler;
@@ -70,12 +71,10 @@ fn run() -> anyhow::Result<()> {
 
     let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;
     let wakers = polls.iter().map(event_loop::waker).collect::<Result<Vec<_>, _>>()?;
-    let shared = Arc::new(Shared {
-        hub: Hub::new(wakers, cfg.hub_queue),
-        connections: AtomicUsize::new(0),
-        stopping: AtomicBool::new(false),
-    });
     let log = Log::new(cfg.debug, cfg.access_log);
+    let hub = Arc::new(Hub::new(wakers, cfg.hub_queue));
+    let engine = engine::Running::start(&cfg.engine, &hub, cfg.limits.sse_buffer, log.sibling())?;
+    let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
         let dispatcher =

@@ -174,11 +174,16 @@ impl Server {
             }
             Ok(Outcome::Stats) => {
                 let (channels, subscriptions, dropped) = self.shared.hub.stats();
+                let engine = self.shared.engine.stats();
                 let body = format!(
-                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{},"loops":{},"hub_dropped":{dropped}}}"#,
+                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{},"loops":{},"hub_dropped":{dropped},"engine":"{}","engine_up":{},"engine_unsent":{},"engine_refused":{}}}"#,
                     self.shared.connections.load(Ordering::Relaxed),
                     self.dispatcher.runtime.calls_in_flight(),
                     self.cfg.threads,
+                    engine.kind,
+                    engine.up,
+                    engine.unsent,
+                    engine.refused,
                 );
                 let resp = response::Response {
                     status: 200,

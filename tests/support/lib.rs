@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod fault;
+pub mod redis;
 pub mod sse;
 
 /// The repository root.
@@ -52,6 +53,12 @@ pub fn example_guest(name: &str) -> PathBuf {
     let path = repo().join("guests").join(format!("{name}.wasm"));
     assert!(path.exists(), "{} is missing: run `make guests` first", path.display());
     path
+}
+
+/// A port nobody listens on now (bound and released: a server started on it
+/// right after gets it unless another process races for it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().unwrap().port()
 }
 
 /// A fresh, empty folder under the system temp dir, removed on drop.
@@ -235,6 +242,11 @@ impl Server {
         let v: serde_json::Value = serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON");
         let n = |k: &str| v[k].as_u64().expect("a count");
         (n("connections"), n("channels"), n("subscriptions"))
+    }
+
+    /// The whole of `/_house/stats`.
+    pub fn stats_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON")
     }
 
     /// One counter of `/_house/stats`.

@@ -1,0 +1,53 @@
+//! The engine: where channels live beyond one event loop.
+//!
+//! `memory` (the default) is the hub alone: channels span the loops of this
+//! process and nothing else, with nothing to run. `redis://` links the hub
+//! to a Redis server so that every house on it shares its channels
+//! (`redis.rs`). History and key-value data (later issues) belong here too.
+
+pub mod redis;
+
+use std::sync::Arc;
+
+use crate::config::Engine;
+use crate::hub::Hub;
+use crate::log::Log;
+
+/// What `/_house/stats` says of the engine.
+pub struct EngineStats {
+    pub kind: &'static str,
+    /// Connected to its server (always, for `memory`).
+    pub up: bool,
+    /// Events published here that could not be sent to other hosts.
+    pub unsent: u64,
+    /// Messages from the server that were not house events, or too large.
+    pub refused: u64,
+}
+
+/// A running engine.
+pub enum Running {
+    Memory,
+    Redis(Arc<redis::Bridge>),
+}
+
+impl Running {
+    /// Starts `engine` for `hub`. Never waits for a server: Redis down at
+    /// start is retried in the background while local channels serve.
+    pub fn start(engine: &Engine, hub: &Arc<Hub>, sse_buffer: usize, log: Log) -> anyhow::Result<Running> {
+        match engine {
+            Engine::Memory => Ok(Running::Memory),
+            Engine::Redis(cfg) => {
+                let bridge = redis::Bridge::start(cfg, hub.clone(), sse_buffer, log)?;
+                hub.set_link(bridge.clone());
+                Ok(Running::Redis(bridge))
+            }
+        }
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        match self {
+            Running::Memory => EngineStats { kind: "memory", up: true, unsent: 0, refused: 0 },
+            Running::Redis(bridge) => bridge.stats(),
+        }
+    }
+}

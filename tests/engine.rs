@@ -1,0 +1,197 @@
+//! `--engine redis://`: two real house processes on one real redis-server
+//! share their channels: order, exactly-once local delivery, isolation,
+//! Redis killed and restarted under them, Redis absent at start.
+
+use std::io::{BufReader, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use house_tests::redis::Redis;
+use house_tests::sse::Subscriber;
+use house_tests::{Server, enc, free_port, read_response, wait_until};
+
+fn host(engine: &str, extra: &[&str]) -> Server {
+    Server::start(&["typed", "hello"], &[&["--engine", engine, "--quiet"], extra].concat())
+}
+
+/// Publishes through `/emit` on one keep-alive connection.
+struct Emitter(BufReader<TcpStream>);
+
+impl Emitter {
+    fn new(s: &Server) -> Emitter {
+        Emitter(BufReader::new(s.connect()))
+    }
+
+    fn emit(&mut self, channel: &str, data: &str) {
+        let body = format!("channel={channel}&data={}", enc(data));
+        let req = format!(
+            "POST /emit HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.0.get_mut().write_all(req.as_bytes()).unwrap();
+        let r = read_response(&mut self.0, false).expect("a response");
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "emit {data} to {channel}");
+    }
+}
+
+fn watch(s: &Server, channel: &str) -> Subscriber {
+    let mut sub = Subscriber::open(s.connect(), &format!("/watch?ch={channel}"));
+    assert_eq!(sub.next_data().as_deref(), Some("watching 1"));
+    sub
+}
+
+/// The next event that is not a probe (see `crossing`), or None after `wait`.
+fn next(sub: &mut Subscriber, wait: Duration) -> Option<String> {
+    sub.set_timeout(wait);
+    loop {
+        match sub.next_data() {
+            Some(data) if data == "probe" => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Publishes probes on `from` until one reaches `sub` on another host:
+/// then that host has subscribed on Redis. Returns how long it took.
+fn crossing(from: &mut Emitter, sub: &mut Subscriber, channel: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    sub.set_timeout(Duration::from_millis(50));
+    loop {
+        from.emit(channel, "probe");
+        if let Some(data) = sub.next_data() {
+            assert_eq!(data, "probe", "only probes so far");
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "no event crossed to the other host within {within:?}");
+    }
+}
+
+fn engine_up(s: &Server) -> bool {
+    s.stats_json()["engine_up"].as_bool().expect("engine_up")
+}
+
+#[test]
+fn two_hosts_share_channels_in_order_and_once() {
+    let redis = Redis::start();
+    let a = host(&redis.url(), &["--threads", "2"]);
+    let b = host(&redis.url(), &["--threads", "2"]);
+    let mut on_a = watch(&a, "room1");
+    let mut on_b = watch(&b, "room1");
+    let mut other_room = watch(&a, "room2");
+    let mut from_a = Emitter::new(&a);
+    let mut from_b = Emitter::new(&b);
+    crossing(&mut from_b, &mut on_a, "room1", Duration::from_secs(5));
+    crossing(&mut from_a, &mut on_b, "room1", Duration::from_secs(5));
+
+    for i in 0..1000 {
+        from_b.emit("room1", &format!("e{i}"));
+    }
+    let wait = Duration::from_secs(10);
+    let got: Vec<String> = (0..1000).map(|_| next(&mut on_a, wait).expect("an event")).collect();
+    let want: Vec<String> = (0..1000).map(|i| format!("e{i}")).collect();
+    assert_eq!(got, want, "every event of B's, in order, once");
+    let got: Vec<String> = (0..1000).map(|_| next(&mut on_b, wait).expect("an event")).collect();
+    assert_eq!(got, want, "B's own subscriber, once each");
+
+    // A's own publish reaches A's subscriber at once and once: its echo
+    // from Redis (which B's subscriber seeing it proves has been sent, and
+    // sent before anything B publishes next) is skipped.
+    from_a.emit("room1", "own");
+    assert_eq!(next(&mut on_a, wait).as_deref(), Some("own"));
+    assert_eq!(next(&mut on_b, wait).as_deref(), Some("own"));
+    from_b.emit("room1", "last");
+    assert_eq!(next(&mut on_a, wait).as_deref(), Some("last"), "no second copy of \"own\"");
+    assert_eq!(next(&mut on_a, Duration::from_millis(300)), None, "nothing more");
+
+    // Rooms stay apart across hosts: room2 on A saw only its own probes.
+    crossing(&mut from_b, &mut other_room, "room2", Duration::from_secs(5));
+    assert_eq!(next(&mut other_room, Duration::from_millis(300)), None, "nothing of room1");
+    for s in [&a, &b] {
+        let stats = s.stats_json();
+        assert_eq!((stats["engine"].as_str(), stats["engine_unsent"].as_u64()), (Some("redis"), Some(0)), "{stats}");
+    }
+}
+
+#[test]
+fn redis_killed_then_restarted_under_two_hosts() {
+    let mut redis = Redis::start();
+    let a = host(&redis.url(), &[]);
+    let b = host(&redis.url(), &[]);
+    let mut on_a = watch(&a, "k");
+    let mut on_b = watch(&b, "k");
+    let mut from_a = Emitter::new(&a);
+    let mut from_b = Emitter::new(&b);
+    crossing(&mut from_b, &mut on_a, "k", Duration::from_secs(5));
+    crossing(&mut from_a, &mut on_b, "k", Duration::from_secs(5));
+
+    redis.kill();
+    wait_until(Duration::from_secs(5), "both hosts to notice", || !engine_up(&a) && !engine_up(&b));
+    // HTTP and local channels go on, without one error.
+    for i in 0..100 {
+        for s in [&a, &b] {
+            let r = s.get(&format!("/hello?name=n{i}"));
+            assert_eq!((r.status, r.body.as_str()), (200, format!("Hello, n{i}!\n").as_str()));
+        }
+        from_a.emit("k", &format!("a{i}"));
+        from_b.emit("k", &format!("b{i}"));
+        assert_eq!(next(&mut on_a, Duration::from_secs(5)), Some(format!("a{i}")));
+        assert_eq!(next(&mut on_b, Duration::from_secs(5)), Some(format!("b{i}")));
+    }
+    assert!(a.stat("engine_unsent") >= 100, "what could not cross is counted");
+    assert_eq!(a.count_log("lost Redis"), 1, "said once:\n{}", a.log());
+
+    redis.restart();
+    let took = crossing(&mut from_b, &mut on_a, "k", Duration::from_secs(10));
+    crossing(&mut from_a, &mut on_b, "k", Duration::from_secs(10));
+    assert!(took <= Duration::from_secs(2), "cross-host delivery resumed {took:?} after Redis came back");
+    from_b.emit("k", "after");
+    assert_eq!(next(&mut on_a, Duration::from_secs(5)).as_deref(), Some("after"));
+    assert!(engine_up(&a) && engine_up(&b));
+}
+
+#[test]
+fn redis_absent_at_start_then_found() {
+    let port = free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let a = host(&url, &[]);
+    a.wait_for_log("cannot reach Redis", Duration::from_secs(5));
+    assert!(!engine_up(&a));
+    let r = a.get("/hello");
+    assert_eq!((r.status, r.body.as_str()), (200, "Hello, world!\n"));
+    let mut on_a = watch(&a, "late");
+    let mut from_a = Emitter::new(&a);
+    from_a.emit("late", "local");
+    assert_eq!(next(&mut on_a, Duration::from_secs(5)).as_deref(), Some("local"));
+    assert_eq!(a.stat("engine_unsent"), 1);
+
+    let redis = Redis::start_on(port);
+    a.wait_for_log("connected, 1 channels subscribed", Duration::from_secs(5));
+    assert_eq!(a.count_log("cannot reach Redis"), 1, "said once:\n{}", a.log());
+    let b = host(&redis.url(), &[]);
+    let mut from_b = Emitter::new(&b);
+    crossing(&mut from_b, &mut on_a, "late", Duration::from_secs(5));
+
+    // What is on Redis but not a house event is counted and goes nowhere.
+    redis.command(&["PUBLISH", "house:late", "not an event"]);
+    wait_until(Duration::from_secs(5), "the refusal to be counted", || a.stat("engine_refused") == 1);
+    from_b.emit("late", "still fine");
+    assert_eq!(next(&mut on_a, Duration::from_secs(5)).as_deref(), Some("still fine"));
+
+    // The last listener gone, the host unsubscribes.
+    drop(on_a);
+    wait_until(Duration::from_secs(5), "A to unsubscribe", || {
+        redis.command(&["PUBSUB", "NUMSUB", "house:late"]).ends_with(":0\r\n")
+    });
+}
+
+#[test]
+fn bad_engine_addresses_stop_the_server_at_start() {
+    let out = std::process::Command::new(house_tests::house_bin())
+        .args(["--port", "0", "--engine", "redis://127.0.0.1:99999"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("house: --engine: \"redis://127.0.0.1:99999\": "), "{err}");
+}
