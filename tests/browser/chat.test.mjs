@@ -5,64 +5,28 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtempSync, copyFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { join } from "node:path";
+import { repo, startHouse, stop, launchBrowser, joinAs as join_ } from "./support.mjs";
 
-const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const guests = mkdtempSync(join(tmpdir(), "house-browser-"));
 copyFileSync(join(repo, "guests", "chat.wasm"), join(guests, "chat.wasm"));
 
 let server, port, browser;
 
-// Starts house and resolves once it says it is listening.
-function startHouse(portArg) {
-  const child = spawn(join(repo, "target", "release", "house"),
-    ["--port", String(portArg), "--guests", guests, "--no-cache", "--quiet"],
-    { stdio: ["ignore", "ignore", "pipe"] });
-  return new Promise((resolve, reject) => {
-    let seen = "";
-    const timer = setTimeout(() => reject(new Error("house did not start:\n" + seen)), 20000);
-    child.stderr.on("data", (chunk) => {
-      seen += chunk;
-      const m = seen.match(/listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
-      if (m) { clearTimeout(timer); resolve({ child, port: Number(m[1]) }); }
-    });
-    child.on("exit", (code) => reject(new Error(`house exited (${code}):\n${seen}`)));
-  });
-}
-
-function stopHouse(child) {
-  return new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGTERM"); });
-}
-
 before(async () => {
-  ({ child: server, port } = await startHouse(0));
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
+  ({ child: server, port } = await startHouse(0, guests));
+  browser = await launchBrowser();
 });
 
 after(async () => {
   await browser?.close();
-  if (server) await stopHouse(server);
+  if (server) await stop(server);
   rmSync(guests, { recursive: true, force: true });
 });
 
-async function joinAs(name, room) {
-  const page = await browser.newPage({ viewport: { width: 390, height: 800 } });   // a phone's width
-  await page.goto(`http://127.0.0.1:${port}/index`);
-  await page.getByLabel("Room").fill(room);
-  await page.getByLabel("Your name").fill(name);
-  await page.getByRole("button", { name: "Join room" }).click();
-  await page.locator("#status", { hasText: `Live in “${room}”` }).waitFor();
-  return page;
-}
+const joinAs = (name, room) => join_(browser, `http://127.0.0.1:${port}`, name, room);
 
 test("two pages in one room see each other's messages", async () => {
   const ada = await joinAs("Ada", "e2e");
@@ -94,9 +58,9 @@ test("a refused message shows the server's reason", async () => {
 test("the page says so when the server restarts, and reconnects", async () => {
   const ada = await joinAs("Ada", "restart");
   const bob = await joinAs("Bob", "restart");
-  await stopHouse(server);
+  await stop(server);
   await ada.locator("#status", { hasText: "reconnecting" }).waitFor();
-  ({ child: server } = await startHouse(port));
+  ({ child: server } = await startHouse(port, guests));
   await ada.locator("#status", { hasText: "Live in “restart”" }).waitFor({ timeout: 15000 });
   await bob.locator("#status", { hasText: "Live in “restart”" }).waitFor({ timeout: 15000 });
   await bob.getByLabel("Message", { exact: true }).fill("back again");

@@ -356,7 +356,9 @@ impl Bridge {
         let frame = payload.get(HEADER..).unwrap_or_default();
         match name {
             _ if ours => {} // delivered here when it was published
-            Some(name) if payload[0] == FORMAT && frame.len() <= self.sse_buffer && frame.ends_with(b"\n\n") => {
+            Some(name)
+                if payload.first() == Some(&FORMAT) && frame.len() <= self.sse_buffer && frame.ends_with(b"\n\n") =>
+            {
                 self.hub.publish_remote(name, &Arc::from(frame));
             }
             _ => {
