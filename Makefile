@@ -50,7 +50,7 @@ browser-deps:
 browser-test: build browser-deps test-deps
 	cd tests/browser && node --test
 
-bench: build
+bench: build test-deps
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(CARGO) build --release -p house-bench
 	./target/release/house-bench --out BENCHMARKS.md

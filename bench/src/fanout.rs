@@ -36,6 +36,21 @@ pub fn run(
     publish: &str,
     reps: usize,
 ) -> anyhow::Result<Fanout> {
+    run_across(addr, pid, addr, n, subscribe, publish, reps)
+}
+
+/// As `run`, publishing to `publish_to` (another host on the same engine)
+/// while the subscribers are on `addr`. The first publish is repeated until
+/// it arrives: a host subscribes on Redis a moment after its first stream.
+pub fn run_across(
+    addr: SocketAddr,
+    pid: u32,
+    publish_to: SocketAddr,
+    n: usize,
+    subscribe: &str,
+    publish: &str,
+    reps: usize,
+) -> anyhow::Result<Fanout> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(4096);
     let mut subs: Vec<Sub> = Vec::with_capacity(n);
@@ -57,9 +72,34 @@ pub fn run(
         wait_for(&mut poll, &mut events, &mut subs, &mut buf, 1, Duration::from_secs(30))?;
     }
     let rss_after = crate::procfs::rss_kib(pid);
-    let mut publisher = StdStream::connect(addr)?;
+    let mut publisher = StdStream::connect(publish_to)?;
     publisher.set_nodelay(true)?;
     let mut times = Vec::with_capacity(reps);
+    if publish_to != addr {
+        // Warm-up: until one event crosses, every subscriber has it, and
+        // the counts below start from there.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            publisher.write_all(publish.as_bytes())?;
+            read_one_response(&mut publisher)?;
+            if wait_for(&mut poll, &mut events, &mut subs, &mut buf, 2, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("no event crossed from {publish_to} to {addr}");
+            }
+        }
+        // Later warm-ups may still be on their way: let them land.
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = wait_for(&mut poll, &mut events, &mut subs, &mut buf, usize::MAX, Duration::from_millis(1));
+        let base = subs[0].events;
+        if subs.iter().any(|s| s.events != base) {
+            bail!("subscribers disagree after the warm-up");
+        }
+        for s in &mut subs {
+            s.events -= base - 1;
+        }
+    }
     for rep in 0..reps {
         let started = Instant::now();
         publisher.write_all(publish.as_bytes())?;

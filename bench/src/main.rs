@@ -1,13 +1,14 @@
 //! `make bench`: every scenario of BENCHMARKS.md, each next to a baseline
 //! measured in the same run, written as a table into BENCHMARKS.md.
 //!
-//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload]
+//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis]
 //!
 //! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario and round (default 3).
 
 mod fanout;
 mod guestcall;
 mod procfs;
+mod redis;
 mod report;
 mod servers;
 mod wrk;
@@ -32,7 +33,7 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 5] = ["http", "guestcall", "fanout", "memory", "reload"];
+const ALL: [&str; 6] = ["http", "guestcall", "fanout", "memory", "reload", "redis"];
 const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
@@ -88,6 +89,9 @@ fn run() -> anyhow::Result<()> {
     }
     if want("reload") {
         reload(&mut report, &chat, &work)?;
+    }
+    if want("redis") {
+        across_hosts(&mut report, &guests, &cache, &work)?;
     }
     let _ = std::fs::remove_dir_all(&work);
     report.write(&out, &only)
@@ -190,6 +194,46 @@ fn fanout(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyho
         }
     }
     Ok(())
+}
+
+/// Publish on host A, time until the last of 1,000 subscribers on host B
+/// has it, both on one redis-server; against the bare Redis round trip plus
+/// one host's own fan-out to 1,000, all measured in this run, in two
+/// alternating halves.
+fn across_hosts(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> anyhow::Result<()> {
+    const HALF: usize = 50;
+    const SUBSCRIBERS: usize = 1_000;
+    eprintln!("bench: publish on A -> {SUBSCRIBERS} subscribers on B through Redis, {} publishes", 2 * HALF);
+    let publish = format!("GET {SEND} HTTP/1.1\r\nHost: bench\r\n\r\n").replace("room=bench", "room=fan");
+    let redis = redis::start(work)?;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let flags = ["--quiet", "--threads", "1"];
+    let (mut rtt, mut local, mut cross) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..2 {
+        rtt.extend(redis::round_trips(redis.port, HALF)?);
+        let one = servers::house(guests, cache, &work.join("one.log"), &flags)?;
+        local.extend(fanout::run(one.addr, one.pid(), SUBSCRIBERS, "/source?room=fan", &publish, HALF)?.times);
+        drop(one);
+        let engine = [&flags[..], &["--engine", &url]].concat();
+        let a = servers::house(guests, cache, &work.join("a.log"), &engine)?;
+        let b = servers::house(guests, cache, &work.join("b.log"), &engine)?;
+        let run = fanout::run_across(b.addr, b.pid(), a.addr, SUBSCRIBERS, "/source?room=fan", &publish, HALF)?;
+        cross.extend(run.times);
+    }
+    let name = format!("9. across hosts: publish on A → last of {SUBSCRIBERS} subscribers on B");
+    let base_name = "bare Redis PUBLISH→SUBSCRIBE + one host's fan-out";
+    let (p50, p99) = (|t: &[Duration]| percentile(t, 0.50), |t: &[Duration]| percentile(t, 0.99));
+    let row = Row::time(&name, "p50 of 100", p50(&cross), p50(&rtt) + p50(&local), base_name, Some(1.2));
+    report.row(row);
+    let row = Row::time(&name, "p99 of 100", p99(&cross), p99(&rtt) + p99(&local), base_name, Some(1.2));
+    report.row(row);
+    Ok(())
+}
+
+fn percentile(times: &[Duration], q: f64) -> Duration {
+    let mut t = times.to_vec();
+    t.sort();
+    t[((t.len() as f64 * q).ceil() as usize).saturating_sub(1).min(t.len() - 1)]
 }
 
 fn memory(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow::Result<()> {
