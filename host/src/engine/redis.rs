@@ -207,19 +207,20 @@ impl Bridge {
             }
             subscriptions.write_all(&auth.arg(password).get_packed_command())?;
         }
-        // From here on, publishes queue and listens count as changes; what
-        // is wanted now is subscribed below, what changes later next turn.
-        let subscribed = {
-            let mut state = self.state();
-            state.changed.clear();
-            state.broken = None;
-            self.up.store(true, Ordering::Release);
-            state.wanted.clone()
-        };
         let reader = {
             let bridge = self.clone();
             let stream = subscriptions.try_clone()?;
             std::thread::Builder::new().name("house-redis-in".into()).spawn(move || bridge.read(stream))?
+        };
+        // From here on, publishes queue and listens count as changes; what
+        // is wanted now is subscribed below, what changes later next turn.
+        // (A reader that failed already has set `broken`: kept, and seen
+        // by the first turn of `serve`.)
+        let subscribed = {
+            let mut state = self.state();
+            state.changed.clear();
+            self.up.store(true, Ordering::Release);
+            state.wanted.clone()
         };
         let mut connected = Connected { commands, subscriptions, reader, subscribed };
         let all: Vec<Arc<str>> = connected.subscribed.iter().cloned().collect();
