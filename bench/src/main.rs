@@ -1,7 +1,7 @@
 //! `make bench`: every scenario of BENCHMARKS.md, each next to a baseline
 //! measured in the same run, written as a table into BENCHMARKS.md.
 //!
-//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis]
+//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis,spin]
 //!
 //! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario and round (default 3).
 
@@ -13,7 +13,7 @@ mod report;
 mod servers;
 mod wrk;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 6] = ["http", "guestcall", "fanout", "memory", "reload", "redis"];
+const ALL: [&str; 7] = ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin"];
 const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
@@ -93,6 +93,9 @@ fn run() -> anyhow::Result<()> {
     if want("redis") {
         across_hosts(&mut report, &guests, &cache, &work)?;
     }
+    if want("spin") {
+        spinning(&mut report, &cache, &work)?;
+    }
     let _ = std::fs::remove_dir_all(&work);
     report.write(&out, &only)
 }
@@ -127,6 +130,10 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
     report.row(Row::higher(name, "404 path requests/s", not_found2.rps, not_found.rps, "--threads 1", None));
     report.row(Row::higher(name, "guest handler requests/s", guest2.rps, guest.rps, "--threads 1", None));
     report.row(Row::lower(name, "guest handler p99 latency µs", guest2.p99_us, guest.p99_us, "--threads 1", None));
+    // Loops must not cost per request: the same work per request on two.
+    let one = "--threads 1";
+    report.row(Row::lower(name, "404 path server CPU µs/request", not_found2.cpu_us, not_found.cpu_us, one, Some(1.1)));
+    report.row(Row::lower(name, "guest handler server CPU µs/request", guest2.cpu_us, guest.cpu_us, one, Some(1.1)));
     if not_found.non_2xx < not_found.requests || rejected.non_2xx < rejected.requests || guest.non_2xx > 0 {
         bail!("unexpected statuses: 404 run {not_found:?}, 400 run {rejected:?}, guest run {guest:?}");
     }
@@ -228,6 +235,111 @@ fn across_hosts(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -
     let row = Row::time(&name, "p99 of 100", p99(&cross), p99(&rtt) + p99(&local), base_name, Some(1.2));
     report.row(row);
     Ok(())
+}
+
+/// A well-behaved handler's latency on one loop (`--threads 1`, the hard
+/// case) while 20 calls of another handler spin to their 300 ms deadline,
+/// against the same handler with nothing spinning, in this run.
+fn spinning(report: &mut Report, cache: &Path, work: &Path) -> anyhow::Result<()> {
+    use house_tests::fault::{WatHandler, module};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const SPINNERS: usize = 20;
+    const ASKS: usize = 500;
+    eprintln!("bench: a handler's latency beside {SPINNERS} spinning calls, {ASKS} requests each way");
+    let dir = work.join("spin-guests");
+    std::fs::create_dir_all(&dir)?;
+    let handlers = [
+        WatHandler::closing("spin", "(loop (br 0)) (global.get $ok)"),
+        WatHandler::closing("fine", "(global.get $ok)"),
+    ];
+    std::fs::write(dir.join("calls.wasm"), module(1, &handlers))?;
+    let flags = ["--quiet", "--threads", "1", "--guest-deadline-ms", "300", "--guest-strikes", "1000"];
+    let house = servers::house(&dir, cache, &work.join("spin.log"), &flags)?;
+    let addr = house.addr;
+    let ask_fine = || -> anyhow::Result<Vec<Duration>> {
+        let mut c = TcpStream::connect(addr)?;
+        c.set_nodelay(true)?;
+        let mut r = BufReader::new(c.try_clone()?);
+        (0..ASKS)
+            .map(|_| {
+                let started = Instant::now();
+                c.write_all(b"GET /fine HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+                let status = read_status(&mut r)?;
+                if status != 200 {
+                    bail!("/fine answered {status}");
+                }
+                Ok(started.elapsed())
+            })
+            .collect()
+    };
+    let alone = ask_fine()?;
+    let stop = AtomicBool::new(false);
+    let beside = std::thread::scope(|scope| {
+        for _ in 0..SPINNERS {
+            scope.spawn(|| -> anyhow::Result<()> {
+                let mut c = TcpStream::connect(addr)?;
+                let mut r = BufReader::new(c.try_clone()?);
+                // Bounded: the measurement takes well under 100 deadlines.
+                for _ in 0..100 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    c.write_all(b"GET /spin HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+                    read_status(&mut r)?;
+                }
+                Ok(())
+            });
+        }
+        // The spinners are in flight once the host counts them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while guest_calls(addr)? < SPINNERS {
+            if Instant::now() > deadline {
+                bail!("the spinners never all started");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let beside = ask_fine();
+        stop.store(true, Ordering::Relaxed);
+        beside
+    })?;
+    drop(house);
+    let name = format!("10. a handler beside {SPINNERS} calls spinning to their deadline (--threads 1)");
+    let base = "same handler, nothing spinning";
+    let p = |t: &[Duration], q| percentile(t, q);
+    report.row(Row::time(&name, "p99 latency", p(&beside, 0.99), p(&alone, 0.99), base, None));
+    report.row(Row::time(&name, "max latency", p(&beside, 1.0), p(&alone, 1.0), base, None));
+    Ok(())
+}
+
+/// Calls in flight, from `/_house/stats`.
+fn guest_calls(addr: std::net::SocketAddr) -> anyhow::Result<usize> {
+    let mut c = TcpStream::connect(addr)?;
+    c.write_all(b"GET /_house/stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+    let mut text = String::new();
+    c.read_to_string(&mut text)?;
+    let n = text.split("\"guest_calls\":").nth(1).and_then(|t| t.split(',').next()).and_then(|n| n.parse().ok());
+    n.context("no guest_calls in /_house/stats")
+}
+
+/// Reads one response with a Content-Length body; its status.
+fn read_status(r: &mut impl BufRead) -> anyhow::Result<u16> {
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no status line")?;
+    let mut len = 0;
+    loop {
+        line.clear();
+        r.read_line(&mut line)?;
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse()?;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(status)
 }
 
 fn percentile(times: &[Duration], q: f64) -> Duration {

@@ -219,6 +219,18 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    spawn-to-first-response.
 7. **Flood of 400s** — `send-message` with a message too short: rejected by
    the host's validator, no instance created.
+8. **Two loops against one** — the same host with `--threads 2` and
+   `--threads 1`, same wrk load: requests/s, p99, and CPU per request (loops
+   must not cost per request: target ≤ 1.1x).
+9. **Across hosts** — two house processes on one real redis-server
+   (`--engine redis://`), 1,000 subscribers on B, publish on A: time until
+   the last has it, p50 and p99 of 100. The baseline adds the same run's
+   bare Redis PUBLISH→SUBSCRIBE round trip (two raw sockets) to one host's
+   own fan-out to 1,000 (memory engine).
+10. **Beside spinning calls** — `--threads 1`, 20 calls of a WAT handler
+   spinning to a 300 ms deadline in flight; 500 requests of a handler that
+   answers at once, on one keep-alive connection, against the same 500 with
+   nothing spinning.
 
 The load generator is wrk, from Debian's packages (`make bench` installs
 it): a well-known C epoll client, independent of our code, so it cannot
@@ -233,7 +245,7 @@ space shows more than twice the CPU per request.
 ## Rerunning one scenario
 
     make build && cargo build --release -p house-bench
-    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload
+    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin
     BENCH_SECONDS=10 ./target/release/house-bench   # longer HTTP runs
 
 `--only` prints its rows and leaves this file alone; a full run rewrites it.
