@@ -219,6 +219,8 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    spawn-to-first-response.
 7. **Flood of 400s** — `send-message` with a message too short: rejected by
    the host's validator, no instance created.
+   At 10,000, also the same host with `--threads 2` (subscribers spread
+   over two loops by the kernel) against `--threads 1`: target ≤ 1.1x.
 8. **Two loops against one** — the same host with `--threads 2` and
    `--threads 1`, same wrk load: requests/s, p99, and CPU per request (loops
    must not cost per request: target ≤ 1.1x).

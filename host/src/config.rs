@@ -417,8 +417,8 @@ mod tests {
         .unwrap();
         assert_eq!((cfg.threads, cfg.guest.calls, cfg.hub_queue), (3, 9, 5));
         assert!(matches!(cfg.engine, Engine::Memory));
-        let cfg = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-queue-events", "4"]).unwrap();
-        let Engine::Redis(redis) = cfg.engine else { panic!("redis") };
+        let redis = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-queue-events", "4"]).unwrap();
+        let Engine::Redis(redis) = redis.engine else { panic!("redis") };
         assert_eq!((redis.url.as_str(), redis.queue_events), ("redis://127.0.0.1:7/2", 4));
         assert_eq!((cfg.port, cfg.guest.strikes, cfg.guest.memory), (0, 7, 64 << 20));
         assert_eq!((cfg.guest.budgets.publish_bytes, cfg.load.compile_memory), (10, 300 << 20));
