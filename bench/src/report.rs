@@ -211,6 +211,8 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    publishes (two halves, alternating with the baseline); time from sending
    the publish to the last subscriber's receipt, measured by one client for both. Against `sse-floor`, a bare mio server
    that frames once and copies only what a socket refuses.
+   At 10,000, also the same host with `--threads 2` (subscribers spread
+   over two loops by the kernel) against `--threads 1`: target ≤ 1.1x.
 5. **Memory** — RSS of the host idle, and its growth per idle keep-alive
    connection (1,000 of them) and per idle SSE subscriber (10,000).
 6. **Hot reload** — a new `chat.wasm` (fresh bytes, so compiled, not cached)
@@ -219,8 +221,6 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    spawn-to-first-response.
 7. **Flood of 400s** — `send-message` with a message too short: rejected by
    the host's validator, no instance created.
-   At 10,000, also the same host with `--threads 2` (subscribers spread
-   over two loops by the kernel) against `--threads 1`: target ≤ 1.1x.
 8. **Two loops against one** — the same host with `--threads 2` and
    `--threads 1`, same wrk load: requests/s, p99, and CPU per request (loops
    must not cost per request: target ≤ 1.1x).
