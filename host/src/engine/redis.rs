@@ -180,18 +180,27 @@ impl Bridge {
                     continue;
                 }
             };
-            retry = FIRST_RETRY;
             log.line(format_args!(
                 "house: engine {}: connected, {} channels subscribed",
                 self.shown,
                 connected.subscribed.len()
             ));
             log.flush_now();
+            let since = std::time::Instant::now();
             let why = self.serve(&mut connected);
             self.disconnect(connected);
             log.line(format_args!("house: engine {}: lost Redis ({why}); retrying", self.shown));
             log.flush_now();
             said_down = true;
+            // A connection that breaks at once (a refused AUTH on the
+            // subscription socket, a proxy that accepts and closes) backs
+            // off like a failed connect instead of becoming a busy loop.
+            if since.elapsed() >= LAST_RETRY {
+                retry = FIRST_RETRY;
+            } else {
+                std::thread::sleep(retry);
+                retry = (retry * 2).min(LAST_RETRY);
+            }
         }
     }
 
