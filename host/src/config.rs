@@ -68,6 +68,21 @@ pub struct Budgets {
     pub response_bytes: usize,
 }
 
+/// Channel history (see `engine::history`): what a reconnecting stream can
+/// be replayed, and what a new one can be shown.
+#[derive(Debug, Clone, Copy)]
+pub struct HistoryLimits {
+    /// Events kept per channel; 0 keeps none (ids are still assigned).
+    pub events: usize,
+    /// Bytes kept per channel (framed events; the memory engine's bound).
+    pub bytes: usize,
+    /// A channel with no event for this long forgets its history.
+    pub idle: Duration,
+    /// Bytes the memory engine keeps for all channels together; beyond,
+    /// the channels idle longest are forgotten first.
+    pub budget: usize,
+}
+
 /// Limits on loading a module: its file, its manifest, its compilation.
 #[derive(Debug, Clone)]
 pub struct LoadLimits {
@@ -97,6 +112,13 @@ pub struct Config {
     pub hub_queue: usize,
     /// Where channels live beyond this process.
     pub engine: Engine,
+    pub history: HistoryLimits,
+    /// After SIGTERM, how long requests in flight and unwritten bytes may
+    /// take before the process exits anyway.
+    pub shutdown_grace: Duration,
+    /// The reconnection delay a stream ended by shutdown suggests to its
+    /// browser, spread over half to one and a half times this.
+    pub retry: Duration,
     pub limits: Limits,
     pub guest: GuestLimits,
     pub load: LoadLimits,
@@ -114,6 +136,14 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
             hub_queue: 64 * 1024,
             engine: Engine::Memory,
+            history: HistoryLimits {
+                events: 100,
+                bytes: 256 * 1024,
+                idle: Duration::from_secs(3600),
+                budget: 256 * 1024 * 1024,
+            },
+            shutdown_grace: Duration::from_secs(5),
+            retry: Duration::from_secs(1),
             limits: Limits {
                 max_head: 16 * 1024,
                 max_headers: 64,
@@ -210,6 +240,12 @@ FLAGS:
                                 where channels live: this process only, or every house on one Redis [memory]
     --engine-queue-events N     events waiting to be sent to Redis before new ones are dropped [65536]
     --engine-queue-bytes N      bytes of those events [67108864]
+    --history-events N          events of each channel kept to replay to a stream that reconnects; 0: none [100]
+    --history-bytes N           bytes of each channel's history (memory engine) [262144]
+    --history-idle-ms N         a channel with no event for this long forgets its history [3600000]
+    --history-budget-mb N       history of all channels together, memory engine; idlest go first [256]
+    --shutdown-grace-ms N       after SIGTERM, time for requests in flight and unsent bytes [5000]
+    --retry-ms N                reconnection delay suggested to streams ended by shutdown, +-50% [1000]
     --guests DIR                folder of .wasm guests, watched for changes [./guests]
     --cache-dir DIR             compiled-module cache [$XDG_CACHE_HOME/house or ~/.cache/house]
     --no-cache                  compile every guest from scratch
@@ -286,6 +322,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("engine") => engine = value(&mut parser, &flag)?,
             Long("engine-queue-events") => engine_events = positive(&mut parser, &flag)?,
             Long("engine-queue-bytes") => engine_bytes = positive(&mut parser, &flag)?,
+            Long("history-events") => cfg.history.events = value(&mut parser, &flag)?,
+            Long("history-bytes") => cfg.history.bytes = positive(&mut parser, &flag)?,
+            Long("history-idle-ms") => cfg.history.idle = millis(&mut parser, &flag)?,
+            Long("history-budget-mb") => cfg.history.budget = positive(&mut parser, &flag)? * 1024 * 1024,
+            Long("shutdown-grace-ms") => cfg.shutdown_grace = millis(&mut parser, &flag)?,
+            Long("retry-ms") => cfg.retry = millis(&mut parser, &flag)?,
             Long("guests") => cfg.guests = parser.value()?.into(),
             Long("cache-dir") => cfg.cache_dir = Some(parser.value()?.into()),
             Long("no-cache") => no_cache = true,
@@ -413,10 +455,17 @@ mod tests {
             "9",
             "--hub-queue-events",
             "5",
+            "--history-events",
+            "0",
+            "--history-budget-mb",
+            "3",
+            "--retry-ms",
+            "200",
         ])
         .unwrap();
         assert_eq!((cfg.threads, cfg.guest.calls, cfg.hub_queue), (3, 9, 5));
         assert!(matches!(cfg.engine, Engine::Memory));
+        assert_eq!((cfg.history.events, cfg.history.budget, cfg.retry), (0, 3 << 20, Duration::from_millis(200)));
         let redis = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-queue-events", "4"]).unwrap();
         let Engine::Redis(redis) = redis.engine else { panic!("redis") };
         assert_eq!((redis.url.as_str(), redis.queue_events), ("redis://127.0.0.1:7/2", 4));

@@ -7,11 +7,13 @@
 //! only what the socket would not take is copied into the write buffer.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
 use crate::config::Limits;
+use crate::engine::history::EventId;
 use crate::http::HttpError;
 use crate::http::request::{self, Head};
 use crate::http::response;
@@ -29,6 +31,17 @@ pub enum Phase {
     /// until it closes or the deadline passes, so that a response sent before
     /// the request was fully read is not destroyed by a TCP reset.
     Lingering(Instant),
+}
+
+/// A stream whose start waits for the engine (the Redis engine answers a
+/// resume after a round trip): nothing is written until then.
+pub struct Opening {
+    /// Its response head and first event.
+    pub prelude: Vec<u8>,
+    /// Live events that arrived meanwhile, in order, and their bytes
+    /// (bounded like a subscriber's buffer).
+    pub held: Vec<(Arc<str>, Option<EventId>, Arc<[u8]>)>,
+    pub held_bytes: usize,
 }
 
 /// A complete request: its head and its body.
@@ -64,7 +77,12 @@ pub struct Conn {
     /// drained: read again once requests are consumed, without a new event.
     pub read_stopped: bool,
     /// The channels a stream is subscribed to.
-    pub channels: Vec<Box<str>>,
+    pub channels: Vec<Arc<str>>,
+    /// A stream waiting for the engine's answer before it starts.
+    pub opening: Option<Box<Opening>>,
+    /// Per channel, live events up to this id are skipped: the stream's
+    /// replay accounted for them. Emptied as live events pass it.
+    pub live_after: Vec<(Arc<str>, EventId)>,
     /// Responses were deferred this turn; the loop flushes before it polls.
     pub flush_due: bool,
     /// A guest call for this connection's current request is in flight:
@@ -93,6 +111,8 @@ impl Conn {
             flush_due: false,
             calling: false,
             channels: Vec::new(),
+            opening: None,
+            live_after: Vec::new(),
             peer,
         }
     }

@@ -30,6 +30,8 @@ pub enum Outcome {
     Stream {
         first: Vec<u8>,
         channels: Vec<String>,
+        /// Events of the channels' history the handler asked to show first.
+        backlog: usize,
     },
     /// The loop's own counters, which only the loop can fill in.
     Stats,
@@ -159,7 +161,7 @@ impl Dispatcher {
                         "its first event can never fit a subscriber's buffer (--sse-buffer-bytes {cap})"
                     )));
                 }
-                Outcome::Stream { first: crate::sse::frame(&first), channels: out.subscriptions }
+                Outcome::Stream { first: crate::sse::frame(&first), channels: out.subscriptions, backlog: out.backlog }
             }
             _ => Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body },
         };

@@ -37,8 +37,6 @@ const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNAL: Token = Token(usize::MAX - 2);
 
-/// How long shutdown waits for pending writes.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Connections over the limit get a 503 and are closed; this many of them
 /// at a time get a proper lingering close, the rest are dropped outright.
 const REFUSAL_SLOTS: usize = 64;
@@ -88,6 +86,8 @@ pub struct Server {
     /// Guest time spent this turn on calls' first slices (see `respond`).
     pub(crate) guest_time: Duration,
     pub(crate) next_conn_id: u64,
+    /// Spreads the retry hints of streams ended by shutdown.
+    pub(crate) jitter: crate::streams::Jitter,
 }
 
 /// Binds `count` listeners to `addr`, one per loop, all with `SO_REUSEPORT`
@@ -173,6 +173,10 @@ impl Server {
             finished: Vec::new(),
             guest_time: Duration::ZERO,
             next_conn_id: 0,
+            jitter: crate::streams::Jitter::new(
+                SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+                    ^ (lp as u64) << 56,
+            ),
         })
     }
 
@@ -296,7 +300,7 @@ impl Server {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        self.shutdown = Some(now + SHUTDOWN_GRACE);
+        self.shutdown = Some(now + self.cfg.shutdown_grace);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let conn = &mut self.conns[key];
@@ -304,7 +308,8 @@ impl Server {
                 // A call in flight is answered, then closed (no keep-alive).
                 Phase::Http if conn.calling => {}
                 Phase::Http if !conn.mid_request() => conn.phase = Phase::Closing,
-                Phase::Stream => conn.phase = Phase::Closing,
+                // Told when to come back, and closed once that is written.
+                Phase::Stream => self.end_stream(key, now),
                 _ => {}
             }
             self.settle(key, now);

@@ -16,14 +16,36 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
 
 use mio::Waker;
 
-/// One event on its way to a loop's subscribers of `channel`.
-pub struct Delivery {
-    pub channel: Arc<str>,
-    pub frame: Arc<[u8]>,
+use crate::config::HistoryLimits;
+use crate::engine::history::{EventId, History, HistoryStats, Replay, Start};
+
+/// What the hub leaves for a loop.
+pub enum Delivery {
+    /// One event on its way to the loop's subscribers of `channel`.
+    Event {
+        channel: Arc<str>,
+        /// None only for an event the Redis engine could not send (Redis
+        /// unreachable): it reaches this host's subscribers without an id.
+        id: Option<EventId>,
+        frame: Arc<[u8]>,
+    },
+    /// A stream the loop opened can start (the Redis engine answers after
+    /// a round trip): what it is owed before its live events.
+    Opened { key: usize, conn: u64, replay: Replay },
+}
+
+/// A stream being opened: its loop, and its connection there (by slab key
+/// and by id, as a key is reused).
+#[derive(Debug, Clone, Copy)]
+pub struct Opener {
+    pub lp: usize,
+    pub key: usize,
+    pub conn: u64,
 }
 
 /// What other loops leave for one loop.
@@ -37,24 +59,38 @@ struct Inbox {
 }
 
 /// The hub's way beyond this process (the Redis engine): told when a
-/// channel gains its first listener here and loses its last, and given
-/// every event published here. Called under the hub's lock, so it sees
-/// events in the order loops see them; it must only queue, never block.
+/// channel gains its first listener here and loses its last, given every
+/// event published here, and asked what an opening stream is owed. Called
+/// under the hub's lock, so it sees events in the order loops see them; it
+/// must only queue, never block.
 pub trait Link: Send + Sync {
     fn listen(&self, channel: &Arc<str>);
     fn unlisten(&self, channel: &Arc<str>);
-    fn publish(&self, channel: &str, frame: &Arc<[u8]>);
+    /// Takes `body` (a framed event without an id) to publish: it comes
+    /// back to this process's loops with its id. False if it cannot go
+    /// out; then the hub delivers it here only, without an id.
+    fn publish(&self, channel: &str, body: &Arc<[u8]>) -> bool;
+    /// A stream opening on `channels`: what it is owed if the link can say
+    /// at once, or None and the answer later, through [`Hub::opened`].
+    fn open(&self, opener: Opener, channels: &[Arc<str>], start: &Start) -> Option<Replay>;
 }
 
 /// `from` for events that come from beyond the process: every loop with
 /// listeners is woken.
 pub const REMOTE: usize = usize::MAX;
 
+/// What the hub's lock guards.
+struct Table {
+    /// Channel -> the loops that listen to it (bit per loop would cap the
+    /// loop count; a short list is as fast for a few loops).
+    loops: HashMap<Arc<str>, Vec<usize>>,
+    /// The memory engine's history (unused with a link: Redis keeps it).
+    history: History,
+}
+
 pub struct Hub {
     inboxes: Vec<Inbox>,
-    /// Channel -> how many loops listen to it, and which (bit per loop
-    /// would cap the loop count; a short list is as fast for a few loops).
-    table: Mutex<HashMap<Arc<str>, Vec<usize>>>,
+    table: Mutex<Table>,
     capacity: usize,
     /// Subscriptions on every loop together (for the stats).
     subscriptions: AtomicUsize,
@@ -63,10 +99,18 @@ pub struct Hub {
     link: OnceLock<Arc<dyn Link>>,
 }
 
+/// The hub's figures for `/_house/stats`.
+pub struct HubStats {
+    pub channels: usize,
+    pub subscriptions: usize,
+    pub dropped: u64,
+    pub history: HistoryStats,
+}
+
 impl Hub {
     /// A hub for loops woken by `wakers` (loop `i` by `wakers[i]`), each
     /// inbox holding at most `capacity` events.
-    pub fn new(wakers: Vec<Arc<Waker>>, capacity: usize) -> Hub {
+    pub fn new(wakers: Vec<Arc<Waker>>, capacity: usize, history: HistoryLimits) -> Hub {
         let inboxes = wakers
             .into_iter()
             .map(|waker| Inbox {
@@ -78,7 +122,7 @@ impl Hub {
             .collect();
         Hub {
             inboxes,
-            table: Mutex::new(HashMap::new()),
+            table: Mutex::new(Table { loops: HashMap::new(), history: History::new(history) }),
             capacity,
             subscriptions: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
@@ -93,32 +137,60 @@ impl Hub {
         }
     }
 
-    /// Loop `lp` has its first listener of `channel`.
-    pub fn listen(&self, lp: usize, channel: &str) {
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        match table.get_mut(channel) {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A stream of loop `opener.lp` opens on `channels`, of which `fresh`
+    /// had no listener on that loop yet. Under one lock: from here on its
+    /// channels' events reach the loop, and the replay returned accounts
+    /// for every event before (memory engine). With a link, the replay may
+    /// come later, as a [`Delivery::Opened`].
+    pub fn open(&self, opener: Opener, fresh: &[Arc<str>], channels: &[Arc<str>], start: &Start) -> Option<Replay> {
+        let mut table = self.table();
+        for channel in fresh {
+            self.listen(&mut table, opener.lp, channel);
+        }
+        match self.link.get() {
+            Some(link) => link.open(opener, channels, start),
+            None => Some(table.history.replay(channels, start)),
+        }
+    }
+
+    fn listen(&self, table: &mut Table, lp: usize, channel: &Arc<str>) {
+        match table.loops.get_mut(channel) {
             Some(loops) => {
                 if !loops.contains(&lp) {
                     loops.push(lp);
                 }
             }
             None => {
-                let name: Arc<str> = channel.into();
                 if let Some(link) = self.link.get() {
-                    link.listen(&name);
+                    link.listen(channel);
                 }
-                table.insert(name, vec![lp]);
+                table.loops.insert(channel.clone(), vec![lp]);
             }
+        }
+    }
+
+    /// The link's answer to [`Link::open`], for the opener's loop.
+    pub fn opened(&self, opener: Opener, replay: Replay) {
+        let inbox = &self.inboxes[opener.lp];
+        // Not bounded by `capacity`: there is at most one per connection.
+        let delivery = Delivery::Opened { key: opener.key, conn: opener.conn, replay };
+        inbox.queue.lock().unwrap_or_else(PoisonError::into_inner).push_back(delivery);
+        if !inbox.woken.swap(true, Ordering::AcqRel) {
+            let _ = inbox.waker.wake();
         }
     }
 
     /// Loop `lp`'s last listener of `channel` left.
     pub fn unlisten(&self, lp: usize, channel: &str) {
-        let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(loops) = table.get_mut(channel) {
+        let mut table = self.table();
+        if let Some(loops) = table.loops.get_mut(channel) {
             loops.retain(|&l| l != lp);
             if loops.is_empty()
-                && let Some((name, _)) = table.remove_entry(channel)
+                && let Some((name, _)) = table.loops.remove_entry(channel)
                 && let Some(link) = self.link.get()
             {
                 link.unlisten(&name);
@@ -132,26 +204,32 @@ impl Hub {
         self.subscriptions.fetch_sub(removed, Ordering::Relaxed);
     }
 
-    /// Hands `frame` to every loop listening to `channel`, and to the link
-    /// if there is one. `from` is the publishing loop: it drains its own
-    /// inbox before its turn ends, so it is not woken.
-    pub fn publish(&self, from: usize, channel: &str, frame: &Arc<[u8]>) {
-        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Publishes `body` (a framed event, without an id) to `channel`: the
+    /// memory engine gives it its id, keeps it in the history and hands it
+    /// to every loop listening; a link sends it out (it comes back through
+    /// [`Hub::publish_remote`]). `from` is the publishing loop: it drains
+    /// its own inbox before its turn ends, so it is not woken.
+    pub fn publish(&self, from: usize, channel: &str, body: &Arc<[u8]>) {
+        let mut table = self.table();
         if let Some(link) = self.link.get() {
-            link.publish(channel, frame);
+            if !link.publish(channel, body) {
+                self.hand_out(&table, from, channel, None, body);
+            }
+            return;
         }
-        self.hand_out(&table, from, channel, frame);
+        let (id, frame) = table.history.append(channel, body, Instant::now());
+        self.hand_out(&table, from, channel, Some(id), &frame);
     }
 
-    /// Hands an event that came from another process to this process's
-    /// loops only.
-    pub fn publish_remote(&self, channel: &str, frame: &Arc<[u8]>) {
-        let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        self.hand_out(&table, REMOTE, channel, frame);
+    /// Hands an event that came back from the link (framed, with its id)
+    /// to this process's loops.
+    pub fn publish_remote(&self, channel: &str, id: Option<EventId>, frame: &Arc<[u8]>) {
+        let table = self.table();
+        self.hand_out(&table, REMOTE, channel, id, frame);
     }
 
-    fn hand_out(&self, table: &HashMap<Arc<str>, Vec<usize>>, from: usize, channel: &str, frame: &Arc<[u8]>) {
-        let Some((name, loops)) = table.get_key_value(channel) else {
+    fn hand_out(&self, table: &Table, from: usize, channel: &str, id: Option<EventId>, frame: &Arc<[u8]>) {
+        let Some((name, loops)) = table.loops.get_key_value(channel) else {
             return; // nobody listens here
         };
         for &lp in loops {
@@ -162,7 +240,7 @@ impl Hub {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 inbox.overflowed.store(true, Ordering::Release);
             } else {
-                queue.push_back(Delivery { channel: name.clone(), frame: frame.clone() });
+                queue.push_back(Delivery::Event { channel: name.clone(), id, frame: frame.clone() });
                 drop(queue);
             }
             if lp != from && !inbox.woken.swap(true, Ordering::AcqRel) {
@@ -187,10 +265,19 @@ impl Hub {
         inbox.overflowed.swap(false, Ordering::AcqRel)
     }
 
-    /// (channels, subscriptions, events dropped between loops).
-    pub fn stats(&self) -> (usize, usize, u64) {
-        let channels = self.table.lock().unwrap_or_else(PoisonError::into_inner).len();
-        (channels, self.subscriptions.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
+    /// Forgets the history of channels idle past `--history-idle-ms`.
+    pub fn expire(&self, now: Instant) {
+        self.table().history.expire(now);
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let table = self.table();
+        HubStats {
+            channels: table.loops.len(),
+            subscriptions: self.subscriptions.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            history: table.history.stats(),
+        }
     }
 }
 
@@ -201,44 +288,59 @@ mod tests {
     fn hub(loops: usize, capacity: usize) -> (Hub, Vec<mio::Poll>) {
         let polls: Vec<mio::Poll> = (0..loops).map(|_| mio::Poll::new().unwrap()).collect();
         let wakers = polls.iter().map(|p| Arc::new(Waker::new(p.registry(), mio::Token(0)).unwrap())).collect();
-        (Hub::new(wakers, capacity), polls)
+        let history = HistoryLimits { events: 10, bytes: 1 << 20, idle: std::time::Duration::from_secs(60), budget: 1 << 20 };
+        (Hub::new(wakers, capacity, history), polls)
     }
 
     fn frames(hub: &Hub, lp: usize) -> Vec<String> {
         let mut out = VecDeque::new();
         hub.drain(lp, &mut out);
-        out.iter().map(|d| format!("{}:{}", d.channel, String::from_utf8_lossy(&d.frame))).collect()
+        out.iter()
+            .map(|d| match d {
+                Delivery::Event { channel, frame, .. } => {
+                    let data = String::from_utf8_lossy(frame);
+                    format!("{channel}:{}", data.lines().nth(1).unwrap_or_default())
+                }
+                Delivery::Opened { .. } => "opened".into(),
+            })
+            .collect()
+    }
+
+    fn listen(hub: &Hub, lp: usize, channels: &[&str]) -> Replay {
+        let names: Vec<Arc<str>> = channels.iter().map(|&c| Arc::from(c)).collect();
+        let opener = Opener { lp, key: 0, conn: 0 };
+        hub.open(opener, &names, &names, &Start::default()).expect("the memory engine answers at once")
     }
 
     #[test]
     fn events_reach_the_loops_that_listen_in_publish_order() {
         let (hub, _polls) = hub(3, 16);
-        hub.listen(0, "a");
-        hub.listen(2, "a");
-        hub.listen(2, "b");
+        listen(&hub, 0, &["a"]);
+        listen(&hub, 2, &["a", "b"]);
         for (i, ch) in ["a", "b", "a", "c"].iter().enumerate() {
-            hub.publish(1, ch, &Arc::from(i.to_string().as_bytes()));
+            hub.publish(1, ch, &Arc::from(format!("data: {i}\n\n").as_bytes()));
         }
-        assert_eq!(frames(&hub, 0), ["a:0", "a:2"]);
+        assert_eq!(frames(&hub, 0), ["a:data: 0", "a:data: 2"]);
         assert!(frames(&hub, 1).is_empty());
-        assert_eq!(frames(&hub, 2), ["a:0", "b:1", "a:2"]);
+        assert_eq!(frames(&hub, 2), ["a:data: 0", "b:data: 1", "a:data: 2"]);
         hub.unlisten(0, "a");
         hub.unlisten(2, "a");
         hub.unlisten(2, "b");
-        assert_eq!(hub.stats().0, 0, "a channel nobody listens to is gone");
+        assert_eq!(hub.stats().channels, 0, "a channel nobody listens to is gone");
+        assert_eq!(hub.stats().history.events, 4, "history outlives listeners");
     }
 
     #[test]
     fn a_full_inbox_drops_and_says_so() {
         let (hub, _polls) = hub(2, 2);
-        hub.listen(1, "a");
+        listen(&hub, 1, &["a"]);
         for _ in 0..3 {
             hub.publish(0, "a", &Arc::from(&b"x"[..]));
         }
         let mut out = VecDeque::new();
         assert!(hub.drain(1, &mut out), "the overflow is reported");
         assert_eq!(out.len(), 2);
-        assert_eq!(hub.stats().2, 1);
+        assert_eq!(hub.stats().dropped, 1);
         out.clear();
         assert!(!hub.drain(1, &mut out), "once");
     }

@@ -72,8 +72,8 @@ fn run() -> anyhow::Result<()> {
     let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;
     let wakers = polls.iter().map(event_loop::waker).collect::<Result<Vec<_>, _>>()?;
     let log = Log::new(cfg.debug, cfg.access_log);
-    let hub = Arc::new(Hub::new(wakers, cfg.hub_queue));
-    let engine = engine::Running::start(&cfg.engine, &hub, cfg.limits.sse_buffer, log.sibling())?;
+    let hub = Arc::new(Hub::new(wakers, cfg.hub_queue, cfg.history));
+    let engine = engine::Running::start(&cfg.engine, &hub, cfg.limits.sse_buffer, cfg.history, log.sibling())?;
     let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
@@ -112,6 +112,8 @@ fn run() -> anyhow::Result<()> {
             Err(_) => result = Err(anyhow::anyhow!("an event loop panicked")),
         }
     }
+    // Events the last requests published may still be on their way out.
+    shared.engine.drain(std::time::Duration::from_secs(1));
     let mut log = log;
     log.line(format_args!("house: stopped"));
     drop(log);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::calls::{self, Call, Slice};
 use crate::conn::{Phase, Request};
 use crate::dispatch::{Begun, Dispatched, Outcome};
+use crate::engine::history::Start;
 use crate::event_loop::Server;
 use crate::http::HttpError;
 use crate::http::request::Head;
@@ -173,17 +174,23 @@ impl Server {
                 status
             }
             Ok(Outcome::Stats) => {
-                let (channels, subscriptions, dropped) = self.shared.hub.stats();
+                let hub = self.shared.hub.stats();
                 let engine = self.shared.engine.stats();
                 let body = format!(
-                    r#"{{"connections":{},"channels":{channels},"subscriptions":{subscriptions},"guest_calls":{},"loops":{},"hub_dropped":{dropped},"engine":"{}","engine_up":{},"engine_unsent":{},"engine_refused":{}}}"#,
+                    r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_unsent":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{}}}"#,
                     self.shared.connections.load(Ordering::Relaxed),
+                    hub.channels,
+                    hub.subscriptions,
                     self.dispatcher.runtime.calls_in_flight(),
                     self.cfg.threads,
+                    hub.dropped,
                     engine.kind,
                     engine.up,
                     engine.unsent,
                     engine.refused,
+                    hub.history.channels,
+                    hub.history.events,
+                    hub.history.bytes,
                 );
                 let resp = response::Response {
                     status: 200,
@@ -196,14 +203,20 @@ impl Server {
                 self.send(key, !framing.keep_alive);
                 200
             }
-            Ok(Outcome::Stream { first, channels }) => {
+            Ok(Outcome::Stream { first, channels, backlog }) => {
                 self.out.clear();
                 response::write_sse_head(&mut self.out, &self.date);
                 if framing.head_only {
                     self.send(key, true);
+                } else if self.shutdown.is_some() {
+                    // Shutting down: come back (elsewhere, or here restarted).
+                    let retry = self.retry_hint();
+                    self.out.extend_from_slice(&retry);
+                    self.send(key, true);
                 } else {
                     self.out.extend_from_slice(&first);
-                    self.open_stream(key, channels, now);
+                    let start = Start { after: head.last_event_id.clone(), backlog };
+                    self.open_stream(key, channels, start, now);
                 }
                 200
             }

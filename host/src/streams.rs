@@ -1,47 +1,115 @@
-//! Server-Sent Events on a loop: opening a stream, publishing (through the
-//! hub, to every loop), and fanning out what the hub delivers to this
-//! loop's subscribers.
+//! Server-Sent Events on a loop: opening a stream (with what its history
+//! owes it: a replay after `Last-Event-ID`, a reset, a backlog), publishing
+//! (through the hub, to every loop), fanning out what the hub delivers to
+//! this loop's subscribers, and ending streams with a reconnection hint.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::conn::Phase;
+use crate::conn::{Opening, Phase};
+use crate::engine::history::{self, EventId, Replay, Start};
 use crate::event_loop::Server;
+use crate::hub::{Delivery, Opener};
 use crate::log::trace;
 
 impl Server {
-    pub(crate) fn open_stream(&mut self, key: usize, channels: Vec<String>, now: Instant) {
+    /// Opens a stream on connection `key`: `self.out` holds its response
+    /// head and first event. Subscribed here at once; it starts (head,
+    /// first event, replay) when the engine says what it is owed, which
+    /// the memory engine does now.
+    pub(crate) fn open_stream(&mut self, key: usize, channels: Vec<String>, start: Start, now: Instant) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.become_stream();
-        conn.last_write = now;
-        let added = channels.len();
+        let mut fresh = Vec::new();
+        let mut names: Vec<Arc<str>> = Vec::with_capacity(channels.len());
         for channel in channels {
             trace!(self.log, "#{key}: subscribed to {channel:?}");
-            if self.channels.subscribe(&channel, key) {
-                self.shared.hub.listen(self.lp, &channel);
+            let name: Arc<str> = channel.into();
+            if self.channels.subscribe(&name, key) {
+                fresh.push(name.clone());
             }
-            conn.channels.push(channel.into_boxed_str());
+            names.push(name);
         }
-        self.shared.hub.count_subscriptions(added, 0);
-        self.send(key, false);
+        self.shared.hub.count_subscriptions(names.len(), 0);
+        let opener = Opener { lp: self.lp, key, conn: conn.id };
+        conn.channels = names;
+        match self.shared.hub.open(opener, &fresh, &conn.channels, &start) {
+            Some(replay) => {
+                self.send(key, false);
+                self.start_stream(key, replay, now);
+            }
+            None => {
+                trace!(self.log, "#{key}: stream waits for the engine");
+                conn.opening = Some(Box::new(Opening { prelude: self.out.clone(), held: Vec::new(), held_bytes: 0 }));
+            }
+        }
     }
 
-    /// Publishes one framed event to `channel` on every loop (this one
-    /// included: its subscribers get it when this turn delivers).
-    pub(crate) fn publish(&mut self, channel: &str, frame: &Arc<[u8]>) {
-        self.shared.hub.publish(self.lp, channel, frame);
+    /// Sends a stream what it is owed, then what arrived while it waited
+    /// (without what the replay already had), and makes it live.
+    fn start_stream(&mut self, key: usize, replay: Replay, now: Instant) {
+        let cap = self.cfg.limits.sse_buffer;
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let opening = conn.opening.take();
+        if let Some(opening) = &opening {
+            conn.defer(&opening.prelude);
+        }
+        if let Err(e) = conn.flush(now) {
+            return self.close(key, Some(&e));
+        }
+        conn.live_after = replay.live_after;
+        let reset = replay.reset.then(|| history::reset_frame(replay.position));
+        trace!(self.log, "#{key}: stream starts: reset {}, {} replayed", reset.is_some(), replay.frames.len());
+        let frames = reset.iter().map(Vec::as_slice).chain(replay.frames.iter().map(|f| &f[..]));
+        for frame in frames {
+            if conn.pending() + frame.len() > cap {
+                let peer = conn.peer;
+                self.log.line(format_args!("house: dropped subscriber {peer}: its replay is over the cap"));
+                return self.close(key, None);
+            }
+            if let Err(e) = conn.queue(frame, now) {
+                return self.close(key, Some(&e));
+            }
+        }
+        conn.last_write = now;
+        if let Some(opening) = opening {
+            for (channel, id, frame) in opening.held {
+                self.queue_event(key, &channel, id, &frame, now);
+            }
+        }
+        if !self.conns.get(key).is_some_and(|c| c.flush_due) {
+            self.unflushed.push(key);
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.flush_due = true;
+            }
+        }
+    }
+
+    /// Publishes one event (framed, without an id) to `channel` on every
+    /// loop and host (this loop included: its subscribers get it when the
+    /// hub delivers).
+    pub(crate) fn publish(&mut self, channel: &str, body: &Arc<[u8]>) {
+        self.shared.hub.publish(self.lp, channel, body);
     }
 
     /// Fans out what the hub holds for this loop, in publish order. If some
     /// of it was dropped (this loop fell that far behind), every stream of
-    /// this loop is closed rather than left with a silent gap.
+    /// this loop is closed rather than left with a silent gap: browsers
+    /// reconnect with their last id and are replayed what they missed.
     pub(crate) fn deliver(&mut self, now: Instant) {
         let mut inbox = std::mem::take(&mut self.inbox);
         let overflowed = self.shared.hub.drain(self.lp, &mut inbox);
         for delivery in inbox.drain(..) {
-            self.fan_out(&delivery.channel, &delivery.frame, now);
+            match delivery {
+                Delivery::Event { channel, id, frame } => self.fan_out(&channel, id, &frame, now),
+                Delivery::Opened { key, conn, replay } => {
+                    if self.conns.get(key).is_some_and(|c| c.id == conn && c.opening.is_some()) {
+                        self.start_stream(key, replay, now);
+                    }
+                }
+            }
         }
         self.inbox = inbox;
         if overflowed {
@@ -58,25 +126,84 @@ impl Server {
         }
     }
 
-    /// Queues one framed event on every subscriber of `channel` on this loop.
-    pub(crate) fn fan_out(&mut self, channel: &str, frame: &[u8], now: Instant) {
-        let cap = self.cfg.limits.sse_buffer;
+    /// Queues one event on every subscriber of `channel` on this loop.
+    pub(crate) fn fan_out(&mut self, channel: &Arc<str>, id: Option<EventId>, frame: &Arc<[u8]>, now: Instant) {
         let subscribers = self.channels.subscribers(channel);
         trace!(self.log, "publish to {channel:?}: {} subscribers", subscribers.len());
         for key in subscribers {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.pending() + frame.len() > cap {
-                let (peer, pending) = (conn.peer, conn.pending());
-                self.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
-                self.close(key, None);
-                continue;
-            }
-            match conn.queue(frame, now) {
-                Ok(()) => conn.last_write = now,
-                Err(e) => self.close(key, Some(&e)),
-            }
+            self.queue_event(key, channel, id, frame, now);
         }
+    }
+
+    /// Queues one event on stream `key`: held if it has not started, skipped
+    /// if its replay had it, dropped with the stream if over the cap.
+    fn queue_event(&mut self, key: usize, channel: &Arc<str>, id: Option<EventId>, frame: &Arc<[u8]>, now: Instant) {
+        let cap = self.cfg.limits.sse_buffer;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if let Some(opening) = &mut conn.opening {
+            if opening.held_bytes + frame.len() > cap {
+                let peer = conn.peer;
+                self.log.line(format_args!("house: dropped subscriber {peer}: over the cap before it started"));
+                return self.close(key, None);
+            }
+            opening.held_bytes += frame.len();
+            opening.held.push((channel.clone(), id, frame.clone()));
+            return;
+        }
+        if let (Some(id), false) = (id, conn.live_after.is_empty())
+            && let Some(i) = conn.live_after.iter().position(|(c, _)| c == channel)
+        {
+            if id <= conn.live_after[i].1 {
+                return;
+            }
+            // Past the replay on this channel: nothing more to skip there.
+            conn.live_after.swap_remove(i);
+        }
+        if conn.pending() + frame.len() > cap {
+            let (peer, pending) = (conn.peer, conn.pending());
+            self.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
+            return self.close(key, None);
+        }
+        match conn.queue(frame, now) {
+            Ok(()) => conn.last_write = now,
+            Err(e) => self.close(key, Some(&e)),
+        }
+    }
+
+    /// Ends stream `key` (shutdown) with a reconnection delay spread over
+    /// half to one and a half `--retry-ms`, so that a thousand pages do not
+    /// come back in the same millisecond.
+    pub(crate) fn end_stream(&mut self, key: usize, now: Instant) {
+        let retry = self.retry_hint();
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        if conn.opening.is_none() {
+            let _ = conn.queue(&retry, now);
+        }
+        conn.phase = Phase::Closing;
+    }
+
+    /// `retry: N` with N spread over half to one and a half `--retry-ms`.
+    pub(crate) fn retry_hint(&mut self) -> Vec<u8> {
+        let base = self.cfg.retry.as_millis().min(u32::MAX as u128 / 2) as u64;
+        let retry = base / 2 + self.jitter.next() % (base + 1);
+        format!("retry: {retry}\n\n").into_bytes()
+    }
+}
+
+/// A small, fast, good-enough spread for retry hints (xorshift64*).
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Jitter {
+        Jitter(seed | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }

@@ -21,6 +21,10 @@ impl Server {
             self.date_second = second;
             self.date = httpdate::fmt_http_date(wall);
         }
+        // One loop is enough to expire the history the loops share.
+        if self.lp == 0 {
+            self.shared.hub.expire(now);
+        }
         if std::mem::take(&mut self.accept_paused) {
             self.accept(now);
         }
@@ -48,6 +52,8 @@ impl Server {
                         expired.push(key);
                     }
                 }
+                // (A stream that has not started has written nothing yet.)
+                Phase::Stream if conn.opening.is_some() => {}
                 Phase::Stream => {
                     if now - conn.last_write >= l.heartbeat {
                         heartbeats.push(key);

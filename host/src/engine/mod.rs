@@ -3,13 +3,15 @@
 //! `memory` (the default) is the hub alone: channels span the loops of this
 //! process and nothing else, with nothing to run. `redis://` links the hub
 //! to a Redis server so that every house on it shares its channels
-//! (`redis.rs`). History and key-value data (later issues) belong here too.
+//! (`redis.rs`). Both keep each channel's history (`history.rs` for
+//! memory, Redis Streams for Redis) and give every event its id.
 
+pub mod history;
 pub mod redis;
 
 use std::sync::Arc;
 
-use crate::config::Engine;
+use crate::config::{Engine, HistoryLimits};
 use crate::hub::Hub;
 use crate::log::Log;
 
@@ -33,14 +35,27 @@ pub enum Running {
 impl Running {
     /// Starts `engine` for `hub`. Never waits for a server: Redis down at
     /// start is retried in the background while local channels serve.
-    pub fn start(engine: &Engine, hub: &Arc<Hub>, sse_buffer: usize, log: Log) -> anyhow::Result<Running> {
+    pub fn start(
+        engine: &Engine,
+        hub: &Arc<Hub>,
+        sse_buffer: usize,
+        history: HistoryLimits,
+        log: Log,
+    ) -> anyhow::Result<Running> {
         match engine {
             Engine::Memory => Ok(Running::Memory),
             Engine::Redis(cfg) => {
-                let bridge = redis::Bridge::start(cfg, hub.clone(), sse_buffer, log)?;
+                let bridge = redis::Bridge::start(cfg, hub.clone(), sse_buffer, history, log)?;
                 hub.set_link(bridge.clone());
                 Ok(Running::Redis(bridge))
             }
+        }
+    }
+
+    /// At shutdown: waits up to `limit` for what is queued to go out.
+    pub fn drain(&self, limit: std::time::Duration) {
+        if let Running::Redis(bridge) = self {
+            bridge.drain(limit);
         }
     }
 

@@ -1,35 +1,39 @@
-//! The Redis engine: channels shared by every house on one Redis server,
-//! through its PUBLISH / SUBSCRIBE.
+//! The Redis engine: channels and their history shared by every house on
+//! one Redis server. Each event is appended to its channel's stream
+//! (`XADD ... MAXLEN ~`, expiring when idle), which gives it its id, and
+//! published (PUBLISH) with that id, in one script: every host sees every
+//! channel's events in id order, and any host can replay any channel.
 //!
 //! The event loops never touch a Redis socket. The hub tells the bridge
 //! when a channel gains its first listener in this process and loses its
-//! last (so a process subscribes only to what it has listeners for), and
-//! hands it every event published here, under the hub's lock, so that the
-//! order sent to Redis is the order this host's loops saw. The bridge only
-//! queues (bounded: `--engine-queue-events`, `--engine-queue-bytes`; beyond,
-//! the event is counted as unsent) and wakes its thread.
+//! last (so a process subscribes only to what it has listeners for), hands
+//! it every event published here, under the hub's lock, and asks it what
+//! an opening stream is owed. The bridge only queues (bounded:
+//! `--engine-queue-events`, `--engine-queue-bytes`; beyond, the event is
+//! counted as unsent) and wakes its thread.
 //!
 //! Two threads per process:
-//! - the *writer* connects, sends queued events as one pipeline of PUBLISH
+//! - the *writer* connects, sends queued events as one pipeline of scripts
 //!   per wake-up, sends SUBSCRIBE / UNSUBSCRIBE on the subscription socket,
-//!   and reconnects with backoff when either socket fails;
-//! - the *reader* reads the subscription socket and hands what other hosts
-//!   published to the hub.
+//!   answers opening streams (once Redis has confirmed their channels'
+//!   subscriptions, so that the history read and the live events meet
+//!   without a gap), and reconnects with backoff when a socket fails;
+//! - the *reader* reads the subscription socket and hands the events (this
+//!   host's own too: that is how they get their ids) to the hub.
 //!
 //! The subscription socket is a plain `TcpStream` split between the two
 //! (the `redis` crate encodes the commands and parses the replies): the
 //! crate's synchronous `PubSub` owns its connection, so a subscription could
 //! only change between two of its blocking reads, i.e. after a poll timeout.
 //!
-//! A local publish reaches local subscribers at once through the hub, and
-//! again through Redis: each message carries this process's random origin
-//! tag, and the reader skips its own, so local subscribers get it once.
-//! While Redis is unreachable, local channels work as in `memory`; events
-//! that could not cross hosts are counted (`engine_unsent`), not replayed
-//! late. Redis's own output buffer limits drop a subscriber that falls far
-//! behind; the reader then sees the socket close and reconnects.
+//! While Redis is unreachable, local channels work as in `memory`, without
+//! ids or history; events that could not cross hosts are counted
+//! (`engine_unsent`), not replayed late, and a stream that asks for its
+//! history then starts with a reset. Redis's own output buffer limits drop
+//! a subscriber that falls far behind; the reader then sees the socket
+//! close and reconnects.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,17 +44,108 @@ use anyhow::{Context, bail};
 use redis::{ConnectionAddr, Value};
 
 use super::EngineStats;
-use crate::config::RedisEngine;
-use crate::hub::{Hub, Link};
+use super::history::{EventId, Replay, Start};
+use crate::config::{HistoryLimits, RedisEngine};
+use crate::guests::abi::ID_LINE_MAX;
+use crate::hub::{Hub, Link, Opener};
 use crate::log::Log;
 
 /// Redis channel names are the house channel's with this prefix: pub/sub is
 /// not per database in Redis, and others may use the same server.
 pub const PREFIX: &str = "house:";
-/// The first byte of every message: its format.
-const FORMAT: u8 = 1;
-/// Format byte, origin tag, then the framed event.
-const HEADER: usize = 1 + 8;
+/// A channel's history is the stream at this prefix and its name.
+pub const HISTORY: &str = "house:history:";
+/// The first byte of every message: its format (1 was round 2's, before
+/// ids: an origin tag and the frame). Format 2: the frame, `id:` first.
+const FORMAT: u8 = 2;
+
+/// Appends an event to its channel's history and publishes it with the id
+/// that gave it, atomically: ids and publishes are in the same order.
+/// KEYS: the stream, the pub/sub channel. ARGV: events kept, idle ms, the
+/// framed event without its id.
+const PUBLISH: &str = r"
+local trim = ARGV[1] == '0' and '=' or '~'
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', trim, ARGV[1], '*', 'e', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', KEYS[2], 'id: ' .. id .. '
+' .. ARGV[3])
+return 0
+";
+
+/// What an opening stream is owed, read atomically. KEYS: its channels'
+/// streams. ARGV: the id it resumes after ('' for none), the backlog, the
+/// idle ms, the most events one channel may replay.
+///
+/// A resume is honoured if every channel's history covers it: the id is at
+/// or after the channel's first kept entry, or after its newest trimmed
+/// one; a channel with no stream (or one recreated since it expired) has
+/// lost nothing after an id younger than the idle time. Else, reset.
+/// Returns {reset, newest id or '', entries of each channel...}.
+const RESUME: &str = r"
+local after, backlog, idle, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local function parse(id)
+  if not id then return nil end
+  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
+  if not ms or #ms > 15 or #seq > 15 then return nil end
+  return {tonumber(ms), tonumber(seq)}
+end
+local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local newest, newest_text, infos = nil, '', {}
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    local flat = redis.call('XINFO', 'STREAM', key)
+    local info = {}
+    for j = 1, #flat, 2 do info[flat[j]] = flat[j + 1] end
+    infos[i] = info
+    local last = parse(info['last-generated-id'])
+    if last and (newest == nil or before(newest, last)) then newest, newest_text = last, info['last-generated-id'] end
+  end
+end
+local reset, out = 0, {}
+if after ~= '' then
+  local a = parse(after)
+  if a == nil or newest == nil or before(newest, a) then
+    reset = 1
+  else
+    for i, key in ipairs(KEYS) do
+      local info, ok = infos[i], false
+      if info == nil then
+        ok = a[1] >= now - idle
+      else
+        local first = info['first-entry'] and parse(info['first-entry'][1])
+        local trimmed = parse(info['max-deleted-entry-id']) or {0, 0}
+        if first and not before(a, first) then
+          ok = true
+        elseif trimmed[1] == 0 and trimmed[2] == 0 then
+          ok = a[1] >= now - idle
+        else
+          ok = not before(a, trimmed)
+        end
+      end
+      if not ok then reset = 1 end
+    end
+    if reset == 0 then
+      for i, key in ipairs(KEYS) do
+        if infos[i] then
+          out[i] = redis.call('XRANGE', key, '(' .. after, '+', 'COUNT', cap + 1)
+          if #out[i] > cap then reset = 1 end
+        end
+      end
+      if reset == 1 then out = {} end
+    end
+  end
+end
+if (after == '' or reset == 1) and backlog > 0 then
+  for i, key in ipairs(KEYS) do
+    if infos[i] then out[i] = redis.call('XREVRANGE', key, '+', '-', 'COUNT', backlog) end
+  end
+end
+local result = {reset, newest_text}
+for i = 1, #KEYS do result[i + 2] = out[i] or {} end
+return result
+";
 
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(1);
@@ -77,10 +172,10 @@ pub struct Bridge {
     port: u16,
     auth: Option<(Option<String>, String)>,
     client: redis::Client,
-    origin: [u8; 8],
     queue_events: usize,
     queue_bytes: usize,
     sse_buffer: usize,
+    history: HistoryLimits,
     hub: Arc<Hub>,
     state: Mutex<State>,
     wake: Condvar,
@@ -100,20 +195,46 @@ struct State {
     /// set: churn on one channel is one entry, so this is bounded by the
     /// channels there are).
     changed: HashSet<Arc<str>>,
+    /// Channels subscribed on the connection, and of those the SUBSCRIBEs
+    /// Redis has not confirmed yet: a channel is live once none is pending.
+    subscribed: HashSet<Arc<str>>,
+    awaiting: HashMap<Arc<str>, u32>,
+    /// Streams waiting for their channels to be live, or their history
+    /// (at most one per connection).
+    opens: Vec<PendingOpen>,
     /// Why the reader stopped, if it did.
     broken: Option<String>,
 }
 
-/// The two sockets of one connection to Redis.
+impl State {
+    fn live(&self, channels: &[Arc<str>]) -> bool {
+        channels.iter().all(|c| self.subscribed.contains(c) && !self.awaiting.contains_key(c))
+    }
+}
+
+struct PendingOpen {
+    opener: Opener,
+    channels: Vec<Arc<str>>,
+    start: Start,
+}
+
+/// The two sockets of one connection to Redis, and the scripts loaded.
 struct Connected {
     commands: redis::Connection,
     subscriptions: TcpStream,
     reader: std::thread::JoinHandle<()>,
-    subscribed: HashSet<Arc<str>>,
+    publish: String,
+    resume: String,
 }
 
 impl Bridge {
-    pub fn start(cfg: &RedisEngine, hub: Arc<Hub>, sse_buffer: usize, log: Log) -> anyhow::Result<Arc<Bridge>> {
+    pub fn start(
+        cfg: &RedisEngine,
+        hub: Arc<Hub>,
+        sse_buffer: usize,
+        history: HistoryLimits,
+        log: Log,
+    ) -> anyhow::Result<Arc<Bridge>> {
         let client = redis::Client::open(cfg.url.as_str()).context("--engine")?;
         let info = client.get_connection_info();
         let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
@@ -127,10 +248,10 @@ impl Bridge {
             port,
             auth,
             client,
-            origin: origin(),
             queue_events: cfg.queue_events,
             queue_bytes: cfg.queue_bytes,
             sse_buffer,
+            history,
             hub,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -149,6 +270,19 @@ impl Bridge {
             up: self.up.load(Ordering::Acquire),
             unsent: self.unsent.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits up to `limit` for the events queued to be sent (shutdown).
+    pub fn drain(&self, limit: Duration) {
+        let deadline = std::time::Instant::now() + limit;
+        let mut state = self.state();
+        while !state.queue.is_empty() && self.up.load(Ordering::Acquire) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self.wake.wait_timeout(state, left.min(Duration::from_millis(10))).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -183,7 +317,7 @@ impl Bridge {
             log.line(format_args!(
                 "house: engine {}: connected, {} channels subscribed",
                 self.shown,
-                connected.subscribed.len()
+                self.state().subscribed.len()
             ));
             log.flush_now();
             let since = std::time::Instant::now();
@@ -205,9 +339,11 @@ impl Bridge {
     }
 
     fn connect(self: &Arc<Self>) -> anyhow::Result<Connected> {
-        let commands = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+        let mut commands = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         commands.set_read_timeout(Some(REPLY_TIMEOUT))?;
         commands.set_write_timeout(Some(REPLY_TIMEOUT))?;
+        let mut load = |script: &str| redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut commands);
+        let (publish, resume) = (load(PUBLISH)?, load(RESUME)?);
         let mut subscriptions = self.dial()?;
         if let Some((user, password)) = &self.auth {
             let mut auth = redis::cmd("AUTH");
@@ -225,14 +361,18 @@ impl Bridge {
         // is wanted now is subscribed below, what changes later next turn.
         // (A reader that failed already has set `broken`: kept, and seen
         // by the first turn of `serve`.)
-        let subscribed = {
+        let all: Vec<Arc<str>> = {
             let mut state = self.state();
             state.changed.clear();
             self.up.store(true, Ordering::Release);
-            state.wanted.clone()
+            let all: Vec<Arc<str>> = state.wanted.iter().cloned().collect();
+            for channel in &all {
+                state.subscribed.insert(channel.clone());
+                *state.awaiting.entry(channel.clone()).or_default() += 1;
+            }
+            all
         };
-        let mut connected = Connected { commands, subscriptions, reader, subscribed };
-        let all: Vec<Arc<str>> = connected.subscribed.iter().cloned().collect();
+        let mut connected = Connected { commands, subscriptions, reader, publish, resume };
         if let Err(e) = send_subscriptions(&mut connected.subscriptions, "SUBSCRIBE", &all) {
             self.disconnect(connected);
             return Err(e.into());
@@ -240,8 +380,9 @@ impl Bridge {
         Ok(connected)
     }
 
-    /// Closes both sockets, waits for the reader to stop, and counts what
-    /// was still queued as unsent: it is not replayed after a reconnect.
+    /// Closes both sockets, waits for the reader to stop, counts what was
+    /// still queued as unsent (it is not replayed after a reconnect), and
+    /// starts the streams that waited, with a reset if they wanted history.
     fn disconnect(&self, connected: Connected) {
         self.up.store(false, Ordering::Release);
         let _ = connected.subscriptions.shutdown(Shutdown::Both);
@@ -251,6 +392,14 @@ impl Bridge {
         state.queue.clear();
         state.bytes = 0;
         state.broken = None;
+        state.subscribed.clear();
+        state.awaiting.clear();
+        let opens = std::mem::take(&mut state.opens);
+        drop(state);
+        self.wake.notify_all();
+        for open in opens {
+            self.hub.opened(open.opener, unavailable(&open.start));
+        }
     }
 
     /// The subscription socket: plain TCP, with keep-alive so that a Redis
@@ -275,18 +424,19 @@ impl Bridge {
         Err(last.map_or_else(|| anyhow::anyhow!("{} resolves to no address", self.host), Into::into))
     }
 
-    /// Sends what was queued and (un)subscribes what changed, until a
-    /// socket fails; returns why.
+    /// Sends what was queued, (un)subscribes what changed and answers the
+    /// streams whose channels are live, until a socket fails; returns why.
     fn serve(&self, connected: &mut Connected) -> String {
         let mut batch = VecDeque::new();
         loop {
-            let changed = {
+            let (on, off, ready) = {
                 let mut state = self.state();
                 loop {
                     if let Some(why) = state.broken.take() {
                         return why;
                     }
-                    if !state.queue.is_empty() || !state.changed.is_empty() {
+                    let ready = state.opens.iter().any(|o| state.live(&o.channels));
+                    if !state.queue.is_empty() || !state.changed.is_empty() || ready {
                         break;
                     }
                     state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
@@ -297,42 +447,158 @@ impl Bridge {
                 let (mut on, mut off) = (Vec::new(), Vec::new());
                 for channel in changed {
                     if state.wanted.contains(&channel) {
-                        if connected.subscribed.insert(channel.clone()) {
+                        if state.subscribed.insert(channel.clone()) {
+                            *state.awaiting.entry(channel.clone()).or_default() += 1;
                             on.push(channel);
                         }
-                    } else if connected.subscribed.remove(&channel) {
+                    } else if state.subscribed.remove(&channel) {
                         off.push(channel);
                     }
                 }
-                (on, off)
+                let opens = std::mem::take(&mut state.opens);
+                let (ready, waiting): (Vec<_>, Vec<_>) = opens.into_iter().partition(|o| state.live(&o.channels));
+                state.opens = waiting;
+                (on, off, ready)
             };
-            let (on, off) = changed;
             if let Err(e) = send_subscriptions(&mut connected.subscriptions, "SUBSCRIBE", &on)
                 .and_then(|()| send_subscriptions(&mut connected.subscriptions, "UNSUBSCRIBE", &off))
             {
                 self.unsent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                self.give_up(ready);
                 return e.to_string();
+            }
+            if let Err(e) = self.answer(connected, ready) {
+                self.unsent.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                return e;
             }
             if batch.is_empty() {
                 continue;
             }
             let mut pipe = redis::pipe();
-            let mut message = Vec::new();
-            for (channel, frame) in batch.drain(..) {
-                message.clear();
-                message.push(FORMAT);
-                message.extend_from_slice(&self.origin);
-                message.extend_from_slice(&frame);
-                pipe.cmd("PUBLISH").arg(format!("{PREFIX}{channel}")).arg(&message).ignore();
+            let idle = self.history.idle.as_millis().to_string();
+            for (channel, body) in batch.drain(..) {
+                pipe.cmd("EVALSHA")
+                    .arg(&connected.publish)
+                    .arg(2)
+                    .arg(format!("{HISTORY}{channel}"))
+                    .arg(format!("{PREFIX}{channel}"))
+                    .arg(self.history.events)
+                    .arg(&idle)
+                    .arg(&body[..])
+                    .ignore();
             }
-            if let Err(e) = pipe.query::<()>(&mut connected.commands) {
+            let sent = pipe.query::<()>(&mut connected.commands);
+            // Waiters in `drain` look at an empty queue.
+            self.wake.notify_all();
+            if let Err(e) = sent {
                 self.unsent.fetch_add(pipe.len() as u64, Ordering::Relaxed);
                 return e.to_string();
             }
         }
     }
 
-    /// The reader thread: what other hosts published, to the hub.
+    /// Starts the streams whose channels are live: at once if they want no
+    /// history, else after reading it (one pipeline for them all).
+    fn answer(&self, connected: &mut Connected, ready: Vec<PendingOpen>) -> Result<(), String> {
+        let (plain, history): (Vec<_>, Vec<_>) = ready.into_iter().partition(|o| !o.start.wants_history());
+        for open in plain {
+            self.hub.opened(open.opener, Replay::default());
+        }
+        if history.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        let idle = self.history.idle.as_millis().to_string();
+        // `MAXLEN ~` keeps up to a node more than asked (100 by default).
+        let cap = self.history.events + 1000;
+        for open in &history {
+            pipe.cmd("EVALSHA").arg(&connected.resume).arg(open.channels.len());
+            for channel in &open.channels {
+                pipe.arg(format!("{HISTORY}{channel}"));
+            }
+            pipe.arg(open.start.after.as_deref().unwrap_or("")).arg(open.start.backlog).arg(&idle).arg(cap);
+        }
+        match pipe.query::<Vec<Value>>(&mut connected.commands) {
+            Ok(replies) if replies.len() == history.len() => {
+                for (open, reply) in history.into_iter().zip(replies) {
+                    let replay = self.replay(&open, reply);
+                    self.hub.opened(open.opener, replay);
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                self.give_up(history);
+                Err("a history read got the wrong number of replies".into())
+            }
+            Err(e) => {
+                self.give_up(history);
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Streams that cannot get their history: they start with a reset.
+    fn give_up(&self, opens: Vec<PendingOpen>) {
+        for open in opens {
+            self.hub.opened(open.opener, unavailable(&open.start));
+        }
+    }
+
+    /// Turns the resume script's reply into a replay: entries of each
+    /// channel merged in id order, the newest `backlog` of them if that is
+    /// what was asked.
+    fn replay(&self, open: &PendingOpen, reply: Value) -> Replay {
+        let Value::Array(items) = reply else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return unavailable(&open.start);
+        };
+        let mut items = items.into_iter();
+        let reset = matches!(items.next(), Some(Value::Int(1)));
+        let position = match items.next() {
+            Some(Value::BulkString(id)) => std::str::from_utf8(&id).ok().and_then(EventId::parse),
+            _ => None,
+        };
+        let mut picked: Vec<(EventId, Arc<[u8]>)> = Vec::new();
+        let mut live_after = Vec::new();
+        for (channel, entries) in open.channels.iter().zip(items) {
+            let Value::Array(entries) = entries else { continue };
+            let mut newest = None;
+            for entry in entries {
+                if let Some((id, frame)) = self.entry(entry) {
+                    newest = newest.max(Some(id));
+                    picked.push((id, frame));
+                }
+            }
+            if let Some(id) = newest {
+                live_after.push((channel.clone(), id));
+            }
+        }
+        picked.sort_by_key(|(id, _)| *id);
+        let resumed = open.start.after.is_some() && !reset;
+        let skip = if resumed { 0 } else { picked.len().saturating_sub(open.start.backlog) };
+        let frames = picked.into_iter().skip(skip).map(|(_, frame)| frame).collect();
+        Replay { reset, position, frames, live_after }
+    }
+
+    /// One stream entry, `[id, ["e", body]]`, as a framed event with its id.
+    fn entry(&self, entry: Value) -> Option<(EventId, Arc<[u8]>)> {
+        let Value::Array(parts) = entry else { return None };
+        let mut parts = parts.into_iter();
+        let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (parts.next(), parts.next()) else {
+            return None;
+        };
+        let id = EventId::parse(std::str::from_utf8(&id).ok()?)?;
+        let body = match fields.into_iter().nth(1) {
+            Some(Value::BulkString(body)) if body.ends_with(b"\n\n") && body.len() <= self.sse_buffer => body,
+            _ => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        };
+        Some((id, super::history::with_id(id, &body).into()))
+    }
+
+    /// The reader thread: events, this host's own included, to the hub.
     fn read(self: Arc<Self>, mut stream: TcpStream) {
         let mut parser = redis::Parser::new();
         let why = loop {
@@ -347,35 +613,61 @@ impl Bridge {
         let mut state = self.state();
         state.broken.get_or_insert(why);
         drop(state);
-        self.wake.notify_one();
+        self.wake.notify_all();
     }
 
     fn received(&self, items: Vec<Value>) {
         let mut items = items.into_iter();
-        // (Un)subscribe confirmations end with a count, not a payload.
-        let (Some(Value::BulkString(kind)), Some(Value::BulkString(channel)), Some(Value::BulkString(payload))) =
+        let (Some(Value::BulkString(kind)), Some(Value::BulkString(channel)), Some(third)) =
             (items.next(), items.next(), items.next())
         else {
             return;
         };
+        let name = channel.strip_prefix(PREFIX.as_bytes()).and_then(|c| std::str::from_utf8(c).ok());
+        if kind == b"subscribe" {
+            // A SUBSCRIBE confirmed: the channel is live once none is pending.
+            if let Some(name) = name {
+                let mut state = self.state();
+                if let Some(n) = state.awaiting.get_mut(name) {
+                    *n -= 1;
+                    if *n == 0 {
+                        state.awaiting.remove(name);
+                    }
+                }
+                drop(state);
+                self.wake.notify_all();
+            }
+            return;
+        }
+        let Value::BulkString(payload) = third else { return };
         if kind != b"message" {
             return;
         }
-        let name = channel.strip_prefix(PREFIX.as_bytes()).and_then(|c| std::str::from_utf8(c).ok());
-        let ours = payload.get(1..HEADER) == Some(&self.origin[..]);
-        let frame = payload.get(HEADER..).unwrap_or_default();
-        match name {
-            _ if ours => {} // delivered here when it was published
-            Some(name)
-                if payload.first() == Some(&FORMAT) && frame.len() <= self.sse_buffer && frame.ends_with(b"\n\n") =>
+        let frame = payload.get(1..).unwrap_or_default();
+        let id = frame
+            .strip_prefix(b"id: ")
+            .and_then(|rest| rest.split(|&b| b == b'\n').next())
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .and_then(EventId::parse);
+        match (name, id) {
+            (Some(name), Some(id))
+                if payload.first() == Some(&FORMAT)
+                    && frame.len() <= self.sse_buffer + ID_LINE_MAX
+                    && frame.ends_with(b"\n\n") =>
             {
-                self.hub.publish_remote(name, &Arc::from(frame));
+                self.hub.publish_remote(name, Some(id), &Arc::from(frame));
             }
             _ => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
+}
+
+/// What a stream starts with when its history cannot be read: nothing, or
+/// a reset if it asked for history.
+fn unavailable(start: &Start) -> Replay {
+    Replay { reset: start.wants_history(), ..Replay::default() }
 }
 
 impl Link for Bridge {
@@ -385,7 +677,7 @@ impl Link for Bridge {
         if self.up.load(Ordering::Acquire) {
             state.changed.insert(channel.clone());
             drop(state);
-            self.wake.notify_one();
+            self.wake.notify_all();
         }
     }
 
@@ -395,25 +687,40 @@ impl Link for Bridge {
         if self.up.load(Ordering::Acquire) {
             state.changed.insert(channel.clone());
             drop(state);
-            self.wake.notify_one();
+            self.wake.notify_all();
         }
     }
 
-    fn publish(&self, channel: &str, frame: &Arc<[u8]>) {
+    fn publish(&self, channel: &str, body: &Arc<[u8]>) -> bool {
         if !self.up.load(Ordering::Acquire) {
             self.unsent.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         let mut state = self.state();
-        if state.queue.len() >= self.queue_events || state.bytes + frame.len() > self.queue_bytes {
+        if state.queue.len() >= self.queue_events || state.bytes + body.len() > self.queue_bytes {
             drop(state);
             self.unsent.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
-        state.bytes += frame.len();
-        state.queue.push_back((channel.into(), frame.clone()));
+        state.bytes += body.len();
+        state.queue.push_back((channel.into(), body.clone()));
         drop(state);
-        self.wake.notify_one();
+        self.wake.notify_all();
+        true
+    }
+
+    fn open(&self, opener: Opener, channels: &[Arc<str>], start: &Start) -> Option<Replay> {
+        if !self.up.load(Ordering::Acquire) {
+            return Some(unavailable(start));
+        }
+        let mut state = self.state();
+        if !start.wants_history() && state.live(channels) {
+            return Some(Replay::default());
+        }
+        state.opens.push(PendingOpen { opener, channels: channels.to_vec(), start: start.clone() });
+        drop(state);
+        self.wake.notify_all();
+        None
     }
 }
 
@@ -426,14 +733,4 @@ fn send_subscriptions(stream: &mut TcpStream, verb: &str, channels: &[Arc<str>])
         stream.write_all(&cmd.get_packed_command())?;
     }
     Ok(())
-}
-
-/// A tag for this process's messages: random, so that two processes (on
-/// one machine or many) never share one.
-fn origin() -> [u8; 8] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish().to_le_bytes()
 }

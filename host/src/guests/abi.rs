@@ -15,14 +15,18 @@ pub const BAD_CHANNEL: i32 = -1;
 pub const BAD_FIELD: i32 = -2;
 pub const NOT_A_STREAM: i32 = -3;
 
+/// The longest `id: HI-LO\n` line the engine adds to an event.
+pub const ID_LINE_MAX: usize = "id: ".len() + 20 + 1 + 20 + 1;
+
 /// Longest channel name, in bytes.
 pub const MAX_CHANNEL: usize = 256;
 
-/// An event a handler published, framed once, applied after the call.
+/// An event a handler published, framed once (without an id: the engine
+/// gives it one), applied after the call.
 #[derive(Debug)]
 pub struct Publication {
     pub channel: String,
-    /// Shared as is by every loop that has subscribers.
+    /// Shared as is by every loop and host that has subscribers.
     pub frame: std::sync::Arc<[u8]>,
 }
 
@@ -54,6 +58,8 @@ pub struct CallCtx {
     /// subscriber, so publishing one fails.
     pub sse_buffer: usize,
     pub subscriptions: Vec<String>,
+    /// Events of history the stream opens with (`backlog`).
+    pub backlog: usize,
     pub publishes: Vec<Publication>,
     /// Framed bytes of `publishes`.
     pub published_bytes: usize,
@@ -71,6 +77,7 @@ impl CallCtx {
             budgets,
             sse_buffer,
             subscriptions: Vec::new(),
+            backlog: 0,
             publishes: Vec::new(),
             published_bytes: 0,
             logs: Vec::new(),
@@ -93,6 +100,15 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
         if !subs.contains(&channel) {
             subs.push(channel);
         }
+        Ok(OK)
+    })?;
+    linker.func_wrap("house", "backlog", |mut caller: Caller<'_, CallCtx>, count: i32| {
+        if caller.data().kind != Kind::Stream {
+            return Ok(NOT_A_STREAM);
+        }
+        // What history keeps bounds what a backlog can hold.
+        let ctx = caller.data_mut();
+        ctx.backlog = ctx.backlog.max(count.max(0) as usize);
         Ok(OK)
     })?;
     linker.func_wrap(
@@ -138,7 +154,11 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
             if fields.iter().any(|(name, v)| v.as_deref().is_some_and(|v| sse::check_field(name, v).is_err())) {
                 return Ok(BAD_FIELD);
             }
-            let len = sse::framed_len(&ev);
+            // The engine gives every event its id (docs/ABI.md: a guest's
+            // own would break resuming), so the guest's goes, and the
+            // length counts the longest id the engine adds.
+            let ev = sse::Event { id: None, ..ev };
+            let len = sse::framed_len(&ev) + ID_LINE_MAX;
             let sse_buffer = caller.data().sse_buffer;
             if len > sse_buffer {
                 return Err(wasmtime::format_err!(

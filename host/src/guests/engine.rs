@@ -75,6 +75,8 @@ pub struct CallOutput {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub subscriptions: Vec<String>,
+    /// Events of history the stream asked to open with.
+    pub backlog: usize,
     pub publishes: Vec<Publication>,
     pub logs: Vec<String>,
 }
@@ -282,6 +284,7 @@ impl Runtime {
             headers: resp.headers,
             body: resp.body,
             subscriptions: ctx.subscriptions,
+            backlog: ctx.backlog,
             publishes: ctx.publishes,
             logs: ctx.logs,
         })

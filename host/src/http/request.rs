@@ -31,6 +31,9 @@ pub struct Head {
     /// `Content-Type: application/x-www-form-urlencoded`.
     pub form_body: bool,
     pub expect_continue: bool,
+    /// `Last-Event-ID`: an SSE client reconnecting says the last event it
+    /// got (kept as sent, up to 64 bytes; longer is nobody's id, kept empty).
+    pub last_event_id: Option<String>,
     /// Bytes of the head, including the blank line.
     pub len: usize,
     pub body: Body,
@@ -104,6 +107,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
     let mut conn_keep_alive = false;
     let mut form_body = false;
     let mut expect_continue = false;
+    let mut last_event_id = None;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -134,6 +138,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
                 return Err(HttpError::new(ErrorKind::NotImplemented, "only Expect: 100-continue is supported"));
             }
             expect_continue = version == 1;
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            let value = h.value.trim_ascii();
+            let kept = if value.len() <= 64 { String::from_utf8_lossy(value).into_owned() } else { String::new() };
+            last_event_id = Some(kept);
         }
     }
     if hosts > 1 || (version == 1 && hosts == 0) {
@@ -193,6 +201,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
         keep_alive,
         form_body,
         expect_continue,
+        last_event_id,
         len,
         body,
     }))
