@@ -56,6 +56,16 @@ pub fn subscribe(channel: &str) -> Result<(), HostError> {
     status(imp::subscribe(channel))
 }
 
+/// [`subscribe`], and opens the stream with (up to) the last `count` events
+/// of its channels' history, oldest first, before live ones: a page that
+/// joins a room sees what was said. History keeps a bounded number of
+/// events per channel (the host's `--history-*` flags); a browser that
+/// reconnects with `Last-Event-ID` is replayed what it missed instead.
+pub fn subscribe_with_backlog(channel: &str, count: u32) -> Result<(), HostError> {
+    subscribe(channel)?;
+    status(imp::backlog(count))
+}
+
 /// Publishes `data` to every subscriber of `channel` (none: a no-op). Line
 /// breaks in `data` are framed safely by the host. Published events are sent
 /// when the handler returns successfully; a failing handler (a trap, an
@@ -66,7 +76,9 @@ pub fn publish(channel: &str, data: &str) -> Result<(), HostError> {
     publish_event(channel, &Event { data, ..Event::default() })
 }
 
-/// [`publish`] with the SSE `event`, `id` and `retry` fields.
+/// [`publish`] with the SSE `event` and `retry` fields. The host gives
+/// every event its own `id` (what resuming a stream relies on): an `id`
+/// set here is checked, then replaced.
 pub fn publish_event(channel: &str, event: &Event<'_>) -> Result<(), HostError> {
     status(imp::publish(channel, event))
 }
@@ -84,6 +96,8 @@ mod imp {
     unsafe extern "C" {
         #[link_name = "subscribe"]
         fn house_subscribe(ptr: *const u8, len: usize) -> i32;
+        #[link_name = "backlog"]
+        fn house_backlog(count: i32) -> i32;
         #[link_name = "publish"]
         fn house_publish(
             channel: *const u8,
@@ -103,6 +117,11 @@ mod imp {
     pub fn subscribe(channel: &str) -> i32 {
         // SAFETY: the host reads `len` bytes at `ptr`, which `channel` owns.
         unsafe { house_subscribe(channel.as_ptr(), channel.len()) }
+    }
+
+    pub fn backlog(count: u32) -> i32 {
+        // SAFETY: no pointers.
+        unsafe { house_backlog(count.min(i32::MAX as u32) as i32) }
     }
 
     pub fn publish(channel: &str, ev: &Event<'_>) -> i32 {
@@ -146,6 +165,14 @@ mod imp {
             return -1;
         }
         RECORDED.with(|r| r.borrow_mut().subscriptions.push(channel.to_string()));
+        0
+    }
+
+    pub fn backlog(count: u32) -> i32 {
+        RECORDED.with(|r| {
+            let mut r = r.borrow_mut();
+            r.backlog = r.backlog.max(count);
+        });
         0
     }
 

@@ -147,7 +147,7 @@ pub mod testing;
 
 pub use abi::ABI_VERSION;
 pub use args::{FromArg, Json, Keyword};
-pub use host::{Event, HostError, log, publish, publish_event, subscribe};
+pub use host::{Event, HostError, log, publish, publish_event, subscribe, subscribe_with_backlog};
 pub use house_sdk_macros::{handler, http_type};
 pub use response::{IntoResponse, Response};
 
@@ -156,7 +156,7 @@ pub mod prelude {
     pub use crate::json;
     pub use crate::{
         Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish, publish_event,
-        subscribe,
+        subscribe, subscribe_with_backlog,
     };
     pub use alloc::format;
     pub use alloc::string::{String, ToString};

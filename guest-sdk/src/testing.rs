@@ -23,6 +23,8 @@ pub struct Published {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recorded {
     pub subscriptions: Vec<String>,
+    /// The largest backlog asked for ([`crate::subscribe_with_backlog`]).
+    pub backlog: u32,
     pub published: Vec<Published>,
     pub logs: Vec<String>,
 }

@@ -288,7 +288,8 @@ mod tests {
     fn hub(loops: usize, capacity: usize) -> (Hub, Vec<mio::Poll>) {
         let polls: Vec<mio::Poll> = (0..loops).map(|_| mio::Poll::new().unwrap()).collect();
         let wakers = polls.iter().map(|p| Arc::new(Waker::new(p.registry(), mio::Token(0)).unwrap())).collect();
-        let history = HistoryLimits { events: 10, bytes: 1 << 20, idle: std::time::Duration::from_secs(60), budget: 1 << 20 };
+        let history =
+            HistoryLimits { events: 10, bytes: 1 << 20, idle: std::time::Duration::from_secs(60), budget: 1 << 20 };
         (Hub::new(wakers, capacity, history), polls)
     }
 

@@ -14,10 +14,18 @@ pub struct Subscriber {
 
 impl Subscriber {
     /// Opens `GET target` on `stream` and reads the response head.
-    pub fn open(mut stream: TcpStream, target: &str) -> Subscriber {
+    pub fn open(stream: TcpStream, target: &str) -> Subscriber {
+        Subscriber::open_with(stream, target, &[])
+    }
+
+    /// [`Subscriber::open`] with extra request headers (`Last-Event-ID`).
+    pub fn open_with(mut stream: TcpStream, target: &str, headers: &[(&str, &str)]) -> Subscriber {
         use std::io::Write;
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         stream
-            .write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n").as_bytes(),
+            )
             .unwrap();
         let mut s = Subscriber { stream, head: String::new(), buf: Vec::new() };
         let end = s.read_until(b"\r\n\r\n").expect("a response head");

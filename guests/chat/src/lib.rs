@@ -5,10 +5,14 @@
 
 use house_sdk::prelude::*;
 
-/// Subscribes this connection to `room`.
+/// Messages a newcomer to a room is shown.
+const BACKLOG: u32 = 50;
+
+/// Subscribes this connection to `room`, with the room's last messages
+/// first (a page that reconnects is replayed what it missed instead).
 #[handler(stream)]
 fn source(#[param(chars(max = 16))] room: &str) -> Result<(), HostError> {
-    subscribe(room)
+    subscribe_with_backlog(room, BACKLOG)
 }
 
 /// Publishes `{"name": ..., "message": ...}` to everyone in `room`.

@@ -77,7 +77,7 @@ fn fail() -> Result<String, &'static str> {
     Err("this handler always fails")
 }
 
-/// Publishes one event with every SSE field to `channel`.
+/// Publishes one event with every SSE field to `channel` (`times` times).
 #[handler(closing, methods(POST))]
 fn emit(
     channel: &str,
@@ -85,6 +85,7 @@ fn emit(
     #[param(default = "")] event: &str,
     #[param(default = "")] id: &str,
     #[param(default = -1)] retry: i64,
+    #[param(default = 1, range(min = 1, max = 1000))] times: i64,
 ) -> Result<&'static str, HostError> {
     let ev = Event {
         data,
@@ -92,7 +93,9 @@ fn emit(
         id: Some(id).filter(|i| !i.is_empty()),
         retry: u32::try_from(retry).ok(),
     };
-    publish_event(channel, &ev)?;
+    for _ in 0..times {
+        publish_event(channel, &ev)?;
+    }
     Ok("ok")
 }
 

@@ -67,8 +67,7 @@ const PUBLISH: &str = r"
 local trim = ARGV[1] == '0' and '=' or '~'
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', trim, ARGV[1], '*', 'e', ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], 'id: ' .. id .. '
-' .. ARGV[3])
+redis.call('PUBLISH', KEYS[2], '\2id: ' .. id .. '\n' .. ARGV[3])
 return 0
 ";
 
@@ -282,7 +281,11 @@ impl Bridge {
             if left.is_zero() {
                 return;
             }
-            state = self.wake.wait_timeout(state, left.min(Duration::from_millis(10))).unwrap_or_else(PoisonError::into_inner).0;
+            state = self
+                .wake
+                .wait_timeout(state, left.min(Duration::from_millis(10)))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
