@@ -108,7 +108,7 @@ fn over_a_budget_the_call_fails_and_publishes_nothing() {
         ("big_response", "returned a response block of 9437184 bytes, over 8388608 (--guest-response-bytes)"),
         (
             "huge_event",
-            "published an event of 30008 bytes framed, which can never fit a subscriber's buffer \
+            "published an event of 30054 bytes framed with its id, which can never fit a subscriber's buffer \
              (--sse-buffer-bytes 16384)",
         ),
     ];

@@ -217,8 +217,11 @@ fn ten_thousand_channels_of_a_thousand_events_stay_within_the_budget() {
     }
     assert!(started.elapsed() < Duration::from_secs(120), "10M events took {:?}", started.elapsed());
     let stats = s.stats_json();
-    let (bytes, events, channels) =
-        (stats["history_bytes"].as_u64().unwrap(), stats["history_events"].as_u64().unwrap(), stats["history_channels"].as_u64().unwrap());
+    let (bytes, events, channels) = (
+        stats["history_bytes"].as_u64().unwrap(),
+        stats["history_events"].as_u64().unwrap(),
+        stats["history_channels"].as_u64().unwrap(),
+    );
     assert!(bytes <= BUDGET_MB << 20 && bytes > (BUDGET_MB << 20) / 2, "{bytes} bytes");
     assert_eq!(events, channels * 100, "each channel kept its last 100");
     // What the process holds grew by about the budget, not by 10M events.

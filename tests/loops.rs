@@ -29,9 +29,18 @@ fn a_publish_on_any_loop_reaches_subscribers_on_every_loop_in_order() {
         let r = s.post_form("/emit", &format!("channel=all&data=e{i}"));
         assert_eq!(r.status, 200, "{}", r.body);
     }
+    // Every subscriber, whatever its loop, sees the same ids in the same order.
+    let mut ids = Vec::new();
     for (n, sub) in subs.iter_mut().enumerate() {
         for i in 0..40 {
-            assert_eq!(sub.next_raw().unwrap(), format!("data: e{i}\n\n"), "subscriber {n}");
+            let raw = sub.next_raw().unwrap();
+            let (id, rest) = raw.split_once('\n').unwrap();
+            assert_eq!(rest, format!("data: e{i}\n\n"), "subscriber {n}");
+            if n == 0 {
+                ids.push(id.to_owned());
+            } else {
+                assert_eq!(id, ids[i], "subscriber {n}, event {i}");
+            }
         }
     }
     drop(subs);

@@ -38,7 +38,8 @@ fn framing_golden() {
         ("data=plain", "data: plain\n\n"),
         (
             &format!("data={}&event=msg&id=42&retry=1500", enc("a\nb\r\nc\rd")),
-            "event: msg\nid: 42\nretry: 1500\ndata: a\ndata: b\ndata: c\ndata: d\n\n",
+            // The guest's id is replaced by the host's (docs/ABI.md).
+            "event: msg\nretry: 1500\ndata: a\ndata: b\ndata: c\ndata: d\n\n",
         ),
         (&format!("data={}", enc("héllo 🦀 wörld")), "data: héllo 🦀 wörld\n\n"),
         // A message cannot forge a field or a second event.
@@ -49,15 +50,27 @@ fn framing_golden() {
         (&format!("data={}", enc("trailing\n")), "data: trailing\ndata: \n\n"),
         ("data=", "data: \n\n"),
     ];
+    let mut last = 0;
     for (form, framed) in cases {
         emit(&s, &format!("channel=gold&{form}"));
-        assert_eq!(sub.next_raw().unwrap(), *framed, "{form}");
+        assert_eq!(without_id(&sub.next_raw().unwrap(), &mut last), *framed, "{form}");
     }
     // Fields that would end a line are refused by the host, and the guest sees it.
     let r = s.post_form("/emit", &format!("channel=gold&data=x&event={}", enc("a\nb")));
     assert_eq!((r.status, r.body.as_str()), (500, "SSE event and id must not contain CR, LF or NUL\n"));
     emit(&s, "channel=gold&data=after");
-    assert_eq!(sub.next_raw().unwrap(), "data: after\n\n", "the refused event was never sent");
+    assert_eq!(without_id(&sub.next_raw().unwrap(), &mut last), "data: after\n\n", "the refused event was never sent");
+}
+
+/// `raw` without its first line, which must be the host's `id: EPOCH-SEQ`
+/// with SEQ above `last` (updated).
+fn without_id(raw: &str, last: &mut u64) -> String {
+    let (line, rest) = raw.split_once('\n').expect("lines");
+    let seq = line.strip_prefix("id: ").and_then(|id| id.split_once('-')).map(|(_, seq)| seq.parse::<u64>());
+    let seq = seq.unwrap_or_else(|| panic!("no host id first in {raw:?}")).expect("a numeric SEQ");
+    assert!(seq > *last, "ids increase");
+    *last = seq;
+    rest.to_owned()
 }
 
 #[test]

@@ -40,9 +40,13 @@ pub struct Opening {
     pub prelude: Vec<u8>,
     /// Live events that arrived meanwhile, in order, and their bytes
     /// (bounded like a subscriber's buffer).
-    pub held: Vec<(Arc<str>, Option<EventId>, Arc<[u8]>)>,
+    pub held: Vec<Held>,
     pub held_bytes: usize,
 }
+
+/// A live event held for a stream that has not started: its channel, id
+/// and frame.
+pub type Held = (Arc<str>, Option<EventId>, Arc<[u8]>);
 
 /// A complete request: its head and its body.
 #[derive(Debug)]

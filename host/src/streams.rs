@@ -187,7 +187,7 @@ impl Server {
     /// `retry: N` with N spread over half to one and a half `--retry-ms`.
     pub(crate) fn retry_hint(&mut self) -> Vec<u8> {
         let base = self.cfg.retry.as_millis().min(u32::MAX as u128 / 2) as u64;
-        let retry = base / 2 + self.jitter.next() % (base + 1);
+        let retry = base / 2 + self.jitter.draw() % (base + 1);
         format!("retry: {retry}\n\n").into_bytes()
     }
 }
@@ -200,7 +200,7 @@ impl Jitter {
         Jitter(seed | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn draw(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;

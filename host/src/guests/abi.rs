@@ -162,7 +162,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
             let sse_buffer = caller.data().sse_buffer;
             if len > sse_buffer {
                 return Err(wasmtime::format_err!(
-                    "published an event of {len} bytes framed, which can never fit a subscriber's buffer \
+                    "published an event of {len} bytes framed with its id, which can never fit a subscriber's buffer \
                      (--sse-buffer-bytes {sse_buffer})"
                 ));
             }
