@@ -1,7 +1,8 @@
 // The chat page end to end in a real headless Chromium (Debian's), driven by
 // playwright-core: two pages in one room, a message typed in one appears in
-// the other, a refused message shows its reason, and the page survives a
-// server restart.
+// the other, a refused message shows its reason, the page survives a
+// server restart (and says its history is gone), and a newcomer is shown
+// the room's backlog.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -55,16 +56,39 @@ test("a refused message shows the server's reason", async () => {
   await ada.close();
 });
 
-test("the page says so when the server restarts, and reconnects", async () => {
+const send = async (page, text) => {
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByLabel("Message", { exact: true }).press("Enter");
+};
+
+test("the page says so when the server restarts and its history is gone, and reconnects", async () => {
   const ada = await joinAs("Ada", "restart");
   const bob = await joinAs("Bob", "restart");
+  await send(bob, "before the restart");
+  await ada.locator("#log li", { hasText: "before the restart" }).waitFor();
   await stop(server);
   await ada.locator("#status", { hasText: "reconnecting" }).waitFor();
+  // The memory engine's history went with the process: the page's last id
+  // means nothing to the new one, which says so with `event: reset`.
   ({ child: server } = await startHouse(port, guests));
   await ada.locator("#status", { hasText: "Live in “restart”" }).waitFor({ timeout: 15000 });
   await bob.locator("#status", { hasText: "Live in “restart”" }).waitFor({ timeout: 15000 });
-  await bob.getByLabel("Message", { exact: true }).fill("back again");
-  await bob.getByLabel("Message", { exact: true }).press("Enter");
+  await ada.locator("#log li.reset", { hasText: "some messages since you left are gone" }).waitFor();
+  assert.equal(await ada.locator("#log li", { hasText: "before the restart" }).count(), 0, "the log started over");
+  await send(bob, "back again");
   await ada.locator("#log li", { hasText: "back again" }).waitFor();
   await ada.close(); await bob.close();
+});
+
+test("a page that joins later is shown the room's backlog, in order", async () => {
+  const ada = await joinAs("Ada", "backlog");
+  for (const text of ["first message", "second message", "third message"]) {
+    await send(ada, text);
+    await ada.locator("#log li", { hasText: text }).waitFor();
+  }
+  const carol = await joinAs("Carol", "backlog");
+  await carol.locator("#log li", { hasText: "third message" }).waitFor();
+  const lines = (await carol.locator("#log li").allTextContents()).filter((l) => l.includes(" message"));
+  assert.deepEqual(lines, ["Ada:first message", "Ada:second message", "Ada:third message"]);
+  await ada.close(); await carol.close();
 });

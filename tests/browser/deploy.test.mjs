@@ -1,7 +1,8 @@
 // The deployment of docs/DEPLOY.md, for real: a redis-server, two house
 // processes on it (`--engine redis://`), and nginx running
 // docs/deploy/house.nginx.conf in front of them. Two chat pages whose
-// streams land on different hosts see each other's messages.
+// streams land on different hosts see each other's messages, and a page
+// whose host restarts is replayed what it missed from Redis's history.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -17,7 +18,9 @@ let redis, hosts = [], nginx, browser;
 
 before(async () => {
   redis = await startRedis();
-  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`];
+  // A reconnection delay of 1 to 3 s: long enough for the gap test to
+  // publish while a page is away.
+  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000"];
   hosts = [await startHouse(0, guests, engine), await startHouse(0, guests, engine)];
   nginx = await startNginx(hosts.map((h) => h.port));
   browser = await launchBrowser();
@@ -54,5 +57,36 @@ test("two pages on two hosts behind nginx see each other's messages", async () =
     assert.deepEqual(lines.filter((l) => l.includes(" from ")),
       ["Ada:hello from ada", "Bob:and back from bob", "Ada:once more from ada"]);
   }
+  await ada.close(); await bob.close();
+});
+
+test("a page whose host restarts is shown what was said while it was away", async () => {
+  const base = `http://127.0.0.1:${nginx.port}`;
+  const ada = await joinAs(browser, base, "Ada", "gap");
+  const onA = (await subscriptions()).indexOf(1);
+  assert.notEqual(onA, -1, "Ada's stream is on one host");
+  const bob = await joinAs(browser, base, "Bob", "gap");
+  const send = async (page, text) => {
+    await page.getByLabel("Message", { exact: true }).fill(text);
+    await page.getByLabel("Message", { exact: true }).press("Enter");
+    await page.locator("#log li.mine", { hasText: text }).waitFor({ timeout: 5000 });
+  };
+  await send(bob, "before the restart");
+  await ada.locator("#log li", { hasText: "before the restart" }).waitFor();
+  // Ada's host goes (SIGTERM: it tells her page to come back in 1 to 3 s).
+  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000"];
+  await stop(hosts[onA].child);
+  await send(bob, "said during the gap");
+  await send(bob, "also during the gap");
+  assert.equal(await ada.locator("#log li", { hasText: "during the gap" }).count(), 0, "Ada was away");
+  hosts[onA] = await startHouse(hosts[onA].port, guests, engine);
+  // Her page reconnects (through nginx, to whichever host answers) with
+  // its last id, and Redis's history replays what she missed.
+  await ada.locator("#log li", { hasText: "also during the gap" }).waitFor({ timeout: 15000 });
+  const lines = (await ada.locator("#log li").allTextContents()).filter((l) => l.startsWith("Bob:"));
+  assert.deepEqual(lines, ["Bob:before the restart", "Bob:said during the gap", "Bob:also during the gap"]);
+  assert.equal(await ada.locator("#log li.reset").count(), 0, "nothing was lost, so no reset");
+  await send(bob, "and live again");
+  await ada.locator("#log li", { hasText: "and live again" }).waitFor();
   await ada.close(); await bob.close();
 });
