@@ -138,6 +138,53 @@ fn a_stream_resumes_after_its_last_id_with_nothing_lost_or_twice() {
     resume_exactly(s.addr, s.addr, s.addr);
 }
 
+/// The seam between replay and live, under fire: events published as fast
+/// as one connection can while a subscriber keeps dropping and resuming.
+/// It must end with every event exactly once, in order.
+fn resume_under_load(sub_on: SocketAddr, publish_on: SocketAddr) {
+    const EVENTS: usize = 600;
+    let mut got: Vec<String> = Vec::new();
+    let mut sub = watch(sub_on, "hot", None);
+    let publisher = std::thread::spawn(move || {
+        let mut emitter = Emitter::new(publish_on);
+        for i in 0..EVENTS {
+            emitter.emit("hot", &format!("{i}"));
+        }
+    });
+    let mut last = None;
+    let mut resumes = 0;
+    while got.len() < EVENTS {
+        let ev = next(&mut sub, Duration::from_secs(10)).unwrap_or_else(|| panic!("stuck after {}", got.len()));
+        assert_eq!(ev.event, None, "no reset: {ev:?}");
+        got.push(ev.data);
+        last = ev.id;
+        if got.len() % 37 == 0 {
+            sub = watch(sub_on, "hot", last.as_deref());
+            resumes += 1;
+        }
+    }
+    publisher.join().unwrap();
+    let want: Vec<String> = (0..EVENTS).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+    assert!(resumes >= 10);
+    assert_eq!(next(&mut sub, Duration::from_millis(300)), None, "nothing twice at the end");
+}
+
+#[test]
+fn resuming_while_events_pour_in_loses_nothing_and_repeats_nothing() {
+    let s = memory_host(&["--threads", "2", "--history-events", "1000"]);
+    resume_under_load(s.addr, s.addr);
+}
+
+#[test]
+fn with_redis_resuming_while_events_pour_in_loses_nothing_and_repeats_nothing() {
+    let redis = Redis::start();
+    let a = redis_host(&redis, None, &["--history-events", "1000"]);
+    let b = redis_host(&redis, None, &["--history-events", "1000"]);
+    resume_under_load(a.addr, b.addr);
+    resume_under_load(a.addr, a.addr);
+}
+
 #[test]
 fn ids_that_cannot_be_resumed_get_a_reset_that_carries_the_newest_id() {
     let s = memory_host(&[]);
@@ -278,13 +325,14 @@ fn shutdown_finishes_requests_in_flight_and_ends_streams_with_spread_retry_hints
     assert!(s.terminate().success());
 }
 
-fn redis_host(redis: &Redis, port: Option<u16>) -> Server {
+fn redis_host(redis: &Redis, port: Option<u16>, extra: &[&str]) -> Server {
     let port = port.map(|p| p.to_string());
     let url = redis.url();
     let mut flags = vec!["--engine", url.as_str(), "--quiet", "--threads", "2"];
     if let Some(port) = &port {
         flags.extend(["--port", port.as_str()]);
     }
+    flags.extend(extra);
     let s = Server::start(&["typed"], &flags);
     wait_until(Duration::from_secs(10), "the engine to connect", || s.stats_json()["engine_up"] == true);
     s
@@ -293,8 +341,8 @@ fn redis_host(redis: &Redis, port: Option<u16>) -> Server {
 #[test]
 fn with_redis_a_stream_resumes_on_the_other_host() {
     let redis = Redis::start();
-    let a = redis_host(&redis, None);
-    let b = redis_host(&redis, None);
+    let a = redis_host(&redis, None, &[]);
+    let b = redis_host(&redis, None, &[]);
     resume_exactly(a.addr, b.addr, b.addr);
     // And the reset cases, from Redis's history.
     for bad in ["garbage", "1-0", "99999999999999-0"] {
@@ -311,8 +359,8 @@ fn a_rolling_restart_loses_nothing_for_a_subscriber_of_the_restarted_host() {
     const EVENTS: usize = 40;
     let redis = Redis::start();
     let port_a = free_port();
-    let mut a = redis_host(&redis, Some(port_a));
-    let b = redis_host(&redis, None);
+    let mut a = redis_host(&redis, Some(port_a), &[]);
+    let b = redis_host(&redis, None, &[]);
     let addr_a = a.addr;
     let addr_b = b.addr;
     // A browser on A: reconnects after each end, with its last id, to A
@@ -360,7 +408,7 @@ fn a_rolling_restart_loses_nothing_for_a_subscriber_of_the_restarted_host() {
     for i in 0..EVENTS {
         if i == 10 {
             assert!(a.terminate().success(), "A exits cleanly");
-            a = redis_host(&redis, Some(port_a));
+            a = redis_host(&redis, Some(port_a), &[]);
         }
         emitter.emit("roll", &format!("e{i:02}"));
         std::thread::sleep(Duration::from_millis(100)); // 10 events/s

@@ -55,6 +55,8 @@ struct Inbox {
     woken: AtomicBool,
     /// Events that did not fit since it last drained.
     overflowed: AtomicBool,
+    /// Its streams should resume (see [`Hub::resync_streams`]).
+    resync: AtomicBool,
     waker: Arc<Waker>,
 }
 
@@ -117,6 +119,7 @@ impl Hub {
                 queue: Mutex::new(VecDeque::new()),
                 woken: AtomicBool::new(false),
                 overflowed: AtomicBool::new(false),
+                resync: AtomicBool::new(false),
                 waker,
             })
             .collect();
@@ -263,6 +266,22 @@ impl Hub {
         }
         drop(queue);
         inbox.overflowed.swap(false, Ordering::AcqRel)
+    }
+
+    /// Asks every loop to end its streams with a retry hint, so that their
+    /// browsers reconnect with their last id and are replayed what they
+    /// missed: the Redis engine's answer to an outage, during which events
+    /// from other hosts could not arrive.
+    pub fn resync_streams(&self) {
+        for inbox in &self.inboxes {
+            inbox.resync.store(true, Ordering::Release);
+            let _ = inbox.waker.wake();
+        }
+    }
+
+    /// Whether loop `lp` was asked to resync its streams since it last looked.
+    pub fn take_resync(&self, lp: usize) -> bool {
+        self.inboxes[lp].resync.swap(false, Ordering::AcqRel)
     }
 
     /// Forgets the history of channels idle past `--history-idle-ms`.

@@ -112,6 +112,15 @@ impl Server {
             }
         }
         self.inbox = inbox;
+        if self.shared.hub.take_resync(self.lp) {
+            let streams: Vec<usize> =
+                self.conns.iter().filter(|(_, c)| c.phase == Phase::Stream).map(|(k, _)| k).collect();
+            trace!(self.log, "resyncing {} streams after an engine outage", streams.len());
+            for key in streams {
+                self.end_stream(key, now);
+                self.settle(key, now);
+            }
+        }
         if overflowed {
             let streams: Vec<usize> =
                 self.conns.iter().filter(|(_, c)| c.phase == Phase::Stream).map(|(k, _)| k).collect();

@@ -317,12 +317,16 @@ impl Bridge {
                     continue;
                 }
             };
-            log.line(format_args!(
-                "house: engine {}: connected, {} channels subscribed",
-                self.shown,
-                self.state().subscribed.len()
-            ));
+            let channels = self.state().subscribed.len();
+            log.line(format_args!("house: engine {}: connected, {channels} channels subscribed", self.shown));
             log.flush_now();
+            if said_down {
+                // Events of other hosts could not reach this one's streams
+                // meanwhile, and this host's own went out without ids: its
+                // streams resume from their last id, and get the gap from
+                // Redis's history.
+                self.hub.resync_streams();
+            }
             let since = std::time::Instant::now();
             let why = self.serve(&mut connected);
             self.disconnect(connected);
