@@ -383,11 +383,12 @@ fn a_rolling_restart_loses_nothing_for_a_subscriber_of_the_restarted_host() {
                     reconnects += 1;
                     sub = loop {
                         let target = if TcpStream::connect(addr_a).is_ok() { addr_a } else { addr_b };
-                        if let Ok(stream) = TcpStream::connect(target) {
-                            let mut s = match &last {
-                                Some(id) => Subscriber::open_with(stream, "/watch?ch=roll", &[("Last-Event-ID", id)]),
-                                None => Subscriber::open(stream, "/watch?ch=roll"),
-                            };
+                        // (A host shutting down may accept and close.)
+                        let headers: Vec<(&str, &str)> = last.iter().map(|id| ("Last-Event-ID", id.as_str())).collect();
+                        let opened = TcpStream::connect(target)
+                            .ok()
+                            .and_then(|stream| Subscriber::try_open_with(stream, "/watch?ch=roll", &headers));
+                        if let Some(mut s) = opened {
                             s.set_timeout(Duration::from_secs(10));
                             if s.head.starts_with("HTTP/1.1 200") && s.next_data().as_deref() == Some("watching 1") {
                                 break s;

@@ -23,6 +23,94 @@ struct Sub {
     /// Events seen so far (blank lines ending an event).
     events: usize,
     last: u8,
+    /// The line being read (its start only), and the last `id:` seen.
+    line: Vec<u8>,
+    last_id: Option<String>,
+}
+
+/// N subscribers on one mio poll.
+pub struct Clients {
+    poll: Poll,
+    events: Events,
+    subs: Vec<Sub>,
+    buf: Vec<u8>,
+}
+
+impl Clients {
+    /// Subscribes `n` clients to `subscribe` (a request path), each request
+    /// with `headers` (whole header lines), and waits for each one's first
+    /// event. Connects in batches, each waiting for its first events: the
+    /// listen backlog is never overrun (an overrun costs a 1 s SYN retry).
+    pub fn subscribe(addr: SocketAddr, n: usize, subscribe: &str, headers: &str) -> anyhow::Result<Clients> {
+        let mut c = Clients {
+            poll: Poll::new()?,
+            events: Events::with_capacity(4096),
+            subs: Vec::with_capacity(n),
+            buf: vec![0u8; 64 * 1024],
+        };
+        while c.subs.len() < n {
+            let batch = (n - c.subs.len()).min(500);
+            let first = c.subs.len();
+            for i in first..first + batch {
+                let mut s = StdStream::connect(addr).context("connecting a subscriber")?;
+                s.write_all(format!("GET {subscribe} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").as_bytes())?;
+                s.set_nonblocking(true)?;
+                let mut socket = TcpStream::from_std(s);
+                c.poll.registry().register(&mut socket, Token(i), Interest::READABLE)?;
+                c.subs.push(Sub { socket, events: 0, last: 0, line: Vec::new(), last_id: None });
+            }
+            c.wait_for(1, Duration::from_secs(30))?;
+        }
+        Ok(c)
+    }
+
+    /// The last id the first subscriber saw.
+    pub fn last_id(&self) -> Option<String> {
+        self.subs.first().and_then(|s| s.last_id.clone())
+    }
+
+    /// Reads until every subscriber has seen `count` events.
+    pub fn wait_for(&mut self, count: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut behind = self.subs.iter().filter(|s| s.events < count).count();
+        while behind > 0 {
+            if Instant::now() > deadline {
+                bail!("{behind} subscribers never got event {count}");
+            }
+            self.poll.poll(&mut self.events, Some(Duration::from_millis(100)))?;
+            for ev in self.events.iter() {
+                let sub = &mut self.subs[ev.token().0];
+                let was_behind = sub.events < count;
+                loop {
+                    match sub.socket.read(&mut self.buf) {
+                        Ok(0) => bail!("a subscriber was disconnected"),
+                        Ok(n) => {
+                            for &b in &self.buf[..n] {
+                                if b == b'\n' {
+                                    if sub.last == b'\n' {
+                                        sub.events += 1;
+                                    }
+                                    if let Some(id) = sub.line.strip_prefix(b"id: ") {
+                                        sub.last_id = Some(String::from_utf8_lossy(id).into_owned());
+                                    }
+                                    sub.line.clear();
+                                } else if sub.line.len() < 64 {
+                                    sub.line.push(b);
+                                }
+                                sub.last = b;
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if was_behind && sub.events >= count {
+                    behind -= 1;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Subscribes `n` clients with `subscribe` (a request path), then publishes
@@ -51,26 +139,8 @@ pub fn run_across(
     publish: &str,
     reps: usize,
 ) -> anyhow::Result<Fanout> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(4096);
-    let mut subs: Vec<Sub> = Vec::with_capacity(n);
-    let mut buf = vec![0u8; 64 * 1024];
     let rss_before = crate::procfs::rss_kib(pid);
-    // Connect in batches, each waiting for its first events: the listen
-    // backlog is never overrun (an overrun costs a 1 s SYN retry).
-    while subs.len() < n {
-        let batch = (n - subs.len()).min(500);
-        let first = subs.len();
-        for i in first..first + batch {
-            let mut s = StdStream::connect(addr).context("connecting a subscriber")?;
-            s.write_all(format!("GET {subscribe} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())?;
-            s.set_nonblocking(true)?;
-            let mut socket = TcpStream::from_std(s);
-            poll.registry().register(&mut socket, Token(i), Interest::READABLE)?;
-            subs.push(Sub { socket, events: 0, last: 0 });
-        }
-        wait_for(&mut poll, &mut events, &mut subs, &mut buf, 1, Duration::from_secs(30))?;
-    }
+    let mut c = Clients::subscribe(addr, n, subscribe, "")?;
     let rss_after = crate::procfs::rss_kib(pid);
     let mut publisher = StdStream::connect(publish_to)?;
     publisher.set_nodelay(true)?;
@@ -82,7 +152,7 @@ pub fn run_across(
         loop {
             publisher.write_all(publish.as_bytes())?;
             read_one_response(&mut publisher)?;
-            if wait_for(&mut poll, &mut events, &mut subs, &mut buf, 2, Duration::from_millis(200)).is_ok() {
+            if c.wait_for(2, Duration::from_millis(200)).is_ok() {
                 break;
             }
             if Instant::now() > deadline {
@@ -91,69 +161,27 @@ pub fn run_across(
         }
         // Later warm-ups may still be on their way: let them land.
         std::thread::sleep(Duration::from_millis(300));
-        let _ = wait_for(&mut poll, &mut events, &mut subs, &mut buf, usize::MAX, Duration::from_millis(1));
-        let base = subs[0].events;
-        if subs.iter().any(|s| s.events != base) {
+        let _ = c.wait_for(usize::MAX, Duration::from_millis(1));
+        let base = c.subs[0].events;
+        if c.subs.iter().any(|s| s.events != base) {
             bail!("subscribers disagree after the warm-up");
         }
-        for s in &mut subs {
+        for s in &mut c.subs {
             s.events -= base - 1;
         }
     }
     for rep in 0..reps {
         let started = Instant::now();
         publisher.write_all(publish.as_bytes())?;
-        wait_for(&mut poll, &mut events, &mut subs, &mut buf, 2 + rep, Duration::from_secs(30))?;
+        c.wait_for(2 + rep, Duration::from_secs(30))?;
         times.push(started.elapsed());
         read_one_response(&mut publisher)?;
     }
     Ok(Fanout { times, bytes_per_subscriber: (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64 })
 }
 
-/// Reads until every subscriber has seen `count` events.
-fn wait_for(
-    poll: &mut Poll,
-    events: &mut Events,
-    subs: &mut [Sub],
-    buf: &mut [u8],
-    count: usize,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut behind = subs.iter().filter(|s| s.events < count).count();
-    while behind > 0 {
-        if Instant::now() > deadline {
-            bail!("{behind} subscribers never got event {count}");
-        }
-        poll.poll(events, Some(Duration::from_millis(100)))?;
-        for ev in events.iter() {
-            let sub = &mut subs[ev.token().0];
-            let was_behind = sub.events < count;
-            loop {
-                match sub.socket.read(buf) {
-                    Ok(0) => bail!("a subscriber was disconnected"),
-                    Ok(n) => {
-                        for &b in &buf[..n] {
-                            if b == b'\n' && sub.last == b'\n' {
-                                sub.events += 1;
-                            }
-                            sub.last = b;
-                        }
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            if was_behind && sub.events >= count {
-                behind -= 1;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Reads one response with a Content-Length body (the publish's answer).
-fn read_one_response(s: &mut StdStream) -> anyhow::Result<()> {
+pub fn read_one_response(s: &mut StdStream) -> anyhow::Result<()> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

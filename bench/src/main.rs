@@ -7,6 +7,7 @@
 
 mod fanout;
 mod guestcall;
+mod history;
 mod procfs;
 mod redis;
 mod report;
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 7] = ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin"];
+const ALL: [&str; 8] = ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history"];
 const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
@@ -60,6 +61,8 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&guests)?;
     let chat = repo().join("guests/chat.wasm");
     std::fs::copy(&chat, guests.join("chat.wasm")).context("guests/chat.wasm (run make guests)")?;
+    let typed = repo().join("guests/typed.wasm");
+    std::fs::copy(&typed, guests.join("typed.wasm")).context("guests/typed.wasm (run make guests)")?;
     let cache = work.join("cache");
     let log = work.join("house.log");
 
@@ -95,6 +98,9 @@ fn run() -> anyhow::Result<()> {
     }
     if want("spin") {
         spinning(&mut report, &cache, &work)?;
+    }
+    if want("history") {
+        history(&mut report, &guests, &cache, &work)?;
     }
     let _ = std::fs::remove_dir_all(&work);
     report.write(&out, &only)
@@ -315,6 +321,99 @@ fn spinning(report: &mut Report, cache: &Path, work: &Path) -> anyhow::Result<()
     let p = |t: &[Duration], q| percentile(t, q);
     report.row(Row::time(&name, "p99 latency", p(&beside, 0.99), p(&alone, 0.99), base, None));
     report.row(Row::time(&name, "max latency", p(&beside, 1.0), p(&alone, 1.0), base, None));
+    Ok(())
+}
+
+/// Scenario 11: resuming 1,000 subscribers 50 events back against one
+/// live fan-out of 50 (memory, then Redis); history's memory against the
+/// bytes it keeps; a publish with history on against off.
+fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> anyhow::Result<()> {
+    const SUBSCRIBERS: usize = 1_000;
+    const BATCH: usize = 50;
+    const ROUNDS: usize = 5;
+    let log = work.join("history.log");
+    let redis = redis::start(work)?;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    for (engine, extra) in [("memory", vec![]), ("redis", vec!["--engine", url.as_str()])] {
+        eprintln!("bench: {SUBSCRIBERS} subscribers resuming {BATCH} events back ({engine}), {ROUNDS} rounds");
+        let flags = [&["--quiet", "--threads", "1"][..], &extra].concat();
+        let house = servers::house(guests, cache, &log, &flags)?;
+        let (mut live, mut back) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let (l, b) = history::resume_round(house.addr, SUBSCRIBERS, BATCH)?;
+            live.push(l);
+            back.push(b);
+        }
+        let name = format!("11. history: {SUBSCRIBERS} subscribers reconnect at once, {BATCH} events back ({engine})");
+        let metric = "reconnect → all caught up, median of 5";
+        report.row(Row::time(&name, metric, median(&back), median(&live), "one live fan-out of the 50", None));
+    }
+    drop(redis);
+
+    eprintln!("bench: history memory");
+    let name = "11. history: memory (memory engine)";
+    let data = "x".repeat(100);
+    let house = servers::house(guests, cache, &log, &["--quiet", "--threads", "1"])?;
+    let mut publisher = history::Publisher::new(house.addr)?;
+    publisher.emit("warm-up", &data, 100)?;
+    let mut sample = fanout::Clients::subscribe(house.addr, 1, "/watch?ch=m0", "")?;
+    let rss0 = procfs::rss_kib(house.pid());
+    for ch in 0..1000 {
+        publisher.emit(&format!("m{ch}"), &data, 100)?;
+    }
+    let rss1 = procfs::rss_kib(house.pid());
+    sample.wait_for(101, Duration::from_secs(10))?;
+    let id = sample.last_id().context("no id")?;
+    // What one event is, framed: its id line, its data line, a blank line.
+    let raw = ("id: ".len() + id.len() + 1 + "data: ".len() + data.len() + 1 + 1) as f64;
+    let events = history::stat(house.addr, "history_events")? as f64 - 100.0;
+    let accounted = history::stat(house.addr, "history_bytes")? as f64;
+    let per_event = (rss1.saturating_sub(rss0) * 1024) as f64 / events;
+    report.row(Row::bytes(
+        name,
+        "RSS per kept event (100 B of data), 1,000 channels x 100",
+        per_event,
+        raw,
+        "its framed bytes",
+    ));
+    report.row(Row::bytes(
+        name,
+        "history_bytes per kept event (as accounted)",
+        accounted / (events + 100.0),
+        raw,
+        "its framed bytes",
+    ));
+    drop((sample, house));
+    let house = servers::house(guests, cache, &log, &["--quiet", "--threads", "1"])?;
+    let mut publisher = history::Publisher::new(house.addr)?;
+    publisher.emit("warm-up", &data, 100)?;
+    let rss0 = procfs::rss_kib(house.pid());
+    const CHANNELS: usize = 10_000;
+    for ch in 0..CHANNELS {
+        publisher.emit(&format!("c{ch:05}"), &data, 1)?;
+    }
+    let rss1 = procfs::rss_kib(house.pid());
+    let per_channel = (rss1.saturating_sub(rss0) * 1024) as f64 / CHANNELS as f64;
+    let raw_channel = raw + "c00000".len() as f64;
+    let metric = "RSS per channel holding one event, 10,000 channels";
+    report.row(Row::bytes(name, metric, per_channel, raw_channel, "its name + the event's framed bytes"));
+    drop(house);
+
+    const ROUNDS_HTTP: usize = 3;
+    let secs = wrk::seconds();
+    eprintln!("bench: publish with history on and off, {ROUNDS_HTTP} alternating rounds of {secs} s");
+    let on = servers::house(guests, cache, &work.join("on.log"), &["--threads", "1"])?;
+    let off = servers::house(guests, cache, &work.join("off.log"), &["--threads", "1", "--history-events", "0"])?;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS_HTTP {
+        with.push(wrk::run(&on, SEND, secs)?);
+        without.push(wrk::run(&off, SEND, secs)?);
+    }
+    let (with, without) = (wrk::Load::median(&with), wrk::Load::median(&without));
+    let name = "11. history: cost per publish (chat send, no subscribers)";
+    let off_name = "--history-events 0";
+    report.row(Row::higher(name, "requests/s, history on", with.rps, without.rps, off_name, None));
+    report.row(Row::lower(name, "server CPU µs/request, history on", with.cpu_us, without.cpu_us, off_name, None));
     Ok(())
 }
 

@@ -62,6 +62,8 @@ pub struct Server {
     pub(crate) shared: Arc<Shared>,
     /// Events from the hub, being fanned out.
     pub(crate) inbox: VecDeque<Delivery>,
+    /// A run of them on one channel (see `deliver`; kept for its allocation).
+    pub(crate) run: Vec<(Option<crate::engine::history::EventId>, Arc<[u8]>)>,
     pub(crate) conns: Slab<Conn>,
     pub(crate) channels: Channels,
     pub(crate) dispatcher: Dispatcher,
@@ -155,6 +157,7 @@ impl Server {
             signals,
             shared,
             inbox: VecDeque::new(),
+            run: Vec::new(),
             conns: Slab::with_capacity(1024),
             channels: Channels::default(),
             dispatcher,

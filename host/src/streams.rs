@@ -60,18 +60,21 @@ impl Server {
             return self.close(key, Some(&e));
         }
         conn.live_after = replay.live_after;
-        let reset = replay.reset.then(|| history::reset_frame(replay.position));
-        trace!(self.log, "#{key}: stream starts: reset {}, {} replayed", reset.is_some(), replay.frames.len());
-        let frames = reset.iter().map(Vec::as_slice).chain(replay.frames.iter().map(|f| &f[..]));
-        for frame in frames {
-            if conn.pending() + frame.len() > cap {
-                let peer = conn.peer;
-                self.log.line(format_args!("house: dropped subscriber {peer}: its replay is over the cap"));
-                return self.close(key, None);
-            }
-            if let Err(e) = conn.queue(frame, now) {
-                return self.close(key, Some(&e));
-            }
+        // One write for the whole replay: a thousand streams resuming at
+        // once cost a thousand writes, not fifty thousand. What the socket
+        // does not take waits in the buffer, within the subscriber's cap.
+        let mut out = if replay.reset { history::reset_frame(replay.position) } else { Vec::new() };
+        for frame in &replay.frames {
+            out.extend_from_slice(frame);
+        }
+        trace!(self.log, "#{key}: stream starts: reset {}, {} replayed", replay.reset, replay.frames.len());
+        if let Err(e) = conn.queue(&out, now) {
+            return self.close(key, Some(&e));
+        }
+        if conn.pending() > cap {
+            let peer = conn.peer;
+            self.log.line(format_args!("house: dropped subscriber {peer}: its replay is over the cap unread"));
+            return self.close(key, None);
         }
         conn.last_write = now;
         if let Some(opening) = opening {
@@ -101,16 +104,34 @@ impl Server {
     pub(crate) fn deliver(&mut self, now: Instant) {
         let mut inbox = std::mem::take(&mut self.inbox);
         let overflowed = self.shared.hub.drain(self.lp, &mut inbox);
+        // Consecutive events of one channel go out as one run.
+        let mut run = std::mem::take(&mut self.run);
+        let mut run_channel: Option<Arc<str>> = None;
         for delivery in inbox.drain(..) {
             match delivery {
-                Delivery::Event { channel, id, frame } => self.fan_out(&channel, id, &frame, now),
+                Delivery::Event { channel, id, frame } => {
+                    if run_channel.as_ref() != Some(&channel) {
+                        if let Some(done) = run_channel.take() {
+                            self.fan_out(&done, &mut run, now);
+                        }
+                        run_channel = Some(channel);
+                    }
+                    run.push((id, frame));
+                }
                 Delivery::Opened { key, conn, replay } => {
+                    if let Some(done) = run_channel.take() {
+                        self.fan_out(&done, &mut run, now);
+                    }
                     if self.conns.get(key).is_some_and(|c| c.id == conn && c.opening.is_some()) {
                         self.start_stream(key, replay, now);
                     }
                 }
             }
         }
+        if let Some(done) = run_channel {
+            self.fan_out(&done, &mut run, now);
+        }
+        self.run = run;
         self.inbox = inbox;
         if self.shared.hub.take_resync(self.lp) {
             let streams: Vec<usize> =
@@ -135,13 +156,38 @@ impl Server {
         }
     }
 
-    /// Queues one event on every subscriber of `channel` on this loop.
-    pub(crate) fn fan_out(&mut self, channel: &Arc<str>, id: Option<EventId>, frame: &Arc<[u8]>, now: Instant) {
+    /// Queues a run of events of `channel` (consecutive in the inbox) on
+    /// every subscriber of it on this loop, and empties `run`. A burst goes
+    /// out as one write per subscriber, not one per event; a stream that
+    /// has not started, or still skips what its replay had, takes them one
+    /// by one.
+    pub(crate) fn fan_out(&mut self, channel: &Arc<str>, run: &mut Vec<(Option<EventId>, Arc<[u8]>)>, now: Instant) {
         let subscribers = self.channels.subscribers(channel);
-        trace!(self.log, "publish to {channel:?}: {} subscribers", subscribers.len());
+        trace!(self.log, "publish {} to {channel:?}: {} subscribers", run.len(), subscribers.len());
+        let joined: Option<Vec<u8>> =
+            (run.len() > 1).then(|| run.iter().flat_map(|(_, f)| f.iter().copied()).collect());
+        let first = run.first().and_then(|(id, _)| *id);
         for key in subscribers {
-            self.queue_event(key, channel, id, frame, now);
+            let Some(conn) = self.conns.get_mut(key) else { continue };
+            // A run that starts past what the replay had skips nothing.
+            if let (Some(first), false) = (first, conn.live_after.is_empty())
+                && let Some(i) = conn.live_after.iter().position(|(c, _)| c == channel)
+                && first > conn.live_after[i].1
+            {
+                conn.live_after.swap_remove(i);
+            }
+            match &joined {
+                Some(bytes) if conn.opening.is_none() && conn.live_after.is_empty() => {
+                    self.write_event(key, bytes, now)
+                }
+                _ => {
+                    for (id, frame) in run.iter() {
+                        self.queue_event(key, channel, *id, frame, now);
+                    }
+                }
+            }
         }
+        run.clear();
     }
 
     /// Queues one event on stream `key`: held if it has not started, skipped
@@ -170,12 +216,22 @@ impl Server {
             // Past the replay on this channel: nothing more to skip there.
             conn.live_after.swap_remove(i);
         }
-        if conn.pending() + frame.len() > cap {
+        self.write_event(key, frame, now);
+    }
+
+    /// Writes `bytes` (whole events) to live stream `key`, or drops the
+    /// stream if they would take it over its cap.
+    fn write_event(&mut self, key: usize, bytes: &[u8], now: Instant) {
+        let cap = self.cfg.limits.sse_buffer;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.pending() + bytes.len() > cap {
             let (peer, pending) = (conn.peer, conn.pending());
             self.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
             return self.close(key, None);
         }
-        match conn.queue(frame, now) {
+        match conn.queue(bytes, now) {
             Ok(()) => conn.last_write = now,
             Err(e) => self.close(key, Some(&e)),
         }

@@ -19,18 +19,21 @@ impl Subscriber {
     }
 
     /// [`Subscriber::open`] with extra request headers (`Last-Event-ID`).
-    pub fn open_with(mut stream: TcpStream, target: &str, headers: &[(&str, &str)]) -> Subscriber {
+    pub fn open_with(stream: TcpStream, target: &str, headers: &[(&str, &str)]) -> Subscriber {
+        Subscriber::try_open_with(stream, target, headers).expect("a response head")
+    }
+
+    /// [`Subscriber::open_with`], or None if the connection ends before a
+    /// response head (a server shutting down, say).
+    pub fn try_open_with(mut stream: TcpStream, target: &str, headers: &[(&str, &str)]) -> Option<Subscriber> {
         use std::io::Write;
         let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-        stream
-            .write_all(
-                format!("GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n").as_bytes(),
-            )
-            .unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: t\r\nAccept: text/event-stream\r\n{extra}\r\n");
+        stream.write_all(request.as_bytes()).ok()?;
         let mut s = Subscriber { stream, head: String::new(), buf: Vec::new() };
-        let end = s.read_until(b"\r\n\r\n").expect("a response head");
+        let end = s.read_until(b"\r\n\r\n")?;
         s.head = String::from_utf8(s.buf.drain(..end).collect()).unwrap();
-        s
+        Some(s)
     }
 
     /// Reads until `marker` is buffered; returns the index just past it.
