@@ -102,7 +102,9 @@ fn run() -> anyhow::Result<()> {
     if want("history") {
         history(&mut report, &guests, &cache, &work)?;
     }
-    let _ = std::fs::remove_dir_all(&work);
+    if std::env::var_os("KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
     report.write(&out, &only)
 }
 
@@ -337,7 +339,7 @@ fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
     for (engine, extra) in [("memory", vec![]), ("redis", vec!["--engine", url.as_str()])] {
         eprintln!("bench: {SUBSCRIBERS} subscribers resuming {BATCH} events back ({engine}), {ROUNDS} rounds");
         let flags = [&["--quiet", "--threads", "1"][..], &extra].concat();
-        let house = servers::house(guests, cache, &log, &flags)?;
+        let house = servers::house(guests, cache, &work.join(format!("history-{engine}.log")), &flags)?;
         let (mut live, mut back) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let (l, b) = history::resume_round(house.addr, SUBSCRIBERS, BATCH)?;

@@ -69,7 +69,7 @@ pub fn with_id(id: EventId, body: &[u8]) -> Vec<u8> {
 }
 
 /// Where a stream opening wants to start.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Start {
     /// The `Last-Event-ID` it reconnected with, as sent.
     pub after: Option<String>,
@@ -84,8 +84,9 @@ impl Start {
     }
 }
 
-/// What a stream is owed when it opens, before its live events.
-#[derive(Debug, Default)]
+/// What a stream is owed when it opens, before its live events (shared
+/// bytes: a copy for each of many streams is cheap).
+#[derive(Debug, Default, Clone)]
 pub struct Replay {
     /// The resume could not be honoured: the stream starts with
     /// `event: reset` so that the page refetches its state.

@@ -71,17 +71,18 @@ redis.call('PUBLISH', KEYS[2], '\2id: ' .. id .. '\n' .. ARGV[3])
 return 0
 ";
 
-/// What an opening stream is owed, read atomically. KEYS: its channels'
-/// streams. ARGV: the id it resumes after ('' for none), the backlog, the
-/// idle ms, the most events one channel may replay.
+/// Whether an opening stream's resume can be honoured. KEYS: its
+/// channels' streams. ARGV: the id it resumes after ('' for none), the
+/// idle ms. Returns {reset (0 or 1), the newest id on them or ''}.
 ///
 /// A resume is honoured if every channel's history covers it: the id is at
 /// or after the channel's first kept entry, or after its newest trimmed
 /// one; a channel with no stream (or one recreated since it expired) has
-/// lost nothing after an id younger than the idle time. Else, reset.
-/// Returns {reset, newest id or '', entries of each channel...}.
-const RESUME: &str = r"
-local after, backlog, idle, cap = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+/// lost nothing after an id younger than the idle time. The entries
+/// themselves are read by XRANGE beside it in one MULTI (`Bridge::answer`):
+/// Lua would copy each into a table and back, at six times the cost.
+const CHECK: &str = r"
+local after, idle = ARGV[1], tonumber(ARGV[2])
 local function parse(id)
   if not id then return nil end
   local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
@@ -102,48 +103,27 @@ for i, key in ipairs(KEYS) do
     if last and (newest == nil or before(newest, last)) then newest, newest_text = last, info['last-generated-id'] end
   end
 end
-local reset, out = 0, {}
-if after ~= '' then
-  local a = parse(after)
-  if a == nil or newest == nil or before(newest, a) then
-    reset = 1
+if after == '' then return {0, newest_text} end
+local a = parse(after)
+if a == nil or newest == nil or before(newest, a) then return {1, newest_text} end
+for i, key in ipairs(KEYS) do
+  local info, ok = infos[i], false
+  if info == nil then
+    ok = a[1] >= now - idle
   else
-    for i, key in ipairs(KEYS) do
-      local info, ok = infos[i], false
-      if info == nil then
-        ok = a[1] >= now - idle
-      else
-        local first = info['first-entry'] and parse(info['first-entry'][1])
-        local trimmed = parse(info['max-deleted-entry-id']) or {0, 0}
-        if first and not before(a, first) then
-          ok = true
-        elseif trimmed[1] == 0 and trimmed[2] == 0 then
-          ok = a[1] >= now - idle
-        else
-          ok = not before(a, trimmed)
-        end
-      end
-      if not ok then reset = 1 end
-    end
-    if reset == 0 then
-      for i, key in ipairs(KEYS) do
-        if infos[i] then
-          out[i] = redis.call('XRANGE', key, '(' .. after, '+', 'COUNT', cap + 1)
-          if #out[i] > cap then reset = 1 end
-        end
-      end
-      if reset == 1 then out = {} end
+    local first = info['first-entry'] and parse(info['first-entry'][1])
+    local trimmed = parse(info['max-deleted-entry-id']) or {0, 0}
+    if first and not before(a, first) then
+      ok = true
+    elseif trimmed[1] == 0 and trimmed[2] == 0 then
+      ok = a[1] >= now - idle
+    else
+      ok = not before(a, trimmed)
     end
   end
+  if not ok then return {1, newest_text} end
 end
-if (after == '' or reset == 1) and backlog > 0 then
-  for i, key in ipairs(KEYS) do
-    if infos[i] then out[i] = redis.call('XREVRANGE', key, '+', '-', 'COUNT', backlog) end
-  end
-end
-local result = {reset, newest_text}
-for i = 1, #KEYS do result[i + 2] = out[i] or {} end
-return result
+return {0, newest_text}
 ";
 
 const FIRST_RETRY: Duration = Duration::from_millis(50);
@@ -151,6 +131,9 @@ const LAST_RETRY: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A reply slower than this means the connection is dead.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events one stream may be replayed on one channel; beyond, it gets a
+/// reset (`MAXLEN ~` keeps up to a node more than `--history-events`).
+const REPLAY_MAX: usize = 10_000;
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 512;
 
@@ -223,7 +206,7 @@ struct Connected {
     subscriptions: TcpStream,
     reader: std::thread::JoinHandle<()>,
     publish: String,
-    resume: String,
+    check: String,
 }
 
 impl Bridge {
@@ -350,7 +333,7 @@ impl Bridge {
         commands.set_read_timeout(Some(REPLY_TIMEOUT))?;
         commands.set_write_timeout(Some(REPLY_TIMEOUT))?;
         let mut load = |script: &str| redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut commands);
-        let (publish, resume) = (load(PUBLISH)?, load(RESUME)?);
+        let (publish, check) = (load(PUBLISH)?, load(CHECK)?);
         let mut subscriptions = self.dial()?;
         if let Some((user, password)) = &self.auth {
             let mut auth = redis::cmd("AUTH");
@@ -379,7 +362,7 @@ impl Bridge {
             }
             all
         };
-        let mut connected = Connected { commands, subscriptions, reader, publish, resume };
+        let mut connected = Connected { commands, subscriptions, reader, publish, check };
         if let Err(e) = send_subscriptions(&mut connected.subscriptions, "SUBSCRIBE", &all) {
             self.disconnect(connected);
             return Err(e.into());
@@ -514,34 +497,72 @@ impl Bridge {
         if history.is_empty() {
             return Ok(());
         }
+        // Streams that ask the same thing get one read: after a restart,
+        // a room's pages all come back with the id of its last event.
+        let mut groups: Vec<(PendingOpen, Vec<Opener>)> = Vec::new();
+        let mut same: HashMap<(Vec<Arc<str>>, Start), usize> = HashMap::new();
+        for open in history {
+            match same.entry((open.channels.clone(), open.start.clone())) {
+                std::collections::hash_map::Entry::Occupied(e) => groups[*e.get()].1.push(open.opener),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(groups.len());
+                    groups.push((open, Vec::new()));
+                }
+            }
+        }
+        // Per read, one MULTI: the check, then each channel's entries after
+        // the id (if it is one), then each channel's newest (if a backlog
+        // was asked: a reset falls back on it). One pipeline for them all.
         let mut pipe = redis::pipe();
         let idle = self.history.idle.as_millis().to_string();
-        // `MAXLEN ~` keeps up to a node more than asked (100 by default).
-        let cap = self.history.events + 1000;
-        for open in &history {
-            pipe.cmd("EVALSHA").arg(&connected.resume).arg(open.channels.len());
+        for (open, _) in &groups {
+            pipe.cmd("MULTI").ignore();
+            pipe.cmd("EVALSHA").arg(&connected.check).arg(open.channels.len()).ignore();
             for channel in &open.channels {
                 pipe.arg(format!("{HISTORY}{channel}"));
             }
-            pipe.arg(open.start.after.as_deref().unwrap_or("")).arg(open.start.backlog).arg(&idle).arg(cap);
+            pipe.arg(open.start.after.as_deref().unwrap_or("")).arg(&idle);
+            if let Some(after) = open.start.after.as_deref().and_then(EventId::parse) {
+                for channel in &open.channels {
+                    let key = format!("{HISTORY}{channel}");
+                    pipe.cmd("XRANGE")
+                        .arg(key)
+                        .arg(format!("({after}"))
+                        .arg("+")
+                        .arg("COUNT")
+                        .arg(REPLAY_MAX + 1)
+                        .ignore();
+                }
+            }
+            if open.start.backlog > 0 {
+                for channel in &open.channels {
+                    let key = format!("{HISTORY}{channel}");
+                    pipe.cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(open.start.backlog).ignore();
+                }
+            }
+            pipe.cmd("EXEC");
         }
-        match pipe.query::<Vec<Value>>(&mut connected.commands) {
-            Ok(replies) if replies.len() == history.len() => {
-                for (open, reply) in history.into_iter().zip(replies) {
+        let failed = match pipe.query::<Vec<Value>>(&mut connected.commands) {
+            Ok(replies) if replies.len() == groups.len() => {
+                for ((open, others), reply) in groups.into_iter().zip(replies) {
                     let replay = self.replay(&open, reply);
+                    for opener in others {
+                        self.hub.opened(opener, replay.clone());
+                    }
                     self.hub.opened(open.opener, replay);
                 }
-                Ok(())
+                return Ok(());
             }
-            Ok(_) => {
-                self.give_up(history);
-                Err("a history read got the wrong number of replies".into())
+            Ok(_) => "a history read got the wrong number of replies".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        for (open, others) in groups {
+            for opener in others {
+                self.hub.opened(opener, unavailable(&open.start));
             }
-            Err(e) => {
-                self.give_up(history);
-                Err(e.to_string())
-            }
+            self.hub.opened(open.opener, unavailable(&open.start));
         }
+        Err(failed)
     }
 
     /// Streams that cannot get their history: they start with a reset.
@@ -551,37 +572,52 @@ impl Bridge {
         }
     }
 
-    /// Turns the resume script's reply into a replay: entries of each
-    /// channel merged in id order, the newest `backlog` of them if that is
-    /// what was asked.
+    /// Turns one stream's EXEC reply (the check, then its XRANGEs, then its
+    /// XREVRANGEs) into a replay: entries of each channel merged in id
+    /// order, the newest `backlog` of them if that is what it gets.
     fn replay(&self, open: &PendingOpen, reply: Value) -> Replay {
         let Value::Array(items) = reply else {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return unavailable(&open.start);
         };
         let mut items = items.into_iter();
-        let reset = matches!(items.next(), Some(Value::Int(1)));
-        let position = match items.next() {
+        let Some(Value::Array(check)) = items.next() else {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return unavailable(&open.start);
+        };
+        let mut check = check.into_iter();
+        let mut reset = !matches!(check.next(), Some(Value::Int(0)));
+        let position = match check.next() {
             Some(Value::BulkString(id)) => std::str::from_utf8(&id).ok().and_then(EventId::parse),
             _ => None,
         };
+        let n = open.channels.len();
+        let after: Vec<Value> = if open.start.after.as_deref().and_then(EventId::parse).is_some() {
+            items.by_ref().take(n).collect()
+        } else {
+            Vec::new()
+        };
+        let newest: Vec<Value> = if open.start.backlog > 0 { items.take(n).collect() } else { Vec::new() };
+        // More to replay than one stream may be sent: start over instead.
+        reset |= after.iter().any(|v| matches!(v, Value::Array(e) if e.len() > REPLAY_MAX));
+        let resumed = open.start.after.is_some() && !reset;
+        let chosen = if resumed { after } else { newest };
         let mut picked: Vec<(EventId, Arc<[u8]>)> = Vec::new();
         let mut live_after = Vec::new();
-        for (channel, entries) in open.channels.iter().zip(items) {
+        for (channel, entries) in open.channels.iter().zip(chosen) {
             let Value::Array(entries) = entries else { continue };
-            let mut newest = None;
+            let mut last = None;
             for entry in entries {
                 if let Some((id, frame)) = self.entry(entry) {
-                    newest = newest.max(Some(id));
+                    last = last.max(Some(id));
                     picked.push((id, frame));
                 }
             }
-            if let Some(id) = newest {
+            if let Some(id) = last {
                 live_after.push((channel.clone(), id));
             }
         }
         picked.sort_by_key(|(id, _)| *id);
-        let resumed = open.start.after.is_some() && !reset;
         let skip = if resumed { 0 } else { picked.len().saturating_sub(open.start.backlog) };
         let frames = picked.into_iter().skip(skip).map(|(_, frame)| frame).collect();
         Replay { reset, position, frames, live_after }
