@@ -183,7 +183,7 @@ fn redis_absent_at_start_then_found() {
 
     let redis = Redis::start_on(port);
     let mut on_a = resynced(&a, on_a, "late");
-    assert_eq!(a.count_log("connected, 1 channels subscribed"), 1, "{}", a.log());
+    a.wait_for_log("connected, 1 channels subscribed", Duration::from_secs(5));
     assert_eq!(a.count_log("cannot reach Redis"), 1, "said once:\n{}", a.log());
     let b = host(&redis.url(), &[]);
     let mut from_b = Emitter::new(&b);
