@@ -353,6 +353,23 @@ fn with_redis_a_stream_resumes_on_the_other_host() {
 }
 
 #[test]
+fn with_redis_an_id_older_than_the_history_kept_is_a_reset() {
+    let redis = Redis::start();
+    let a = redis_host(&redis, None, &["--history-events", "3", "--guest-publish-events", "1000"]);
+    let mut emitter = Emitter::new(a.addr);
+    let mut sub = watch(a.addr, "old", None);
+    emitter.emit("old", "e1");
+    let first = expect(&mut sub, &["e1"]);
+    // `MAXLEN ~` trims whole nodes of 100: 300 more go past any slack.
+    emitter.emit_times("old", "later", 300);
+    expect(&mut sub, &["later"; 300]);
+    let len: u64 = redis.command(&["XLEN", "house:history:old"]).trim().trim_start_matches(':').parse().unwrap();
+    assert!(len < 300, "trimmed to about 3: {len}");
+    let mut back = watch(a.addr, "old", Some(&first));
+    assert_eq!(next(&mut back, Duration::from_secs(10)).and_then(|e| e.event).as_deref(), Some("reset"));
+}
+
+#[test]
 fn a_rolling_restart_loses_nothing_for_a_subscriber_of_the_restarted_host() {
     const EVENTS: usize = 40;
     let redis = Redis::start();

@@ -171,6 +171,8 @@ impl History {
         let id = EventId { hi: self.epoch, lo: seq };
         let frame: Arc<[u8]> = with_id(id, body).into();
         if self.limits.events == 0 {
+            // Kept for no time: a resume from before this event is a reset.
+            self.forgotten = seq;
             return (id, frame);
         }
         let name = match self.channels.get_key_value(channel) {
@@ -373,6 +375,17 @@ mod tests {
         // A reset with a backlog: the page starts over from the backlog.
         let r = h.replay(&chs, &Start { after: Some("garbage".into()), backlog: 1 });
         assert_eq!((r.reset, text(&r.frames)), (true, vec!["4".to_owned()]));
+    }
+
+    #[test]
+    fn without_history_only_a_stream_that_missed_nothing_resumes() {
+        let mut h = History::new(limits(0, 1 << 20, 1 << 30));
+        let now = Instant::now();
+        let (first, _) = h.append("a", b"data: 1\n\n", now);
+        let (second, _) = h.append("b", b"data: 2\n\n", now);
+        assert!(h.replay(&names(&["a"]), &after(first)).reset, "event 2 is not kept");
+        assert!(!h.replay(&names(&["a"]), &after(second)).reset, "nothing after 2 was missed");
+        assert_eq!(h.stats().bytes, 0);
     }
 
     #[test]

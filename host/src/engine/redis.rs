@@ -76,9 +76,10 @@ return 0
 /// idle ms. Returns {reset (0 or 1), the newest id on them or ''}.
 ///
 /// A resume is honoured if every channel's history covers it: the id is at
-/// or after the channel's first kept entry, or after its newest trimmed
-/// one; a channel with no stream (or one recreated since it expired) has
-/// lost nothing after an id younger than the idle time. The entries
+/// or after the channel's first kept entry (trimming takes the oldest) or
+/// its last; a channel with no stream, or one never trimmed (Redis 7's
+/// `entries-added` is its length) but perhaps recreated since it expired,
+/// has lost nothing after an id younger than the idle time. The entries
 /// themselves are read by XRANGE beside it in one MULTI (`Bridge::answer`):
 /// Lua would copy each into a table and back, at six times the cost.
 const CHECK: &str = r"
@@ -112,13 +113,12 @@ for i, key in ipairs(KEYS) do
     ok = a[1] >= now - idle
   else
     local first = info['first-entry'] and parse(info['first-entry'][1])
-    local trimmed = parse(info['max-deleted-entry-id']) or {0, 0}
-    if first and not before(a, first) then
+    local last = parse(info['last-generated-id'])
+    local added, length = tonumber(info['entries-added']), tonumber(info['length'])
+    if (first and not before(a, first)) or (last and not before(a, last)) then
       ok = true
-    elseif trimmed[1] == 0 and trimmed[2] == 0 then
+    elseif added ~= nil and added == length then
       ok = a[1] >= now - idle
-    else
-      ok = not before(a, trimmed)
     end
   end
   if not ok then return {1, newest_text} end
@@ -131,9 +131,10 @@ const LAST_RETRY: Duration = Duration::from_secs(1);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A reply slower than this means the connection is dead.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Events one stream may be replayed on one channel; beyond, it gets a
-/// reset (`MAXLEN ~` keeps up to a node more than `--history-events`).
-const REPLAY_MAX: usize = 10_000;
+/// `MAXLEN ~` trims whole nodes of a stream (100 entries each, Redis's
+/// default): a channel may keep this many more than `--history-events`,
+/// and a stream may be replayed that many more.
+const TRIM_SLACK: usize = 200;
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 512;
 
@@ -530,7 +531,7 @@ impl Bridge {
                         .arg(format!("({after}"))
                         .arg("+")
                         .arg("COUNT")
-                        .arg(REPLAY_MAX + 1)
+                        .arg(self.replay_max() + 1)
                         .ignore();
                 }
             }
@@ -563,6 +564,11 @@ impl Bridge {
             self.hub.opened(open.opener, unavailable(&open.start));
         }
         Err(failed)
+    }
+
+    /// Events one stream may be replayed on one channel; beyond, a reset.
+    fn replay_max(&self) -> usize {
+        self.history.events + TRIM_SLACK
     }
 
     /// Streams that cannot get their history: they start with a reset.
@@ -598,8 +604,27 @@ impl Bridge {
             Vec::new()
         };
         let newest: Vec<Value> = if open.start.backlog > 0 { items.take(n).collect() } else { Vec::new() };
-        // More to replay than one stream may be sent: start over instead.
-        reset |= after.iter().any(|v| matches!(v, Value::Array(e) if e.len() > REPLAY_MAX));
+        // More to replay than one stream may be sent (by count, or by the
+        // memory engine's per-channel byte bound): start over instead.
+        fn entries(v: &Value) -> &[Value] {
+            match v {
+                Value::Array(e) => e,
+                _ => &[],
+            }
+        }
+        let body_bytes = |e: &Value| match e {
+            Value::Array(parts) => match parts.get(1) {
+                Some(Value::Array(fields)) => match fields.get(1) {
+                    Some(Value::BulkString(b)) => b.len(),
+                    _ => 0,
+                },
+                _ => 0,
+            },
+            _ => 0,
+        };
+        let bytes: usize = after.iter().flat_map(|v| entries(v).iter().map(body_bytes)).sum();
+        reset |= after.iter().any(|v| entries(v).len() > self.replay_max())
+            || bytes > self.history.bytes.saturating_mul(open.channels.len());
         let resumed = open.start.after.is_some() && !reset;
         let chosen = if resumed { after } else { newest };
         let mut picked: Vec<(EventId, Arc<[u8]>)> = Vec::new();
