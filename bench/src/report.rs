@@ -226,13 +226,24 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    must not cost per request: target ≤ 1.1x).
 9. **Across hosts** — two house processes on one real redis-server
    (`--engine redis://`), 1,000 subscribers on B, publish on A: time until
-   the last has it, p50 and p99 of 100. The baseline adds the same run's
+   the last has it, p50 and p99 of 100. Each publish runs house's script
+   (XADD to the channel's history, then PUBLISH with the id). The baseline adds the same run's
    bare Redis PUBLISH→SUBSCRIBE round trip (two raw sockets) to one host's
    own fan-out to 1,000 (memory engine).
 10. **Beside spinning calls** — `--threads 1`, 20 calls of a WAT handler
    spinning to a 300 ms deadline in flight; 500 requests of a handler that
    answers at once, on one keep-alive connection, against the same 500 with
    nothing spinning.
+11. **History** — 1,000 subscribers of `/watch?ch=h` (typed guest), a
+   burst of 50 events (one call), then all disconnect, 50 more are
+   published, and all reconnect at once with the id of the last event they
+   had: time from the first reconnect until every one has the 50 it missed,
+   against the same run's live fan-out of the first 50 (memory engine, then
+   Redis; median of 5). Also: RSS per event kept (1,000 channels x 100
+   events of 100 bytes) and per channel (10,000 channels, one event each)
+   against the bytes those events take framed, with the host's own
+   accounting (`history_bytes`) beside; and the chat's publish with history
+   on against `--history-events 0`, same wrk load.
 
 The load generator is wrk, from Debian's packages (`make bench` installs
 it): a well-known C epoll client, independent of our code, so it cannot

@@ -2,10 +2,14 @@
 //!
 //! Each loop keeps its own table of which of *its* connections listen to a
 //! channel (`sse::Channels`); the hub knows which *loops* have listeners. A
-//! publish, from any loop, takes the hub's lock, and under it appends the
-//! event (framed once, shared bytes) to the inbox of every loop with
-//! listeners, then wakes those loops. One lock for the order: every loop
-//! sees the events of a channel in the same order, the order of publishing.
+//! publish, from any loop, takes the hub's lock, and under it gives the
+//! event its id and keeps it in the channel's history (memory engine,
+//! `engine::history`), then appends it (framed once, shared bytes) to the
+//! inbox of every loop with listeners and wakes those loops. One lock for
+//! the order: every loop sees the events of a channel in the same order,
+//! the order of their ids. A stream opens under the same lock (its channels
+//! listened to, its replay read), so replay and live events meet without a
+//! gap; the few events already in its loop's inbox are skipped by id.
 //! No loop ever waits on another: a loop only takes the hub's lock for the
 //! time of a few pushes, and inboxes are drained by their own loop.
 //!
