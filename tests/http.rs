@@ -469,13 +469,8 @@ fn access_log_latency_counts_from_the_first_byte() {
     std::fs::write(dir.path().join("spin.wasm"), house_tests::fault::module(1, &handlers)).unwrap();
     let s = Server::start_in(dir, &["--guest-deadline-ms", "50"]);
     let mut c = s.connect();
-    c.write_all(
-        format!(
-            "POST /spin HTTP/1.1\r\n{H}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .unwrap();
+    c.write_all(format!("POST /spin HTTP/1.1\r\n{H}Content-Type: text/plain\r\nContent-Length: 3\r\n\r\n").as_bytes())
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     c.write_all(b"a=1").unwrap();
     assert_eq!(read_response(&mut BufReader::new(c), false).unwrap().status, 500);

@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use crate::conn::Request;
 use crate::guests::engine::{CallFuture, CallOutput, Failure};
+use crate::guests::manifest::Source;
+use crate::guests::validate::Inputs;
 use crate::guests::{self, Handler, Kind, Publication};
-use crate::http::params::Params;
 use crate::http::{ErrorKind, HttpError};
 use crate::log::Log;
 use crate::router::{Lookup, Routes, Target};
@@ -79,8 +80,8 @@ impl Dispatcher {
     fn route(&self, req: &Request) -> Result<Routed, HttpError> {
         let head = &req.head;
         let routes = self.routes.load();
-        let route = match routes.router.lookup(&head.path, &head.method) {
-            Lookup::Found(route) => route,
+        let (route, captures) = match routes.router.lookup(&head.path, &head.method) {
+            Lookup::Found(route, captures) => (route, captures),
             Lookup::NotFound => {
                 return Err(HttpError::new(ErrorKind::NotFound, format!("no handler for {}", head.path)));
             }
@@ -101,13 +102,35 @@ impl Dispatcher {
             Target::Guest(handler) => handler,
         };
 
-        let mut params = Params::default();
+        let spec = &handler.spec;
+        let mut inputs = Inputs { path: captures, ..Inputs::default() };
         let bad = |e: String| HttpError::new(ErrorKind::BadParameter, e);
-        params.extend_from_urlencoded(head.query.as_bytes()).map_err(bad)?;
-        if head.form_body {
-            params.extend_from_urlencoded(&req.body).map_err(bad)?;
+        inputs.params.extend_from_urlencoded(head.query.as_bytes()).map_err(bad)?;
+        let body_param = spec.params.iter().find(|p| p.source == Source::Body);
+        if body_param.is_some() {
+            if !req.body.is_empty() && !head.json_body {
+                return Err(HttpError::new(
+                    ErrorKind::UnsupportedMediaType,
+                    "the body must be Content-Type: application/json",
+                ));
+            }
+            let text = std::str::from_utf8(&req.body).map_err(|_| bad("body: not valid UTF-8".into()))?;
+            inputs.body = Some(text);
+        } else if head.form_body {
+            inputs.params.extend_from_urlencoded(&req.body).map_err(bad)?;
         }
-        let args = guests::validate::encode_args(&handler.spec.params, &params)?;
+        guests::validate::check_known(&spec.params, &inputs.params)?;
+        let wants = |source| spec.params.iter().any(|p| p.source == source);
+        if wants(Source::Header) || wants(Source::Cookie) {
+            for (name, value) in header_fields(&head.raw_headers) {
+                let value = std::str::from_utf8(value).map_err(|_| bad(format!("header {name}: not valid UTF-8")))?;
+                if name == "cookie" {
+                    inputs.cookies.extend(cookies(value));
+                }
+                inputs.headers.push((name, value.to_owned()));
+            }
+        }
+        let args = guests::validate::encode_args(&spec.params, &inputs)?;
         let args_budget = self.runtime.limits().budgets.args_bytes;
         if args.len() > args_budget {
             return Err(HttpError::new(
@@ -172,6 +195,28 @@ impl Dispatcher {
         }
         Ok(outcome)
     }
+}
+
+/// The header fields of a raw head (lines `Name: value`, already checked
+/// by httparse), names in lower case.
+fn header_fields(raw: &[u8]) -> impl Iterator<Item = (String, &[u8])> {
+    raw.split(|&b| b == b'\n').filter_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        let name = std::str::from_utf8(&line[..colon]).ok()?.to_ascii_lowercase();
+        Some((name, line[colon + 1..].trim_ascii()))
+    })
+}
+
+/// The `name=value` pairs of a `Cookie` header (RFC 6265: `; `-separated;
+/// a value may be quoted; nothing is decoded).
+fn cookies(value: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    value.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let value = value.trim();
+        let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+        Some((name.trim().to_owned(), value.to_owned()))
+    })
 }
 
 /// A request routed to something.

@@ -1,5 +1,14 @@
 //! The route table: path -> what answers it, and which methods it takes.
 //!
+//! A path is literal (`/index`) or a pattern whose segments may be
+//! parameters (`/items/{id}`). Literal paths are one hash lookup; patterns
+//! are grouped by their number of segments and the most specific match
+//! wins: at the first segment where two candidates differ, a literal beats
+//! a parameter (`/items/new` beats `/items/{id}`, which beats `/{a}/{b}`).
+//! Two patterns of the same shape (`/items/{id}`, `/items/{key}`) would be
+//! ambiguous: they are one route, keyed by the shape (`/items/{}`), so the
+//! loader and the registry see the conflict as they see two equal paths.
+//!
 //! The guest registry builds a new table whenever the set of loaded modules
 //! changes and hands it to the event loop whole, so a lookup never sees a
 //! half-updated table.
@@ -62,14 +71,78 @@ pub struct Route {
 }
 
 pub enum Lookup<'a> {
-    Found(&'a Route),
+    /// The route, and the path's parameter segments by name (decoded).
+    Found(&'a Route, Vec<(&'a str, String)>),
     NotFound,
     MethodNotAllowed(Methods),
 }
 
+/// One segment of a path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    Literal(String),
+    Param(String),
+}
+
+/// Splits `path` into segments: `{name}` is a parameter (letters, digits,
+/// `_`, `-`), anything else with no `{` or `}` a literal.
+pub fn parse_pattern(path: &str) -> Result<Vec<Segment>, String> {
+    let mut segments = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for seg in path.strip_prefix('/').unwrap_or(path).split('/') {
+        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            Some(name) => {
+                let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !ok {
+                    return Err(format!(
+                        "path segment {seg:?}: a parameter is {{NAME}}, NAME of letters, digits, '_', '-'"
+                    ));
+                }
+                if names.contains(&name) {
+                    return Err(format!("path parameter {name} appears twice"));
+                }
+                names.push(name);
+                segments.push(Segment::Param(name.to_owned()));
+            }
+            None if seg.contains(['{', '}']) => {
+                return Err(format!("path segment {seg:?}: braces only around a whole segment, {{NAME}}"));
+            }
+            None => segments.push(Segment::Literal(seg.to_owned())),
+        }
+    }
+    Ok(segments)
+}
+
+/// The key two paths share if they would answer the same requests:
+/// parameters become `{}`.
+pub fn shape(path: &str) -> String {
+    if !path.contains('{') {
+        return path.to_owned();
+    }
+    match parse_pattern(path) {
+        Ok(segments) => segments
+            .iter()
+            .map(|s| match s {
+                Segment::Literal(l) => format!("/{l}"),
+                Segment::Param(_) => "/{}".to_owned(),
+            })
+            .collect(),
+        Err(_) => path.to_owned(),
+    }
+}
+
+#[derive(Clone)]
+struct Pattern {
+    segments: Vec<Segment>,
+    shape: String,
+}
+
 #[derive(Clone, Default)]
 pub struct Router {
+    /// Every route, by shape (a literal path is its own shape).
     routes: HashMap<String, Route>,
+    /// The patterns among them, by number of segments.
+    patterns: HashMap<usize, Vec<Pattern>>,
 }
 
 impl Router {
@@ -81,17 +154,63 @@ impl Router {
         r
     }
 
-    /// Adds a route; the previous one for the path, if any, is returned.
+    /// Adds a route; the previous one of the same shape, if any, is
+    /// returned. A pattern that does not parse is a literal path (the
+    /// manifest check refuses those before they get here).
     pub fn insert(&mut self, path: String, route: Route) -> Option<Route> {
-        self.routes.insert(path, route)
+        let key = shape(&path);
+        if key != path
+            && let Ok(segments) = parse_pattern(&path)
+        {
+            let list = self.patterns.entry(segments.len()).or_default();
+            list.retain(|p| p.shape != key);
+            list.push(Pattern { segments, shape: key.clone() });
+        }
+        self.routes.insert(key, route)
     }
 
-    pub fn lookup(&self, path: &str, method: &str) -> Lookup<'_> {
-        match self.routes.get(path) {
-            None => Lookup::NotFound,
-            Some(r) if r.methods.allows(method) => Lookup::Found(r),
-            Some(r) => Lookup::MethodNotAllowed(r.methods),
+    pub fn lookup<'a>(&'a self, path: &str, method: &str) -> Lookup<'a> {
+        let (route, captures) = match self.routes.get(path) {
+            Some(route) => (route, Vec::new()),
+            None => match self.pattern(path) {
+                Some((route, captures)) => (route, captures),
+                None => return Lookup::NotFound,
+            },
+        };
+        if route.methods.allows(method) {
+            Lookup::Found(route, captures)
+        } else {
+            Lookup::MethodNotAllowed(route.methods)
         }
+    }
+
+    /// The most specific pattern matching `path`, and its captures.
+    fn pattern<'a>(&'a self, path: &str) -> Option<(&'a Route, Vec<(&'a str, String)>)> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let parts: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
+        let candidates = self.patterns.get(&parts.len())?;
+        let fits = |p: &Pattern| {
+            p.segments.iter().zip(&parts).all(|(seg, part)| match seg {
+                Segment::Literal(l) => l == part,
+                // A parameter takes a non-empty segment.
+                Segment::Param(_) => !part.is_empty(),
+            })
+        };
+        // Literal before parameter, segment by segment from the left.
+        let rank = |p: &Pattern| -> Vec<bool> { p.segments.iter().map(|s| matches!(s, Segment::Param(_))).collect() };
+        let best = candidates.iter().filter(|p| fits(p)).min_by_key(|p| rank(p))?;
+        let captures = best
+            .segments
+            .iter()
+            .zip(&parts)
+            .filter_map(|(seg, part)| match seg {
+                Segment::Param(name) => Some((name.as_str(), (*part).to_owned())),
+                Segment::Literal(_) => None,
+            })
+            .collect();
+        Some((self.routes.get(&best.shape)?, captures))
     }
 }
 
@@ -117,8 +236,66 @@ mod tests {
     #[test]
     fn lookup_tells_404_from_405() {
         let r = Router::with_builtins();
-        assert!(matches!(r.lookup("/_house/guests", "GET"), Lookup::Found(_)));
+        assert!(matches!(r.lookup("/_house/guests", "GET"), Lookup::Found(_, _)));
         assert!(matches!(r.lookup("/_house/guests", "POST"), Lookup::MethodNotAllowed(_)));
         assert!(matches!(r.lookup("/nope", "GET"), Lookup::NotFound));
+    }
+
+    /// A route told apart from the others by its methods (tests need no guest).
+    fn route(extra: &str) -> Route {
+        Route { methods: Methods::GET.union(Methods::parse(extra).unwrap()), target: Target::Stats }
+    }
+
+    fn routed(r: &Router, path: &str) -> Option<(Vec<&'static str>, Vec<(String, String)>)> {
+        match r.lookup(path, "GET") {
+            Lookup::Found(route, captures) => {
+                Some((route.methods.names(), captures.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+            }
+            _ => None,
+        }
+    }
+
+    fn caps(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn literal_segments_beat_parameters_from_the_left() {
+        let mut r = Router::default();
+        r.insert("/items/{id}".into(), route("POST"));
+        r.insert("/items/new".into(), route("PUT"));
+        r.insert("/{kind}/{id}".into(), route("DELETE"));
+        r.insert("/items/{id}/tags/{tag}".into(), route("PATCH"));
+        assert_eq!(routed(&r, "/items/new"), Some((vec!["GET", "PUT"], vec![])));
+        assert_eq!(routed(&r, "/items/42"), Some((vec!["GET", "POST"], caps(&[("id", "42")]))));
+        assert_eq!(routed(&r, "/users/7"), Some((vec!["GET", "DELETE"], caps(&[("kind", "users"), ("id", "7")]))));
+        assert_eq!(
+            routed(&r, "/items/42/tags/red"),
+            Some((vec!["GET", "PATCH"], caps(&[("id", "42"), ("tag", "red")])))
+        );
+        assert_eq!(routed(&r, "/items/"), None, "a parameter takes a non-empty segment");
+        assert_eq!(routed(&r, "/items"), None);
+        assert_eq!(routed(&r, "/items/1/2"), None);
+        assert!(matches!(r.lookup("/items/42", "PUT"), Lookup::MethodNotAllowed(_)));
+    }
+
+    #[test]
+    fn patterns_of_one_shape_are_one_route() {
+        assert_eq!(shape("/items/{id}"), "/items/{}");
+        assert_eq!(shape("/items/{key}"), "/items/{}");
+        assert_eq!(shape("/plain"), "/plain");
+        let mut r = Router::default();
+        assert!(r.insert("/items/{id}".into(), route("POST")).is_none());
+        assert!(r.insert("/items/{key}".into(), route("PUT")).is_some(), "the second replaces the first");
+        assert_eq!(routed(&r, "/items/9"), Some((vec!["GET", "PUT"], caps(&[("key", "9")]))));
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        assert!(parse_pattern("/a/{}").is_err());
+        assert!(parse_pattern("/a/{b c}").is_err());
+        assert!(parse_pattern("/a/x{b}").is_err());
+        assert!(parse_pattern("/a/{b}/{b}").is_err());
+        assert_eq!(parse_pattern("/a/{b}").unwrap(), [Segment::Literal("a".into()), Segment::Param("b".into())]);
     }
 }

@@ -129,7 +129,8 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
             return Err(format!("handler {h}: its manifest names it {:?}", raw.name));
         }
         let spec = manifest::check_handler(raw, &types)?;
-        if let Some((other, _)) = handlers.iter().find(|(o, _)| o.path == spec.path) {
+        let shape = crate::router::shape(&spec.path);
+        if let Some((other, _)) = handlers.iter().find(|(o, _)| crate::router::shape(&o.path) == shape) {
             return Err(format!("handlers {} and {} both claim {}", other.name, spec.name, spec.path));
         }
         if !spec.params.is_empty() && alloc.is_none() {

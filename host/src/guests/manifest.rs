@@ -37,6 +37,9 @@ pub struct RawHandler {
 #[serde(deny_unknown_fields)]
 pub struct RawParam {
     pub name: String,
+    /// Where the value comes from (absent: the query string or form body).
+    #[serde(rename = "in", default)]
+    pub source: Source,
     #[serde(rename = "type", default)]
     pub ty: Option<String>,
     #[serde(default)]
@@ -92,6 +95,35 @@ pub enum Kind {
     Closing,
     /// Answer with an SSE stream and keep the connection subscribed.
     Stream,
+}
+
+/// Where a parameter's value comes from.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// The query string, then an `application/x-www-form-urlencoded` body.
+    #[default]
+    Query,
+    /// A `{name}` segment of the handler's path.
+    Path,
+    /// A request header (the name, case-insensitive).
+    Header,
+    /// A cookie of the `Cookie` header.
+    Cookie,
+    /// The whole request body, `application/json` (type `json`).
+    Body,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Query => "query",
+            Source::Path => "path",
+            Source::Header => "header",
+            Source::Cookie => "cookie",
+            Source::Body => "body",
+        }
+    }
 }
 
 /// The built-in parameter types.
@@ -165,7 +197,13 @@ pub struct Rules {
 
 #[derive(Debug, Clone)]
 pub struct ParamSpec {
+    /// The name where it comes from: the query name, the header's (lower
+    /// case), the cookie's, the path segment's; `body` for the body.
     pub name: String,
+    pub source: Source,
+    /// How errors name it: `room`, `header user-agent`, `cookie sid`,
+    /// `path id`, `body`.
+    pub label: String,
     pub ty: Ty,
     /// The name the manifest used: a built-in type or a named one.
     pub type_name: String,
@@ -237,16 +275,49 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
         (None, Kind::Closing) => Methods::GET.union(Methods::parse("POST").expect("known method")),
         (None, Kind::Stream) => Methods::GET,
     };
+    let segments = crate::router::parse_pattern(&path).map_err(|e| at(e))?;
     let mut params: Vec<ParamSpec> = Vec::with_capacity(raw.params.len());
-    for p in raw.params {
+    for mut p in raw.params {
         if p.name.is_empty() {
             return Err(at("a parameter has an empty name".into()));
         }
-        if params.iter().any(|q| q.name == p.name) {
+        if p.source == Source::Header {
+            p.name = p.name.to_ascii_lowercase();
+        }
+        let token = |n: &str| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        match p.source {
+            Source::Header | Source::Cookie if !token(&p.name) => {
+                return Err(at(format!("{} name {:?} is not an HTTP token", p.source.name(), p.name)));
+            }
+            Source::Path if !segments.contains(&crate::router::Segment::Param(p.name.clone())) => {
+                return Err(at(format!("path parameter {} is not a {{{}}} segment of {path}", p.name, p.name)));
+            }
+            Source::Body if p.ty.as_deref() != Some("json") => {
+                return Err(at(format!("{}: a body parameter is of type json", p.name)));
+            }
+            Source::Body if params.iter().any(|q| q.source == Source::Body) => {
+                return Err(at("only one parameter can be the body".into()));
+            }
+            _ => {}
+        }
+        if params.iter().any(|q| q.name == p.name && q.source == p.source) {
             return Err(at(format!("parameter {} declared twice", p.name)));
         }
         let spec = check_param(p, types).map_err(at)?;
+        if spec.source != Source::Query && spec.ty.is_list() {
+            return Err(at(format!("{}: only query parameters can be lists", spec.label)));
+        }
+        if spec.source == Source::Path && spec.default.is_some() {
+            return Err(at(format!("{}: a path segment is always there, it takes no default", spec.label)));
+        }
         params.push(spec);
+    }
+    for seg in &segments {
+        if let crate::router::Segment::Param(name) = seg
+            && !params.iter().any(|p| p.source == Source::Path && &p.name == name)
+        {
+            return Err(at(format!("path segment {{{name}}} has no parameter (\"in\": \"path\")")));
+        }
     }
     Ok(HandlerSpec { name, path, kind: raw.kind, content_type, methods, params })
 }
@@ -272,7 +343,12 @@ fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<Para
         Some(v) => Some(default_values(ty, &v).map_err(|e| format!("{}: default {e}", p.name))?),
     };
     let raw_rules = serde_json::to_value(RulesView(&rules)).unwrap_or(Value::Null);
-    let spec = ParamSpec { name: p.name, ty, type_name, rules, default, raw_rules };
+    let label = match p.source {
+        Source::Query => p.name.clone(),
+        Source::Body => "body".to_owned(),
+        other => format!("{} {}", other.name(), p.name),
+    };
+    let spec = ParamSpec { name: p.name, source: p.source, label, ty, type_name, rules, default, raw_rules };
     if let Some(values) = &spec.default {
         super::validate::check_default(&spec, values).map_err(|e| format!("default breaks its own rules: {e}"))?;
     }

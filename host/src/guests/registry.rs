@@ -209,7 +209,9 @@ impl Registry {
         for (file, entry) in &self.entries {
             for handler in &entry.handlers {
                 let spec = &handler.spec;
-                if let Some((other_file, other_handler)) = owner.get(&spec.path) {
+                // Two patterns of one shape answer the same requests.
+                let shape = crate::router::shape(&spec.path);
+                if let Some((other_file, other_handler)) = owner.get(&shape) {
                     let warning = format!(
                         "house: warning: {} is claimed by {other_file} ({other_handler}) and {file} ({}); \
                          {file} wins (the file name that sorts last)",
@@ -220,7 +222,7 @@ impl Registry {
                     }
                     warnings.insert(warning);
                 }
-                owner.insert(spec.path.clone(), (file.clone(), spec.name.clone()));
+                owner.insert(shape, (file.clone(), spec.name.clone()));
                 router
                     .insert(spec.path.clone(), Route { methods: spec.methods, target: Target::Guest(handler.clone()) });
             }
@@ -247,11 +249,11 @@ impl Registry {
                             .params
                             .iter()
                             .map(|p| {
-                                json!({"name": p.name, "type": p.type_name, "base": p.ty.name(),
+                                json!({"name": p.name, "in": p.source.name(), "type": p.type_name, "base": p.ty.name(),
                                        "rules": p.raw_rules, "default": p.default})
                             })
                             .collect();
-                        let serving = owner.get(&h.path).is_some_and(|(f, _)| f == file);
+                        let serving = owner.get(&crate::router::shape(&h.path)).is_some_and(|(f, _)| f == file);
                         json!({"name": h.name, "path": h.path, "kind": h.kind, "methods": h.methods.names(),
                                "content_type": h.content_type, "params": params, "serving": serving})
                     })

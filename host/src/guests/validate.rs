@@ -3,17 +3,59 @@
 //! type and rule on the way. A failure is a 400 naming the parameter and the
 //! rule, and no guest is instantiated for it.
 
-use super::manifest::{ParamSpec, Ty};
+use super::manifest::{ParamSpec, Source, Ty};
 use crate::http::params::Params;
 use crate::http::{ErrorKind, HttpError};
 
-/// Validates `params` against `specs` and encodes the arguments.
-pub fn encode_args(specs: &[ParamSpec], params: &Params) -> Result<Vec<u8>, HttpError> {
+/// Where a request's declared inputs come from. Only what a handler
+/// declares is looked at, and only that reaches it.
+#[derive(Default)]
+pub struct Inputs<'a> {
+    /// The query string, then a form body.
+    pub params: Params,
+    /// The path's `{name}` segments.
+    pub path: Vec<(&'a str, String)>,
+    /// Header fields, names in lower case, in order.
+    pub headers: Vec<(String, String)>,
+    /// Cookies of the `Cookie` header, in order.
+    pub cookies: Vec<(String, String)>,
+    /// The body, when a parameter takes it (UTF-8, JSON checked below).
+    pub body: Option<&'a str>,
+}
+
+impl Inputs<'_> {
+    fn values<'s>(&'s self, spec: &'s ParamSpec, out: &mut Vec<&'s str>) {
+        let pick = |list: &'s [(String, String)]| list.iter().filter(|(n, _)| *n == spec.name).map(|(_, v)| v.as_str());
+        match spec.source {
+            Source::Query => out.extend(self.params.all(&spec.name)),
+            Source::Path => out.extend(self.path.iter().filter(|(n, _)| *n == spec.name).map(|(_, v)| v.as_str())),
+            Source::Header => out.extend(pick(&self.headers)),
+            Source::Cookie => out.extend(pick(&self.cookies)),
+            Source::Body => out.extend(self.body.filter(|b| !b.is_empty())),
+        }
+    }
+}
+
+/// A query or form parameter the handler does not declare: a 400, so
+/// that a misspelt optional parameter is not silently its default.
+pub fn check_known(specs: &[ParamSpec], params: &Params) -> Result<(), HttpError> {
+    let declared = |name: &str| specs.iter().any(|s| s.source == Source::Query && s.name == name);
+    let Some(unknown) = params.names().find(|n| !declared(n)) else { return Ok(()) };
+    let known: Vec<&str> = specs.iter().filter(|s| s.source == Source::Query).map(|s| s.name.as_str()).collect();
+    let takes = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+    Err(HttpError::new(
+        ErrorKind::BadParameter,
+        format!("{}: not a parameter of this handler (it takes {takes})", shown(unknown)),
+    ))
+}
+
+/// Validates the declared inputs against `specs` and encodes the arguments.
+pub fn encode_args(specs: &[ParamSpec], inputs: &Inputs<'_>) -> Result<Vec<u8>, HttpError> {
     let mut out = Vec::with_capacity(64);
     let mut values: Vec<&str> = Vec::new();
     for spec in specs {
         values.clear();
-        values.extend(params.all(&spec.name));
+        inputs.values(spec, &mut values);
         if values.is_empty() {
             match &spec.default {
                 Some(default) => values.extend(default.iter().map(String::as_str)),
@@ -23,7 +65,7 @@ pub fn encode_args(specs: &[ParamSpec], params: &Params) -> Result<Vec<u8>, Http
                 None => {
                     return Err(HttpError::new(
                         ErrorKind::BadParameter,
-                        format!("{}: missing (a required {} parameter)", spec.name, spec.type_name),
+                        format!("{}: missing (a required {} {})", spec.label, spec.type_name, noun(spec.source)),
                     ));
                 }
             }
@@ -33,6 +75,16 @@ pub fn encode_args(specs: &[ParamSpec], params: &Params) -> Result<Vec<u8>, Http
     Ok(out)
 }
 
+/// What a missing input is called in its 400.
+fn noun(source: Source) -> &'static str {
+    match source {
+        Source::Query | Source::Path => "parameter",
+        Source::Header => "header",
+        Source::Cookie => "cookie",
+        Source::Body => "JSON body",
+    }
+}
+
 /// Checks a declared default against its own parameter's rules (at load).
 pub fn check_default(spec: &ParamSpec, values: &[String]) -> Result<(), String> {
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
@@ -40,7 +92,7 @@ pub fn check_default(spec: &ParamSpec, values: &[String]) -> Result<(), String> 
 }
 
 fn encode_param(spec: &ParamSpec, values: &[&str], out: &mut Vec<u8>) -> Result<(), String> {
-    let name = &spec.name;
+    let name = &spec.label;
     if !spec.ty.is_list() {
         if values.len() > 1 {
             return Err(format!("{name}: given {} times, expected one value", values.len()));
@@ -64,7 +116,7 @@ fn encode_param(spec: &ParamSpec, values: &[&str], out: &mut Vec<u8>) -> Result<
 }
 
 fn encode_scalar(spec: &ParamSpec, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let name = &spec.name;
+    let name = &spec.label;
     let rules = &spec.rules;
     match ty {
         Ty::Untyped | Ty::String | Ty::Json => {
@@ -132,10 +184,10 @@ fn check_chars(spec: &ParamSpec, text: &str) -> Result<(), String> {
     // Characters, not bytes: "é" is one.
     let n = text.chars().count() as u64;
     if let Some(min) = b.min.filter(|&min| n < min) {
-        return Err(format!("{}: length {n} is below the minimum {min}", spec.name));
+        return Err(format!("{}: length {n} is below the minimum {min}", spec.label));
     }
     if let Some(max) = b.max.filter(|&max| n > max) {
-        return Err(format!("{}: length {n} is above the maximum {max}", spec.name));
+        return Err(format!("{}: length {n} is above the maximum {max}", spec.label));
     }
     Ok(())
 }
@@ -146,7 +198,7 @@ fn check_one_of_text(spec: &ParamSpec, text: &str) -> Result<(), String> {
         return Ok(());
     }
     let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
-    Err(format!("{}: {} is not one of {}", spec.name, shown(text), list.join(", ")))
+    Err(format!("{}: {} is not one of {}", spec.label, shown(text), list.join(", ")))
 }
 
 fn bound<T: PartialOrd + std::fmt::Display>(name: &str, x: T, min: Option<T>, max: Option<T>) -> Result<(), String> {

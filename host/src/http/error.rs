@@ -28,6 +28,9 @@ pub enum ErrorKind {
     /// The request's parameters encode to more than the guest may be handed
     /// (413, keep-alive: the request itself was framed cleanly).
     ArgsTooLarge,
+    /// The handler takes a JSON body and the request's is of another type
+    /// (415, keep-alive).
+    UnsupportedMediaType,
     /// The request target is longer than the head limit (414, close).
     TargetTooLong,
     /// The request head is too large or has too many headers (431, close).
@@ -78,6 +81,7 @@ impl HttpError {
             ErrorKind::Timeout => 408,
             ErrorKind::BodyTooLarge | ErrorKind::ArgsTooLarge => 413,
             ErrorKind::TargetTooLong => 414,
+            ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
             ErrorKind::NotImplemented => 501,
@@ -91,6 +95,7 @@ impl HttpError {
         !matches!(
             self.kind,
             ErrorKind::BadParameter
+                | ErrorKind::UnsupportedMediaType
                 | ErrorKind::ArgsTooLarge
                 | ErrorKind::NotFound
                 | ErrorKind::MethodNotAllowed
@@ -124,6 +129,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         411 => "Length Required",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",

@@ -29,6 +29,11 @@ impl Params {
         Ok(())
     }
 
+    /// Every name given, in order, repeats included.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.pairs.iter().map(|(n, _)| n.as_str())
+    }
+
     /// Every value given for `name`, in order.
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str())

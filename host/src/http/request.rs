@@ -30,6 +30,11 @@ pub struct Head {
     pub keep_alive: bool,
     /// `Content-Type: application/x-www-form-urlencoded`.
     pub form_body: bool,
+    /// `Content-Type: application/json` (or `...+json`).
+    pub json_body: bool,
+    /// The header fields as sent, `Name: value` lines (for handlers that
+    /// declare headers or cookies: parsed again only for those).
+    pub raw_headers: Vec<u8>,
     pub expect_continue: bool,
     /// `Last-Event-ID`: an SSE client reconnecting says the last event it
     /// got (kept as sent, up to 64 bytes; longer is nobody's id, kept empty).
@@ -106,6 +111,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
     let mut conn_close = false;
     let mut conn_keep_alive = false;
     let mut form_body = false;
+    let mut json_body = false;
     let mut expect_continue = false;
     let mut last_event_id = None;
     for h in req.headers.iter() {
@@ -132,7 +138,10 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             }
         } else if name.eq_ignore_ascii_case("content-type") {
             let essence = h.value.split(|&b| b == b';').next().unwrap_or_default();
-            form_body = essence.trim_ascii().eq_ignore_ascii_case(b"application/x-www-form-urlencoded");
+            let essence = essence.trim_ascii();
+            form_body = essence.eq_ignore_ascii_case(b"application/x-www-form-urlencoded");
+            json_body = essence.eq_ignore_ascii_case(b"application/json")
+                || (essence.len() > 5 && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"));
         } else if name.eq_ignore_ascii_case("expect") {
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue") {
                 return Err(HttpError::new(ErrorKind::NotImplemented, "only Expect: 100-continue is supported"));
@@ -202,6 +211,11 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
         form_body,
         expect_continue,
         last_event_id,
+        json_body,
+        raw_headers: buf
+            .get(buf.iter().position(|&b| b == b'\n').map_or(len, |i| i + 1)..len)
+            .unwrap_or_default()
+            .to_vec(),
         len,
         body,
     }))
