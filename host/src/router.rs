@@ -246,7 +246,10 @@ mod tests {
         Route { methods: Methods::GET.union(Methods::parse(extra).unwrap()), target: Target::Stats }
     }
 
-    fn routed(r: &Router, path: &str) -> Option<(Vec<&'static str>, Vec<(String, String)>)> {
+    /// Which route answered (by its methods) and what it captured.
+    type Routed = (Vec<&'static str>, Vec<(String, String)>);
+
+    fn routed(r: &Router, path: &str) -> Option<Routed> {
         match r.lookup(path, "GET") {
             Lookup::Found(route, captures) => {
                 Some((route.methods.names(), captures.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))

@@ -275,7 +275,7 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
         (None, Kind::Closing) => Methods::GET.union(Methods::parse("POST").expect("known method")),
         (None, Kind::Stream) => Methods::GET,
     };
-    let segments = crate::router::parse_pattern(&path).map_err(|e| at(e))?;
+    let segments = crate::router::parse_pattern(&path).map_err(&at)?;
     let mut params: Vec<ParamSpec> = Vec::with_capacity(raw.params.len());
     for mut p in raw.params {
         if p.name.is_empty() {
