@@ -13,7 +13,6 @@ use house_host::config::Config;
 use house_host::guests::compile::Compiler;
 use house_host::guests::loader::Loading;
 use house_host::guests::{Runtime, registry::Registry, validate};
-use house_host::http::params::Params;
 use house_host::router::{Lookup, Target};
 use house_host::sse;
 
@@ -29,10 +28,10 @@ pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     let mut registry = Registry::new(guests.to_owned(), loading);
     registry.load_all(&runtime);
     let (router, _) = registry.routes();
-    let Lookup::Found(route) = router.lookup("/send-message", "GET") else { bail!("chat.wasm is not loaded") };
+    let Lookup::Found(route, _) = router.lookup("/send-message", "GET") else { bail!("chat.wasm is not loaded") };
     let Target::Guest(handler) = &route.target else { bail!("/send-message is not a guest") };
-    let mut params = Params::default();
-    params.extend_from_urlencoded(b"room=bench&name=ada&message=hello+there").map_err(anyhow::Error::msg)?;
+    let mut params = validate::Inputs::default();
+    params.params.extend_from_urlencoded(b"room=bench&name=ada&message=hello+there").map_err(anyhow::Error::msg)?;
 
     let guest = time(iterations, || {
         let args = validate::encode_args(&handler.spec.params, &params).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
