@@ -149,14 +149,14 @@ pub use abi::ABI_VERSION;
 pub use args::{FromArg, Json, Keyword};
 pub use host::{Event, HostError, log, publish, publish_event, subscribe, subscribe_with_backlog};
 pub use house_sdk_macros::{handler, http_type};
-pub use response::{IntoResponse, Response};
+pub use response::{Cookie, IntoResponse, Response};
 
 /// Everything a handler module usually needs.
 pub mod prelude {
     pub use crate::json;
     pub use crate::{
-        Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish, publish_event,
-        subscribe, subscribe_with_backlog,
+        Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
+        publish_event, subscribe, subscribe_with_backlog,
     };
     pub use alloc::format;
     pub use alloc::string::{String, ToString};

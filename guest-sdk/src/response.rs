@@ -59,6 +59,70 @@ impl Response {
     }
 }
 
+impl Response {
+    /// Adds a `Set-Cookie` header; call it once per cookie.
+    pub fn cookie(self, cookie: &Cookie<'_>) -> Response {
+        let value = cookie.to_string();
+        self.header("Set-Cookie", &value)
+    }
+}
+
+/// A cookie to set, with its attributes (RFC 6265). The name must be an
+/// HTTP token and the value cookie-safe (no spaces, `"`, `,`, `;` or `\`):
+/// the host refuses control characters, the browser ignores the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct Cookie<'a> {
+    pub name: &'a str,
+    pub value: &'a str,
+    pub path: Option<&'a str>,
+    /// Seconds; `Some(0)` deletes the cookie.
+    pub max_age: Option<u64>,
+    pub http_only: bool,
+    pub secure: bool,
+    /// `Strict`, `Lax` or `None`.
+    pub same_site: Option<&'a str>,
+}
+
+impl<'a> Cookie<'a> {
+    /// `name=value; Path=/; HttpOnly; SameSite=Lax`: a session cookie the
+    /// page's scripts cannot read.
+    pub fn new(name: &'a str, value: &'a str) -> Cookie<'a> {
+        Cookie { name, value, path: Some("/"), max_age: None, http_only: true, secure: false, same_site: Some("Lax") }
+    }
+
+    pub fn max_age(mut self, seconds: u64) -> Cookie<'a> {
+        self.max_age = Some(seconds);
+        self
+    }
+
+    pub fn secure(mut self) -> Cookie<'a> {
+        self.secure = true;
+        self
+    }
+}
+
+impl Display for Cookie<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}={}", self.name, self.value)?;
+        if let Some(path) = self.path {
+            write!(f, "; Path={path}")?;
+        }
+        if let Some(age) = self.max_age {
+            write!(f, "; Max-Age={age}")?;
+        }
+        if self.http_only {
+            f.write_str("; HttpOnly")?;
+        }
+        if self.secure {
+            f.write_str("; Secure")?;
+        }
+        if let Some(same_site) = self.same_site {
+            write!(f, "; SameSite={same_site}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Anything a handler may return.
 pub trait IntoResponse {
     fn into_response(self) -> Response;

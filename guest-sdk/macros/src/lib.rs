@@ -103,8 +103,30 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         };
         let mut rules = Rules::default();
         let mut wire_name = ident.ident.to_string().trim_start_matches("r#").to_owned();
+        // Where it comes from: a `{name}` of the path, or an attribute.
+        let in_path = path_params(&manifest).contains(&wire_name);
+        let mut source: Option<(&str, Span)> = in_path.then_some(("path", ident.span()));
         let mut kept = Vec::new();
         for attr in pat.attrs.drain(..) {
+            let from = ["header", "cookie", "body"].into_iter().find(|s| attr.path().is_ident(s));
+            if let Some(from) = from {
+                if let Some((other, _)) = source {
+                    return Err(Error::new(attr.span(), format!("this parameter already comes from the {other}")));
+                }
+                source = Some((from, attr.span()));
+                if from == "body" {
+                    if !matches!(attr.meta, syn::Meta::Path(_)) {
+                        return Err(Error::new(attr.span(), "#[body] takes nothing: the whole body is the value"));
+                    }
+                    wire_name = "body".into();
+                } else {
+                    let name: syn::LitStr = attr.parse_args().map_err(|e| {
+                        Error::new(e.span(), format!("#[{from}(\"name\")]: the {from}'s name, as a string"))
+                    })?;
+                    wire_name = name.value();
+                }
+                continue;
+            }
             if !attr.path().is_ident("param") {
                 kept.push(attr);
                 continue;
@@ -132,8 +154,22 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             base = Base::Untyped;
         }
         rules.check(&base)?;
+        if let Some((from, span)) = source {
+            if base.is_list() {
+                return Err(Error::new(span, "only query parameters can be lists"));
+            }
+            if from == "body" && base != Base::Json {
+                return Err(Error::new(pat.ty.span(), "a #[body] parameter is Json (checked to be well-formed)"));
+            }
+            if from == "path" && rules.default.is_some() {
+                return Err(Error::new(span, "a path segment is always there: it takes no default"));
+            }
+        }
         let mut p = Map::new();
         p.insert("name".into(), wire_name.into());
+        if let Some((from, _)) = source {
+            p.insert("in".into(), from.into());
+        }
         p.insert("type".into(), base.manifest_name().into());
         p.insert("rules".into(), rules.json());
         if let Some((v, _)) = &rules.default {
@@ -173,6 +209,15 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             ::house_sdk::__private::text(#manifest)
         }
     })
+}
+
+/// The `{name}` segments of the handler's `path = ".."`, if it has one.
+fn path_params(manifest: &Map<String, Value>) -> Vec<String> {
+    let Some(Value::String(path)) = manifest.get("path") else { return Vec::new() };
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// `http_type! { pub Name: base(rules...); ... }`

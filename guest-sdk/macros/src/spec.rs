@@ -122,7 +122,7 @@ impl Base {
         }
     }
 
-    fn is_list(&self) -> bool {
+    pub fn is_list(&self) -> bool {
         matches!(self, Base::ListOfKeyword | Base::ListOfInteger)
     }
 

@@ -122,3 +122,46 @@ fn misuse() -> String {
         Ok(()) => "subscribed?".into(),
     }
 }
+
+/// A path parameter, typed and bounded.
+#[handler(closing, path = "/items/{id}", content_type = "text/plain; charset=utf-8")]
+fn item(#[param(range(min = 1))] id: i64) -> String {
+    format!("item {id}")
+}
+
+/// A literal segment beside the pattern: it wins.
+#[handler(closing, path = "/items/new", content_type = "text/plain; charset=utf-8")]
+fn new_item() -> &'static str {
+    "the new-item form"
+}
+
+/// Two path parameters.
+#[handler(closing, path = "/rooms/{room}/messages/{n}", content_type = "text/plain; charset=utf-8")]
+fn room_message(#[param(chars(max = 16))] room: Keyword, #[param(range(min = 0, max = 999))] n: i64) -> String {
+    format!("{} #{n}", room.0)
+}
+
+/// Headers and a cookie, declared; sets two cookies.
+#[handler(closing, content_type = "text/plain; charset=utf-8")]
+fn whoami(
+    #[header("user-agent")]
+    #[param(chars(max = 64))]
+    agent: &str,
+    #[header("x-level")]
+    #[param(default = 1, range(min = 1, max = 5))]
+    level: i64,
+    #[cookie("sid")]
+    #[param(default = "", chars(max = 32))]
+    sid: &str,
+) -> Response {
+    let sid = if sid.is_empty() { "fresh" } else { sid };
+    Response::new(format!("{agent} at level {level}, session {sid}\n"))
+        .cookie(&Cookie::new("sid", sid))
+        .cookie(&Cookie::new("seen", "yes").max_age(60))
+}
+
+/// A JSON body, checked well-formed, echoed back.
+#[handler(closing, methods(POST, PUT), content_type = "application/json")]
+fn echo_json(#[body] #[param(chars(max = 200))] body: Json) -> &'static str {
+    body.0
+}

@@ -63,10 +63,11 @@ pub fn encode_args(specs: &[ParamSpec], inputs: &Inputs<'_>) -> Result<Vec<u8>, 
                 // an empty multi-select); `items(min = 1)` requires one.
                 None if spec.ty.is_list() => {}
                 None => {
-                    return Err(HttpError::new(
-                        ErrorKind::BadParameter,
-                        format!("{}: missing (a required {} {})", spec.label, spec.type_name, noun(spec.source)),
-                    ));
+                    let what = match spec.source {
+                        Source::Body => "a required JSON body".to_owned(),
+                        other => format!("a required {} {}", spec.type_name, noun(other)),
+                    };
+                    return Err(HttpError::new(ErrorKind::BadParameter, format!("{}: missing ({what})", spec.label)));
                 }
             }
         }
@@ -81,7 +82,7 @@ fn noun(source: Source) -> &'static str {
         Source::Query | Source::Path => "parameter",
         Source::Header => "header",
         Source::Cookie => "cookie",
-        Source::Body => "JSON body",
+        Source::Body => "body",
     }
 }
 
