@@ -57,6 +57,9 @@ pub fn house(guests: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow:
         .arg(guests)
         .arg("--cache-dir")
         .arg(cache)
+        // Each server its own key-value file (redb locks it).
+        .arg("--data-dir")
+        .arg(log.with_extension("data"))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(file)

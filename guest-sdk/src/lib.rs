@@ -141,6 +141,7 @@ mod args;
 mod bump;
 mod host;
 pub mod json;
+pub mod kv;
 mod response;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
@@ -154,6 +155,7 @@ pub use response::{Cookie, IntoResponse, Response};
 /// Everything a handler module usually needs.
 pub mod prelude {
     pub use crate::json;
+    pub use crate::kv;
     pub use crate::{
         Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
         publish_event, subscribe, subscribe_with_backlog,

@@ -83,6 +83,22 @@ pub struct HistoryLimits {
     pub budget: usize,
 }
 
+/// Bounds on guests' key-value data (see `engine::kv`). Over one, the
+/// import returns an error code the guest can handle.
+#[derive(Debug, Clone, Copy)]
+pub struct KvLimits {
+    /// Bytes of a key.
+    pub key_bytes: usize,
+    /// Bytes of a value.
+    pub value_bytes: usize,
+    /// Operations one call may make.
+    pub ops: usize,
+    /// Bytes of keys and values one module may keep.
+    pub module_bytes: u64,
+    /// Keys one listing may return.
+    pub list_keys: usize,
+}
+
 /// Limits on loading a module: its file, its manifest, its compilation.
 #[derive(Debug, Clone)]
 pub struct LoadLimits {
@@ -113,6 +129,9 @@ pub struct Config {
     /// Where channels live beyond this process.
     pub engine: Engine,
     pub history: HistoryLimits,
+    /// Where guests' key-value data lives.
+    pub data_dir: PathBuf,
+    pub kv: KvLimits,
     /// After SIGTERM, how long requests in flight and unwritten bytes may
     /// take before the process exits anyway.
     pub shutdown_grace: Duration,
@@ -141,6 +160,14 @@ impl Default for Config {
                 bytes: 256 * 1024,
                 idle: Duration::from_secs(3600),
                 budget: 256 * 1024 * 1024,
+            },
+            data_dir: PathBuf::from("data"),
+            kv: KvLimits {
+                key_bytes: 512,
+                value_bytes: 64 * 1024,
+                ops: 64,
+                module_bytes: 64 * 1024 * 1024,
+                list_keys: 1000,
             },
             shutdown_grace: Duration::from_secs(5),
             retry: Duration::from_secs(1),
@@ -244,6 +271,12 @@ FLAGS:
     --history-bytes N           bytes of each channel's history (memory engine) [262144]
     --history-idle-ms N         a channel with no event for this long forgets its history [3600000]
     --history-budget-mb N       history of all channels together, memory engine; idlest go first [256]
+    --data-dir DIR              where guests' key-value data is kept (kv.redb) [./data]
+    --kv-key-bytes N            bytes of a key [512]
+    --kv-value-bytes N          bytes of a value [65536]
+    --kv-ops N                  key-value operations one call may make [64]
+    --kv-module-mb N            key-value bytes one module may keep [64]
+    --kv-list-keys N            keys one listing may return [1000]
     --shutdown-grace-ms N       after SIGTERM, time for requests in flight and unsent bytes [5000]
     --retry-ms N                reconnection delay suggested to streams ended by shutdown, +-50% [1000]
     --guests DIR                folder of .wasm guests, watched for changes [./guests]
@@ -326,6 +359,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("history-bytes") => cfg.history.bytes = positive(&mut parser, &flag)?,
             Long("history-idle-ms") => cfg.history.idle = millis(&mut parser, &flag)?,
             Long("history-budget-mb") => cfg.history.budget = positive(&mut parser, &flag)? * 1024 * 1024,
+            Long("data-dir") => cfg.data_dir = parser.value()?.into(),
+            Long("kv-key-bytes") => cfg.kv.key_bytes = positive(&mut parser, &flag)?,
+            Long("kv-value-bytes") => cfg.kv.value_bytes = positive(&mut parser, &flag)?,
+            Long("kv-ops") => cfg.kv.ops = positive(&mut parser, &flag)?,
+            Long("kv-module-mb") => cfg.kv.module_bytes = positive(&mut parser, &flag)? as u64 * 1024 * 1024,
+            Long("kv-list-keys") => cfg.kv.list_keys = positive(&mut parser, &flag)?,
             Long("shutdown-grace-ms") => cfg.shutdown_grace = millis(&mut parser, &flag)?,
             Long("retry-ms") => cfg.retry = millis(&mut parser, &flag)?,
             Long("guests") => cfg.guests = parser.value()?.into(),

@@ -189,8 +189,15 @@ impl Dispatcher {
             _ => Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body },
         };
         // Effects are transactional: a call that answers a server error (the
-        // SDK's `Err`) has failed, and what it published is dropped with it.
+        // SDK's `Err`) has failed, and what it published and wrote is
+        // dropped with it. Writes commit first: a publish may announce them.
         if !matches!(&outcome, Outcome::Reply { status: 500.., .. }) {
+            if let Some(kv) = out.kv
+                && let Err(e) = kv.commit()
+            {
+                log.line(format_args!("house: kv: {} of {}: {e:#}", handler.spec.name, handler.module.file));
+                return Err(HttpError::new(ErrorKind::Guest, "the key-value store failed"));
+            }
             *publishes = out.publishes;
         }
         Ok(outcome)

@@ -50,8 +50,11 @@ fn run() -> anyhow::Result<()> {
     let listeners = event_loop::bind(addr, cfg.threads).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listeners[0].local_addr()?;
 
+    let kv = engine::kv::Store::open(&cfg.data_dir, cfg.kv)?;
     let runtime = Arc::new(
-        guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer).context("cannot start the wasm engine")?,
+        guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)
+            .context("cannot start the wasm engine")?
+            .with_kv(kv.clone()),
     );
     prepare_guests_folder(&cfg)?;
     let loading = Loading {
@@ -112,8 +115,12 @@ fn run() -> anyhow::Result<()> {
             Err(_) => result = Err(anyhow::anyhow!("an event loop panicked")),
         }
     }
-    // Events the last requests published may still be on their way out.
+    // Events the last requests published may still be on their way out,
+    // and their writes on their way to the disk.
     shared.engine.drain(std::time::Duration::from_secs(1));
+    if let Err(e) = kv.flush() {
+        eprintln!("house: kv: cannot make the last writes durable: {e:#}");
+    }
     let mut log = log;
     log.line(format_args!("house: stopped"));
     drop(log);

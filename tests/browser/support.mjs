@@ -28,11 +28,16 @@ function waitForLine(child, what, pattern, ms = 20000) {
   });
 }
 
+// A fresh --data-dir, unless `extra` names one (a restart that keeps data).
+function dataDir(extra) {
+  return extra.includes("--data-dir") ? [] : ["--data-dir", mkdtempSync(join(tmpdir(), "house-data-"))];
+}
+
 // Starts house on `port` (0: a free one) serving `guests`; resolves with
 // the child and its port once it says it is listening.
 export async function startHouse(port, guests, extra = []) {
   const child = spawn(join(repo, "target", "release", "house"),
-    ["--port", String(port), "--guests", guests, "--no-cache", "--quiet", ...extra],
+    ["--port", String(port), "--guests", guests, "--no-cache", "--quiet", ...dataDir(extra), ...extra],
     { stdio: ["ignore", "ignore", "pipe"] });
   const m = await waitForLine(child, "house", /listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
   child.removeAllListeners("exit");

@@ -100,6 +100,8 @@ pub struct Server {
     /// The compiled-module cache (outside the guests folder: the host
     /// refuses one inside it).
     pub cache: TempDir,
+    /// Its `--data-dir` (key-value data), fresh unless the flags give one.
+    pub data: TempDir,
     log: Arc<LogState>,
 }
 
@@ -123,6 +125,7 @@ impl Server {
     /// is spawned and before waiting for it to listen.
     pub fn start_with(guests: TempDir, flags: &[&str], starting: impl FnOnce(u32)) -> Server {
         let cache = TempDir::new("cache");
+        let data = TempDir::new("data");
         let mut child = Command::new(house_bin())
             .arg("--port")
             .arg("0")
@@ -130,6 +133,8 @@ impl Server {
             .arg(guests.path())
             .arg("--cache-dir")
             .arg(cache.path())
+            .arg("--data-dir")
+            .arg(data.path())
             .args(flags)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -152,7 +157,7 @@ impl Server {
             }
         });
         starting(child.id());
-        let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, cache, log };
+        let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, cache, data, log };
         let line = server.wait_for_log("listening on http://", Duration::from_secs(30));
         let addr = line.rsplit("http://").next().unwrap().trim();
         server.addr = addr.parse().expect("listening address");

@@ -7,6 +7,7 @@
 //! memory, Redis Streams for Redis) and give every event its id.
 
 pub mod history;
+pub mod kv;
 pub mod redis;
 
 use std::sync::Arc;

@@ -6,6 +6,7 @@ use wasmtime::{Caller, Engine, Linker, Memory, StoreLimits};
 
 use super::manifest::Kind;
 use crate::config::Budgets;
+use crate::engine::kv::{KvError, Pending};
 use crate::sse;
 
 /// Status codes the imports return (negative: the guest asked for
@@ -14,6 +15,17 @@ pub const OK: i32 = 0;
 pub const BAD_CHANNEL: i32 = -1;
 pub const BAD_FIELD: i32 = -2;
 pub const NOT_A_STREAM: i32 = -3;
+/// A key or value over its bound (`--kv-key-bytes`, `--kv-value-bytes`).
+pub const KV_TOO_LARGE: i32 = -4;
+/// Over the operations of one call (`--kv-ops`) or the module's bytes
+/// (`--kv-module-mb`).
+pub const KV_BUDGET: i32 = -5;
+/// An increment of a value that is not a decimal integer.
+pub const KV_NOT_INTEGER: i32 = -6;
+/// The store failed (the host's log says why).
+pub const KV_UNAVAILABLE: i32 = -7;
+/// `kv_get`: no such key.
+pub const KV_ABSENT: i64 = -1;
 
 /// The longest `id: HI-LO\n` line the engine adds to an event.
 pub const ID_LINE_MAX: usize = "id: ".len() + 20 + 1 + 20 + 1;
@@ -66,6 +78,11 @@ pub struct CallCtx {
     pub logs: Vec<String>,
     /// Epoch ticks the call has run for (its CPU deadline counts these).
     pub ticks: u64,
+    /// The call's key-value operations, committed if it succeeds (None:
+    /// no store, every operation is `KV_UNAVAILABLE`).
+    pub kv: Option<Pending>,
+    /// What `kv_get` or `kv_list` found, for `kv_read`.
+    pub stash: Vec<u8>,
 }
 
 impl CallCtx {
@@ -82,6 +99,8 @@ impl CallCtx {
             published_bytes: 0,
             logs: Vec::new(),
             ticks: 0,
+            kv: None,
+            stash: Vec::new(),
         }
     }
 }
@@ -179,6 +198,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
             Ok(OK)
         },
     )?;
+    kv_imports(&mut linker)?;
     linker.func_wrap("house", "log", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
         let budgets = caller.data().budgets;
         if caller.data().logs.len() >= budgets.log_lines {
@@ -195,6 +215,129 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
         Ok(())
     })?;
     Ok(linker)
+}
+
+/// The key-value imports (docs/ABI.md, "Key-value data").
+fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
+    fn code(e: KvError) -> i32 {
+        match e {
+            KvError::TooLarge => KV_TOO_LARGE,
+            KvError::Budget => KV_BUDGET,
+            KvError::NotInteger => KV_NOT_INTEGER,
+            KvError::Unavailable => KV_UNAVAILABLE,
+        }
+    }
+    fn kv<'a>(caller: &'a mut Caller<'_, CallCtx>) -> Result<&'a mut Pending, i32> {
+        caller.data_mut().kv.as_mut().ok_or(KV_UNAVAILABLE)
+    }
+    linker.func_wrap("house", "kv_get", |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32| {
+        let key = read_bytes(&mut caller, key, key_len)?;
+        let found = match kv(&mut caller) {
+            Ok(pending) => pending.get(&key),
+            Err(c) => return Ok(i64::from(c)),
+        };
+        Ok(match found {
+            Ok(Some(value)) => {
+                let n = value.len() as i64;
+                caller.data_mut().stash = value;
+                n
+            }
+            Ok(None) => KV_ABSENT,
+            Err(e) => i64::from(code(e)),
+        })
+    })?;
+    linker.func_wrap("house", "kv_read", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
+        let stash = std::mem::take(&mut caller.data_mut().stash);
+        let n = stash.len().min(len as usize);
+        write_bytes(&mut caller, ptr, &stash[..n])?;
+        Ok(n as i32)
+    })?;
+    linker.func_wrap(
+        "house",
+        "kv_set",
+        |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32, value: u32, value_len: u32, ttl_ms: i64| {
+            let key = read_bytes(&mut caller, key, key_len)?;
+            let value = read_bytes(&mut caller, value, value_len)?;
+            let ttl = u64::try_from(ttl_ms).ok().filter(|&t| t > 0).map(std::time::Duration::from_millis);
+            Ok(match kv(&mut caller) {
+                Ok(pending) => pending.set(&key, &value, ttl).map_or_else(code, |()| OK),
+                Err(c) => c,
+            })
+        },
+    )?;
+    linker.func_wrap("house", "kv_delete", |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32| {
+        let key = read_bytes(&mut caller, key, key_len)?;
+        Ok(match kv(&mut caller) {
+            Ok(pending) => pending.delete(&key).map_or_else(code, |()| OK),
+            Err(c) => c,
+        })
+    })?;
+    linker.func_wrap(
+        "house",
+        "kv_incr",
+        |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32, delta: i64, out: u32| {
+            let key = read_bytes(&mut caller, key, key_len)?;
+            let result = match kv(&mut caller) {
+                Ok(pending) => pending.incr(&key, delta),
+                Err(c) => return Ok(c),
+            };
+            match result {
+                Ok(n) => {
+                    write_bytes(&mut caller, out, &n.to_le_bytes())?;
+                    Ok(OK)
+                }
+                Err(e) => Ok(code(e)),
+            }
+        },
+    )?;
+    linker.func_wrap(
+        "house",
+        "kv_list",
+        |mut caller: Caller<'_, CallCtx>, prefix: u32, prefix_len: u32, limit: i32| {
+            let prefix = read_bytes(&mut caller, prefix, prefix_len)?;
+            let found = match kv(&mut caller) {
+                Ok(pending) => pending.list(&prefix, limit.max(0) as usize),
+                Err(c) => return Ok(i64::from(c)),
+            };
+            Ok(match found {
+                Ok(keys) => {
+                    let mut out = Vec::new();
+                    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+                    for k in &keys {
+                        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                        out.extend_from_slice(k);
+                    }
+                    let n = out.len() as i64;
+                    caller.data_mut().stash = out;
+                    n
+                }
+                Err(e) => i64::from(code(e)),
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// Reads `len` bytes at `ptr` in the caller's memory; traps on a bad range.
+fn read_bytes(caller: &mut Caller<'_, CallCtx>, ptr: u32, len: u32) -> wasmtime::Result<Vec<u8>> {
+    let memory =
+        caller.data().memory.ok_or_else(|| wasmtime::format_err!("house import called before the handler ran"))?;
+    Ok(slice(memory.data(&*caller), ptr, len)?.to_vec())
+}
+
+/// Writes `bytes` at `ptr` in the caller's memory; traps on a bad range.
+fn write_bytes(caller: &mut Caller<'_, CallCtx>, ptr: u32, bytes: &[u8]) -> wasmtime::Result<()> {
+    let memory =
+        caller.data().memory.ok_or_else(|| wasmtime::format_err!("house import called before the handler ran"))?;
+    let data = memory.data_mut(&mut *caller);
+    let start = ptr as usize;
+    let end = start.checked_add(bytes.len()).ok_or_else(|| wasmtime::format_err!("pointer overflow"))?;
+    let len = data.len();
+    let dst = data
+        .get_mut(start..end)
+        .ok_or_else(|| wasmtime::format_err!("guest pointer {start}..{end} is outside its memory of {len} bytes"))?;
+    dst.copy_from_slice(bytes);
+    Ok(())
 }
 
 /// Any string is a channel name (the empty one included), up to a length.

@@ -79,6 +79,9 @@ pub struct CallOutput {
     pub backlog: usize,
     pub publishes: Vec<Publication>,
     pub logs: Vec<String>,
+    /// Key-value writes, committed only if the call succeeds (boxed: most
+    /// calls have none, and a finished call is moved around).
+    pub kv: Option<Box<crate::engine::kv::Pending>>,
 }
 
 pub struct Runtime {
@@ -89,6 +92,8 @@ pub struct Runtime {
     deadline_ticks: u64,
     /// Calls in flight, all loops together (at most `--guest-calls`).
     in_flight: AtomicUsize,
+    /// Guests' key-value data, if the host keeps any.
+    kv: Option<Arc<crate::engine::kv::Store>>,
 }
 
 /// A call's claim on one of the `--guest-calls` places, given back when the
@@ -145,7 +150,13 @@ impl Runtime {
             }
         })?;
         let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        Ok(Runtime { engine, linker, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0) })
+        Ok(Runtime { engine, linker, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0), kv: None })
+    }
+
+    /// Gives calls the key-value store (each module its namespace).
+    pub fn with_kv(mut self, store: Arc<crate::engine::kv::Store>) -> Runtime {
+        self.kv = Some(store);
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -229,6 +240,9 @@ impl Runtime {
     async fn call_fresh(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, CallError> {
         let module = &handler.module;
         let mut store = self.store(handler.spec.kind);
+        if let Some(kv) = &self.kv {
+            store.data_mut().kv = Some(crate::engine::kv::Pending::new(kv.clone(), &module.file));
+        }
         // Yield at every tick; interrupt once the call has run for its
         // deadline's worth of ticks. The deadline is set again after each
         // yield, so waiting to be resumed is not charged to the call.
@@ -287,6 +301,7 @@ impl Runtime {
             backlog: ctx.backlog,
             publishes: ctx.publishes,
             logs: ctx.logs,
+            kv: ctx.kv.map(Box::new),
         })
     }
 
