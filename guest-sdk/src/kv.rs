@@ -86,18 +86,43 @@ pub fn incr(key: &str, delta: i64) -> Result<i64, KvError> {
 /// Keys starting with `prefix`, in byte order, at most `limit` (and the
 /// host's `--kv-list-keys`). The call's own uncommitted writes are not in it.
 pub fn list(prefix: &str, limit: u32) -> Result<Vec<String>, KvError> {
-    let raw = imp::list(prefix.as_bytes(), limit.min(i32::MAX as u32) as i32)?;
-    let mut keys = Vec::new();
+    let raw = imp::list(prefix.as_bytes(), limit.min(i32::MAX as u32) as i32, false)?;
+    Ok(entries(&raw, false).into_iter().map(|(k, _)| k).collect())
+}
+
+/// [`list`] with each key's value: one operation, however many keys.
+pub fn scan(prefix: &str, limit: u32) -> Result<Vec<(String, Vec<u8>)>, KvError> {
+    let raw = imp::list(prefix.as_bytes(), limit.min(i32::MAX as u32) as i32, true)?;
+    Ok(entries(&raw, true))
+}
+
+/// Decodes `kv_list`'s block: `u32` count, then per key `u32` length and
+/// bytes, and with `values` the same for its value.
+fn entries(raw: &[u8], values: bool) -> Vec<(String, Vec<u8>)> {
     let take = |at: usize| raw.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    let mut out = Vec::new();
     let count = take(0).unwrap_or(0);
     let mut at = 4;
     for _ in 0..count {
         let Some(n) = take(at) else { break };
         let Some(key) = raw.get(at + 4..at + 4 + n) else { break };
-        keys.push(String::from_utf8_lossy(key).into_owned());
         at += 4 + n;
+        let mut value = Vec::new();
+        if values {
+            let Some(m) = take(at) else { break };
+            let Some(v) = raw.get(at + 4..at + 4 + m) else { break };
+            value = v.to_vec();
+            at += 4 + m;
+        }
+        out.push((String::from_utf8_lossy(key).into_owned(), value));
     }
-    Ok(keys)
+    out
+}
+
+/// Fills `out` with random bytes from the host's kernel (session ids,
+/// tokens; a guest has no entropy of its own). At most 1024 bytes a call.
+pub fn random(out: &mut [u8]) -> Result<(), KvError> {
+    status(imp::random(out))
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -112,7 +137,14 @@ mod imp {
         fn kv_set(key: *const u8, key_len: usize, value: *const u8, value_len: usize, ttl_ms: i64) -> i32;
         fn kv_delete(key: *const u8, key_len: usize) -> i32;
         fn kv_incr(key: *const u8, key_len: usize, delta: i64, out: *mut i64) -> i32;
-        fn kv_list(prefix: *const u8, prefix_len: usize, limit: i32) -> i64;
+        fn kv_list(prefix: *const u8, prefix_len: usize, limit: i32, values: i32) -> i64;
+        #[link_name = "random"]
+        fn house_random(ptr: *mut u8, len: usize) -> i32;
+    }
+
+    pub fn random(out: &mut [u8]) -> i64 {
+        // SAFETY: the host writes `out.len()` bytes into `out`.
+        i64::from(unsafe { house_random(out.as_mut_ptr(), out.len()) })
     }
 
     /// Fetches what the last `kv_get` / `kv_list` left, `n` bytes.
@@ -150,9 +182,9 @@ mod imp {
         Ok(out)
     }
 
-    pub fn list(prefix: &[u8], limit: i32) -> Result<Vec<u8>, KvError> {
+    pub fn list(prefix: &[u8], limit: i32, values: bool) -> Result<Vec<u8>, KvError> {
         // SAFETY: (pointer, length) of a live slice.
-        match unsafe { kv_list(prefix.as_ptr(), prefix.len(), limit) } {
+        match unsafe { kv_list(prefix.as_ptr(), prefix.len(), limit, i32::from(values)) } {
             n if n >= 0 => Ok(read(n)),
             code => status(code).map(|()| Vec::new()),
         }
@@ -197,16 +229,31 @@ mod imp {
         })
     }
 
-    pub fn list(prefix: &[u8], limit: i32) -> Result<Vec<u8>, KvError> {
+    pub fn list(prefix: &[u8], limit: i32, values: bool) -> Result<Vec<u8>, KvError> {
         STORE.with(|s| {
             let s = s.borrow();
-            let keys: Vec<&Vec<u8>> = s.keys().filter(|k| k.starts_with(prefix)).take(limit.max(0) as usize).collect();
-            let mut out = (keys.len() as u32).to_le_bytes().to_vec();
-            for k in keys {
+            let found: Vec<(&Vec<u8>, &Vec<u8>)> =
+                s.iter().filter(|(k, _)| k.starts_with(prefix)).take(limit.max(0) as usize).collect();
+            let mut out = (found.len() as u32).to_le_bytes().to_vec();
+            for (k, v) in found {
                 out.extend_from_slice(&(k.len() as u32).to_le_bytes());
                 out.extend_from_slice(k);
+                if values {
+                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    out.extend_from_slice(v);
+                }
             }
             Ok(out)
         })
+    }
+
+    /// Not cryptographic outside wasm32: tests only need distinct values.
+    pub fn random(out: &mut [u8]) -> i64 {
+        use std::hash::{BuildHasher, Hasher};
+        for chunk in out.chunks_mut(8) {
+            let n = std::collections::hash_map::RandomState::new().build_hasher().finish().to_le_bytes();
+            chunk.copy_from_slice(&n[..chunk.len()]);
+        }
+        0
     }
 }

@@ -279,10 +279,10 @@ impl Pending {
         Ok(n)
     }
 
-    /// Keys starting with `prefix`, in order, at most `limit` (and at most
-    /// `--kv-list-keys`), as the store has them (the call's own writes are
-    /// not merged in).
-    pub fn list(&mut self, prefix: &[u8], limit: usize) -> Result<Vec<Vec<u8>>, KvError> {
+    /// Keys starting with `prefix` and their values, in order, at most
+    /// `limit` (and at most `--kv-list-keys`), as the store has them (the
+    /// call's own writes are not merged in). One operation.
+    pub fn list(&mut self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
         if prefix.len() > self.store.limits.key_bytes {
             return Err(KvError::TooLarge);
         }
@@ -294,7 +294,7 @@ impl Pending {
         let start = namespaced(&self.namespace, prefix);
         let skip = self.namespace.len() + 1;
         let now = now_ms();
-        let scan = || -> anyhow::Result<Vec<Vec<u8>>> {
+        let scan = || -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
             let txn = self.store.db.begin_read()?;
             let table = txn.open_table(DATA)?;
             let mut keys = Vec::new();
@@ -304,8 +304,8 @@ impl Pending {
                 if !k.starts_with(&start) || keys.len() >= limit {
                     break;
                 }
-                if live(v.value(), now).is_some() {
-                    keys.push(k[skip..].to_vec());
+                if let Some(value) = live(v.value(), now) {
+                    keys.push((k[skip..].to_vec(), value.to_vec()));
                 }
             }
             Ok(keys)
@@ -396,7 +396,8 @@ mod tests {
         }
         assert_eq!(big.set(b"b9", &[b'x'; 32], None), Err(KvError::Budget), "200 bytes per module");
         let mut list = Pending::new(s, "m");
-        assert_eq!(list.list(b"k", 10).unwrap(), [b"k0".to_vec(), b"k1".to_vec(), b"k2".to_vec()], "at most 3");
+        let keys: Vec<Vec<u8>> = list.list(b"k", 10).unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, [b"k0".to_vec(), b"k1".to_vec(), b"k2".to_vec()], "at most 3");
     }
 
     #[test]
@@ -410,6 +411,6 @@ mod tests {
         let mut later = Pending::new(s, "m");
         assert_eq!(later.get(b"t").unwrap(), None);
         assert!(later.get(b"u").unwrap().is_some());
-        assert_eq!(later.list(b"", 10).unwrap(), [b"u".to_vec()]);
+        assert_eq!(later.list(b"", 10).unwrap(), [(b"u".to_vec(), b"v".to_vec())]);
     }
 }

@@ -199,6 +199,17 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
         },
     )?;
     kv_imports(&mut linker)?;
+    linker.func_wrap("house", "random", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
+        if len as usize > MAX_RANDOM {
+            return Ok(KV_TOO_LARGE);
+        }
+        let mut bytes = vec![0u8; len as usize];
+        if random_bytes(&mut bytes).is_err() {
+            return Ok(KV_UNAVAILABLE);
+        }
+        write_bytes(&mut caller, ptr, &bytes)?;
+        Ok(OK)
+    })?;
     linker.func_wrap("house", "log", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
         let budgets = caller.data().budgets;
         if caller.data().logs.len() >= budgets.log_lines {
@@ -293,19 +304,23 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
     linker.func_wrap(
         "house",
         "kv_list",
-        |mut caller: Caller<'_, CallCtx>, prefix: u32, prefix_len: u32, limit: i32| {
+        |mut caller: Caller<'_, CallCtx>, prefix: u32, prefix_len: u32, limit: i32, values: i32| {
             let prefix = read_bytes(&mut caller, prefix, prefix_len)?;
             let found = match kv(&mut caller) {
                 Ok(pending) => pending.list(&prefix, limit.max(0) as usize),
                 Err(c) => return Ok(i64::from(c)),
             };
             Ok(match found {
-                Ok(keys) => {
+                Ok(entries) => {
                     let mut out = Vec::new();
-                    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
-                    for k in &keys {
+                    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+                    for (k, v) in &entries {
                         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
                         out.extend_from_slice(k);
+                        if values != 0 {
+                            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                            out.extend_from_slice(v);
+                        }
                     }
                     let n = out.len() as i64;
                     caller.data_mut().stash = out;
@@ -316,6 +331,24 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
         },
     )?;
     Ok(())
+}
+
+/// Bytes one `random` call may ask for.
+pub const MAX_RANDOM: usize = 1024;
+
+/// Fills `out` from the kernel's CSPRNG (a guest has no entropy of its own:
+/// session ids and tokens come from here). One descriptor for the process.
+fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
+    use std::io::Read;
+    static URANDOM: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
+    let file = match URANDOM.get() {
+        Some(f) => f,
+        None => {
+            let f = std::fs::File::open("/dev/urandom")?;
+            URANDOM.get_or_init(|| std::sync::Mutex::new(f))
+        }
+    };
+    file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).read_exact(out)
 }
 
 /// Reads `len` bytes at `ptr` in the caller's memory; traps on a bad range.

@@ -15,8 +15,19 @@ use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType,
 pub const HANDLER_PREFIX: &str = "house_handler.";
 pub const META_PREFIX: &str = "house_meta.";
 pub const TYPE_PREFIX: &str = "house_type.";
-const IMPORTS: [&str; 10] =
-    ["subscribe", "backlog", "publish", "log", "kv_get", "kv_read", "kv_set", "kv_delete", "kv_incr", "kv_list"];
+const IMPORTS: [&str; 11] = [
+    "subscribe",
+    "backlog",
+    "publish",
+    "log",
+    "random",
+    "kv_get",
+    "kv_read",
+    "kv_set",
+    "kv_delete",
+    "kv_incr",
+    "kv_list",
+];
 
 /// A module that passed every check, ready to instantiate per request.
 pub struct LoadedModule {
@@ -49,7 +60,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     for import in module.imports() {
         if import.module() != "house" || !IMPORTS.contains(&import.name()) {
             return Err(format!(
-                "imports {}.{}, but a guest may import only house.{{subscribe,backlog,publish,log,kv_*}}",
+                "imports {}.{}, but a guest may import only house.{{subscribe,backlog,publish,log,random,kv_*}}",
                 import.module(),
                 import.name()
             ));
