@@ -55,6 +55,9 @@ pub enum KvError {
     Unavailable,
 }
 
+/// A key (without its namespace) and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One write of a call, committed in order if the call succeeds.
 #[derive(Debug, Clone)]
 pub enum Write {
@@ -282,7 +285,7 @@ impl Pending {
     /// Keys starting with `prefix` and their values, in order, at most
     /// `limit` (and at most `--kv-list-keys`), as the store has them (the
     /// call's own writes are not merged in). One operation.
-    pub fn list(&mut self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KvError> {
+    pub fn list(&mut self, prefix: &[u8], limit: usize) -> Result<Vec<Entry>, KvError> {
         if prefix.len() > self.store.limits.key_bytes {
             return Err(KvError::TooLarge);
         }
@@ -294,7 +297,7 @@ impl Pending {
         let start = namespaced(&self.namespace, prefix);
         let skip = self.namespace.len() + 1;
         let now = now_ms();
-        let scan = || -> anyhow::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let scan = || -> anyhow::Result<Vec<Entry>> {
             let txn = self.store.db.begin_read()?;
             let table = txn.open_table(DATA)?;
             let mut keys = Vec::new();
