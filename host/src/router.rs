@@ -139,8 +139,9 @@ struct Pattern {
 
 #[derive(Clone, Default)]
 pub struct Router {
-    /// Every route, by shape (a literal path is its own shape).
-    routes: HashMap<String, Route>,
+    /// Every route, by shape (a literal path is its own shape): one per
+    /// set of methods (GET /todos and POST /todos may be two handlers).
+    routes: HashMap<String, Vec<Route>>,
     /// The patterns among them, by number of segments.
     patterns: HashMap<usize, Vec<Pattern>>,
 }
@@ -154,10 +155,10 @@ impl Router {
         r
     }
 
-    /// Adds a route; the previous one of the same shape, if any, is
-    /// returned. A pattern that does not parse is a literal path (the
-    /// manifest check refuses those before they get here).
-    pub fn insert(&mut self, path: String, route: Route) -> Option<Route> {
+    /// Adds a route, replacing whatever answered the same shape; returns
+    /// what it replaced. A pattern that does not parse is a literal path
+    /// (the manifest check refuses those before they get here).
+    pub fn insert(&mut self, path: String, route: Route) -> Option<Vec<Route>> {
         let key = shape(&path);
         if key != path
             && let Ok(segments) = parse_pattern(&path)
@@ -166,26 +167,37 @@ impl Router {
             list.retain(|p| p.shape != key);
             list.push(Pattern { segments, shape: key.clone() });
         }
-        self.routes.insert(key, route)
+        self.routes.insert(key, vec![route])
+    }
+
+    /// Adds a route beside those of the same shape (other methods of the
+    /// same path, from the same module: the loader checked they do not
+    /// overlap and spell the path alike).
+    pub fn add(&mut self, path: String, route: Route) {
+        match self.routes.get_mut(&shape(&path)) {
+            Some(list) => list.push(route),
+            None => {
+                self.insert(path, route);
+            }
+        }
     }
 
     pub fn lookup<'a>(&'a self, path: &str, method: &str) -> Lookup<'a> {
-        let (route, captures) = match self.routes.get(path) {
-            Some(route) => (route, Vec::new()),
+        let (routes, captures) = match self.routes.get(path) {
+            Some(routes) => (routes.as_slice(), Vec::new()),
             None => match self.pattern(path) {
-                Some((route, captures)) => (route, captures),
+                Some((routes, captures)) => (routes, captures),
                 None => return Lookup::NotFound,
             },
         };
-        if route.methods.allows(method) {
-            Lookup::Found(route, captures)
-        } else {
-            Lookup::MethodNotAllowed(route.methods)
+        match routes.iter().find(|r| r.methods.allows(method)) {
+            Some(route) => Lookup::Found(route, captures),
+            None => Lookup::MethodNotAllowed(routes.iter().fold(Methods::default(), |m, r| m.union(r.methods))),
         }
     }
 
     /// The most specific pattern matching `path`, and its captures.
-    fn pattern<'a>(&'a self, path: &str) -> Option<(&'a Route, Vec<(&'a str, String)>)> {
+    fn pattern<'a>(&'a self, path: &str) -> Option<(&'a [Route], Vec<(&'a str, String)>)> {
         if self.patterns.is_empty() {
             return None;
         }
@@ -210,7 +222,7 @@ impl Router {
                 Segment::Literal(_) => None,
             })
             .collect();
-        Some((self.routes.get(&best.shape)?, captures))
+        Some((self.routes.get(&best.shape)?.as_slice(), captures))
     }
 }
 
@@ -291,6 +303,22 @@ mod tests {
         assert!(r.insert("/items/{id}".into(), route("POST")).is_none());
         assert!(r.insert("/items/{key}".into(), route("PUT")).is_some(), "the second replaces the first");
         assert_eq!(routed(&r, "/items/9"), Some((vec!["GET", "PUT"], caps(&[("key", "9")]))));
+    }
+
+    #[test]
+    fn one_path_may_have_a_route_per_method() {
+        let mut r = Router::default();
+        let only = |m: &str| Route { methods: Methods::parse(m).unwrap(), target: Target::Stats };
+        r.insert("/todos/{id}".into(), only("PATCH"));
+        r.add("/todos/{id}".into(), only("DELETE"));
+        assert!(matches!(r.lookup("/todos/3", "PATCH"), Lookup::Found(route, _) if route.methods.names() == ["PATCH"]));
+        assert!(
+            matches!(r.lookup("/todos/3", "DELETE"), Lookup::Found(route, _) if route.methods.names() == ["DELETE"])
+        );
+        match r.lookup("/todos/3", "GET") {
+            Lookup::MethodNotAllowed(m) => assert_eq!(m.allow_header(), "DELETE, PATCH"),
+            _ => panic!("405"),
+        }
     }
 
     #[test]

@@ -141,9 +141,14 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
             return Err(format!("handler {h}: its manifest names it {:?}", raw.name));
         }
         let spec = manifest::check_handler(raw, &types)?;
+        // One path may have a handler per method; the same shape spelt
+        // another way would capture under other names.
         let shape = crate::router::shape(&spec.path);
-        if let Some((other, _)) = handlers.iter().find(|(o, _)| crate::router::shape(&o.path) == shape) {
-            return Err(format!("handlers {} and {} both claim {}", other.name, spec.name, spec.path));
+        for (other, _) in handlers.iter().filter(|(o, _)| crate::router::shape(&o.path) == shape) {
+            let both = spec.methods.names().into_iter().filter(|m| other.methods.allows(m)).collect::<Vec<_>>();
+            if !both.is_empty() || other.path != spec.path {
+                return Err(format!("handlers {} and {} both claim {}", other.name, spec.name, spec.path));
+            }
         }
         if !spec.params.is_empty() && alloc.is_none() {
             return Err(format!("handler {h} takes parameters but house_alloc is not exported"));

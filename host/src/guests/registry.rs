@@ -211,6 +211,12 @@ impl Registry {
                 let spec = &handler.spec;
                 // Two patterns of one shape answer the same requests.
                 let shape = crate::router::shape(&spec.path);
+                let route = Route { methods: spec.methods, target: Target::Guest(handler.clone()) };
+                // Another method of a path this module already serves.
+                if owner.get(&shape).is_some_and(|(f, _)| f == file) {
+                    router.add(spec.path.clone(), route);
+                    continue;
+                }
                 if let Some((other_file, other_handler)) = owner.get(&shape) {
                     let warning = format!(
                         "house: warning: {} is claimed by {other_file} ({other_handler}) and {file} ({}); \
@@ -223,8 +229,7 @@ impl Registry {
                     warnings.insert(warning);
                 }
                 owner.insert(shape, (file.clone(), spec.name.clone()));
-                router
-                    .insert(spec.path.clone(), Route { methods: spec.methods, target: Target::Guest(handler.clone()) });
+                router.insert(spec.path.clone(), route);
             }
         }
         // A conflict is warned about when it appears, not at every rebuild.
