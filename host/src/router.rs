@@ -70,9 +70,12 @@ pub struct Route {
     pub target: Target,
 }
 
+/// A path's parameter segments by name (decoded).
+pub type Captures<'a> = Vec<(&'a str, String)>;
+
 pub enum Lookup<'a> {
-    /// The route, and the path's parameter segments by name (decoded).
-    Found(&'a Route, Vec<(&'a str, String)>),
+    /// The route, and what the path's parameter segments hold.
+    Found(&'a Route, Captures<'a>),
     NotFound,
     MethodNotAllowed(Methods),
 }
@@ -197,7 +200,7 @@ impl Router {
     }
 
     /// The most specific pattern matching `path`, and its captures.
-    fn pattern<'a>(&'a self, path: &str) -> Option<(&'a [Route], Vec<(&'a str, String)>)> {
+    fn pattern<'a>(&'a self, path: &str) -> Option<(&'a [Route], Captures<'a>)> {
         if self.patterns.is_empty() {
             return None;
         }
