@@ -4,7 +4,7 @@
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
-GUEST_CRATES := chat hello typed
+GUEST_CRATES := chat hello todo typed
 PORT ?= 4242
 
 .PHONY: all build host guests wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean

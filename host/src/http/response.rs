@@ -25,14 +25,21 @@ pub struct Response<'a> {
 /// (Plain appends rather than `write!`: this runs once per response.)
 pub fn write(out: &mut Vec<u8>, resp: &Response<'_>, framing: Framing, date: &str) {
     write_status(out, resp.status, date);
-    header(out, "Content-Type", resp.content_type);
-    header(out, "Content-Length", itoa::Buffer::new().format(resp.body.len()));
+    // 204 and 304 have no content (RFC 9110 sections 15.3.5, 8.6): no body,
+    // and a 204 no Content-Length or Content-Type either.
+    let bodyless = matches!(resp.status, 204 | 304);
+    if resp.status != 204 {
+        header(out, "Content-Type", resp.content_type);
+    }
+    if !bodyless {
+        header(out, "Content-Length", itoa::Buffer::new().format(resp.body.len()));
+    }
     for (name, value) in resp.headers {
         header(out, name, value);
     }
     write_connection(out, framing);
     out.extend_from_slice(b"\r\n");
-    if !framing.head_only {
+    if !framing.head_only && !bodyless {
         out.extend_from_slice(resp.body);
     }
 }
