@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 8] = ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history"];
+const ALL: [&str; 9] = ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history", "kv"];
 const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
@@ -61,6 +61,8 @@ fn run() -> anyhow::Result<()> {
     std::fs::create_dir_all(&guests)?;
     let chat = repo().join("guests/chat.wasm");
     std::fs::copy(&chat, guests.join("chat.wasm")).context("guests/chat.wasm (run make guests)")?;
+    let hello = repo().join("guests/hello.wasm");
+    std::fs::copy(&hello, guests.join("hello.wasm")).context("guests/hello.wasm (run make guests)")?;
     let typed = repo().join("guests/typed.wasm");
     std::fs::copy(&typed, guests.join("typed.wasm")).context("guests/typed.wasm (run make guests)")?;
     let cache = work.join("cache");
@@ -101,6 +103,9 @@ fn run() -> anyhow::Result<()> {
     }
     if want("history") {
         history(&mut report, &guests, &cache, &work)?;
+    }
+    if want("kv") {
+        kv(&mut report, &guests, &cache, &work)?;
     }
     if std::env::var_os("KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&work);
@@ -416,6 +421,36 @@ fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
     let off_name = "--history-events 0";
     report.row(Row::higher(name, "requests/s, history on", with.rps, without.rps, off_name, None));
     report.row(Row::lower(name, "server CPU µs/request, history on", with.cpu_us, without.cpu_us, off_name, None));
+    Ok(())
+}
+
+/// Scenario 12: a key-value read, and a write (an increment: a read and a
+/// commit), per request, against a handler of the same guest that touches
+/// no key-value data, same wrk load, in alternating rounds.
+fn kv(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> anyhow::Result<()> {
+    const ROUNDS: usize = 3;
+    let secs = wrk::seconds();
+    eprintln!("bench: key-value read and write per request, {ROUNDS} alternating rounds of {secs} s");
+    let house = servers::house(guests, cache, &work.join("kv.log"), &["--threads", "1"])?;
+    let mut c = TcpStream::connect(house.addr)?;
+    c.write_all(b"GET /note?key=bench&text=a+stored+note HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+    fanout::read_one_response(&mut c)?;
+    let (mut none, mut read, mut write) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        none.push(wrk::run(&house, "/hello?name=bench", secs)?);
+        read.push(wrk::run(&house, "/note?key=bench", secs)?);
+        write.push(wrk::run(&house, "/visits?page=bench", secs)?);
+    }
+    let [none, read, write] = [none, read, write].map(|r| wrk::Load::median(&r));
+    if none.non_2xx + read.non_2xx + write.non_2xx > 0 {
+        bail!("unexpected statuses: {none:?} {read:?} {write:?}");
+    }
+    let name = "12. key-value data per request (embedded, --threads 1)";
+    let base = "same guest, no key-value data";
+    report.row(Row::higher(name, "a read: requests/s", read.rps, none.rps, base, None));
+    report.row(Row::lower(name, "a read: server CPU µs/request", read.cpu_us, none.cpu_us, base, None));
+    report.row(Row::higher(name, "a write (increment): requests/s", write.rps, none.rps, base, None));
+    report.row(Row::lower(name, "a write (increment): server CPU µs/request", write.cpu_us, none.cpu_us, base, None));
     Ok(())
 }
 

@@ -244,6 +244,10 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    against the bytes those events take framed, with the host's own
    accounting (`history_bytes`) beside; and the chat's publish with history
    on against `--history-events 0`, same wrk load.
+12. **Key-value data** — the hello guest's `/note?key=..` (one read) and
+   `/visits` (an increment: a read, and a commit at the end of the call),
+   against its `/hello`, which touches no key-value data; embedded store,
+   same wrk load, alternating rounds. (The Redis store is not built yet.)
 
 The load generator is wrk, from Debian's packages (`make bench` installs
 it): a well-known C epoll client, independent of our code, so it cannot
