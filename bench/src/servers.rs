@@ -47,6 +47,9 @@ pub fn baseline(name: &str) -> anyhow::Result<Running> {
     Ok(Running { child, addr, started })
 }
 
+/// Numbers the servers' data directories.
+static NEXT_DATA: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// `house` on a free port. Its log goes to `log` (a file, as in production
 /// behind a log collector); readiness is its `listening on` line.
 pub fn house(guests: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow::Result<Running> {
@@ -57,9 +60,10 @@ pub fn house(guests: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow:
         .arg(guests)
         .arg("--cache-dir")
         .arg(cache)
-        // Each server its own key-value file (redb locks it).
+        // Each server its own key-value file (redb locks it; two servers
+        // may share a log name).
         .arg("--data-dir")
-        .arg(log.with_extension("data"))
+        .arg(log.with_extension(format!("data{}", NEXT_DATA.fetch_add(1, std::sync::atomic::Ordering::Relaxed))))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(file)
