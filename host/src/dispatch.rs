@@ -122,12 +122,21 @@ impl Dispatcher {
         guests::validate::check_known(&spec.params, &inputs.params)?;
         let wants = |source| spec.params.iter().any(|p| p.source == source);
         if wants(Source::Header) || wants(Source::Cookie) {
+            // Only what is declared is looked at (an undeclared header that
+            // is not UTF-8 is none of our business).
+            let declared = |name: &str| spec.params.iter().any(|p| p.source == Source::Header && p.name == name);
             for (name, value) in header_fields(&head.raw_headers) {
+                let cookie = name == "cookie" && wants(Source::Cookie);
+                if !cookie && !declared(&name) {
+                    continue;
+                }
                 let value = std::str::from_utf8(value).map_err(|_| bad(format!("header {name}: not valid UTF-8")))?;
-                if name == "cookie" {
+                if cookie {
                     inputs.cookies.extend(cookies(value));
                 }
-                inputs.headers.push((name, value.to_owned()));
+                if declared(&name) {
+                    inputs.headers.push((name, value.to_owned()));
+                }
             }
         }
         let args = guests::validate::encode_args(&spec.params, &inputs)?;
