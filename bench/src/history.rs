@@ -64,3 +64,19 @@ pub fn stat(addr: SocketAddr, name: &str) -> anyhow::Result<u64> {
     let n = text.split(&key).nth(1).and_then(|t| t.split([',', '}']).next()).and_then(|n| n.parse().ok());
     n.with_context(|| format!("no {name} in /_house/stats"))
 }
+
+/// Waits (up to 10 s) until the host's engine is connected (`engine_up`).
+pub fn engine_up(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut c = TcpStream::connect(addr)?;
+        c.write_all(b"GET /_house/stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
+        let mut text = String::new();
+        c.read_to_string(&mut text)?;
+        if text.contains("\"engine_up\":true") {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the engine of {addr} never connected");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

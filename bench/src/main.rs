@@ -248,6 +248,10 @@ fn across_hosts(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -
         let engine = [&flags[..], &["--engine", &url]].concat();
         let a = servers::house(guests, cache, &work.join("a.log"), &engine)?;
         let b = servers::house(guests, cache, &work.join("b.log"), &engine)?;
+        // Streams opened before a host reaches Redis start with a reset
+        // (no history to read) and are ended once it does: wait for both.
+        history::engine_up(a.addr)?;
+        history::engine_up(b.addr)?;
         let run = fanout::run_across(b.addr, b.pid(), a.addr, SUBSCRIBERS, &source, &publish, HALF)?;
         cross.extend(run.times);
     }
@@ -349,6 +353,7 @@ fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
         eprintln!("bench: {SUBSCRIBERS} subscribers resuming {BATCH} events back ({engine}), {ROUNDS} rounds");
         let flags = [&["--quiet", "--threads", "1"][..], &extra].concat();
         let house = servers::house(guests, cache, &work.join(format!("history-{engine}.log")), &flags)?;
+        history::engine_up(house.addr)?;
         let (mut live, mut back) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let (l, b) = history::resume_round(house.addr, SUBSCRIBERS, BATCH)?;
