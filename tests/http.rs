@@ -374,8 +374,10 @@ fn a_client_that_half_closes_gets_its_answers_then_the_close() {
 fn a_stalled_stderr_does_not_stall_the_loop() {
     use std::io::BufRead;
     use std::process::Stdio;
+    let data = house_tests::TempDir::new("data");
     let mut child = Command::new(house_bin())
-        .args(["--port", "0", "--guests", "/nonexistent-house-guests", "--no-cache"])
+        .args(["--port", "0", "--guests", "/nonexistent-house-guests", "--no-cache", "--data-dir"])
+        .arg(data.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -484,8 +486,10 @@ fn access_log_latency_counts_from_the_first_byte() {
 fn sigterm_exits_even_with_a_stalled_stderr() {
     use std::io::BufRead;
     use std::process::Stdio;
+    let data = house_tests::TempDir::new("data");
     let mut child = Command::new(house_bin())
-        .args(["--port", "0", "--guests", "/nonexistent-house-guests", "--no-cache"])
+        .args(["--port", "0", "--guests", "/nonexistent-house-guests", "--no-cache", "--data-dir"])
+        .arg(data.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

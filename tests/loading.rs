@@ -158,6 +158,8 @@ fn a_cache_inside_the_guests_folder_is_refused() {
     let inside = dir.path().join("sub/.cache");
     let out = Command::new(house_bin())
         .args(["--port", "0", "--guests", dir.path().to_str().unwrap(), "--cache-dir", inside.to_str().unwrap()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .output()
         .unwrap();
     assert!(!out.status.success());
