@@ -31,6 +31,11 @@ use crate::config::KvLimits;
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 /// Module file -> bytes its keys and values take.
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
+/// Expiry (ms, 8 bytes big-endian, so that keys sort by time) + namespaced
+/// key -> nothing: what the sweeper deletes once it is due, oldest first.
+const EXPIRIES: TableDefinition<&[u8], ()> = TableDefinition::new("expiries");
+/// Expired keys one sweep deletes at most (the rest wait a second).
+const SWEEP_BATCH: usize = 1000;
 
 /// How often committed writes are made durable.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
@@ -93,11 +98,15 @@ impl Store {
         let txn = db.begin_write()?;
         txn.open_table(DATA)?;
         txn.open_table(USAGE)?;
+        txn.open_table(EXPIRIES)?;
         txn.commit()?;
         let store = Arc::new(Store { db, limits, dirty: AtomicBool::new(false) });
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new().name("house-kv".into()).spawn(move || {
             while let Some(store) = weak.upgrade() {
+                if let Err(e) = store.sweep() {
+                    eprintln!("house: kv: cannot delete expired keys: {e:#}");
+                }
                 if let Err(e) = store.flush() {
                     eprintln!("house: kv: cannot make writes durable: {e:#}");
                 }
@@ -121,6 +130,53 @@ impl Store {
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         Ok(())
+    }
+
+    /// Deletes keys whose time-to-live has passed (reads ignore them at
+    /// once; this gives their bytes back to the module's budget).
+    pub fn sweep(&self) -> anyhow::Result<usize> {
+        let now = now_ms();
+        let due: Vec<Vec<u8>> = {
+            let txn = self.db.begin_read()?;
+            let index = txn.open_table(EXPIRIES)?;
+            let end = (now + 1).to_be_bytes();
+            let mut due = Vec::new();
+            for entry in index.range(..&end[..])? {
+                due.push(entry?.0.value().to_vec());
+                if due.len() >= SWEEP_BATCH {
+                    break;
+                }
+            }
+            due
+        };
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut swept = 0;
+        {
+            let mut data = txn.open_table(DATA)?;
+            let mut usage = txn.open_table(USAGE)?;
+            let mut index = txn.open_table(EXPIRIES)?;
+            for entry in &due {
+                index.remove(entry.as_slice())?;
+                let (when, key) = entry.split_at(8);
+                let when = u64::from_be_bytes(when.try_into().unwrap_or_default());
+                // Only if it still has that expiry (not set again since).
+                let Some(len) = data.get(key)?.filter(|r| expiry(r.value()) == when).map(|r| r.value().len()) else {
+                    continue;
+                };
+                data.remove(key)?;
+                swept += 1;
+                let namespace = key.split(|&b| b == 0).next().and_then(|n| std::str::from_utf8(n).ok()).unwrap_or("");
+                let used = usage.get(namespace)?.map_or(0, |v| v.value());
+                usage.insert(namespace, used.saturating_sub((key.len() + len) as u64))?;
+            }
+        }
+        txn.commit()?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(swept)
     }
 
     fn read(&self, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
@@ -147,10 +203,12 @@ impl Store {
         {
             let mut data = txn.open_table(DATA)?;
             let mut usage = txn.open_table(USAGE)?;
+            let mut index = txn.open_table(EXPIRIES)?;
             let mut used = usage.get(namespace)?.map_or(0, |v| v.value()) as i64;
             for write in writes {
                 let key = namespaced(namespace, write.key());
                 let old = data.get(key.as_slice())?.map(|r| r.value().to_vec());
+                let old_expiry = old.as_deref().map_or(0, expiry);
                 let old_len = old.as_ref().map_or(0, |r| (key.len() + r.len()) as i64);
                 let new = match write {
                     Write::Set { value, expires, .. } => Some(record(*expires, value)),
@@ -171,6 +229,16 @@ impl Store {
                     }
                     None => {
                         data.remove(key.as_slice())?;
+                    }
+                }
+                // The sweeper's index follows the record's expiry.
+                let new_expiry = new.as_deref().map_or(0, expiry);
+                if old_expiry != new_expiry {
+                    if old_expiry != 0 {
+                        index.remove(expiry_key(old_expiry, &key).as_slice())?;
+                    }
+                    if new_expiry != 0 {
+                        index.insert(expiry_key(new_expiry, &key).as_slice(), ())?;
                     }
                 }
                 used += new.as_ref().map_or(0, |r| (key.len() + r.len()) as i64) - old_len;
@@ -195,6 +263,13 @@ fn namespaced(namespace: &str, key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(namespace.len() + 1 + key.len());
     k.extend_from_slice(namespace.as_bytes());
     k.push(0);
+    k.extend_from_slice(key);
+    k
+}
+
+fn expiry_key(expires: u64, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&expires.to_be_bytes());
     k.extend_from_slice(key);
     k
 }
@@ -411,9 +486,23 @@ mod tests {
         call.set(b"u", b"v", Some(Duration::from_secs(60))).unwrap();
         call.commit().unwrap();
         std::thread::sleep(Duration::from_millis(5)); // the expiry itself is the point
-        let mut later = Pending::new(s, "m");
+        let mut later = Pending::new(s.clone(), "m");
         assert_eq!(later.get(b"t").unwrap(), None);
         assert!(later.get(b"u").unwrap().is_some());
         assert_eq!(later.list(b"", 10).unwrap(), [(b"u".to_vec(), b"v".to_vec())]);
+        let before = s.usage("m").unwrap();
+        assert_eq!(s.sweep().unwrap(), 1, "the expired key is deleted");
+        assert!(s.usage("m").unwrap() < before, "and its bytes given back");
+        assert_eq!(s.sweep().unwrap(), 0);
+        // A key set again without a time-to-live is not swept.
+        let mut again = Pending::new(s.clone(), "m");
+        again.set(b"w", b"v", Some(Duration::from_millis(1))).unwrap();
+        again.commit().unwrap();
+        let mut keep = Pending::new(s.clone(), "m");
+        keep.set(b"w", b"kept", None).unwrap();
+        keep.commit().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.sweep().unwrap(), 0);
+        assert_eq!(Pending::new(s, "m").get(b"w").unwrap().as_deref(), Some(&b"kept"[..]));
     }
 }
