@@ -2,37 +2,14 @@
 //! share their channels: order, exactly-once local delivery, isolation,
 //! Redis killed and restarted under them, Redis absent at start.
 
-use std::io::{BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use house_tests::redis::Redis;
 use house_tests::sse::Subscriber;
-use house_tests::{Server, enc, free_port, read_response, wait_until};
+use house_tests::{Emitter, Server, free_port, wait_until};
 
 fn host(engine: &str, extra: &[&str]) -> Server {
     Server::start(&["typed", "hello"], &[&["--engine", engine, "--quiet"], extra].concat())
-}
-
-/// Publishes through `/emit` on one keep-alive connection.
-struct Emitter(BufReader<TcpStream>);
-
-impl Emitter {
-    fn new(s: &Server) -> Emitter {
-        Emitter(BufReader::new(s.connect()))
-    }
-
-    fn emit(&mut self, channel: &str, data: &str) {
-        let body = format!("channel={channel}&data={}", enc(data));
-        let req = format!(
-            "POST /emit HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.0.get_mut().write_all(req.as_bytes()).unwrap();
-        let r = read_response(&mut self.0, false).expect("a response");
-        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "emit {data} to {channel}");
-    }
 }
 
 fn watch(s: &Server, channel: &str) -> Subscriber {
@@ -91,8 +68,8 @@ fn two_hosts_share_channels_in_order_and_once() {
     let mut on_a = watch(&a, "room1");
     let mut on_b = watch(&b, "room1");
     let mut other_room = watch(&a, "room2");
-    let mut from_a = Emitter::new(&a);
-    let mut from_b = Emitter::new(&b);
+    let mut from_a = Emitter::new(a.addr);
+    let mut from_b = Emitter::new(b.addr);
     crossing(&mut from_b, &mut on_a, "room1", Duration::from_secs(5));
     crossing(&mut from_a, &mut on_b, "room1", Duration::from_secs(5));
 
@@ -131,8 +108,8 @@ fn redis_killed_then_restarted_under_two_hosts() {
     let b = host(&redis.url(), &[]);
     let mut on_a = watch(&a, "k");
     let mut on_b = watch(&b, "k");
-    let mut from_a = Emitter::new(&a);
-    let mut from_b = Emitter::new(&b);
+    let mut from_a = Emitter::new(a.addr);
+    let mut from_b = Emitter::new(b.addr);
     crossing(&mut from_b, &mut on_a, "k", Duration::from_secs(5));
     crossing(&mut from_a, &mut on_b, "k", Duration::from_secs(5));
 
@@ -176,7 +153,7 @@ fn redis_absent_at_start_then_found() {
     let r = a.get("/hello");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello, world!\n"));
     let mut on_a = watch(&a, "late");
-    let mut from_a = Emitter::new(&a);
+    let mut from_a = Emitter::new(a.addr);
     from_a.emit("late", "local");
     assert_eq!(next(&mut on_a, Duration::from_secs(5)).as_deref(), Some("local"));
     assert_eq!(a.stat("engine_unsent"), 1);
@@ -186,7 +163,7 @@ fn redis_absent_at_start_then_found() {
     a.wait_for_log("connected, 1 channels subscribed", Duration::from_secs(5));
     assert_eq!(a.count_log("cannot reach Redis"), 1, "said once:\n{}", a.log());
     let b = host(&redis.url(), &[]);
-    let mut from_b = Emitter::new(&b);
+    let mut from_b = Emitter::new(b.addr);
     crossing(&mut from_b, &mut on_a, "late", Duration::from_secs(5));
 
     // What is on Redis but not a house event is counted and goes nowhere.

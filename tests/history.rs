@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use house_tests::redis::Redis;
 use house_tests::sse::Subscriber;
-use house_tests::{Server, enc, free_port, read_response, wait_until};
+use house_tests::{Emitter, Server, enc, free_port, read_response, wait_until};
 
 /// One event as the client sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,31 +55,6 @@ fn next(sub: &mut Subscriber, wait: Duration) -> Option<Ev> {
         if !raw.starts_with(':') {
             return Some(parse(&raw));
         }
-    }
-}
-
-/// Publishes through `/emit` on one keep-alive connection.
-struct Emitter(BufReader<TcpStream>);
-
-impl Emitter {
-    fn new(addr: SocketAddr) -> Emitter {
-        Emitter(BufReader::new(TcpStream::connect(addr).expect("connect")))
-    }
-
-    fn emit_times(&mut self, channel: &str, data: &str, times: usize) {
-        let body = format!("channel={channel}&data={}&times={times}", enc(data));
-        let req = format!(
-            "POST /emit HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.0.get_mut().write_all(req.as_bytes()).unwrap();
-        let r = read_response(&mut self.0, false).expect("a response");
-        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "emit {data} to {channel}: {}", r.body);
-    }
-
-    fn emit(&mut self, channel: &str, data: &str) {
-        self.emit_times(channel, data, 1);
     }
 }
 

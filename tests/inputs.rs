@@ -68,6 +68,18 @@ fn headers_are_declared_typed_and_case_insensitive() {
     assert_eq!(said(&r), (400, "header x-level: \"high\" is not an integer"));
     let r = send(&s, "GET", "/whoami", &["User-Agent: a", "User-Agent: b"], "");
     assert_eq!(said(&r), (400, "header user-agent: given 2 times, expected one value"));
+    // A declared header that is not UTF-8 is refused; an undeclared one is
+    // none of the guest's business, and goes unread.
+    let raw = |header: &[u8]| {
+        let mut c = s.connect();
+        let mut req = b"GET /whoami HTTP/1.1\r\nHost: t\r\nUser-Agent: ok\r\n".to_vec();
+        req.extend_from_slice(header);
+        req.extend_from_slice(b"\r\n\r\n");
+        c.write_all(&req).unwrap();
+        read_response(&mut BufReader::new(c), false).expect("a response")
+    };
+    assert_eq!(said(&raw(b"X-Level: \xff")), (400, "header x-level: not valid UTF-8"));
+    assert_eq!(raw(b"X-Other: \xff").status, 200);
 }
 
 #[test]

@@ -392,3 +392,29 @@ macro_rules! assert_eq_show {
         }
     }};
 }
+
+/// Publishes through the typed guest's `/emit` on one keep-alive connection.
+pub struct Emitter(BufReader<TcpStream>);
+
+impl Emitter {
+    pub fn new(addr: std::net::SocketAddr) -> Emitter {
+        Emitter(BufReader::new(TcpStream::connect(addr).expect("connect")))
+    }
+
+    /// `data` to `channel`, `times` events in one call.
+    pub fn emit_times(&mut self, channel: &str, data: &str, times: usize) {
+        let body = format!("channel={channel}&data={}&times={times}", enc(data));
+        let req = format!(
+            "POST /emit HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.0.get_mut().write_all(req.as_bytes()).unwrap();
+        let r = read_response(&mut self.0, false).expect("a response");
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "emit {data} to {channel}: {}", r.body);
+    }
+
+    pub fn emit(&mut self, channel: &str, data: &str) {
+        self.emit_times(channel, data, 1);
+    }
+}
