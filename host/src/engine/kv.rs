@@ -89,18 +89,9 @@ fn now_ms() -> u64 {
 
 impl Store {
     /// Opens (or creates) `dir/kv.redb`; starts the thread that makes
-    /// commits durable.
+    /// commits durable and deletes expired keys.
     pub fn open(dir: &Path, limits: KvLimits) -> anyhow::Result<Arc<Store>> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create --data-dir {}", dir.display()))?;
-        let path = dir.join("kv.redb");
-        let db = Database::create(&path)
-            .with_context(|| format!("cannot open {} (is another house using this --data-dir?)", path.display()))?;
-        let txn = db.begin_write()?;
-        txn.open_table(DATA)?;
-        txn.open_table(USAGE)?;
-        txn.open_table(EXPIRIES)?;
-        txn.commit()?;
-        let store = Arc::new(Store { db, limits, dirty: AtomicBool::new(false) });
+        let store = Store::open_quiet(dir, limits)?;
         let weak = Arc::downgrade(&store);
         std::thread::Builder::new().name("house-kv".into()).spawn(move || {
             while let Some(store) = weak.upgrade() {
@@ -115,6 +106,21 @@ impl Store {
             }
         })?;
         Ok(store)
+    }
+
+    /// [`Store::open`] without the thread (the unit tests sweep and flush
+    /// themselves, and must not race it).
+    fn open_quiet(dir: &Path, limits: KvLimits) -> anyhow::Result<Arc<Store>> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create --data-dir {}", dir.display()))?;
+        let path = dir.join("kv.redb");
+        let db = Database::create(&path)
+            .with_context(|| format!("cannot open {} (is another house using this --data-dir?)", path.display()))?;
+        let txn = db.begin_write()?;
+        txn.open_table(DATA)?;
+        txn.open_table(USAGE)?;
+        txn.open_table(EXPIRIES)?;
+        txn.commit()?;
+        Ok(Arc::new(Store { db, limits, dirty: AtomicBool::new(false) }))
     }
 
     pub fn limits(&self) -> &KvLimits {
@@ -415,7 +421,7 @@ mod tests {
     fn store() -> (Arc<Store>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("house-kv-{}-{}", std::process::id(), rand_suffix()));
         let limits = KvLimits { key_bytes: 16, value_bytes: 32, ops: 8, module_bytes: 200, list_keys: 3 };
-        (Store::open(&dir, limits).unwrap(), dir)
+        (Store::open_quiet(&dir, limits).unwrap(), dir)
     }
 
     fn rand_suffix() -> u64 {
