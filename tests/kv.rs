@@ -1,15 +1,28 @@
-//! Guests' key-value data, embedded (redb under `--data-dir`): every
-//! import through the hello guest, its bounds as error codes the guest
-//! handles, a failing call's writes absent, data across a restart, exact
-//! counts under concurrent increments, and one data directory per process.
+//! Guests' key-value data through the hello guest, on both stores: the
+//! embedded one (redb under `--data-dir`) and Redis (`--engine redis://`,
+//! a real redis-server). Every import, its bounds as error codes the guest
+//! handles, a failing or trapping call's writes absent, exact counts under
+//! concurrent increments; on the embedded store, data across a restart and
+//! one data directory per process; on Redis, two hosts that see the same
+//! data, 8 clients x 2 hosts x 500 increments that end at exactly 8,000,
+//! and Redis lost and back under a running host.
 
 use std::io::{BufReader, Write};
 use std::time::Duration;
 
+use house_tests::redis::Redis;
 use house_tests::{Server, TempDir, enc, read_response, wait_until};
 
 fn hello(flags: &[&str]) -> Server {
     Server::start(&["hello"], &[&["--quiet"], flags].concat())
+}
+
+/// A host on `redis`, once its store is connected.
+fn on_redis(redis: &Redis, flags: &[&str]) -> Server {
+    let url = redis.url();
+    let s = hello(&[&["--engine", url.as_str()], flags].concat());
+    wait_until(Duration::from_secs(10), "the key-value store to connect", || s.stats_json()["kv_up"] == true);
+    s
 }
 
 fn said(s: &Server, target: &str) -> (u16, String) {
@@ -17,36 +30,46 @@ fn said(s: &Server, target: &str) -> (u16, String) {
     (r.status, r.body.trim_end().to_owned())
 }
 
-#[test]
-fn set_get_delete_list_and_expire() {
-    let s = hello(&[]);
-    assert_eq!(said(&s, "/note?key=a"), (200, "(none)".into()));
-    assert_eq!(said(&s, "/note?key=a&text=first"), (200, "set".into()));
-    assert_eq!(said(&s, "/note?key=a"), (200, "first".into()));
-    assert_eq!(said(&s, "/note?key=a&text=second"), (200, "set".into()));
-    assert_eq!(said(&s, "/note?key=a"), (200, "second".into()));
-    for k in ["ab", "b", "ac"] {
-        said(&s, &format!("/note?key={k}&text=x"));
+/// `count` requests of `target` on one connection, each answered 200.
+fn hammer(s: &Server, target: &str, count: usize) {
+    let mut c = BufReader::new(s.connect());
+    for _ in 0..count {
+        c.get_mut().write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+        assert_eq!(read_response(&mut c, false).unwrap().status, 200);
     }
-    assert_eq!(said(&s, "/notes?prefix=a"), (200, "a\nab\nac".into()), "in key order");
-    assert_eq!(said(&s, "/notes?prefix=a&limit=2"), (200, "a\nab".into()));
-    assert_eq!(said(&s, "/notes?prefix=zz"), (200, "".into()));
-    assert_eq!(said(&s, "/note?key=ab&delete=true"), (200, "deleted".into()));
-    assert_eq!(said(&s, "/note?key=ab"), (200, "(none)".into()));
-    assert_eq!(said(&s, "/note?key=nothing&delete=true"), (200, "deleted".into()), "deleting nothing is fine");
-    assert_eq!(said(&s, &format!("/note?key=t&text={}&ttl_ms=150", enc("for a moment"))), (200, "set".into()));
-    assert_eq!(said(&s, "/note?key=t"), (200, "for a moment".into()));
-    wait_until(Duration::from_secs(5), "the note to expire", || said(&s, "/note?key=t").1 == "(none)");
-    assert!(!said(&s, "/notes").1.lines().any(|k| k == "t"), "an expired key is not listed");
 }
 
-#[test]
-fn bounds_are_errors_the_guest_handles() {
-    let s = hello(&["--kv-key-bytes", "8", "--kv-value-bytes", "100", "--kv-module-mb", "1"]);
-    assert_eq!(said(&s, "/note?key=12345678&text=v"), (200, "set".into()), "a key at the bound");
-    assert_eq!(said(&s, "/note?key=123456789&text=v"), (507, "key or value too large".into()));
-    assert_eq!(said(&s, &format!("/note?key=v&text={}", "x".repeat(100))), (200, "set".into()));
-    assert_eq!(said(&s, &format!("/note?key=v&text={}", "x".repeat(101))), (507, "key or value too large".into()));
+fn set_get_delete_list_and_expire(s: &Server) {
+    assert_eq!(said(s, "/note?key=a"), (200, "(none)".into()));
+    assert_eq!(said(s, "/note?key=a&text=first"), (200, "set".into()));
+    assert_eq!(said(s, "/note?key=a"), (200, "first".into()));
+    assert_eq!(said(s, "/note?key=a&text=second"), (200, "set".into()));
+    assert_eq!(said(s, "/note?key=a"), (200, "second".into()));
+    for k in ["ab", "b", "ac"] {
+        said(s, &format!("/note?key={k}&text=x"));
+    }
+    assert_eq!(said(s, "/notes?prefix=a"), (200, "a\nab\nac".into()), "in key order");
+    assert_eq!(said(s, "/notes?prefix=a&limit=2"), (200, "a\nab".into()));
+    assert_eq!(said(s, "/notes?prefix=zz"), (200, "".into()));
+    assert_eq!(said(s, "/notes?limit=0"), (200, "".into()));
+    assert_eq!(said(s, "/note?key=ab&delete=true"), (200, "deleted".into()));
+    assert_eq!(said(s, "/note?key=ab"), (200, "(none)".into()));
+    assert_eq!(said(s, "/notes?prefix=a"), (200, "a\nac".into()), "a deleted key is not listed");
+    assert_eq!(said(s, "/note?key=nothing&delete=true"), (200, "deleted".into()), "deleting nothing is fine");
+    assert_eq!(said(s, &format!("/note?key=t&text={}&ttl_ms=150", enc("for a moment"))), (200, "set".into()));
+    assert_eq!(said(s, "/note?key=t"), (200, "for a moment".into()));
+    wait_until(Duration::from_secs(5), "the note to expire", || said(s, "/note?key=t").1 == "(none)");
+    assert!(!said(s, "/notes").1.lines().any(|k| k == "t"), "an expired key is not listed");
+    // Counting from a value that is not a number is refused, not reset.
+    assert_eq!(said(s, "/note?key=visits:text&text=abc"), (200, "set".into()));
+    assert_eq!(s.get("/visits?page=text").status, 500, "the SDK's Err: a 500");
+}
+
+fn bounds_are_errors_the_guest_handles(s: &Server) {
+    assert_eq!(said(s, "/note?key=12345678&text=v"), (200, "set".into()), "a key at the bound");
+    assert_eq!(said(s, "/note?key=123456789&text=v"), (507, "key or value too large".into()));
+    assert_eq!(said(s, &format!("/note?key=v&text={}", "x".repeat(100))), (200, "set".into()));
+    assert_eq!(said(s, &format!("/note?key=v&text={}", "x".repeat(101))), (507, "key or value too large".into()));
     // 1 MiB for the module: 100-byte values fill it after ~9,000 keys.
     let mut c = BufReader::new(s.connect());
     let mut refused_at = None;
@@ -63,21 +86,126 @@ fn bounds_are_errors_the_guest_handles() {
     }
     let at = refused_at.expect("the module's bytes are bounded");
     assert!((8_000..10_000).contains(&at), "refused after {at} keys of ~115 bytes for 1 MiB");
-    // Other modules are not charged for it: reads still work here.
-    assert_eq!(said(&s, "/note?key=v").0, 200);
+    // Deleting gives bytes back: one more key fits.
+    assert_eq!(said(s, "/note?key=f0&delete=true"), (200, "deleted".into()));
+    assert_eq!(said(s, &format!("/note?key=again&text={}", "y".repeat(100))), (200, "set".into()));
+    assert_eq!(said(s, "/note?key=v").0, 200, "reads still work");
 }
 
-#[test]
-fn a_failing_call_leaves_no_write_behind() {
-    let s = hello(&[]);
+const BOUNDS: [&str; 6] = ["--kv-key-bytes", "8", "--kv-value-bytes", "100", "--kv-module-mb", "1"];
+
+fn a_failing_call_leaves_no_write_behind(s: &Server) {
     assert_eq!(s.get("/note?key=k&text=kept").status, 200);
     let r = s.get("/note?key=k&text=lost&fail=true");
     assert_eq!(r.status, 500);
-    assert_eq!(said(&s, "/note?key=k"), (200, "kept".into()), "the failed call's set is absent");
+    assert_eq!(said(s, "/note?key=k"), (200, "kept".into()), "the failed call's set is absent");
+    let r = s.get("/note?key=k&text=lost&trap=true");
+    assert_eq!((r.status, r.body.trim_end()), (500, "handler note failed"));
+    assert_eq!(said(s, "/note?key=k"), (200, "kept".into()), "the trapping call's set is absent");
+    assert_eq!(s.get("/note?key=k&delete=true&trap=true").status, 500);
+    assert_eq!(said(s, "/note?key=k"), (200, "kept".into()), "and its delete");
+}
+
+/// `hosts` each get `clients` connections incrementing one counter `each`
+/// times; the count is then exactly their product.
+fn concurrent_increments_lose_no_update(hosts: &[&Server], clients: usize, each: usize) {
+    std::thread::scope(|scope| {
+        for s in hosts {
+            for _ in 0..clients {
+                scope.spawn(|| hammer(s, "/visits?page=hot", each));
+            }
+        }
+    });
+    let want = format!(r#"{{"page":"hot","visits":{}}}"#, hosts.len() * clients * each + 1);
+    assert_eq!(said(hosts[0], "/visits?page=hot"), (200, want), "every increment counted once");
 }
 
 #[test]
-fn data_survives_a_restart() {
+fn embedded_set_get_delete_list_and_expire() {
+    set_get_delete_list_and_expire(&hello(&[]));
+}
+
+#[test]
+fn redis_set_get_delete_list_and_expire() {
+    let redis = Redis::start();
+    set_get_delete_list_and_expire(&on_redis(&redis, &[]));
+    // The data is Redis's, in plain strings under the module's prefix.
+    assert!(redis.command(&["GET", "house:kv:{hello.wasm}:v:a"]).contains("second"));
+}
+
+#[test]
+fn embedded_bounds_are_errors_the_guest_handles() {
+    bounds_are_errors_the_guest_handles(&hello(&BOUNDS));
+}
+
+#[test]
+fn redis_bounds_are_errors_the_guest_handles() {
+    let redis = Redis::start();
+    bounds_are_errors_the_guest_handles(&on_redis(&redis, &BOUNDS));
+}
+
+#[test]
+fn embedded_a_failing_call_leaves_no_write_behind() {
+    a_failing_call_leaves_no_write_behind(&hello(&[]));
+}
+
+#[test]
+fn redis_a_failing_call_leaves_no_write_behind() {
+    let redis = Redis::start();
+    a_failing_call_leaves_no_write_behind(&on_redis(&redis, &[]));
+}
+
+#[test]
+fn embedded_concurrent_increments_lose_no_update() {
+    concurrent_increments_lose_no_update(&[&hello(&["--threads", "2"])], 8, 500);
+}
+
+#[test]
+fn redis_8_clients_x_2_hosts_x_500_increments_are_8000() {
+    let redis = Redis::start();
+    let (a, b) = (on_redis(&redis, &["--threads", "2"]), on_redis(&redis, &["--threads", "2"]));
+    concurrent_increments_lose_no_update(&[&a, &b], 8, 500);
+    assert_eq!(said(&b, "/visits?page=hot").1, r#"{"page":"hot","visits":8002}"#, "the other host counts on");
+}
+
+#[test]
+fn redis_two_hosts_see_the_same_data() {
+    let redis = Redis::start();
+    let (a, b) = (on_redis(&redis, &[]), on_redis(&redis, &[]));
+    assert_eq!(said(&a, "/note?key=shared&text=from+a"), (200, "set".into()));
+    assert_eq!(said(&b, "/note?key=shared"), (200, "from a".into()));
+    assert_eq!(said(&b, "/note?key=shared2&text=from+b"), (200, "set".into()));
+    assert_eq!(said(&a, "/notes?prefix=shared"), (200, "shared\nshared2".into()));
+    assert_eq!(said(&b, "/note?key=shared&delete=true"), (200, "deleted".into()));
+    assert_eq!(said(&a, "/note?key=shared"), (200, "(none)".into()));
+    // A host started later, and one restarted, see it all.
+    drop(a);
+    let c = on_redis(&redis, &[]);
+    assert_eq!(said(&c, "/note?key=shared2"), (200, "from b".into()));
+}
+
+#[test]
+fn redis_lost_and_back_under_a_running_host() {
+    let mut redis = Redis::start();
+    let s = on_redis(&redis, &[]);
+    assert_eq!(said(&s, "/note?key=k&text=before"), (200, "set".into()));
+    redis.kill();
+    wait_until(Duration::from_secs(10), "the host to notice", || s.stats_json()["kv_up"] == false);
+    // Every operation fails at once with a code the guest turns into 503.
+    let started = std::time::Instant::now();
+    assert_eq!(said(&s, "/note?key=k"), (503, "the key-value store is unavailable".into()));
+    assert_eq!(said(&s, "/note?key=k&text=during").0, 503);
+    assert!(started.elapsed() < Duration::from_secs(1), "no wait for a Redis that is gone");
+    // Guests without key-value data are untouched meanwhile.
+    assert_eq!(s.get("/hello?name=x").status, 200);
+    redis.restart(); // empty: it kept nothing
+    wait_until(Duration::from_secs(10), "the host to reconnect", || s.stats_json()["kv_up"] == true);
+    assert_eq!(said(&s, "/note?key=k&text=after"), (200, "set".into()));
+    assert_eq!(said(&s, "/note?key=k"), (200, "after".into()));
+}
+
+#[test]
+fn embedded_data_survives_a_restart() {
     let data = TempDir::new("kv-restart");
     let dir = data.path().to_str().unwrap().to_owned();
     let mut s = hello(&["--data-dir", &dir]);
@@ -90,27 +218,7 @@ fn data_survives_a_restart() {
 }
 
 #[test]
-fn concurrent_increments_lose_no_update() {
-    const CLIENTS: usize = 8;
-    const EACH: usize = 500;
-    let s = hello(&["--threads", "2"]);
-    std::thread::scope(|scope| {
-        for _ in 0..CLIENTS {
-            scope.spawn(|| {
-                let mut c = BufReader::new(s.connect());
-                for _ in 0..EACH {
-                    c.get_mut().write_all(b"GET /visits?page=hot HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-                    assert_eq!(read_response(&mut c, false).unwrap().status, 200);
-                }
-            });
-        }
-    });
-    let want = format!(r#"{{"page":"hot","visits":{}}}"#, CLIENTS * EACH + 1);
-    assert_eq!(said(&s, "/visits?page=hot"), (200, want), "every increment counted once");
-}
-
-#[test]
-fn one_data_directory_is_one_process() {
+fn embedded_one_data_directory_is_one_process() {
     let data = TempDir::new("kv-shared");
     let dir = data.path().to_str().unwrap();
     let _first = hello(&["--data-dir", dir]);

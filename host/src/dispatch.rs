@@ -173,40 +173,22 @@ impl Dispatcher {
         for line in &out.logs {
             log.line(format_args!("guest {}: {}: {line}", handler.module.file, handler.spec.name));
         }
-        let mut failed = |reason: &str| {
-            log.line(format_args!("guest {}: {}: {reason}", handler.module.file, handler.spec.name));
-            HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name))
-        };
         let content_type = out.content_type.unwrap_or_else(|| handler.spec.content_type.clone());
         let outcome = match handler.spec.kind {
             // A stream handler may refuse with a status of its own; then it
             // is an ordinary response and subscribes nothing.
             Kind::Stream if out.status == 200 => {
-                let Ok(data) = String::from_utf8(out.body) else {
-                    return Err(failed("first event is not UTF-8"));
-                };
+                // The runtime checked that it is UTF-8 and fits a buffer.
+                let data = String::from_utf8_lossy(&out.body).into_owned();
                 let data = if data.is_empty() { "Listening...".to_owned() } else { data };
                 let first = crate::sse::Event { data, ..Default::default() };
-                let cap = self.sse_buffer;
-                if crate::sse::framed_len(&first) > cap {
-                    return Err(failed(&format!(
-                        "its first event can never fit a subscriber's buffer (--sse-buffer-bytes {cap})"
-                    )));
-                }
                 Outcome::Stream { first: crate::sse::frame(&first), channels: out.subscriptions, backlog: out.backlog }
             }
             _ => Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body },
         };
-        // Effects are transactional: a call that answers a server error (the
-        // SDK's `Err`) has failed, and what it published and wrote is
-        // dropped with it. Writes commit first: a publish may announce them.
+        // A call that answered a server error has failed: what it published
+        // is dropped with it (its writes were, by the runtime).
         if !matches!(&outcome, Outcome::Reply { status: 500.., .. }) {
-            if let Some(kv) = out.kv
-                && let Err(e) = kv.commit()
-            {
-                log.line(format_args!("house: kv: {} of {}: {e:#}", handler.spec.name, handler.module.file));
-                return Err(HttpError::new(ErrorKind::Guest, "the key-value store failed"));
-            }
             *publishes = out.publishes;
         }
         Ok(outcome)

@@ -150,6 +150,7 @@ impl Server {
         let l = &cfg.limits;
         let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        let calls = Calls::new(shared.hub.waker(lp));
         Ok(Server {
             lp,
             poll,
@@ -172,7 +173,7 @@ impl Server {
             next_tick: Instant::now() + tick,
             accept_paused: false,
             shutdown: None,
-            calls: Calls::default(),
+            calls,
             finished: Vec::new(),
             guest_time: Duration::ZERO,
             next_conn_id: 0,
@@ -189,7 +190,7 @@ impl Server {
             let wake = self.log.deadline().map_or(self.next_tick, |d| d.min(self.next_tick));
             // Calls waiting for a slice: look at the sockets, don't wait.
             let timeout =
-                if self.calls.is_empty() { wake.saturating_duration_since(Instant::now()) } else { Duration::ZERO };
+                if self.calls.runnable() { Duration::ZERO } else { wake.saturating_duration_since(Instant::now()) };
             self.guest_time = Duration::ZERO;
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {

@@ -137,6 +137,11 @@ impl Hub {
         }
     }
 
+    /// The waker of loop `lp`'s poll (its guest calls wake it too).
+    pub fn waker(&self, lp: usize) -> Arc<Waker> {
+        self.inboxes[lp].waker.clone()
+    }
+
     /// Connects the hub to other processes. Set once, before any loop runs.
     pub fn set_link(&self, link: Arc<dyn Link>) {
         if self.link.set(link).is_err() {

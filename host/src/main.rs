@@ -50,7 +50,14 @@ fn run() -> anyhow::Result<()> {
     let listeners = event_loop::bind(addr, cfg.threads).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listeners[0].local_addr()?;
 
-    let kv = engine::kv::Store::open(&cfg.data_dir, cfg.kv)?;
+    let log = Log::new(cfg.debug, cfg.access_log);
+    // Guests' data is where the engine is: shared on Redis, else embedded.
+    let kv = match &cfg.engine {
+        config::Engine::Redis(redis) => {
+            engine::kv::Kv::Redis(engine::kv::redis::Store::start(&redis.url, cfg.kv, log.sibling())?)
+        }
+        config::Engine::Memory => engine::kv::Kv::Embedded(engine::kv::embedded::Store::open(&cfg.data_dir, cfg.kv)?),
+    };
     let runtime = Arc::new(
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)
             .context("cannot start the wasm engine")?
@@ -74,7 +81,6 @@ fn run() -> anyhow::Result<()> {
 
     let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;
     let wakers = polls.iter().map(event_loop::waker).collect::<Result<Vec<_>, _>>()?;
-    let log = Log::new(cfg.debug, cfg.access_log);
     let hub = Arc::new(Hub::new(wakers, cfg.hub_queue, cfg.history));
     let engine = engine::Running::start(&cfg.engine, &hub, cfg.limits.sse_buffer, cfg.history, log.sibling())?;
     let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });

@@ -6,10 +6,11 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::calls::{self, Call, Slice};
+use crate::calls::{self, Slice};
 use crate::conn::{Phase, Request};
 use crate::dispatch::{Begun, Dispatched, Outcome};
 use crate::engine::history::Start;
+use crate::engine::kv::Kv;
 use crate::event_loop::Server;
 use crate::http::HttpError;
 use crate::http::request::Head;
@@ -93,7 +94,7 @@ impl Server {
             Begun::Call { handler, call } => (handler, call),
         };
         let Some(conn) = self.conns.get_mut(key) else { return };
-        let call = Call::new(key, conn.id, req.head, req.started, handler, future);
+        let call = self.calls.call((key, conn.id), req.head, req.started, handler, future);
         // Run the first slice now, while the request is hot: most calls end
         // in it. Once this turn's first slices have had their share, later
         // calls start next turn (until then they hold no instance).
@@ -116,6 +117,13 @@ impl Server {
                     conn.calling = true;
                 }
                 self.calls.push(call);
+            }
+            Slice::Parked(call) => {
+                trace!(self.log, "#{key}: call parked, {} waiting", self.calls.len() + 1);
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.calling = true;
+                }
+                self.calls.park(call);
             }
         }
     }
@@ -176,8 +184,9 @@ impl Server {
             Ok(Outcome::Stats) => {
                 let hub = self.shared.hub.stats();
                 let engine = self.shared.engine.stats();
+                let kv = self.dispatcher.runtime.kv();
                 let body = format!(
-                    r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_unsent":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{}}}"#,
+                    r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_unsent":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
                     self.shared.connections.load(Ordering::Relaxed),
                     hub.channels,
                     hub.subscriptions,
@@ -191,6 +200,8 @@ impl Server {
                     hub.history.channels,
                     hub.history.events,
                     hub.history.bytes,
+                    kv.map_or("none", Kv::kind),
+                    kv.is_some_and(Kv::up),
                 );
                 let resp = response::Response {
                     status: 200,

@@ -32,7 +32,8 @@ fn visits(#[param(chars(min = 1, max = 32))] page: Keyword) -> Result<Response, 
 
 /// `/note?key=k&text=..` sets a note (`ttl_ms` > 0: for that long),
 /// `/note?key=k` reads it, `/note?key=k&delete=true` removes it;
-/// `/note?fail=true` sets one and then fails, which must leave nothing.
+/// `/note?fail=true` sets one and then fails (a 500), `trap=true` sets one
+/// and then traps: either must leave nothing.
 #[handler(closing, content_type = "text/plain; charset=utf-8")]
 fn note(
     #[param(chars(min = 1, max = 600))] key: &str,
@@ -40,6 +41,7 @@ fn note(
     #[param(default = 0, range(min = 0))] ttl_ms: i64,
     #[param(default = false)] delete: bool,
     #[param(default = false)] fail: bool,
+    #[param(default = false)] trap: bool,
 ) -> Response {
     let result = if delete {
         kv::delete(key).map(|()| "deleted".into())
@@ -50,8 +52,10 @@ fn note(
         kv::get_string(key).map(|v| v.unwrap_or_else(|| "(none)".into()))
     };
     match (result, fail) {
+        (Ok(_), _) if trap => panic!("trapped on purpose, after writing"),
         (Ok(_), true) => Response::error(500, "failed on purpose, after writing"),
         (Ok(said), false) => Response::new(format!("{said}\n")),
+        (Err(e @ kv::KvError::Unavailable), _) => Response::error(503, e),
         (Err(e), _) => Response::error(507, e),
     }
 }

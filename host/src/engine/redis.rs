@@ -126,11 +126,12 @@ end
 return {0, newest_text}
 ";
 
+/// Reconnection backoff, from the first retry to the last.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(1);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A reply slower than this means the connection is dead.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `MAXLEN ~` trims whole nodes of a stream (100 entries each, Redis's
 /// default): a channel may keep this many more than `--history-events`,
 /// and a stream may be replayed that many more.
@@ -146,6 +147,48 @@ pub fn check_url(url: &str) -> anyhow::Result<()> {
         ConnectionAddr::Tcp(..) => Ok(()),
         _ => bail!("only redis://HOST:PORT[/DB] (plain TCP) is supported"),
     }
+}
+
+/// How long to wait before the next connection attempt (the engine's and
+/// the key-value store's connections use one each).
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff { next: FIRST_RETRY }
+    }
+
+    /// After a failed attempt: waits, twice as long each time up to a limit.
+    pub(crate) fn wait(&mut self) {
+        std::thread::sleep(self.next);
+        self.next = (self.next * 2).min(LAST_RETRY);
+    }
+
+    /// After a connection that served since `since` broke. One that breaks
+    /// at once (a refused AUTH on the subscription socket, a proxy that
+    /// accepts and closes) backs off like a failed connect instead of
+    /// becoming a busy loop; one that lasted retries at once.
+    pub(crate) fn lost(&mut self, since: std::time::Instant) {
+        if since.elapsed() >= LAST_RETRY {
+            self.next = FIRST_RETRY;
+        } else {
+            self.wait();
+        }
+    }
+}
+
+/// A client for `--engine URL`, its host and port, and the address to show
+/// in the log (without the password).
+pub(crate) fn open(url: &str) -> anyhow::Result<(redis::Client, String, u16, String)> {
+    let client = redis::Client::open(url).context("--engine")?;
+    let info = client.get_connection_info();
+    let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
+        bail!("--engine: only redis://HOST:PORT[/DB] (plain TCP) is supported");
+    };
+    let shown = format!("redis://{host}:{port}/{}", info.redis_settings().db());
+    Ok((client, host, port, shown))
 }
 
 pub struct Bridge {
@@ -218,15 +261,11 @@ impl Bridge {
         history: HistoryLimits,
         log: Log,
     ) -> anyhow::Result<Arc<Bridge>> {
-        let client = redis::Client::open(cfg.url.as_str()).context("--engine")?;
-        let info = client.get_connection_info();
-        let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
-            bail!("--engine: only redis://HOST:PORT[/DB] (plain TCP) is supported");
-        };
-        let settings = info.redis_settings();
+        let (client, host, port, shown) = open(&cfg.url)?;
+        let settings = client.get_connection_info().redis_settings();
         let auth = settings.password().map(|p| (settings.username().map(str::to_owned), p.to_owned()));
         let bridge = Arc::new(Bridge {
-            shown: format!("redis://{host}:{port}/{}", settings.db()),
+            shown,
             host,
             port,
             auth,
@@ -280,7 +319,7 @@ impl Bridge {
     /// The writer thread: connect, serve until something breaks, say so
     /// once, retry with backoff, forever.
     fn run(self: Arc<Self>, mut log: Log) {
-        let mut retry = FIRST_RETRY;
+        let mut backoff = Backoff::new();
         // Whether the current outage (or the start) has been said.
         let mut said_down = false;
         loop {
@@ -296,8 +335,7 @@ impl Bridge {
                         log.flush_now();
                         said_down = true;
                     }
-                    std::thread::sleep(retry);
-                    retry = (retry * 2).min(LAST_RETRY);
+                    backoff.wait();
                     continue;
                 }
             };
@@ -317,15 +355,7 @@ impl Bridge {
             log.line(format_args!("house: engine {}: lost Redis ({why}); retrying", self.shown));
             log.flush_now();
             said_down = true;
-            // A connection that breaks at once (a refused AUTH on the
-            // subscription socket, a proxy that accepts and closes) backs
-            // off like a failed connect instead of becoming a busy loop.
-            if since.elapsed() >= LAST_RETRY {
-                retry = FIRST_RETRY;
-            } else {
-                std::thread::sleep(retry);
-                retry = (retry * 2).min(LAST_RETRY);
-            }
+            backoff.lost(since);
         }
     }
 

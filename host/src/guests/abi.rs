@@ -228,33 +228,22 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
     Ok(linker)
 }
 
-/// The key-value imports (docs/ABI.md, "Key-value data").
+/// The key-value imports (docs/ABI.md, "Key-value data"). Those that may
+/// read the store are async: on Redis a read is a round trip, and the call
+/// is parked (its loop serving others) until the reply.
 fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
-    fn code(e: KvError) -> i32 {
-        match e {
-            KvError::TooLarge => KV_TOO_LARGE,
-            KvError::Budget => KV_BUDGET,
-            KvError::NotInteger => KV_NOT_INTEGER,
-            KvError::Unavailable => KV_UNAVAILABLE,
-        }
-    }
-    fn kv<'a>(caller: &'a mut Caller<'_, CallCtx>) -> Result<&'a mut Pending, i32> {
-        caller.data_mut().kv.as_mut().ok_or(KV_UNAVAILABLE)
-    }
-    linker.func_wrap("house", "kv_get", |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32| {
-        let key = read_bytes(&mut caller, key, key_len)?;
-        let found = match kv(&mut caller) {
-            Ok(pending) => pending.get(&key),
-            Err(c) => return Ok(i64::from(c)),
-        };
-        Ok(match found {
-            Ok(Some(value)) => {
-                let n = value.len() as i64;
-                caller.data_mut().stash = value;
-                n
-            }
-            Ok(None) => KV_ABSENT,
-            Err(e) => i64::from(code(e)),
+    linker.func_wrap_async("house", "kv_get", |mut caller: Caller<'_, CallCtx>, (key, key_len): (u32, u32)| {
+        Box::new(async move {
+            let key = read_bytes(&mut caller, key, key_len)?;
+            Ok(match with_kv(&mut caller, async |kv| kv.get(&key).await).await {
+                Ok(Some(value)) => {
+                    let n = value.len() as i64;
+                    caller.data_mut().stash = value;
+                    n
+                }
+                Ok(None) => KV_ABSENT,
+                Err(c) => i64::from(c),
+            })
         })
     })?;
     linker.func_wrap("house", "kv_read", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32| {
@@ -263,74 +252,93 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
         write_bytes(&mut caller, ptr, &stash[..n])?;
         Ok(n as i32)
     })?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         "house",
         "kv_set",
-        |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32, value: u32, value_len: u32, ttl_ms: i64| {
-            let key = read_bytes(&mut caller, key, key_len)?;
-            let value = read_bytes(&mut caller, value, value_len)?;
-            let ttl = u64::try_from(ttl_ms).ok().filter(|&t| t > 0).map(std::time::Duration::from_millis);
-            Ok(match kv(&mut caller) {
-                Ok(pending) => pending.set(&key, &value, ttl).map_or_else(code, |()| OK),
-                Err(c) => c,
+        |mut caller: Caller<'_, CallCtx>, (key, key_len, value, value_len, ttl_ms): (u32, u32, u32, u32, i64)| {
+            Box::new(async move {
+                let key = read_bytes(&mut caller, key, key_len)?;
+                let value = read_bytes(&mut caller, value, value_len)?;
+                let ttl = u64::try_from(ttl_ms).ok().filter(|&t| t > 0).map(std::time::Duration::from_millis);
+                Ok(with_kv(&mut caller, async |kv| kv.set(&key, &value, ttl).await).await.map_or_else(|c| c, |()| OK))
             })
         },
     )?;
     linker.func_wrap("house", "kv_delete", |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32| {
         let key = read_bytes(&mut caller, key, key_len)?;
-        Ok(match kv(&mut caller) {
-            Ok(pending) => pending.delete(&key).map_or_else(code, |()| OK),
-            Err(c) => c,
+        Ok(match caller.data_mut().kv.as_mut() {
+            Some(pending) => pending.delete(&key).map_or_else(code, |()| OK),
+            None => KV_UNAVAILABLE,
         })
     })?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         "house",
         "kv_incr",
-        |mut caller: Caller<'_, CallCtx>, key: u32, key_len: u32, delta: i64, out: u32| {
-            let key = read_bytes(&mut caller, key, key_len)?;
-            let result = match kv(&mut caller) {
-                Ok(pending) => pending.incr(&key, delta),
-                Err(c) => return Ok(c),
-            };
-            match result {
-                Ok(n) => {
-                    write_bytes(&mut caller, out, &n.to_le_bytes())?;
-                    Ok(OK)
+        |mut caller: Caller<'_, CallCtx>, (key, key_len, delta, out): (u32, u32, i64, u32)| {
+            Box::new(async move {
+                let key = read_bytes(&mut caller, key, key_len)?;
+                match with_kv(&mut caller, async |kv| kv.incr(&key, delta).await).await {
+                    Ok(n) => {
+                        write_bytes(&mut caller, out, &n.to_le_bytes())?;
+                        Ok(OK)
+                    }
+                    Err(c) => Ok(c),
                 }
-                Err(e) => Ok(code(e)),
-            }
+            })
         },
     )?;
-    linker.func_wrap(
+    linker.func_wrap_async(
         "house",
         "kv_list",
-        |mut caller: Caller<'_, CallCtx>, prefix: u32, prefix_len: u32, limit: i32, values: i32| {
-            let prefix = read_bytes(&mut caller, prefix, prefix_len)?;
-            let found = match kv(&mut caller) {
-                Ok(pending) => pending.list(&prefix, limit.max(0) as usize),
-                Err(c) => return Ok(i64::from(c)),
-            };
-            Ok(match found {
-                Ok(entries) => {
-                    let mut out = Vec::new();
-                    out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-                    for (k, v) in &entries {
-                        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                        out.extend_from_slice(k);
-                        if values != 0 {
-                            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                            out.extend_from_slice(v);
+        |mut caller: Caller<'_, CallCtx>, (prefix, prefix_len, limit, values): (u32, u32, i32, i32)| {
+            Box::new(async move {
+                let prefix = read_bytes(&mut caller, prefix, prefix_len)?;
+                let limit = limit.max(0) as usize;
+                Ok(match with_kv(&mut caller, async |kv| kv.list(&prefix, limit, values != 0).await).await {
+                    Ok(entries) => {
+                        let mut out = Vec::new();
+                        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+                        for (k, v) in &entries {
+                            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+                            out.extend_from_slice(k);
+                            if values != 0 {
+                                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                                out.extend_from_slice(v);
+                            }
                         }
+                        let n = out.len() as i64;
+                        caller.data_mut().stash = out;
+                        n
                     }
-                    let n = out.len() as i64;
-                    caller.data_mut().stash = out;
-                    n
-                }
-                Err(e) => i64::from(code(e)),
+                    Err(c) => i64::from(c),
+                })
             })
         },
     )?;
     Ok(())
+}
+
+/// An import's code for a refused operation.
+fn code(e: KvError) -> i32 {
+    match e {
+        KvError::TooLarge => KV_TOO_LARGE,
+        KvError::Budget => KV_BUDGET,
+        KvError::NotInteger => KV_NOT_INTEGER,
+        KvError::Unavailable => KV_UNAVAILABLE,
+    }
+}
+
+/// Runs `op` on the call's key-value state, taken out of the call's
+/// context while it may wait (the context is the store's, which the fiber
+/// gives up at a wait), and put back; `KV_UNAVAILABLE` if there is none.
+async fn with_kv<R>(
+    caller: &mut Caller<'_, CallCtx>,
+    op: impl AsyncFnOnce(&mut Pending) -> Result<R, KvError>,
+) -> Result<R, i32> {
+    let mut pending = caller.data_mut().kv.take().ok_or(KV_UNAVAILABLE)?;
+    let result = op(&mut pending).await;
+    caller.data_mut().kv = Some(pending);
+    result.map_err(code)
 }
 
 /// Bytes one `random` call may ask for.

@@ -16,6 +16,7 @@ use wasmtime::{
 use super::Handler;
 use super::abi::{self, CallCtx, Publication};
 use crate::config::GuestLimits;
+use crate::engine::kv::{Kv, Pending};
 
 /// How often the epoch advances: the granularity of guest deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -79,9 +80,19 @@ pub struct CallOutput {
     pub backlog: usize,
     pub publishes: Vec<Publication>,
     pub logs: Vec<String>,
-    /// Key-value writes, committed only if the call succeeds (boxed: most
-    /// calls have none, and a finished call is moved around).
-    pub kv: Option<Box<crate::engine::kv::Pending>>,
+}
+
+/// Runs `future` to its end on this thread, polling it again whenever it
+/// is pending (a guest yielding at a tick, or waiting on a Redis reply: it
+/// spins, which is for tools, benchmarks and the loader, never the loops).
+pub fn run_here<F: Future>(future: F) -> F::Output {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
 }
 
 pub struct Runtime {
@@ -93,7 +104,7 @@ pub struct Runtime {
     /// Calls in flight, all loops together (at most `--guest-calls`).
     in_flight: AtomicUsize,
     /// Guests' key-value data, if the host keeps any.
-    kv: Option<Arc<crate::engine::kv::Store>>,
+    kv: Option<Kv>,
 }
 
 /// A call's claim on one of the `--guest-calls` places, given back when the
@@ -154,9 +165,14 @@ impl Runtime {
     }
 
     /// Gives calls the key-value store (each module its namespace).
-    pub fn with_kv(mut self, store: Arc<crate::engine::kv::Store>) -> Runtime {
-        self.kv = Some(store);
+    pub fn with_kv(mut self, kv: Kv) -> Runtime {
+        self.kv = Some(kv);
         self
+    }
+
+    /// The key-value store calls use, if any.
+    pub fn kv(&self) -> Option<&Kv> {
+        self.kv.as_ref()
     }
 
     pub fn engine(&self) -> &Engine {
@@ -227,21 +243,14 @@ impl Runtime {
     /// [`Runtime::call_async`] run to completion on this thread (tools and
     /// benchmarks; the server runs calls in slices from its loop instead).
     pub fn call(self: &Arc<Self>, handler: &Arc<Handler>, args: &[u8]) -> Result<CallOutput, Failure> {
-        let mut call = self.call_async(handler.clone(), args.to_vec())?;
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        loop {
-            // Pending only ever means "yielded at a tick": poll again.
-            if let std::task::Poll::Ready(out) = call.as_mut().poll(&mut cx) {
-                return out;
-            }
-        }
+        run_here(self.call_async(handler.clone(), args.to_vec())?)
     }
 
     async fn call_fresh(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, CallError> {
         let module = &handler.module;
         let mut store = self.store(handler.spec.kind);
         if let Some(kv) = &self.kv {
-            store.data_mut().kv = Some(crate::engine::kv::Pending::new(kv.clone(), &module.file));
+            store.data_mut().kv = Some(Pending::new(kv.clone(), &module.file));
         }
         // Yield at every tick; interrupt once the call has run for its
         // deadline's worth of ticks. The deadline is set again after each
@@ -291,7 +300,21 @@ impl Runtime {
         }
         let block = abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
         let resp = abi::decode_response(block).map_err(|e| format!("bad response: {e}"))?;
-        let ctx = store.into_data();
+        if handler.spec.kind == super::Kind::Stream && resp.status == 200 {
+            self.check_first_event(&resp.body)?;
+        }
+        let mut ctx = store.into_data();
+        // Effects are transactional: a call that answers a server error (the
+        // SDK's `Err`) has failed, and what it wrote is dropped with it (and
+        // what it published, by the dispatcher). The writes are committed
+        // here, before the call counts as done, so that a publish announcing
+        // them is only seen once they are there.
+        if let Some(kv) = ctx.kv.take()
+            && kv.has_writes()
+            && resp.status < 500
+        {
+            kv.commit().await.map_err(|e| format!("its key-value writes could not be committed: {e:#}"))?;
+        }
         Ok(CallOutput {
             status: resp.status,
             content_type: resp.content_type,
@@ -301,8 +324,20 @@ impl Runtime {
             backlog: ctx.backlog,
             publishes: ctx.publishes,
             logs: ctx.logs,
-            kv: ctx.kv.map(Box::new),
         })
+    }
+
+    /// A stream's first event must be text that fits a subscriber's buffer.
+    fn check_first_event(&self, body: &[u8]) -> Result<(), CallError> {
+        let Ok(data) = std::str::from_utf8(body) else { return Err("its first event is not UTF-8".into()) };
+        let first = crate::sse::Event { data: data.to_owned(), ..Default::default() };
+        let cap = self.sse_buffer;
+        if crate::sse::framed_len(&first) > cap {
+            return Err(
+                format!("its first event can never fit a subscriber's buffer (--sse-buffer-bytes {cap})").into()
+            );
+        }
+        Ok(())
     }
 
     /// One line for a failed call: a deadline overrun is named as such.

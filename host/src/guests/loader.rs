@@ -9,7 +9,7 @@ use wasmtime::{ExternType, InstancePre, ModuleExport};
 
 use super::abi::CallCtx;
 use super::compile::first_line;
-use super::engine::Runtime;
+use super::engine::{Runtime, run_here};
 use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
 
 pub const HANDLER_PREFIX: &str = "house_handler.";
@@ -98,10 +98,13 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     // The manifest is code, not a custom section (linkers drop those):
     // run the module once to read it.
     let mut store = runtime.store(Kind::Closing);
-    let instance = pre.instantiate(&mut store).map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
+    // Async: a module importing an async host function (the key-value
+    // reads) can only be instantiated and called so.
+    let instance = run_here(pre.instantiate_async(&mut store))
+        .map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
     let version = instance
         .get_typed_func::<(), i32>(&mut store, "house_abi_version")
-        .and_then(|f| f.call(&mut store, ()))
+        .and_then(|f| run_here(f.call_async(&mut store, ())))
         .map_err(|e| format!("house_abi_version: {}", runtime.describe(e)))?;
     if version != ABI_VERSION {
         return Err(format!("speaks house ABI version {version}, this host speaks {ABI_VERSION}"));
@@ -109,7 +112,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     let mut read_json = |export: &str| -> Result<String, String> {
         let packed = instance
             .get_typed_func::<(), u64>(&mut store, export)
-            .and_then(|f| f.call(&mut store, ()))
+            .and_then(|f| run_here(f.call_async(&mut store, ())))
             .map_err(|e| format!("{export}: {}", runtime.describe(e)))?;
         let len = (packed >> 32) as usize;
         let max = loading.limits.manifest_bytes;
