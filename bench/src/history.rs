@@ -73,7 +73,7 @@ pub fn engine_up(addr: SocketAddr) -> anyhow::Result<()> {
         c.write_all(b"GET /_house/stats HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")?;
         let mut text = String::new();
         c.read_to_string(&mut text)?;
-        if text.contains("\"engine_up\":true") {
+        if text.contains("\"engine_up\":true") && text.contains("\"kv_up\":true") {
             return Ok(());
         }
         anyhow::ensure!(Instant::now() < deadline, "the engine of {addr} never connected");

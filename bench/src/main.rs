@@ -435,31 +435,44 @@ fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
 
 /// Scenario 12: a key-value read, and a write (an increment: a read and a
 /// commit), per request, against a handler of the same guest that touches
-/// no key-value data, same wrk load, in alternating rounds.
+/// no key-value data, same wrk load, in alternating rounds: on the
+/// embedded store, then on Redis (`--engine redis://`, the same host's
+/// baseline on the same engine).
 fn kv(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> anyhow::Result<()> {
+    let house = servers::house(guests, cache, &work.join("kv.log"), &["--threads", "1"])?;
+    kv_rows(report, &house, "12. key-value data per request (embedded, --threads 1)", "")?;
+    drop(house);
+    let redis = redis::start(work)?;
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let house = servers::house(guests, cache, &work.join("kv-redis.log"), &["--threads", "1", "--engine", &url])?;
+    history::engine_up(house.addr)?;
+    // house's CPU only: each operation also costs Redis its own.
+    kv_rows(report, &house, "12. key-value data per request (Redis, --threads 1)", " (house's, not Redis's)")
+}
+
+fn kv_rows(report: &mut Report, house: &servers::Running, name: &str, whose: &str) -> anyhow::Result<()> {
     const ROUNDS: usize = 3;
     let secs = wrk::seconds();
-    eprintln!("bench: key-value read and write per request, {ROUNDS} alternating rounds of {secs} s");
-    let house = servers::house(guests, cache, &work.join("kv.log"), &["--threads", "1"])?;
+    eprintln!("bench: {name}: key-value read and write per request, {ROUNDS} alternating rounds of {secs} s");
     let mut c = TcpStream::connect(house.addr)?;
     c.write_all(b"GET /note?key=bench&text=a+stored+note HTTP/1.1\r\nHost: bench\r\n\r\n")?;
     fanout::read_one_response(&mut c)?;
     let (mut none, mut read, mut write) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        none.push(wrk::run(&house, "/hello?name=bench", secs)?);
-        read.push(wrk::run(&house, "/note?key=bench", secs)?);
-        write.push(wrk::run(&house, "/visits?page=bench", secs)?);
+        none.push(wrk::run(house, "/hello?name=bench", secs)?);
+        read.push(wrk::run(house, "/note?key=bench", secs)?);
+        write.push(wrk::run(house, "/visits?page=bench", secs)?);
     }
     let [none, read, write] = [none, read, write].map(|r| wrk::Load::median(&r));
     if none.non_2xx + read.non_2xx + write.non_2xx > 0 {
         bail!("unexpected statuses: {none:?} {read:?} {write:?}");
     }
-    let name = "12. key-value data per request (embedded, --threads 1)";
     let base = "same guest, no key-value data";
+    let cpu = |what: &str| format!("{what}: server CPU µs/request{whose}");
     report.row(Row::higher(name, "a read: requests/s", read.rps, none.rps, base, None));
-    report.row(Row::lower(name, "a read: server CPU µs/request", read.cpu_us, none.cpu_us, base, None));
+    report.row(Row::lower(name, &cpu("a read"), read.cpu_us, none.cpu_us, base, None));
     report.row(Row::higher(name, "a write (increment): requests/s", write.rps, none.rps, base, None));
-    report.row(Row::lower(name, "a write (increment): server CPU µs/request", write.cpu_us, none.cpu_us, base, None));
+    report.row(Row::lower(name, &cpu("a write (increment)"), write.cpu_us, none.cpu_us, base, None));
     Ok(())
 }
 
