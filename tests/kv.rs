@@ -185,6 +185,28 @@ fn redis_two_hosts_see_the_same_data() {
 }
 
 #[test]
+fn redis_a_call_waiting_on_redis_costs_its_loop_nothing() {
+    let redis = Redis::start();
+    let s = on_redis(&redis, &["--threads", "1"]);
+    assert_eq!(said(&s, "/note?key=k&text=waited+for"), (200, "set".into()));
+    redis.pause();
+    let mut waiting = BufReader::new(s.connect());
+    waiting.get_mut().write_all(b"GET /note?key=k HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    wait_until(Duration::from_secs(5), "the call to start", || s.stats_json()["guest_calls"] == 1);
+    // The one loop serves others while that call is parked...
+    assert_eq!(s.get("/hello?name=x").status, 200);
+    // ...and does not spin on it: half a second of waiting (the window
+    // is the measurement) costs next to no CPU (a spin would be ~50 ticks).
+    let before = s.cpu_ticks();
+    std::thread::sleep(Duration::from_millis(500));
+    let spent = s.cpu_ticks() - before;
+    assert!(spent <= 10, "{spent} ticks of CPU in 0.5 s with a call parked");
+    redis.resume();
+    let r = read_response(&mut waiting, false).unwrap();
+    assert_eq!((r.status, r.body.trim_end()), (200, "waited for"));
+}
+
+#[test]
 fn redis_lost_and_back_under_a_running_host() {
     let mut redis = Redis::start();
     let s = on_redis(&redis, &[]);
