@@ -271,7 +271,7 @@ FLAGS:
     --history-bytes N           bytes of each channel's history (memory engine) [262144]
     --history-idle-ms N         a channel with no event for this long forgets its history [3600000]
     --history-budget-mb N       history of all channels together, memory engine; idlest go first [256]
-    --data-dir DIR              where guests' key-value data is kept (kv.redb) [./data]
+    --data-dir DIR              where guests' key-value data is kept (kv.redb; on Redis with --engine redis://) [./data]
     --kv-key-bytes N            bytes of a key [512]
     --kv-value-bytes N          bytes of a value [65536]
     --kv-ops N                  key-value operations one call may make [64]

@@ -1,8 +1,10 @@
 // The deployment of docs/DEPLOY.md, for real: a redis-server, two house
 // processes on it (`--engine redis://`), and nginx running
 // docs/deploy/house.nginx.conf in front of them. Two chat pages whose
-// streams land on different hosts see each other's messages, and a page
-// whose host restarts is replayed what it missed from Redis's history.
+// streams land on different hosts see each other's messages, a visitor's
+// to-do list (key-value data on Redis) is the same list on both hosts with
+// no sticky sessions, and a page whose host restarts is replayed what it
+// missed from Redis's history.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -13,6 +15,7 @@ import { repo, startHouse, startRedis, startNginx, stop, launchBrowser, joinAs, 
 
 const guests = mkdtempSync(join(tmpdir(), "house-deploy-"));
 copyFileSync(join(repo, "guests", "chat.wasm"), join(guests, "chat.wasm"));
+copyFileSync(join(repo, "guests", "todo.wasm"), join(guests, "todo.wasm"));
 
 let redis, hosts = [], nginx, browser;
 
@@ -58,6 +61,33 @@ test("two pages on two hosts behind nginx see each other's messages", async () =
       ["Ada:hello from ada", "Bob:and back from bob", "Ada:once more from ada"]);
   }
   await ada.close(); await bob.close();
+});
+
+test("a visitor's to-do list is one list on both hosts behind nginx", async () => {
+  const base = `http://127.0.0.1:${nginx.port}`;
+  const visitor = await browser.newContext();
+  const page = await visitor.newPage();
+  await page.goto(`${base}/todo`);
+  await page.locator("#status", { hasText: "0 items" }).waitFor();
+  for (const text of ["on one host", "or the other"]) {
+    await page.getByLabel("New item").fill(text);
+    await page.getByLabel("New item").press("Enter");
+    await page.locator("#list li .title", { hasText: text }).waitFor();
+  }
+  const tab = await visitor.newPage();
+  await tab.goto(`${base}/todo`);
+  await tab.locator("#status", { hasText: "2 items" }).waitFor();
+  // Each host, asked directly with the visitor's cookie, has the same list.
+  for (const h of hosts) {
+    const r = await visitor.request.get(`http://127.0.0.1:${h.port}/todos`);
+    assert.equal(r.status(), 200);
+    assert.deepEqual((await r.json()).map((t) => t.title), ["on one host", "or the other"], `host ${h.port}`);
+  }
+  // A change made through one host reaches the other tab, wherever its
+  // stream is.
+  await page.getByRole("checkbox", { name: "on one host" }).check();
+  await tab.locator("#list li.done .title", { hasText: "on one host" }).waitFor({ timeout: 5000 });
+  await visitor.close();
 });
 
 test("a page whose host restarts is shown what was said while it was away", async () => {

@@ -4,7 +4,9 @@
 //! process and nothing else, with nothing to run. `redis://` links the hub
 //! to a Redis server so that every house on it shares its channels
 //! (`redis.rs`). Both keep each channel's history (`history.rs` for
-//! memory, Redis Streams for Redis) and give every event its id.
+//! memory, Redis Streams for Redis) and give every event its id. Guests'
+//! key-value data follows the engine (`kv/`): embedded with `memory`, on
+//! the same Redis with `redis://`.
 
 pub mod history;
 pub mod kv;
