@@ -128,9 +128,23 @@ fn embedded_set_get_delete_list_and_expire() {
 #[test]
 fn redis_set_get_delete_list_and_expire() {
     let redis = Redis::start();
-    set_get_delete_list_and_expire(&on_redis(&redis, &[]));
+    let s = on_redis(&redis, &[]); // running: its sweep is checked below
+    set_get_delete_list_and_expire(&s);
     // The data is Redis's, in plain strings under the module's prefix.
     assert!(redis.command(&["GET", "house:kv:{hello.wasm}:v:a"]).contains("second"));
+    // The expired note's bookkeeping is tidied by the sweep (each second),
+    // its bytes given back to the module.
+    let usage = || redis.command(&["GET", "house:kv:{hello.wasm}:usage"]);
+    let before = usage();
+    wait_until(Duration::from_secs(5), "the sweep", || {
+        redis.command(&["HEXISTS", "house:kv:{hello.wasm}:sizes", "t"]) == ":0\r\n"
+    });
+    assert_ne!(usage(), before, "the expired note's bytes are given back");
+    assert_eq!(
+        redis.command(&["ZSCORE", "house:kv:{hello.wasm}:keys", "t"]),
+        "$-1\r\n",
+        "and it is out of the listing"
+    );
 }
 
 #[test]

@@ -363,6 +363,8 @@ impl Store {
                 }
                 std::mem::take(&mut *queue)
             };
+            // Under steady load the queue is never empty: sweep on time anyway.
+            sweep |= swept.elapsed() >= SWEEP_EVERY;
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
             let mut replies = Vec::with_capacity(batch.len());
