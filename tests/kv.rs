@@ -102,6 +102,9 @@ fn a_failing_call_leaves_no_write_behind(s: &Server) {
     let r = s.get("/note?key=k&text=lost&trap=true");
     assert_eq!((r.status, r.body.trim_end()), (500, "handler note failed"));
     assert_eq!(said(s, "/note?key=k"), (200, "kept".into()), "the trapping call's set is absent");
+    // The SDK's panic hook: the message and its place reach the log.
+    s.wait_for_log("guest hello.wasm: note: panicked at hello/src/lib.rs:", Duration::from_secs(5));
+    assert!(s.log().contains(": trapped on purpose, after writing"), "{}", s.log());
     assert_eq!(s.get("/note?key=k&delete=true&trap=true").status, 500);
     assert_eq!(said(s, "/note?key=k"), (200, "kept".into()), "and its delete");
 }

@@ -132,7 +132,8 @@
 #![no_std]
 
 extern crate alloc;
-#[cfg(not(target_arch = "wasm32"))]
+// On wasm32, std only for the panic hook (default feature `panic-message`).
+#[cfg(any(not(target_arch = "wasm32"), feature = "panic-message"))]
 extern crate std;
 
 mod abi;
@@ -169,6 +170,16 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::abi::{respond, text};
+
+    /// Called first by every handler export: a panic's message and place
+    /// go to the host's log (`log` import) before the trap that ends the
+    /// call; without it the host sees only "unreachable executed". Set per
+    /// call because each call is a fresh instance.
+    #[inline]
+    pub fn catch_panics() {
+        #[cfg(all(target_arch = "wasm32", feature = "panic-message"))]
+        std::panic::set_hook(alloc::boxed::Box::new(|info| crate::log(&alloc::format!("{info}"))));
+    }
     pub use crate::args::{Args, FromArg};
     pub use alloc::vec::Vec;
 }

@@ -166,6 +166,9 @@ impl Dispatcher {
     ) -> Result<Outcome, HttpError> {
         let out = result.map_err(|failure| {
             if let Failure::Failed(e) = &failure {
+                for line in &e.logs {
+                    log.line(format_args!("guest {}: {}: {line}", handler.module.file, handler.spec.name));
+                }
                 log.line(format_args!("guest {}: {}: {}", handler.module.file, handler.spec.name, e.reason));
             }
             refusal(handler, failure)

@@ -198,6 +198,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         #[doc(hidden)]
         #[unsafe(export_name = #call_export)]
         pub extern "C" fn #call_fn(ptr: u32, len: u32) -> u64 {
+            ::house_sdk::__private::catch_panics();
             let mut __house_args = ::house_sdk::__private::Args::new(ptr, len);
             #(#decoders)*
             ::house_sdk::__private::respond(#ident(#(#args),*))

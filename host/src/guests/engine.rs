@@ -39,19 +39,22 @@ pub enum Failure {
 #[derive(Debug)]
 pub struct CallError {
     pub reason: String,
+    /// What the call logged before it failed (an SDK guest's panic message
+    /// and place among them): worth as much as the reason to its author.
+    pub logs: Vec<String>,
     /// It overran its CPU deadline or a budget: a strike (see `health`).
     pub strike: bool,
 }
 
 impl From<&str> for CallError {
     fn from(reason: &str) -> CallError {
-        CallError { reason: reason.into(), strike: false }
+        CallError { reason: reason.into(), logs: Vec::new(), strike: false }
     }
 }
 
 impl From<String> for CallError {
     fn from(reason: String) -> CallError {
-        CallError { reason, strike: false }
+        CallError { reason, logs: Vec::new(), strike: false }
     }
 }
 
@@ -291,12 +294,19 @@ impl Runtime {
             .ok_or("handler export is not a function")?
             .typed::<(u32, u32), u64>(&store)
             .map_err(describe)?;
-        let packed = func.call_async(&mut store, (ptr, len)).await.map_err(describe)?;
+        let packed = match func.call_async(&mut store, (ptr, len)).await {
+            Ok(packed) => packed,
+            Err(e) => {
+                let mut failed = self.failure(e);
+                failed.logs = std::mem::take(&mut store.data_mut().logs);
+                return Err(failed);
+            }
+        };
         let (ptr, len) = (packed as u32, (packed >> 32) as u32);
         let budget = self.limits.budgets.response_bytes;
         if len as usize > budget {
             let reason = format!("returned a response block of {len} bytes, over {budget} (--guest-response-bytes)");
-            return Err(CallError { reason, strike: true });
+            return Err(CallError { reason, logs: Vec::new(), strike: true });
         }
         let block = abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
         let resp = abi::decode_response(block).map_err(|e| format!("bad response: {e}"))?;
@@ -348,11 +358,11 @@ impl Runtime {
     fn failure(&self, e: wasmtime::Error) -> CallError {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             let reason = format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
-            return CallError { reason, strike: true };
+            return CallError { reason, logs: Vec::new(), strike: true };
         }
         if let Some(over) = e.downcast_ref::<abi::OverBudget>() {
-            return CallError { reason: over.0.clone(), strike: true };
+            return CallError { reason: over.0.clone(), logs: Vec::new(), strike: true };
         }
-        CallError { reason: format!("{e:#}").replace('\n', " "), strike: false }
+        CallError { reason: format!("{e:#}").replace('\n', " "), logs: Vec::new(), strike: false }
     }
 }
