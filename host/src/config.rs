@@ -256,7 +256,10 @@ pub const USAGE: &str = "\
 house: an event-driven HTTP/1.1 server whose handlers are WebAssembly modules
 
 USAGE:
-    house [FLAGS]
+    house [FLAGS]                      serve the guests folder
+    house check [FLAGS] FILE.wasm...   load each module as the server would, offline: print its
+                                       routes, inputs and rules, or why it is refused (exit 1)
+    house new NAME                     make a guest crate NAME to start from (builds anywhere)
 
 FLAGS:
     --bind ADDR                 address to listen on [127.0.0.1]
@@ -317,12 +320,29 @@ LOADING:
     --cache-max-mb N            size of the compiled-module cache [512]
 
     -h, --help                  print this help
+    -V, --version               print the version
+
+EXIT STATUS:
+    0 stopped by SIGINT or SIGTERM (after --shutdown-grace-ms at most), or a command succeeded;
+    1 a bad flag, a port in use, or another error at start (one line on stderr says which);
+      house check: a module was refused
+
+SIGNALS:
+    SIGINT, SIGTERM   stop accepting, let requests in flight finish, end streams with a retry hint
+
+ENVIRONMENT:
+    XDG_CACHE_HOME, HOME   where the compiled-module cache goes by default
 ";
 
 /// What the command line asked for.
 pub enum Command {
     Serve(Box<Config>),
+    /// `house check [FLAGS] FILE.wasm...`: load each as the server would.
+    Check(Box<Config>, Vec<PathBuf>),
+    /// `house new NAME`: a guest crate to start from.
+    New(PathBuf),
     Help,
+    Version,
 }
 
 pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow::Result<Command> {
@@ -333,16 +353,39 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
     let mut engine = String::from("memory");
     let (mut engine_events, mut engine_bytes) = (64 * 1024, 64 * 1024 * 1024);
     let mut parser = lexopt::Parser::from_args(args);
+    // A subcommand, first or not at all.
+    let mut command = None;
+    let mut files = Vec::new();
+    let mut first = true;
     while let Some(arg) = parser.next()? {
+        let at_start = std::mem::replace(&mut first, false);
         let flag = match &arg {
             Long(name) => format!("--{name}"),
             Short(c) => format!("-{c}"),
-            Value(v) => bail!("unexpected argument {:?} (see --help)", v),
+            Value(v) => match (command, v.to_str()) {
+                (None, Some("check")) if at_start => {
+                    command = Some("check");
+                    continue;
+                }
+                (None, Some("new")) if at_start => {
+                    let name = parser.value().context("house new NAME: the crate's name or path")?;
+                    if let Some(extra) = parser.next()? {
+                        bail!("house new NAME takes nothing else, not {extra:?}");
+                    }
+                    return Ok(Command::New(name.into()));
+                }
+                (Some("check"), _) => {
+                    files.push(PathBuf::from(v));
+                    continue;
+                }
+                _ => bail!("unexpected argument {:?} (see --help)", v),
+            },
         };
         let l = &mut cfg.limits;
         let b = &mut cfg.guest.budgets;
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
             Long("bind") => cfg.bind = value(&mut parser, &flag)?,
             Long("port") => cfg.port = value(&mut parser, &flag)?,
             Long("threads") => {
@@ -418,12 +461,43 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
                 }
                 cfg.guest.memory = mb * 1024 * 1024;
             }
-            _ => bail!("unknown flag {flag} (see --help)"),
+            _ => match did_you_mean(&flag) {
+                Some(near) => bail!("unknown flag {flag}: did you mean {near}? (see --help)"),
+                None => bail!("unknown flag {flag} (see --help)"),
+            },
         }
     }
     cfg.engine = Engine::parse(&engine, engine_events, engine_bytes)?;
     cfg.cache_dir = if no_cache { None } else { cfg.cache_dir.or_else(default_cache_dir) };
-    Ok(Command::Serve(Box::new(cfg)))
+    match command {
+        Some(_) if files.is_empty() => bail!("house check FILE.wasm...: which files?"),
+        Some(_) => Ok(Command::Check(Box::new(cfg), files)),
+        None => Ok(Command::Serve(Box::new(cfg))),
+    }
+}
+
+/// The flag of `USAGE` closest to a mistyped one, if one is close: at most
+/// a third of its letters apart (Levenshtein).
+fn did_you_mean(flag: &str) -> Option<&'static str> {
+    let known =
+        USAGE.split_whitespace().filter(|w| w.starts_with("--") && w.len() > 2).map(|w| w.trim_end_matches(','));
+    let (distance, near) = known.map(|k| (edit_distance(flag, k), k)).min()?;
+    (distance <= flag.len() / 3).then_some(near)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb)).min(row[j] + 1).min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn value<T>(parser: &mut lexopt::Parser, flag: &str) -> anyhow::Result<T>
@@ -462,8 +536,25 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<Config> {
         match parse_args(args.iter().map(std::ffi::OsString::from))? {
             Command::Serve(cfg) => Ok(*cfg),
-            Command::Help => anyhow::bail!("help"),
+            _ => anyhow::bail!("not serve"),
         }
+    }
+
+    #[test]
+    fn subcommands_and_near_misses() {
+        let command = |args: &[&str]| parse_args(args.iter().map(std::ffi::OsString::from));
+        let Ok(Command::Check(cfg, files)) = command(&["check", "--guest-memory-mb", "32", "a.wasm", "b.wasm"]) else {
+            panic!("check")
+        };
+        assert_eq!((cfg.guest.memory, files.len()), (32 << 20, 2));
+        assert!(matches!(command(&["new", "x"]), Ok(Command::New(p)) if p == std::path::Path::new("x")));
+        assert!(matches!(command(&["-V"]), Ok(Command::Version)));
+        assert_eq!(
+            error(&["--max-bodybytes", "1"]),
+            "unknown flag --max-bodybytes: did you mean --max-body-bytes? (see --help)"
+        );
+        assert_eq!(error(&["serve"]), "unexpected argument \"serve\" (see --help)");
+        assert_eq!(error(&["--port", "1", "check", "a.wasm"]), "unexpected argument \"check\" (see --help)");
     }
 
     fn error(args: &[&str]) -> String {

@@ -7,6 +7,7 @@
 #![deny(unsafe_code)]
 
 pub mod calls;
+pub mod commands;
 pub mod config;
 pub mod conn;
 pub mod dispatch;

@@ -43,6 +43,18 @@ fn run() -> anyhow::Result<()> {
             print!("{}", config::USAGE);
             return Ok(());
         }
+        Command::Version => {
+            println!("house {}", env!("CARGO_PKG_VERSION"));
+            return Ok(());
+        }
+        Command::New(dir) => return house_host::commands::new::run(&dir),
+        Command::Check(cfg, files) => {
+            if house_host::commands::check::run(&cfg, &files)? {
+                return Ok(());
+            }
+            // The refusals are said; exit 1 without another line.
+            std::process::exit(1);
+        }
         Command::Serve(cfg) => *cfg,
     };
     raise_fd_limit(&cfg);

@@ -1,0 +1,95 @@
+//! `house check FILE.wasm...`: loads each module the way the server does
+//! (the same compiler process and bounds, the same manifest checks, one
+//! instantiation), with nothing served, and prints what it would serve or
+//! the precise refusal.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::guests::Runtime;
+use crate::guests::compile::Compiler;
+use crate::guests::loader::{self, LoadedModule, Loading};
+use crate::guests::manifest::Kind;
+
+/// Checks every file; `Ok(true)` if all of them would load.
+pub fn run(cfg: &Config, files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
+    let runtime = Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)?;
+    let loading = Loading {
+        cache: None,
+        compiler: Compiler::child(cfg.load.compile_time, cfg.load.compile_memory)?,
+        limits: cfg.load.clone(),
+    };
+    let mut all = true;
+    for path in files {
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        match check(&runtime, &loading, path, &name) {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            Ok(module) => drop(std::io::stdout().write_all(describe(&module).as_bytes())),
+            Err(reason) => {
+                all = false;
+                let _ = writeln!(std::io::stderr(), "{name}: refused: {reason}");
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn check(runtime: &Runtime, loading: &Loading, path: &Path, name: &str) -> Result<LoadedModule, String> {
+    let max = loading.limits.module_bytes;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if bytes.len() > max {
+        return Err(format!("the file is {} bytes, over --max-module-bytes {max}", bytes.len()));
+    }
+    loader::load(runtime, loading, name, &bytes)
+}
+
+/// What the module serves, one handler per paragraph, one input per line.
+fn describe(m: &LoadedModule) -> String {
+    let mut out = format!("{}: ok, {} bytes, {} handlers\n", m.file, m.size, m.handlers.len());
+    for (name, ty, _) in &m.types {
+        let _ = writeln!(out, "  type {name}: {}", ty.name());
+    }
+    for (h, _) in &m.handlers {
+        let methods = h.methods.names().join("|");
+        let kind = match h.kind {
+            Kind::Closing => "closing",
+            Kind::Stream => "stream, text/event-stream",
+        };
+        let shown_type = if h.kind == Kind::Stream { String::new() } else { format!(", {}", h.content_type) };
+        let _ = writeln!(out, "  {methods} {}  (handler {}, {kind}{shown_type})", h.path, h.name);
+        for p in &h.params {
+            let mut line = format!("    {} ({}): {}", p.name, p.source.name(), p.type_name);
+            let rules = without_nulls(&p.raw_rules);
+            if rules.as_object().is_some_and(|r| !r.is_empty()) {
+                let _ = write!(line, ", rules {rules}");
+            }
+            match p.default.as_deref() {
+                // Numbers and booleans as they are, text quoted.
+                Some([one]) if one.parse::<f64>().is_ok() || one == "true" || one == "false" => {
+                    let _ = write!(line, ", default {one}");
+                }
+                Some([one]) => {
+                    let _ = write!(line, ", default {}", serde_json::Value::from(one.as_str()));
+                }
+                Some(values) => {
+                    let _ = write!(line, ", default {}", serde_json::Value::from(values.to_vec()));
+                }
+                None => line.push_str(", required"),
+            }
+            let _ = writeln!(out, "{line}");
+        }
+    }
+    out
+}
+
+/// Rules as the manifest has them, without the bounds that are absent.
+fn without_nulls(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()
+        }
+        other => other.clone(),
+    }
+}

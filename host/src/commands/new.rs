@@ -1,0 +1,142 @@
+//! `house new NAME`: a guest crate that builds anywhere. Its Cargo.toml
+//! points at the SDK this house was built from (no workspace inheritance,
+//! unlike the examples in `guests/`), with the size profile and the stack
+//! setting every guest wants, one closing handler, one stream handler, one
+//! that publishes, and native unit tests.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// Where the SDK was when this binary was built.
+const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+
+pub fn run(dir: &Path) -> anyhow::Result<()> {
+    let name = dir.file_name().and_then(|n| n.to_str()).context("house new NAME: NAME must end in a name")?;
+    if !name.starts_with(|c: char| c.is_ascii_lowercase())
+        || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    {
+        bail!("house new {name}: a guest's name is lower-case letters, digits, - and _, starting with a letter");
+    }
+    if dir.exists() {
+        bail!("house new: {} exists already", dir.display());
+    }
+    let sdk = std::fs::canonicalize(SDK).with_context(|| {
+        format!("the house SDK this binary was built from ({SDK}) is gone: point house-sdk in Cargo.toml at a copy")
+    })?;
+    let files: [(PathBuf, String); 4] = [
+        (dir.join("Cargo.toml"), cargo_toml(name, &sdk)),
+        (dir.join(".cargo/config.toml"), CARGO_CONFIG.to_owned()),
+        (dir.join("src/lib.rs"), lib_rs(name)),
+        (dir.join(".gitignore"), "/target\n".to_owned()),
+    ];
+    for (path, text) in &files {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let wasm = name.replace('-', "_");
+    println!(
+        "created {dir}: a guest serving /{name}/hello, /{name}/updates and /{name}/announce
+
+    cd {dir}
+    cargo test                                                # the handlers as plain functions
+    cargo build --release --target wasm32-unknown-unknown    # the module
+    house check target/wasm32-unknown-unknown/release/{wasm}.wasm
+    cp target/wasm32-unknown-unknown/release/{wasm}.wasm GUESTS_FOLDER/   # served at once, no restart",
+        dir = dir.display()
+    );
+    Ok(())
+}
+
+fn cargo_toml(name: &str, sdk: &Path) -> String {
+    format!(
+        r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+house-sdk = {{ path = "{sdk}" }}
+
+# What a guest carries is paid on every request (a fresh instance per
+# request): build it small.
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+panic = "abort"
+strip = true
+
+# A crate of its own, even inside another workspace.
+[workspace]
+"#,
+        sdk = sdk.display()
+    )
+}
+
+const CARGO_CONFIG: &str = r#"# A 64 KiB stack instead of rustc's 1 MiB default: the initial memory of
+# every instance (reset on every request) shrinks by as much.
+[target.wasm32-unknown-unknown]
+rustflags = ["-C", "link-arg=-zstack-size=65536"]
+"#;
+
+fn lib_rs(name: &str) -> String {
+    format!(
+        r#"//! {name}: a house guest. Each request runs in a fresh instance: nothing
+//! survives between requests but what the host keeps (channels, and the
+//! key-value store of `house_sdk::kv`).
+
+use house_sdk::prelude::*;
+
+/// `GET /{name}/hello?name=Ada` -> `Hello, Ada!` (`name` is 1 to 40
+/// characters, "world" if absent: the host refuses anything else with a
+/// 400 before this runs).
+#[handler(closing, path = "/{name}/hello", content_type = "text/plain; charset=utf-8")]
+fn hello(#[param(chars(min = 1, max = 40), default = "world")] name: &str) -> String {{
+    format!("Hello, {{name}}!\n")
+}}
+
+/// `GET /{name}/updates?topic=news`: a Server-Sent Events stream of what is
+/// announced on the topic.
+#[handler(stream, path = "/{name}/updates")]
+fn updates(#[param(chars(min = 1, max = 32))] topic: &str) -> Result<(), HostError> {{
+    subscribe(topic)
+}}
+
+/// `POST /{name}/announce` with `topic` and `text`: every stream on the
+/// topic gets the text as an event.
+#[handler(closing, path = "/{name}/announce", methods(POST), content_type = "text/plain; charset=utf-8")]
+fn announce(
+    #[param(chars(min = 1, max = 32))] topic: &str,
+    #[param(chars(min = 1, max = 280))] text: &str,
+) -> Result<String, HostError> {{
+    publish(topic, text)?;
+    Ok("announced\n".into())
+}}
+
+#[cfg(test)]
+mod tests {{
+    use super::*;
+
+    #[test]
+    fn greets() {{
+        assert_eq!(hello("Ada"), "Hello, Ada!\n");
+    }}
+
+    #[test]
+    fn announces_on_the_topic() {{
+        announce("news", "it works").unwrap();
+        let asked = house_sdk::testing::take();
+        assert_eq!(asked.published.len(), 1);
+        assert_eq!((asked.published[0].channel.as_str(), asked.published[0].data.as_str()), ("news", "it works"));
+    }}
+}}
+"#
+    )
+}

@@ -1,0 +1,93 @@
+//! The guest author's commands, run as a user would: `house new` makes a
+//! crate outside the repository that tests, builds and serves; `house check`
+//! prints what a module would serve or exactly why it is refused; the
+//! command line's conventions (`--version`, "did you mean").
+
+use std::process::Command;
+
+use house_tests::fault::{WatHandler, module};
+use house_tests::{Server, TempDir, example_guest, house_bin};
+
+fn house(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(house_bin()).args(args).output().unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+fn cargo(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new(env!("CARGO")).args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "cargo {args:?}:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn house_new_makes_a_crate_that_tests_builds_checks_and_serves_anywhere() {
+    let outside = TempDir::new("house-new");
+    let dir = outside.path().join("greeter");
+    let (code, said, err) = house(&["new", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(said.contains("a guest serving /greeter/hello"), "{said}");
+    assert_eq!(house(&["new", dir.to_str().unwrap()]).0, 1, "never over an existing folder");
+    assert_eq!(
+        house(&["new", "Bad Name"]).2,
+        "house: house new Bad Name: a guest's name is lower-case letters, digits, - and _, starting with a letter\n"
+    );
+
+    cargo(&dir, &["test", "--quiet"]);
+    cargo(&dir, &["build", "--release", "--quiet", "--target", "wasm32-unknown-unknown"]);
+    let wasm = dir.join("target/wasm32-unknown-unknown/release/greeter.wasm");
+    let (code, said, err) = house(&["check", wasm.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(said.starts_with("greeter.wasm: ok, "), "{said}");
+    assert!(said.contains("  GET|POST /greeter/hello  (handler hello, closing, text/plain; charset=utf-8)\n    name (query): string, rules {\"chars\":{\"max\":40,\"min\":1}}, default \"world\"\n"), "{said}");
+    assert!(said.contains("  GET /greeter/updates  (handler updates, stream, text/event-stream)\n"), "{said}");
+
+    let guests = TempDir::new("house-new-guests");
+    std::fs::copy(&wasm, guests.path().join("greeter.wasm")).unwrap();
+    let s = Server::start_in(guests, &["--quiet"]);
+    let r = s.get("/greeter/hello?name=Ada");
+    assert_eq!((r.status, r.body.as_str()), (200, "Hello, Ada!\n"));
+    assert_eq!(s.get(&format!("/greeter/hello?name={}", "x".repeat(41))).status, 400);
+    let mut sub = house_tests::sse::Subscriber::open(s.connect(), "/greeter/updates?topic=news");
+    assert!(sub.next_data().is_some(), "the stream's first event");
+    assert_eq!(s.post_form("/greeter/announce", "topic=news&text=it+works").status, 200);
+    assert_eq!(sub.next_data().as_deref(), Some("it works"));
+}
+
+#[test]
+fn house_check_prints_routes_or_the_refusal() {
+    let chat = example_guest("chat");
+    let (code, said, _) = house(&["check", chat.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(said.contains("  GET /source  (handler source, stream, text/event-stream)\n    room (query): string, rules {\"chars\":{\"max\":16}}, required\n"), "{said}");
+
+    // A default that breaks its own rules: refused as the server would.
+    let dir = TempDir::new("house-check");
+    let bad = dir.path().join("bad.wasm");
+    let manifest = r#"{"name":"h","kind":"closing","params":[{"name":"n","type":"integer","rules":{"range":{"min":1,"max":5}},"default":"9"}]}"#;
+    std::fs::write(&bad, module(1, &[WatHandler { name: "h", manifest: manifest.into(), body: "(global.get $ok)" }]))
+        .unwrap();
+    let not_wasm = dir.path().join("notes.wasm");
+    std::fs::write(&not_wasm, "not a module").unwrap();
+    let (code, said, err) =
+        house(&["check", chat.to_str().unwrap(), bad.to_str().unwrap(), not_wasm.to_str().unwrap()]);
+    assert_eq!(code, 1, "one refused: exit 1");
+    assert!(said.starts_with("chat.wasm: ok"), "the others are still checked: {said}");
+    assert!(
+        err.contains("bad.wasm: refused: handler h: default breaks its own rules: n: 9 is above the maximum 5"),
+        "{err}"
+    );
+    assert!(err.contains("notes.wasm: refused: not a valid wasm module"), "{err}");
+    assert_eq!(house(&["check"]).2, "house: house check FILE.wasm...: which files?\n");
+}
+
+#[test]
+fn the_command_line_says_its_version_and_near_misses() {
+    let (code, said, _) = house(&["--version"]);
+    assert_eq!((code, said), (0, format!("house {}\n", env!("CARGO_PKG_VERSION"))));
+    assert_eq!(house(&["--theads", "2"]).2, "house: unknown flag --theads: did you mean --threads? (see --help)\n");
+    assert_eq!(house(&["--zzzz"]).2, "house: unknown flag --zzzz (see --help)\n");
+    let help = house(&["--help"]).1;
+    for section in ["house check [FLAGS] FILE.wasm...", "house new NAME", "EXIT STATUS:", "SIGNALS:", "ENVIRONMENT:"] {
+        assert!(help.contains(section), "--help has {section}");
+    }
+}
