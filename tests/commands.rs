@@ -4,6 +4,7 @@
 //! command line's conventions (`--version`, "did you mean").
 
 use std::process::Command;
+use std::time::Duration;
 
 use house_tests::fault::{WatHandler, module};
 use house_tests::{Server, TempDir, example_guest, house_bin};
@@ -20,7 +21,7 @@ fn cargo(dir: &std::path::Path, args: &[&str]) {
 }
 
 #[test]
-fn house_new_makes_a_crate_that_tests_builds_checks_and_serves_anywhere() {
+fn new_then_dev_then_check_outside_the_repository() {
     let outside = TempDir::new("house-new");
     let dir = outside.path().join("greeter");
     let (code, said, err) = house(&["new", dir.to_str().unwrap()]);
@@ -31,19 +32,11 @@ fn house_new_makes_a_crate_that_tests_builds_checks_and_serves_anywhere() {
         house(&["new", "Bad Name"]).2,
         "house: house new Bad Name: a guest's name is lower-case letters, digits, - and _, starting with a letter\n"
     );
-
     cargo(&dir, &["test", "--quiet"]);
-    cargo(&dir, &["build", "--release", "--quiet", "--target", "wasm32-unknown-unknown"]);
-    let wasm = dir.join("target/wasm32-unknown-unknown/release/greeter.wasm");
-    let (code, said, err) = house(&["check", wasm.to_str().unwrap()]);
-    assert_eq!(code, 0, "{err}");
-    assert!(said.starts_with("greeter.wasm: ok, "), "{said}");
-    assert!(said.contains("  GET|POST /greeter/hello  (handler hello, closing, text/plain; charset=utf-8)\n    name (query): string, rules {\"chars\":{\"max\":40,\"min\":1}}, default \"world\"\n"), "{said}");
-    assert!(said.contains("  GET /greeter/updates  (handler updates, stream, text/event-stream)\n"), "{said}");
 
-    let guests = TempDir::new("house-new-guests");
-    std::fs::copy(&wasm, guests.path().join("greeter.wasm")).unwrap();
-    let s = Server::start_in(guests, &["--quiet"]);
+    // `house dev` builds it, serves it, and rebuilds it on an edit.
+    let s = Server::start_dev(&[&dir], TempDir::new("house-dev-guests"), &["--quiet"]);
+    s.wait_for_log("house: loaded greeter.wasm", Duration::from_secs(120));
     let r = s.get("/greeter/hello?name=Ada");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello, Ada!\n"));
     assert_eq!(s.get(&format!("/greeter/hello?name={}", "x".repeat(41))).status, 400);
@@ -51,6 +44,36 @@ fn house_new_makes_a_crate_that_tests_builds_checks_and_serves_anywhere() {
     assert!(sub.next_data().is_some(), "the stream's first event");
     assert_eq!(s.post_form("/greeter/announce", "topic=news&text=it+works").status, 200);
     assert_eq!(sub.next_data().as_deref(), Some("it works"));
+
+    let source = dir.join("src/lib.rs");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::write(&source, text.replace("Hello, {name}!", "Howdy, {name}!")).unwrap();
+    s.wait_for_log("house: reloaded greeter.wasm", Duration::from_secs(120));
+    assert_eq!(s.get("/greeter/hello?name=Ada").body, "Howdy, Ada!\n");
+
+    // A broken edit: the compiler's message in the terminal, the last good
+    // version still serving.
+    std::fs::write(
+        &source,
+        text.replace("Hello, {name}!", "Howdy, {name}!").replace("subscribe(topic)", "subscribe(topik)"),
+    )
+    .unwrap();
+    s.wait_for_log("the build failed; the last good version keeps serving", Duration::from_secs(120));
+    s.wait_for_log("cannot find value `topik` in this scope", Duration::from_secs(5));
+    assert_eq!(s.get("/greeter/hello?name=Ada").body, "Howdy, Ada!\n");
+
+    let wasm = dir.join("target/wasm32-unknown-unknown/release/greeter.wasm");
+    let (code, said, err) = house(&["check", wasm.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(said.starts_with("greeter.wasm: ok, "), "{said}");
+    assert!(
+        said.contains(
+            "  GET|POST /greeter/hello  (handler hello, closing, text/plain; charset=utf-8)\n    name (query): string, \
+             rules {\"chars\":{\"max\":40,\"min\":1}}, default \"world\"\n"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("  GET /greeter/updates  (handler updates, stream, text/event-stream)\n"), "{said}");
 }
 
 #[test]

@@ -260,6 +260,8 @@ USAGE:
     house check [FLAGS] FILE.wasm...   load each module as the server would, offline: print its
                                        routes, inputs and rules, or why it is refused (exit 1)
     house new NAME                     make a guest crate NAME to start from (builds anywhere)
+    house dev [FLAGS] CRATE_DIR...     serve, and rebuild each guest crate when its sources change:
+                                       the new .wasm goes into --guests, build errors to stderr
 
 FLAGS:
     --bind ADDR                 address to listen on [127.0.0.1]
@@ -339,6 +341,8 @@ pub enum Command {
     Serve(Box<Config>),
     /// `house check [FLAGS] FILE.wasm...`: load each as the server would.
     Check(Box<Config>, Vec<PathBuf>),
+    /// `house dev [FLAGS] CRATE_DIR...`: serve, rebuilding the crates.
+    Dev(Box<Config>, Vec<PathBuf>),
     /// `house new NAME`: a guest crate to start from.
     New(PathBuf),
     Help,
@@ -367,6 +371,10 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
                     command = Some("check");
                     continue;
                 }
+                (None, Some("dev")) if at_start => {
+                    command = Some("dev");
+                    continue;
+                }
                 (None, Some("new")) if at_start => {
                     let name = parser.value().context("house new NAME: the crate's name or path")?;
                     if let Some(extra) = parser.next()? {
@@ -374,7 +382,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
                     }
                     return Ok(Command::New(name.into()));
                 }
-                (Some("check"), _) => {
+                (Some(_), _) => {
                     files.push(PathBuf::from(v));
                     continue;
                 }
@@ -470,8 +478,10 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
     cfg.engine = Engine::parse(&engine, engine_events, engine_bytes)?;
     cfg.cache_dir = if no_cache { None } else { cfg.cache_dir.or_else(default_cache_dir) };
     match command {
-        Some(_) if files.is_empty() => bail!("house check FILE.wasm...: which files?"),
-        Some(_) => Ok(Command::Check(Box::new(cfg), files)),
+        Some("check") if files.is_empty() => bail!("house check FILE.wasm...: which files?"),
+        Some("check") => Ok(Command::Check(Box::new(cfg), files)),
+        Some(_) if files.is_empty() => bail!("house dev CRATE_DIR...: which guest crates?"),
+        Some(_) => Ok(Command::Dev(Box::new(cfg), files)),
         None => Ok(Command::Serve(Box::new(cfg))),
     }
 }

@@ -55,6 +55,10 @@ fn run() -> anyhow::Result<()> {
             // The refusals are said; exit 1 without another line.
             std::process::exit(1);
         }
+        Command::Dev(cfg, crates) => {
+            house_host::commands::dev::start(&crates, &cfg.guests)?;
+            *cfg
+        }
         Command::Serve(cfg) => *cfg,
     };
     raise_fd_limit(&cfg);

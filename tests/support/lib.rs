@@ -124,9 +124,21 @@ impl Server {
     /// As [`Server::start_in`], running `starting(pid)` after the process
     /// is spawned and before waiting for it to listen.
     pub fn start_with(guests: TempDir, flags: &[&str], starting: impl FnOnce(u32)) -> Server {
+        Server::spawn(&[], guests, flags, starting)
+    }
+
+    /// `house dev` on `crates`, serving `guests`.
+    pub fn start_dev(crates: &[&Path], guests: TempDir, flags: &[&str]) -> Server {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["dev".as_ref()];
+        args.extend(crates.iter().map(|c| c.as_os_str()));
+        Server::spawn(&args, guests, flags, |_| {})
+    }
+
+    fn spawn(leading: &[&std::ffi::OsStr], guests: TempDir, flags: &[&str], starting: impl FnOnce(u32)) -> Server {
         let cache = TempDir::new("cache");
         let data = TempDir::new("data");
         let mut child = Command::new(house_bin())
+            .args(leading)
             .arg("--port")
             .arg("0")
             .arg("--guests")
