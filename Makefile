@@ -5,9 +5,15 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 GUEST_CRATES := chat hello todo typed
+# Guests in C, one folder each with one .c file (built against
+# guest-sdk/include/house.h with clang and lld; see docs/ABI.md).
+C_GUESTS := c-greet
+CLANG ?= clang
+C_GUEST_FLAGS := --target=wasm32-unknown-unknown -O2 -nostdlib -mbulk-memory -Wall -Wextra -Werror \
+	-Iguest-sdk/include -Wl,--no-entry -Wl,-z,stack-size=65536
 PORT ?= 4242
 
-.PHONY: all build host guests wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
+.PHONY: all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
 
 all: build
 
@@ -21,7 +27,18 @@ wasm-target:
 
 # Each .wasm is copied next to its final name and renamed into place, so a
 # running house (which watches guests/) never sees a half-written file.
-guests: wasm-target
+c-toolchain:
+	@command -v $(CLANG) >/dev/null && command -v wasm-ld >/dev/null || \
+		(apt-get update -q && apt-get install -y -q clang lld)
+
+c-guests: c-toolchain
+	@for g in $(C_GUESTS); do \
+		$(CLANG) $(C_GUEST_FLAGS) -o guests/.$$g.wasm.tmp guests/$$g/*.c && \
+		mv guests/.$$g.wasm.tmp guests/$$g.wasm && \
+		printf '  guests/%-12s %7d bytes\n' $$g.wasm $$(stat -c %s guests/$$g.wasm) || exit 1; \
+	done
+
+guests: wasm-target c-guests
 	cd guests && $(CARGO) build --release --target $(WASM_TARGET)
 	@for g in $(GUEST_CRATES); do \
 		cp guests/target/$(WASM_TARGET)/release/$$g.wasm guests/.$$g.wasm.tmp && \
