@@ -13,7 +13,7 @@ C_GUEST_FLAGS := --target=wasm32-unknown-unknown -O2 -nostdlib -mbulk-memory -Wa
 	-Iguest-sdk/include -Wl,--no-entry -Wl,-z,stack-size=65536
 PORT ?= 4242
 
-.PHONY: all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
+.PHONY: test-tools all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
 
 all: build
 
@@ -57,7 +57,15 @@ test-deps:
 	@command -v redis-server >/dev/null && (command -v nginx || test -x /usr/sbin/nginx) >/dev/null || \
 		(apt-get update -q && apt-get install -y -q redis-server nginx-light)
 
-unit-test: build test-deps
+# Test-only tools from PyPI, in a venv of their own: a real Prometheus
+# text-format parser for the metrics test.
+TEST_VENV := tests/.venv
+test-tools:
+	@test -x $(TEST_VENV)/bin/python && $(TEST_VENV)/bin/python -c 'import prometheus_client' 2>/dev/null || \
+		( (python3 -m venv $(TEST_VENV) 2>/dev/null || (apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv $(TEST_VENV))) && \
+		$(TEST_VENV)/bin/pip install -q prometheus-client==0.21.1 )
+
+unit-test: build test-deps test-tools
 	$(CARGO) test --release --workspace
 
 browser-deps:

@@ -128,7 +128,9 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
     // The same host with two loops is measured beside it (scenario 8).
     let house = servers::house(guests, cache, log, &["--threads", "1"])?;
     let house2 = servers::house(guests, cache, log, &["--threads", "2"])?;
-    let mut runs: [Vec<wrk::Load>; 6] = Default::default();
+    // The same one-loop host without per-request metrics (scenario 13).
+    let bare = servers::house(guests, cache, log, &["--threads", "1", "--no-metrics"])?;
+    let mut runs: [Vec<wrk::Load>; 7] = Default::default();
     for _ in 0..ROUNDS {
         runs[0].push(wrk::run(&floor, "/", secs)?);
         runs[1].push(wrk::run(&house, "/nope", secs)?);
@@ -136,9 +138,14 @@ fn http(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyhow:
         runs[3].push(wrk::run(&house, REJECT, secs)?);
         runs[4].push(wrk::run(&house2, "/nope", secs)?);
         runs[5].push(wrk::run(&house2, SEND, secs)?);
+        runs[6].push(wrk::run(&bare, "/nope", secs)?);
     }
-    drop((floor, house, house2));
-    let [base, not_found, guest, rejected, not_found2, guest2] = runs.map(|r| wrk::Load::median(&r));
+    drop((floor, house, house2, bare));
+    let [base, not_found, guest, rejected, not_found2, guest2, not_found_bare] = runs.map(|r| wrk::Load::median(&r));
+    let name = "13. metrics: 404 path, metrics on";
+    let off = "--no-metrics";
+    report.row(Row::higher(name, "requests/s", not_found.rps, not_found_bare.rps, off, None));
+    report.row(Row::lower(name, "server CPU µs/request", not_found.cpu_us, not_found_bare.cpu_us, off, Some(1.03)));
     let name = "8. two loops (--threads 2) against one";
     report.row(Row::higher(name, "404 path requests/s", not_found2.rps, not_found.rps, "--threads 1", None));
     report.row(Row::higher(name, "guest handler requests/s", guest2.rps, guest.rps, "--threads 1", None));

@@ -246,8 +246,14 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    on against `--history-events 0`, same wrk load.
 12. **Key-value data** — the hello guest's `/note?key=..` (one read) and
    `/visits` (an increment: a read, and a commit at the end of the call),
-   against its `/hello`, which touches no key-value data; embedded store,
-   same wrk load, alternating rounds. (The Redis store is not built yet.)
+   against its `/hello`, which touches no key-value data; on the embedded
+   store, then on Redis (`--engine redis://`, a real redis-server: each
+   operation is a round trip, during which the call is parked and the loop
+   serves others), same wrk load, alternating rounds. The CPU is house's
+   alone: Redis's own is not counted.
+13. **Metrics** — the 404 path of scenario 1 with per-request metrics (a
+   route-and-status count and a duration histogram per request) against
+   the same host with `--no-metrics`, in the same rounds.
 
 The load generator is wrk, from Debian's packages (`make bench` installs
 it): a well-known C epoll client, independent of our code, so it cannot

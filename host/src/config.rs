@@ -122,6 +122,8 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     pub debug: bool,
     pub access_log: bool,
+    /// Per-request metrics and `/_house/metrics` (off: `--no-metrics`).
+    pub metrics: bool,
     /// Event loops, each on its own thread with its own listener.
     pub threads: usize,
     /// Events one loop's inbox holds from the hub before it drops them.
@@ -152,6 +154,7 @@ impl Default for Config {
             cache_dir: None,
             debug: false,
             access_log: true,
+            metrics: true,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS),
             hub_queue: 64 * 1024,
             engine: Engine::Memory,
@@ -289,6 +292,7 @@ FLAGS:
     --no-cache                  compile every guest from scratch
     --debug                     trace every stage of every connection to stderr
     --quiet                     no access log (one line per request otherwise)
+    --no-metrics                no per-request metrics, no /_house/metrics
 
 LIMITS:
     --max-head-bytes N          request line + headers [16384]
@@ -423,6 +427,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("no-cache") => no_cache = true,
             Long("debug") => cfg.debug = true,
             Long("quiet") => cfg.access_log = false,
+            Long("no-metrics") => cfg.metrics = false,
             Long("max-head-bytes") => l.max_head = positive(&mut parser, &flag)?,
             Long("max-headers") => {
                 l.max_headers = positive(&mut parser, &flag)?;

@@ -36,6 +36,28 @@ pub enum Outcome {
     },
     /// The loop's own counters, which only the loop can fill in.
     Stats,
+    /// The metrics, which the loop renders with its gauges.
+    Metrics,
+}
+
+/// What answered a request, for the metrics: a guest handler (its path
+/// pattern), one of the host's routes, or nothing.
+#[derive(Clone, Default)]
+pub enum Route {
+    Guest(Arc<Handler>),
+    Host(&'static str),
+    #[default]
+    Unmatched,
+}
+
+impl Route {
+    pub fn label(&self) -> &str {
+        match self {
+            Route::Guest(h) => &h.spec.path,
+            Route::Host(path) => path,
+            Route::Unmatched => "unmatched",
+        }
+    }
 }
 
 /// The result of a dispatch, and the events it published (applied by the
@@ -43,6 +65,7 @@ pub enum Outcome {
 pub struct Dispatched {
     pub outcome: Result<Outcome, HttpError>,
     pub publishes: Vec<Publication>,
+    pub route: Route,
 }
 
 pub struct Dispatcher {
@@ -52,6 +75,8 @@ pub struct Dispatcher {
     pub runtime: Arc<guests::Runtime>,
     /// `--sse-buffer-bytes`, which a stream's first event must fit.
     pub sse_buffer: usize,
+    /// `/_house/metrics` is served (not `--no-metrics`).
+    pub metrics: bool,
 }
 
 /// Where a dispatch stands once the request has been looked at.
@@ -65,19 +90,21 @@ pub enum Begun {
 impl Dispatcher {
     /// Routes and validates `req`; a guest request becomes a call to run.
     pub fn begin(&self, req: &Request) -> Begun {
-        match self.route(req) {
-            Ok(Routed::Outcome(outcome)) => Begun::Done(Dispatched { outcome: Ok(outcome), publishes: Vec::new() }),
+        let mut route = Route::Unmatched;
+        let done = |outcome, route| Begun::Done(Dispatched { outcome, publishes: Vec::new(), route });
+        match self.route(req, &mut route) {
+            Ok(Routed::Outcome(outcome)) => done(Ok(outcome), route),
             Ok(Routed::Call(handler, args)) => match self.runtime.call_async(handler.clone(), args) {
                 Ok(call) => Begun::Call { handler, call },
-                Err(failure) => {
-                    Begun::Done(Dispatched { outcome: Err(refusal(&handler, failure)), publishes: Vec::new() })
-                }
+                Err(failure) => done(Err(refusal(&handler, failure)), route),
             },
-            Err(err) => Begun::Done(Dispatched { outcome: Err(err), publishes: Vec::new() }),
+            Err(err) => done(Err(err), route),
         }
     }
 
-    fn route(&self, req: &Request) -> Result<Routed, HttpError> {
+    /// Routes and validates; `label` says what answered, from the moment
+    /// that is known (a 400 of a guest route is that route's).
+    fn route(&self, req: &Request, label: &mut Route) -> Result<Routed, HttpError> {
         let head = &req.head;
         let routes = self.routes.load();
         let (route, captures) = match routes.router.lookup(&head.path, &head.method) {
@@ -89,7 +116,17 @@ impl Dispatcher {
                 return Err(HttpError::method_not_allowed(&head.method, &head.path, allowed.allow_header()));
             }
         };
+        *label = match &route.target {
+            Target::Guest(handler) => Route::Guest(handler.clone()),
+            Target::GuestsIndex => Route::Host("/_house/guests"),
+            Target::Stats => Route::Host("/_house/stats"),
+            Target::Metrics => Route::Host("/_house/metrics"),
+        };
         let handler = match &route.target {
+            Target::Metrics if !self.metrics => {
+                return Err(HttpError::new(ErrorKind::NotFound, "metrics are off (--no-metrics)"));
+            }
+            Target::Metrics => return Ok(Routed::Outcome(Outcome::Metrics)),
             Target::GuestsIndex => {
                 return Ok(Routed::Outcome(Outcome::Reply {
                     status: 200,
@@ -151,10 +188,10 @@ impl Dispatcher {
     }
 
     /// Turns what a guest call returned into what to send and publish.
-    pub fn finish(&self, handler: &Handler, result: Result<CallOutput, Failure>, log: &mut Log) -> Dispatched {
+    pub fn finish(&self, handler: &Arc<Handler>, result: Result<CallOutput, Failure>, log: &mut Log) -> Dispatched {
         let mut publishes = Vec::new();
         let outcome = self.outcome(handler, result, log, &mut publishes);
-        Dispatched { outcome, publishes }
+        Dispatched { outcome, publishes, route: Route::Guest(handler.clone()) }
     }
 
     fn outcome(

@@ -87,6 +87,8 @@ pub struct Server {
     pub(crate) finished: Vec<Finished>,
     /// Guest time spent this turn on calls' first slices (see `respond`).
     pub(crate) guest_time: Duration,
+    /// This loop's request figures (None: `--no-metrics`).
+    pub(crate) metrics: Option<Arc<crate::metrics::LoopMetrics>>,
     pub(crate) next_conn_id: u64,
     /// Spreads the retry hints of streams ended by shutdown.
     pub(crate) jitter: crate::streams::Jitter,
@@ -151,6 +153,7 @@ impl Server {
         let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
         let calls = Calls::new(shared.hub.waker(lp));
+        let metrics = cfg.metrics.then(crate::metrics::LoopMetrics::register);
         Ok(Server {
             lp,
             poll,
@@ -176,6 +179,7 @@ impl Server {
             calls,
             finished: Vec::new(),
             guest_time: Duration::ZERO,
+            metrics,
             next_conn_id: 0,
             jitter: crate::streams::Jitter::new(
                 SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)

@@ -17,6 +17,7 @@ pub mod guests;
 pub mod http;
 pub mod hub;
 pub mod log;
+pub mod metrics;
 pub mod router;
 pub mod serve;
 pub mod sse;

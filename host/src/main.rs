@@ -102,8 +102,12 @@ fn run() -> anyhow::Result<()> {
     let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
-        let dispatcher =
-            Dispatcher { routes: routes.clone(), runtime: runtime.clone(), sse_buffer: cfg.limits.sse_buffer };
+        let dispatcher = Dispatcher {
+            routes: routes.clone(),
+            runtime: runtime.clone(),
+            sse_buffer: cfg.limits.sse_buffer,
+            metrics: cfg.metrics,
+        };
         servers.push(event_loop::Server::new(
             cfg.clone(),
             lp,

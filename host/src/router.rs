@@ -62,6 +62,8 @@ pub enum Target {
     GuestsIndex,
     /// `GET /_house/stats`: connections, channels, subscribers.
     Stats,
+    /// `GET /_house/metrics`: the Prometheus exposition.
+    Metrics,
 }
 
 #[derive(Clone)]
@@ -155,6 +157,7 @@ impl Router {
         let mut r = Router::default();
         r.insert("/_house/guests".into(), Route { methods: Methods::GET, target: Target::GuestsIndex });
         r.insert("/_house/stats".into(), Route { methods: Methods::GET, target: Target::Stats });
+        r.insert("/_house/metrics".into(), Route { methods: Methods::GET, target: Target::Metrics });
         r
     }
 

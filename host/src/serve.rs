@@ -79,7 +79,7 @@ impl Server {
                 }
                 Err(err) => {
                     trace!(self.log, "#{key}: framing error: {}", err.reason);
-                    self.log.access("-", "-", err.status(), Duration::ZERO);
+                    self.account("-", "-", "unparsed", err.status(), Duration::ZERO);
                     self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
                     return true;
                 }
@@ -155,7 +155,14 @@ impl Server {
                         Ok(_) => 200,
                         Err(e) => e.status(),
                     };
-                    self.log.access(&call.head.method, &call.head.path, status, call.started.elapsed());
+                    self.account(
+                        &call.head.method,
+                        &call.head.path,
+                        dispatched.route.label(),
+                        status,
+                        call.started.elapsed(),
+                    );
+                    crate::metrics::METRICS.published(dispatched.publishes.len() as u64);
                     for publication in dispatched.publishes {
                         self.publish(&publication.channel, &publication.frame);
                     }
@@ -173,7 +180,8 @@ impl Server {
             keep_alive: head.keep_alive && self.shutdown.is_none(),
             head_only: head.method == "HEAD",
         };
-        let status = match dispatched.outcome {
+        let Dispatched { outcome, publishes, route } = dispatched;
+        let status = match outcome {
             Ok(Outcome::Reply { status, content_type, headers, body }) => {
                 let resp = response::Response { status, content_type: &content_type, headers: &headers, body: &body };
                 self.out.clear();
@@ -203,16 +211,11 @@ impl Server {
                     kv.map_or("none", Kv::kind),
                     kv.is_some_and(Kv::up),
                 );
-                let resp = response::Response {
-                    status: 200,
-                    content_type: "application/json",
-                    headers: &[],
-                    body: body.as_bytes(),
-                };
-                self.out.clear();
-                response::write(&mut self.out, &resp, framing, &self.date);
-                self.send(key, !framing.keep_alive);
-                200
+                self.reply(key, framing, "application/json", body.as_bytes())
+            }
+            Ok(Outcome::Metrics) => {
+                let body = crate::metrics::render(&self.gauges());
+                self.reply(key, framing, "text/plain; version=0.0.4; charset=utf-8", body.as_bytes())
             }
             Ok(Outcome::Stream { first, channels, backlog }) => {
                 self.out.clear();
@@ -238,9 +241,47 @@ impl Server {
             }
         };
         // From the request's first byte to its response queued.
-        self.log.access(&head.method, &head.path, status, started.elapsed());
-        for publication in dispatched.publishes {
+        self.account(&head.method, &head.path, route.label(), status, started.elapsed());
+        crate::metrics::METRICS.published(publishes.len() as u64);
+        for publication in publishes {
             self.publish(&publication.channel, &publication.frame);
+        }
+    }
+
+    /// Queues a 200 of the host's own; its status.
+    fn reply(&mut self, key: usize, framing: Framing, content_type: &str, body: &[u8]) -> u16 {
+        let resp = response::Response { status: 200, content_type, headers: &[], body };
+        self.out.clear();
+        response::write(&mut self.out, &resp, framing, &self.date);
+        self.send(key, !framing.keep_alive);
+        200
+    }
+
+    /// One answered request: the access log and the metrics.
+    pub(crate) fn account(&mut self, method: &str, path: &str, route: &str, status: u16, took: Duration) {
+        self.log.access(method, path, status, took);
+        if let Some(m) = &self.metrics {
+            m.request(route, status, took);
+        }
+    }
+
+    /// The figures a metrics scrape reads now.
+    fn gauges(&self) -> crate::metrics::Gauges {
+        let hub = self.shared.hub.stats();
+        let engine = self.shared.engine.stats();
+        crate::metrics::Gauges {
+            connections: self.shared.connections.load(Ordering::Relaxed) as u64,
+            subscriptions: hub.subscriptions as u64,
+            channels: hub.channels as u64,
+            calls_in_flight: self.dispatcher.runtime.calls_in_flight() as u64,
+            hub_dropped: hub.dropped,
+            history_events: hub.history.events as u64,
+            history_bytes: hub.history.bytes as u64,
+            engine: engine.kind,
+            engine_up: engine.up,
+            engine_unsent: engine.unsent,
+            engine_refused: engine.refused,
+            kv_up: self.dispatcher.runtime.kv().is_some_and(Kv::up),
         }
     }
 

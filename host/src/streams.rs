@@ -167,6 +167,9 @@ impl Server {
         let joined: Option<Vec<u8>> =
             (run.len() > 1).then(|| run.iter().flat_map(|(_, f)| f.iter().copied()).collect());
         let first = run.first().and_then(|(id, _)| *id);
+        if let Some(m) = &self.metrics {
+            m.delivered((run.len() * subscribers.len()) as u64);
+        }
         for key in subscribers {
             let Some(conn) = self.conns.get_mut(key) else { continue };
             // A run that starts past what the replay had skips nothing.
@@ -201,6 +204,9 @@ impl Server {
             if opening.held_bytes + frame.len() > cap {
                 let peer = conn.peer;
                 self.log.line(format_args!("house: dropped subscriber {peer}: over the cap before it started"));
+                if let Some(m) = &self.metrics {
+                    m.dropped_subscriber();
+                }
                 return self.close(key, None);
             }
             opening.held_bytes += frame.len();
@@ -229,6 +235,9 @@ impl Server {
         if conn.pending() + bytes.len() > cap {
             let (peer, pending) = (conn.peer, conn.pending());
             self.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
+            if let Some(m) = &self.metrics {
+                m.dropped_subscriber();
+            }
             return self.close(key, None);
         }
         match conn.queue(bytes, now) {

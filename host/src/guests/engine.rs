@@ -17,6 +17,7 @@ use super::Handler;
 use super::abi::{self, CallCtx, Publication};
 use crate::config::GuestLimits;
 use crate::engine::kv::{Kv, Pending};
+use crate::metrics::{CallResult, METRICS};
 
 /// How often the epoch advances: the granularity of guest deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -44,17 +45,19 @@ pub struct CallError {
     pub logs: Vec<String>,
     /// It overran its CPU deadline or a budget: a strike (see `health`).
     pub strike: bool,
+    /// How it failed, for the metrics.
+    pub kind: CallResult,
 }
 
 impl From<&str> for CallError {
     fn from(reason: &str) -> CallError {
-        CallError { reason: reason.into(), logs: Vec::new(), strike: false }
+        CallError { reason: reason.into(), logs: Vec::new(), strike: false, kind: CallResult::Failed }
     }
 }
 
 impl From<String> for CallError {
     fn from(reason: String) -> CallError {
-        CallError { reason, logs: Vec::new(), strike: false }
+        CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Failed }
     }
 }
 
@@ -215,6 +218,7 @@ impl Runtime {
     /// `Busy` if `--guest-calls` calls are in flight already.
     pub fn call_async(self: &Arc<Self>, handler: Arc<Handler>, args: Vec<u8>) -> Result<CallFuture, Failure> {
         if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
+            METRICS.call(CallResult::Suspended, None);
             return Err(Failure::Suspended(left));
         }
         let runtime = self.clone();
@@ -222,14 +226,25 @@ impl Runtime {
             // The place is taken when the call starts (its first poll), not
             // when it is made: a call still waiting for its first slice holds
             // no instance, so a burst of requests is not refused for that.
-            let Some(slot) = Slot::take(&runtime) else { return Err(Failure::Busy(runtime.limits.calls)) };
+            let Some(slot) = Slot::take(&runtime) else {
+                METRICS.call(CallResult::Busy, None);
+                return Err(Failure::Busy(runtime.limits.calls));
+            };
             let runtime = &slot.0;
+            let started = std::time::Instant::now();
             let mut result = runtime.call_fresh(&handler, &args).await;
+            let ended = match &result {
+                Ok(out) if out.status >= 500 => CallResult::ServerError,
+                Ok(_) => CallResult::Ok,
+                Err(e) => e.kind,
+            };
+            METRICS.call(ended, Some(started.elapsed()));
             if let Err(e) = &mut result
                 && e.strike
             {
                 let l = &runtime.limits;
                 if handler.health.strike(std::time::Instant::now(), l.strikes, l.strike_window, l.quarantine) {
+                    METRICS.quarantined();
                     e.reason = format!(
                         "{}; {} strikes within {} s: suspended for {} s",
                         e.reason,
@@ -267,6 +282,7 @@ impl Runtime {
         });
         let describe = |e: wasmtime::Error| self.failure(e);
         let instance = module.pre.instantiate_async(&mut store).await.map_err(describe)?;
+        METRICS.instantiated();
         let memory = instance
             .get_module_export(&mut store, &module.memory)
             .and_then(wasmtime::Extern::into_memory)
@@ -306,7 +322,7 @@ impl Runtime {
         let budget = self.limits.budgets.response_bytes;
         if len as usize > budget {
             let reason = format!("returned a response block of {len} bytes, over {budget} (--guest-response-bytes)");
-            return Err(CallError { reason, logs: Vec::new(), strike: true });
+            return Err(CallError { reason, logs: Vec::new(), strike: true, kind: CallResult::Budget });
         }
         let block = abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
         let resp = abi::decode_response(block).map_err(|e| format!("bad response: {e}"))?;
@@ -358,11 +374,16 @@ impl Runtime {
     fn failure(&self, e: wasmtime::Error) -> CallError {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             let reason = format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
-            return CallError { reason, logs: Vec::new(), strike: true };
+            return CallError { reason, logs: Vec::new(), strike: true, kind: CallResult::Deadline };
         }
         if let Some(over) = e.downcast_ref::<abi::OverBudget>() {
-            return CallError { reason: over.0.clone(), logs: Vec::new(), strike: true };
+            return CallError { reason: over.0.clone(), logs: Vec::new(), strike: true, kind: CallResult::Budget };
         }
-        CallError { reason: format!("{e:#}").replace('\n', " "), logs: Vec::new(), strike: false }
+        CallError {
+            reason: format!("{e:#}").replace('\n', " "),
+            logs: Vec::new(),
+            strike: false,
+            kind: CallResult::Trap,
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! wins, as the later definition wins in the article, and a warning names
 //! both files and the path.
 
+use crate::metrics::{LoadResult, METRICS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -141,6 +142,7 @@ impl Registry {
         match result {
             Ok(module) => {
                 let verb = if entry.module.is_some() { "reloaded" } else { "loaded" };
+                METRICS.load(if entry.module.is_some() { LoadResult::Reloaded } else { LoadResult::Loaded });
                 let paths: Vec<&str> = module.handlers.iter().map(|(h, _)| h.path.as_str()).collect();
                 let how = match module.source {
                     super::cache::Source::Cached => ", from cache",
@@ -172,6 +174,7 @@ impl Registry {
             Err(reason) => {
                 let keeps = if entry.module.is_some() { "; the earlier version keeps serving" } else { "" };
                 self.news.push(format!("house: refused {name}: {reason}{keeps}"));
+                METRICS.load(LoadResult::Refused);
                 entry.error = Some(reason);
                 true
             }
@@ -194,6 +197,7 @@ impl Registry {
             Some(entry) => {
                 if entry.module.is_some() {
                     self.news.push(format!("house: unloaded {name}"));
+                    METRICS.load(LoadResult::Unloaded);
                 }
                 entry.module.is_some()
             }
