@@ -28,7 +28,19 @@ fn unknown_path_is_404_with_a_reason() {
     assert_eq!(r.status, 404);
     assert_eq!(r.body, "no handler for /nowhere\n");
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
-    s.wait_for_log("GET /nowhere 404", Duration::from_secs(5));
+    let line = s.wait_for_log("GET /nowhere 404", Duration::from_secs(5));
+    assert!(line.ends_with("ms (no handler for /nowhere)"), "the reason, in the access log: {line}");
+}
+
+#[test]
+fn the_access_log_says_why_a_request_was_refused() {
+    let s = Server::start(&["hello"], &[]);
+    assert_eq!(s.get("/hello?name=").status, 400);
+    let line = s.wait_for_log("GET /hello 400", Duration::from_secs(5));
+    assert!(line.ends_with("ms (name: length 0 is below the minimum 1)"), "{line}");
+    assert_eq!(s.get("/hello?name=Ada").status, 200);
+    let line = s.wait_for_log("GET /hello 200", Duration::from_secs(5));
+    assert!(line.ends_with("ms"), "a 200 has no reason: {line}");
 }
 
 #[test]
@@ -477,7 +489,8 @@ fn access_log_latency_counts_from_the_first_byte() {
     c.write_all(b"a=1").unwrap();
     assert_eq!(read_response(&mut BufReader::new(c), false).unwrap().status, 500);
     let line = s.wait_for_log("POST /spin 500 ", Duration::from_secs(5));
-    let ms: f64 = line.rsplit(' ').next().unwrap().trim_end_matches("ms").parse().unwrap();
+    // `POST /spin 500 351.234ms (handler spin failed)`: the field after the status.
+    let ms: f64 = line.split("500 ").nth(1).unwrap().split("ms").next().unwrap().parse().unwrap();
     assert!(ms >= 345.0, "the body's wait (300 ms) and the call (50 ms) are both in it: {line}");
 }
 

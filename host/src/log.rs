@@ -99,9 +99,10 @@ impl Log {
         }
     }
 
-    /// `METHOD PATH STATUS 0.123ms`. Appended piece by piece: it runs once
-    /// per request.
-    pub fn access(&mut self, method: &str, path: &str, status: u16, took: Duration) {
+    /// `METHOD PATH STATUS 0.123ms`, and for a refusal of the host's own
+    /// ` (reason)`, the short text the client got. Appended piece by piece:
+    /// it runs once per request.
+    pub fn access(&mut self, method: &str, path: &str, status: u16, took: Duration, reason: Option<&str>) {
         if !self.access {
             return;
         }
@@ -123,7 +124,14 @@ impl Log {
             b'0' + (frac / 10 % 10) as u8,
             b'0' + (frac % 10) as u8,
         ]);
-        b.extend_from_slice(b"ms\n");
+        b.extend_from_slice(b"ms");
+        if let Some(reason) = reason {
+            b.extend_from_slice(b" (");
+            // One line whatever the reason holds.
+            b.extend(reason.bytes().map(|c| if c == b'\n' || c == b'\r' { b' ' } else { c }));
+            b.push(b')');
+        }
+        b.push(b'\n');
         if b.len() > 60 * 1024 {
             self.flush();
         }

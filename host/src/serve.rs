@@ -79,7 +79,7 @@ impl Server {
                 }
                 Err(err) => {
                     trace!(self.log, "#{key}: framing error: {}", err.reason);
-                    self.account("-", "-", "unparsed", err.status(), Duration::ZERO);
+                    self.account(("-", "-"), "unparsed", err.status(), Duration::ZERO, Some(&err.reason));
                     self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
                     return true;
                 }
@@ -155,13 +155,9 @@ impl Server {
                         Ok(_) => 200,
                         Err(e) => e.status(),
                     };
-                    self.account(
-                        &call.head.method,
-                        &call.head.path,
-                        dispatched.route.label(),
-                        status,
-                        call.started.elapsed(),
-                    );
+                    let reason = dispatched.outcome.as_ref().err().map(|e| &*e.reason);
+                    let took = call.started.elapsed();
+                    self.account((&call.head.method, &call.head.path), dispatched.route.label(), status, took, reason);
                     crate::metrics::METRICS.published(dispatched.publishes.len() as u64);
                     for publication in dispatched.publishes {
                         self.publish(&publication.channel, &publication.frame);
@@ -181,6 +177,7 @@ impl Server {
             head_only: head.method == "HEAD",
         };
         let Dispatched { outcome, publishes, route } = dispatched;
+        let mut refused = None;
         let status = match outcome {
             Ok(Outcome::Reply { status, content_type, headers, body }) => {
                 let resp = response::Response { status, content_type: &content_type, headers: &headers, body: &body };
@@ -237,11 +234,13 @@ impl Server {
             Err(err) => {
                 let status = err.status();
                 self.send_error(key, &err, framing);
+                refused = Some(err);
                 status
             }
         };
         // From the request's first byte to its response queued.
-        self.account(&head.method, &head.path, route.label(), status, started.elapsed());
+        let reason = refused.as_ref().map(|e| &*e.reason);
+        self.account((&head.method, &head.path), route.label(), status, started.elapsed(), reason);
         crate::metrics::METRICS.published(publishes.len() as u64);
         for publication in publishes {
             self.publish(&publication.channel, &publication.frame);
@@ -258,8 +257,15 @@ impl Server {
     }
 
     /// One answered request: the access log and the metrics.
-    pub(crate) fn account(&mut self, method: &str, path: &str, route: &str, status: u16, took: Duration) {
-        self.log.access(method, path, status, took);
+    pub(crate) fn account(
+        &mut self,
+        (method, path): (&str, &str),
+        route: &str,
+        status: u16,
+        took: Duration,
+        reason: Option<&str>,
+    ) {
+        self.log.access(method, path, status, took, reason);
         if let Some(m) = &self.metrics {
             m.request(route, status, took);
         }

@@ -79,7 +79,7 @@ impl Server {
         for key in timed_out {
             let err =
                 HttpError::new(ErrorKind::Timeout, format!("request not complete within {} ms", timeout.as_millis()));
-            self.account("-", "-", "unparsed", 408, timeout);
+            self.account(("-", "-"), "unparsed", 408, timeout, Some("the request took too long to arrive"));
             self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
             self.settle(key, now);
         }
