@@ -88,6 +88,13 @@ test("a visitor's to-do list is one list on both hosts behind nginx", async () =
   await page.getByRole("checkbox", { name: "on one host" }).check();
   await tab.locator("#list li.done .title", { hasText: "on one host" }).waitFor({ timeout: 5000 });
   await visitor.close();
+  // The next test finds a page's host by its one subscription: wait for
+  // the hosts to see these streams gone (nginx closes them upstream).
+  const deadline = Date.now() + 10000;
+  while ((await subscriptions()).some((n) => n > 0)) {
+    assert.ok(Date.now() < deadline, `streams still open: ${await subscriptions()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 });
 
 test("a page whose host restarts is shown what was said while it was away", async () => {
