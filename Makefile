@@ -58,12 +58,13 @@ test-deps:
 		(apt-get update -q && apt-get install -y -q redis-server nginx-light)
 
 # Test-only tools from PyPI, in a venv of their own: a real Prometheus
-# text-format parser for the metrics test.
+# text-format parser for the metrics test, an OpenAPI validator for the
+# OpenAPI test.
 TEST_VENV := tests/.venv
 test-tools:
-	@test -x $(TEST_VENV)/bin/python && $(TEST_VENV)/bin/python -c 'import prometheus_client' 2>/dev/null || \
+	@test -x $(TEST_VENV)/bin/python && $(TEST_VENV)/bin/python -c 'import prometheus_client, openapi_spec_validator' 2>/dev/null || \
 		( (python3 -m venv $(TEST_VENV) 2>/dev/null || (apt-get update -q && apt-get install -y -q python3-venv && python3 -m venv $(TEST_VENV))) && \
-		$(TEST_VENV)/bin/pip install -q prometheus-client==0.21.1 )
+		$(TEST_VENV)/bin/pip install -q prometheus-client==0.21.1 openapi-spec-validator==0.7.1 )
 
 unit-test: build test-deps test-tools
 	$(CARGO) test --release --workspace

@@ -27,7 +27,7 @@ pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
     let mut registry = Registry::new(guests.to_owned(), loading);
     registry.load_all(&runtime);
-    let (router, _) = registry.routes();
+    let router = registry.routes().router;
     let Lookup::Found(route, _) = router.lookup("/send-message", "GET") else { bail!("chat.wasm is not loaded") };
     let Target::Guest(handler) = &route.target else { bail!("/send-message is not a guest") };
     let mut params = validate::Inputs::default();

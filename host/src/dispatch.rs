@@ -121,20 +121,15 @@ impl Dispatcher {
             Target::GuestsIndex => Route::Host("/_house/guests"),
             Target::Stats => Route::Host("/_house/stats"),
             Target::Metrics => Route::Host("/_house/metrics"),
+            Target::OpenApi => Route::Host("/_house/openapi.json"),
         };
         let handler = match &route.target {
             Target::Metrics if !self.metrics => {
                 return Err(HttpError::new(ErrorKind::NotFound, "metrics are off (--no-metrics)"));
             }
             Target::Metrics => return Ok(Routed::Outcome(Outcome::Metrics)),
-            Target::GuestsIndex => {
-                return Ok(Routed::Outcome(Outcome::Reply {
-                    status: 200,
-                    content_type: "application/json".into(),
-                    headers: Vec::new(),
-                    body: routes.index.as_bytes().to_vec(),
-                }));
-            }
+            Target::OpenApi => return Ok(json_reply(&routes.openapi)),
+            Target::GuestsIndex => return Ok(json_reply(&routes.index)),
             Target::Stats => return Ok(Routed::Outcome(Outcome::Stats)),
             Target::Guest(handler) => handler,
         };
@@ -233,6 +228,16 @@ impl Dispatcher {
         }
         Ok(outcome)
     }
+}
+
+/// A 200 of JSON the route table holds ready.
+fn json_reply(json: &str) -> Routed {
+    Routed::Outcome(Outcome::Reply {
+        status: 200,
+        content_type: "application/json".into(),
+        headers: Vec::new(),
+        body: json.as_bytes().to_vec(),
+    })
 }
 
 /// The header fields of a raw head (lines `Name: value`, already checked

@@ -21,7 +21,6 @@ use house_host::guests::loader::Loading;
 use house_host::guests::{self, registry::Registry};
 use house_host::hub::Hub;
 use house_host::log::Log;
-use house_host::router::Routes;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).take(3).collect();
@@ -91,8 +90,7 @@ fn run() -> anyhow::Result<()> {
         .inspect_err(|e| eprintln!("house: warning: not watching the guests folder, no hot reload: {e:#}"))
         .ok();
     registry.load_all(&runtime);
-    let (router, index) = registry.routes();
-    let routes = Arc::new(ArcSwap::from_pointee(Routes { router, index }));
+    let routes = Arc::new(ArcSwap::from_pointee(registry.routes()));
     registry.announce();
 
     let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;

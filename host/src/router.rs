@@ -64,6 +64,8 @@ pub enum Target {
     Stats,
     /// `GET /_house/metrics`: the Prometheus exposition.
     Metrics,
+    /// `GET /_house/openapi.json`: the served handlers, as OpenAPI 3.1.
+    OpenApi,
 }
 
 #[derive(Clone)]
@@ -158,6 +160,7 @@ impl Router {
         r.insert("/_house/guests".into(), Route { methods: Methods::GET, target: Target::GuestsIndex });
         r.insert("/_house/stats".into(), Route { methods: Methods::GET, target: Target::Stats });
         r.insert("/_house/metrics".into(), Route { methods: Methods::GET, target: Target::Metrics });
+        r.insert("/_house/openapi.json".into(), Route { methods: Methods::GET, target: Target::OpenApi });
         r
     }
 
@@ -233,10 +236,12 @@ impl Router {
 }
 
 /// What the watcher swaps in on a reload, and every loop reads per request:
-/// the route table and the JSON of `/_house/guests`.
+/// the route table, the JSON of `/_house/guests` and of
+/// `/_house/openapi.json`.
 pub struct Routes {
     pub router: Router,
     pub index: Arc<str>,
+    pub openapi: Arc<str>,
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod health;
 pub mod loader;
 pub mod manifest;
+pub mod openapi;
 pub mod registry;
 pub mod validate;
 pub mod watch;

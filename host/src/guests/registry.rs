@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::Handler;
 use super::engine::Runtime;
 use super::loader::{self, LoadedModule, Loading};
-use crate::router::{Route, Router, Target};
+use crate::router::{Route, Router, Routes, Target};
 
 #[derive(Default)]
 struct Entry {
@@ -205,8 +205,9 @@ impl Registry {
         }
     }
 
-    /// The route table for what is loaded now, and its JSON description.
-    pub fn routes(&mut self) -> (Router, Arc<str>) {
+    /// The route table for what is loaded now, its JSON description and
+    /// its OpenAPI document.
+    pub fn routes(&mut self) -> Routes {
         let mut router = Router::with_builtins();
         let mut owner: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut warnings = BTreeSet::new();
@@ -239,7 +240,15 @@ impl Registry {
         // A conflict is warned about when it appears, not at every rebuild.
         self.warned = warnings;
         let index = self.describe(&owner);
-        (router, index.to_string().into())
+        let serving = self.entries.iter().flat_map(|(file, entry)| {
+            let owner = &owner;
+            entry.handlers.iter().filter_map(move |h| {
+                let mine = owner.get(&crate::router::shape(&h.spec.path)).is_some_and(|(f, _)| f == file);
+                mine.then_some((file.as_str(), &h.spec))
+            })
+        });
+        let openapi = super::openapi::document(serving);
+        Routes { router, index: index.to_string().into(), openapi: openapi.to_string().into() }
     }
 
     fn describe(&self, owner: &BTreeMap<String, (String, String)>) -> Value {

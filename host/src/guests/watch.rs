@@ -175,9 +175,8 @@ fn watch(
             }
         }
         if changed {
-            let (router, index) = registry.routes();
             // Every loop sees the new table from its next request on.
-            routes.store(Arc::new(Routes { router, index }));
+            routes.store(Arc::new(registry.routes()));
         }
         registry.announce();
     }

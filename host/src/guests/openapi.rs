@@ -1,0 +1,233 @@
+//! `GET /_house/openapi.json`: an OpenAPI 3.1 document made from the
+//! manifests of the handlers serving now. Every input a handler declares
+//! is there, where it comes from (query, form, header, cookie, path, JSON
+//! body) with a JSON Schema of its type and rules, and so are the answers
+//! the host itself gives (400, 413, 415, 500, 503) with their reasons.
+//! Rebuilt with the route table on every reload.
+
+use serde_json::{Map, Value, json};
+
+use super::manifest::{HandlerSpec, Kind, ParamSpec, Source, Ty};
+
+/// The document for `handlers`: (module file, spec) of each serving one.
+pub fn document<'a>(handlers: impl Iterator<Item = (&'a str, &'a HandlerSpec)>) -> Value {
+    let mut paths = Map::new();
+    for (file, h) in handlers {
+        let item = paths.entry(h.path.clone()).or_insert_with(|| json!({})).as_object_mut().expect("an object");
+        for method in h.methods.names() {
+            let method = method.to_ascii_lowercase();
+            // HEAD is GET without the body: OpenAPI describes it with GET.
+            if method == "head" {
+                continue;
+            }
+            item.insert(method.clone(), operation(file, h, &method));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "house",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The handlers this house serves now, from their modules' manifests. \
+                            Every input is validated by the host before the handler runs.",
+        },
+        "paths": paths,
+    })
+}
+
+fn operation(file: &str, h: &HandlerSpec, method: &str) -> Value {
+    let with_body = matches!(method, "post" | "put" | "patch" | "delete");
+    let mut parameters = Vec::new();
+    let mut form = Map::new();
+    let mut form_required = Vec::new();
+    let mut body = None;
+    for p in &h.params {
+        let schema = schema(p);
+        match p.source {
+            Source::Body => body = Some((schema, p.default.is_none())),
+            Source::Query => {
+                parameters.push(parameter(p, "query", schema.clone()));
+                // A form body may carry them too (the query string first).
+                if with_body {
+                    form.insert(p.name.clone(), schema);
+                    if p.default.is_none() {
+                        form_required.push(p.name.clone());
+                    }
+                }
+            }
+            Source::Path => parameters.push(parameter(p, "path", schema)),
+            Source::Header => parameters.push(parameter(p, "header", schema)),
+            Source::Cookie => parameters.push(parameter(p, "cookie", schema)),
+        }
+    }
+    let mut op = json!({
+        "operationId": format!("{}.{}.{method}", file.trim_end_matches(".wasm"), h.name),
+        "summary": format!("handler {} of {file}", h.name),
+        "parameters": parameters,
+        "responses": responses(h, body.is_some()),
+    });
+    if let Some((schema, required)) = body {
+        op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
+    } else if with_body && !form.is_empty() {
+        // Query parameters arrive as a form too, so the body is optional.
+        let schema = json!({"type": "object", "properties": form, "required": form_required});
+        op["requestBody"] = json!({
+            "required": false,
+            "content": {"application/x-www-form-urlencoded": {"schema": schema}},
+        });
+    }
+    op
+}
+
+fn parameter(p: &ParamSpec, place: &str, schema: Value) -> Value {
+    let mut param = json!({
+        "name": p.name,
+        "in": place,
+        // A path segment is always there; the others when they have no default.
+        "required": place == "path" || p.default.is_none(),
+        "schema": schema,
+    });
+    if matches!(p.ty, Ty::ListOfKeyword | Ty::ListOfInteger) {
+        // `?tag=a&tag=b`.
+        param["style"] = json!("form");
+        param["explode"] = json!(true);
+    }
+    param
+}
+
+/// The JSON Schema of a parameter's type and rules.
+fn schema(p: &ParamSpec) -> Value {
+    let r = &p.rules;
+    let scalar = |ty: Ty| -> Map<String, Value> {
+        let mut s = Map::new();
+        match ty {
+            Ty::Untyped | Ty::String | Ty::Keyword | Ty::Json => {
+                s.insert("type".into(), json!("string"));
+                if let Some(b) = r.chars {
+                    // Lengths in characters, as JSON Schema counts them.
+                    if let Some(min) = b.min {
+                        s.insert("minLength".into(), json!(min));
+                    }
+                    if let Some(max) = b.max {
+                        s.insert("maxLength".into(), json!(max));
+                    }
+                }
+                if !r.one_of_text.is_empty() {
+                    s.insert("enum".into(), json!(r.one_of_text));
+                }
+                if ty == Ty::Keyword {
+                    s.insert(
+                        "description".into(),
+                        json!("a keyword: letters, digits, '-', '_' and '.', compared in lower case"),
+                    );
+                }
+                if ty == Ty::Json {
+                    s.insert("contentMediaType".into(), json!("application/json"));
+                }
+            }
+            Ty::Integer | Ty::ListOfInteger => {
+                s.insert("type".into(), json!("integer"));
+                s.insert("format".into(), json!("int64"));
+                if let Some((min, max)) = r.int_range {
+                    if let Some(min) = min {
+                        s.insert("minimum".into(), json!(min));
+                    }
+                    if let Some(max) = max {
+                        s.insert("maximum".into(), json!(max));
+                    }
+                }
+                if !r.one_of_int.is_empty() {
+                    s.insert("enum".into(), json!(r.one_of_int));
+                }
+            }
+            Ty::Float => {
+                s.insert("type".into(), json!("number"));
+                if let Some((min, max)) = r.float_range {
+                    if let Some(min) = min {
+                        s.insert("minimum".into(), json!(min));
+                    }
+                    if let Some(max) = max {
+                        s.insert("maximum".into(), json!(max));
+                    }
+                }
+            }
+            Ty::Boolean => {
+                s.insert("type".into(), json!("boolean"));
+                s.insert("description".into(), json!("true/false, 1/0, on/off or yes/no"));
+            }
+            Ty::ListOfKeyword => unreachable!("a list's items are scalars"),
+        }
+        s
+    };
+    let mut s = match p.ty {
+        Ty::ListOfKeyword | Ty::ListOfInteger => {
+            let item = if p.ty == Ty::ListOfKeyword { Ty::Keyword } else { Ty::Integer };
+            let mut s = Map::new();
+            s.insert("type".into(), json!("array"));
+            s.insert("items".into(), Value::Object(scalar(item)));
+            if let Some(b) = r.items {
+                if let Some(min) = b.min {
+                    s.insert("minItems".into(), json!(min));
+                }
+                if let Some(max) = b.max {
+                    s.insert("maxItems".into(), json!(max));
+                }
+            }
+            s
+        }
+        ty => scalar(ty),
+    };
+    if p.type_name != p.ty.name() {
+        s.insert("title".into(), json!(p.type_name));
+    }
+    if let Some(values) = &p.default {
+        s.insert("default".into(), typed_default(p.ty, values));
+    }
+    Value::Object(s)
+}
+
+/// A default as the JSON value of its type (manifests hold text).
+fn typed_default(ty: Ty, values: &[String]) -> Value {
+    let one = |ty: Ty, v: &str| -> Value {
+        match ty {
+            Ty::Integer | Ty::ListOfInteger => v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n)),
+            Ty::Float => v.parse::<f64>().map_or_else(|_| json!(v), |x| json!(x)),
+            Ty::Boolean => json!(matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on" | "yes")),
+            _ => json!(v),
+        }
+    };
+    match ty {
+        Ty::ListOfKeyword | Ty::ListOfInteger => Value::Array(values.iter().map(|v| one(ty, v)).collect()),
+        _ => values.first().map_or(Value::Null, |v| one(ty, v)),
+    }
+}
+
+fn responses(h: &HandlerSpec, json_body: bool) -> Value {
+    let text = |description: &str| json!({"description": description, "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}});
+    let ok = match h.kind {
+        Kind::Stream => json!({
+            "description": "A Server-Sent Events stream: the handler's first event, then what is published on \
+                            its channels (with ids; Last-Event-ID resumes)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }),
+        Kind::Closing => {
+            // Text is a string; anything else (JSON, images) any value.
+            let schema = if h.content_type.starts_with("text/") { json!({"type": "string"}) } else { json!({}) };
+            json!({
+                "description": "The handler's answer (it may choose another status)",
+                "content": {h.content_type.clone(): {"schema": schema}},
+            })
+        }
+    };
+    let mut r = json!({
+        "200": ok,
+        "400": text("An input is missing or breaks its rules; the body says which and why"),
+        "413": text("The request or its arguments are over the host's limits"),
+        "500": text("The handler failed (a trap, its deadline, a budget, a malformed answer)"),
+        "503": text("Too many calls in flight, or the handler is suspended for overrunning"),
+    });
+    if json_body {
+        r["415"] = text("The body is not application/json");
+    }
+    r
+}
