@@ -118,6 +118,20 @@ fn named_types_and_defaults() {
     assert_eq!(typed["file"], "typed.wasm");
     let types: Vec<&str> = typed["types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(types, ["Level", "Room"]);
+    // Readable by a person: a named type's rules, typed defaults, the
+    // content type a stream really has, the load time as a date.
+    assert_eq!(typed["types"][0]["rules"], serde_json::json!({"range": {"min": 1, "max": 5}}));
+    let handler =
+        |name: &str| typed["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap().clone();
+    let defaults = handler("defaults");
+    let default = |i: usize| defaults["params"][i]["default"].clone();
+    assert_eq!(
+        [default(0), default(1), default(2), default(3)],
+        [serde_json::json!("hi"), (-2).into(), false.into(), serde_json::json!(["a", "b"])]
+    );
+    assert_eq!(defaults["params"][0]["required"], false);
+    assert_eq!(handler("watch")["content_type"], "text/event-stream; charset=utf-8");
+    assert!(typed["loaded_at"].as_str().is_some_and(|d| d.ends_with(" GMT")), "{}", typed["loaded_at"]);
 }
 
 #[test]

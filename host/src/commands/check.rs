@@ -65,16 +65,9 @@ fn describe(m: &LoadedModule) -> String {
             if rules.as_object().is_some_and(|r| !r.is_empty()) {
                 let _ = write!(line, ", rules {rules}");
             }
-            match p.default.as_deref() {
-                // Numbers and booleans as they are, text quoted.
-                Some([one]) if one.parse::<f64>().is_ok() || one == "true" || one == "false" => {
-                    let _ = write!(line, ", default {one}");
-                }
-                Some([one]) => {
-                    let _ = write!(line, ", default {}", serde_json::Value::from(one.as_str()));
-                }
-                Some(values) => {
-                    let _ = write!(line, ", default {}", serde_json::Value::from(values.to_vec()));
+            match p.default {
+                Some(_) => {
+                    let _ = write!(line, ", default {}", p.default_json());
                 }
                 None => line.push_str(", required"),
             }

@@ -436,7 +436,27 @@ fn ordered<T: PartialOrd + std::fmt::Display>(min: Option<T>, max: Option<T>, ru
 }
 
 /// Rules as JSON, for the introspection endpoint.
-struct RulesView<'a>(&'a Rules);
+pub struct RulesView<'a>(pub &'a Rules);
+
+impl ParamSpec {
+    /// Its default as the JSON value of its type (manifests hold text):
+    /// `3`, `true`, `"world"`, `["a", "b"]`; null without one.
+    pub fn default_json(&self) -> Value {
+        let Some(values) = &self.default else { return Value::Null };
+        let one = |v: &str| -> Value {
+            match self.ty {
+                Ty::Integer | Ty::ListOfInteger => v.parse::<i64>().map_or_else(|_| v.into(), Value::from),
+                Ty::Float => v.parse::<f64>().map_or_else(|_| v.into(), Value::from),
+                Ty::Boolean => matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on" | "yes").into(),
+                _ => v.into(),
+            }
+        };
+        match self.ty {
+            Ty::ListOfKeyword | Ty::ListOfInteger => Value::Array(values.iter().map(|v| one(v)).collect()),
+            _ => values.first().map_or(Value::Null, |v| one(v)),
+        }
+    }
+}
 
 impl serde::Serialize for RulesView<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -180,26 +180,10 @@ fn schema(p: &ParamSpec) -> Value {
     if p.type_name != p.ty.name() {
         s.insert("title".into(), json!(p.type_name));
     }
-    if let Some(values) = &p.default {
-        s.insert("default".into(), typed_default(p.ty, values));
+    if p.default.is_some() {
+        s.insert("default".into(), p.default_json());
     }
     Value::Object(s)
-}
-
-/// A default as the JSON value of its type (manifests hold text).
-fn typed_default(ty: Ty, values: &[String]) -> Value {
-    let one = |ty: Ty, v: &str| -> Value {
-        match ty {
-            Ty::Integer | Ty::ListOfInteger => v.parse::<i64>().map_or_else(|_| json!(v), |n| json!(n)),
-            Ty::Float => v.parse::<f64>().map_or_else(|_| json!(v), |x| json!(x)),
-            Ty::Boolean => json!(matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on" | "yes")),
-            _ => json!(v),
-        }
-    };
-    match ty {
-        Ty::ListOfKeyword | Ty::ListOfInteger => Value::Array(values.iter().map(|v| one(ty, v)).collect()),
-        _ => values.first().map_or(Value::Null, |v| one(ty, v)),
-    }
 }
 
 fn responses(h: &HandlerSpec, json_body: bool) -> Value {

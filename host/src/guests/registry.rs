@@ -10,13 +10,14 @@ use crate::metrics::{LoadResult, METRICS};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::Handler;
 use super::engine::Runtime;
 use super::loader::{self, LoadedModule, Loading};
+use super::manifest::{Kind, RulesView};
 use crate::router::{Route, Router, Routes, Target};
 
 #[derive(Default)]
@@ -268,17 +269,26 @@ impl Registry {
                             .iter()
                             .map(|p| {
                                 json!({"name": p.name, "in": p.source.name(), "type": p.type_name, "base": p.ty.name(),
-                                       "rules": p.raw_rules, "default": p.default})
+                                       "rules": p.raw_rules, "required": p.default.is_none(),
+                                       "default": p.default_json()})
                             })
                             .collect();
                         let serving = owner.get(&crate::router::shape(&h.path)).is_some_and(|(f, _)| f == file);
+                        // What the client gets: a stream is always SSE.
+                        let content_type = match h.kind {
+                            Kind::Stream => "text/event-stream; charset=utf-8",
+                            Kind::Closing => h.content_type.as_str(),
+                        };
                         json!({"name": h.name, "path": h.path, "kind": h.kind, "methods": h.methods.names(),
-                               "content_type": h.content_type, "params": params, "serving": serving})
+                               "content_type": content_type, "params": params, "serving": serving})
                     })
                     .collect();
-                let types: Vec<Value> =
-                    m.types.iter().map(|(n, ty, _)| json!({"name": n, "base": ty.name()})).collect();
-                json!({"file": file, "loaded": true, "size": m.size, "loaded_at": unix_seconds(m.loaded_at),
+                let types: Vec<Value> = m
+                    .types
+                    .iter()
+                    .map(|(n, ty, rules)| json!({"name": n, "base": ty.name(), "rules": RulesView(rules)}))
+                    .collect();
+                json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),
                        "error": entry.error, "handlers": handlers, "types": types})
             })
             .collect();
@@ -304,8 +314,4 @@ fn read_settled(path: &Path, max: usize) -> Result<Vec<u8>, String> {
         return Err("the file changed while it was read; waiting for the writer".into());
     }
     Ok(bytes)
-}
-
-fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
