@@ -43,8 +43,11 @@ fn status(code: i32) -> Result<(), HostError> {
 /// An SSE event with its optional fields; [`publish`] sends data only.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Event<'a> {
+    /// The event's data (line breaks become several `data:` lines).
     pub data: &'a str,
+    /// Its `event:` type (a browser's `addEventListener(type)`); no CR/LF.
     pub event: Option<&'a str>,
+    /// Accepted and dropped: the host gives every event its own id.
     pub id: Option<&'a str>,
     /// Reconnection delay for the browser, in milliseconds.
     pub retry: Option<u32>,

@@ -79,6 +79,40 @@
 //! fn add(#[param(chars(max = 3))] n: i64) -> String { n.to_string() }
 //! ```
 //!
+//! # Headers, cookies, path segments and JSON bodies
+//!
+//! A parameter comes from the query string (or a form body) unless it says
+//! otherwise; it has the same types, rules and defaults wherever it comes
+//! from, and nothing a handler does not declare reaches it:
+//!
+//! ```
+//! use house_sdk::prelude::*;
+//!
+//! // GET /items/42 with `User-Agent` and a `sid` cookie.
+//! #[handler(closing, path = "/items/{id}", content_type = "text/plain")]
+//! fn item(
+//!     #[param(range(min = 1))] id: i64,                          // a `{id}` path segment
+//!     #[header("user-agent")] #[param(chars(max = 200))] agent: &str,
+//!     #[cookie("sid")] #[param(default = "")] sid: &str,
+//! ) -> String {
+//!     format!("{id} for {agent} ({sid})")
+//! }
+//!
+//! // POST /notes with `Content-Type: application/json` (anything else: 415).
+//! #[handler(closing, methods(POST))]
+//! fn notes(#[body] #[param(chars(max = 2000))] body: Json) -> Response {
+//!     Response::json(body.0).status(201)
+//! }
+//! ```
+//!
+//! # What a guest keeps
+//!
+//! Nothing between requests: every request runs in a fresh instance, so
+//! statics start at their initial values each time. What must last goes to
+//! the host: channels ([`publish`], [`subscribe`]) and the key-value store
+//! ([`kv`]: `get`, `set`, `set_with_ttl`, `delete`, `incr`, `list`; one
+//! namespace per module file; a call that fails writes nothing).
+//!
 //! # Named types
 //!
 //! The article's `define-http-type`: define a type once, with its rules, and
@@ -130,6 +164,7 @@
 //! host provides nothing but its own imports.
 
 #![no_std]
+#![warn(missing_docs)]
 
 extern crate alloc;
 // On wasm32, std only for the panic hook (default feature `panic-message`).

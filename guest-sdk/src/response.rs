@@ -10,10 +10,13 @@ use core::fmt::Display;
 /// `()` (200, empty; for a stream, the default first event).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
+    /// 200 to 599.
     pub status: u16,
     /// `None`: the content type the handler declared.
     pub content_type: Option<String>,
+    /// Extra headers, in order (one `Set-Cookie` per cookie).
     pub headers: Vec<(String, String)>,
+    /// The body; for a stream's 200, its first event's data.
     pub body: Vec<u8>,
 }
 
@@ -40,11 +43,13 @@ impl Response {
         Response::new(body).status(status).content_type("text/plain; charset=utf-8")
     }
 
+    /// The same response with another status.
     pub fn status(mut self, status: u16) -> Response {
         self.status = status;
         self
     }
 
+    /// The same response with another content type.
     pub fn content_type(mut self, content_type: &str) -> Response {
         self.content_type = Some(content_type.into());
         self
@@ -72,12 +77,17 @@ impl Response {
 /// the host refuses control characters, the browser ignores the rest.
 #[derive(Debug, Clone, Copy)]
 pub struct Cookie<'a> {
+    /// The cookie's name (an HTTP token).
     pub name: &'a str,
+    /// Its value.
     pub value: &'a str,
+    /// `Path=`; `Cookie::new` sets `/`.
     pub path: Option<&'a str>,
     /// Seconds; `Some(0)` deletes the cookie.
     pub max_age: Option<u64>,
+    /// `HttpOnly`: the page's scripts cannot read it.
     pub http_only: bool,
+    /// `Secure`: sent over HTTPS only.
     pub secure: bool,
     /// `Strict`, `Lax` or `None`.
     pub same_site: Option<&'a str>,
@@ -90,11 +100,13 @@ impl<'a> Cookie<'a> {
         Cookie { name, value, path: Some("/"), max_age: None, http_only: true, secure: false, same_site: Some("Lax") }
     }
 
+    /// Kept this many seconds (0: deleted now).
     pub fn max_age(mut self, seconds: u64) -> Cookie<'a> {
         self.max_age = Some(seconds);
         self
     }
 
+    /// Sent over HTTPS only.
     pub fn secure(mut self) -> Cookie<'a> {
         self.secure = true;
         self
@@ -125,6 +137,7 @@ impl Display for Cookie<'_> {
 
 /// Anything a handler may return.
 pub trait IntoResponse {
+    /// The response this value stands for.
     fn into_response(self) -> Response;
 }
 

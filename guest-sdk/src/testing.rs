@@ -13,19 +13,26 @@ std::thread_local! {
 /// One `publish` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
+    /// The channel it went to.
     pub channel: String,
+    /// Its data.
     pub data: String,
+    /// Its `event:` type, if any.
     pub event: Option<String>,
+    /// The id the handler gave (the host would drop it).
     pub id: Option<String>,
 }
 
 /// Every import call since the last [`take`], on this thread.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recorded {
+    /// Channels subscribed, in order.
     pub subscriptions: Vec<String>,
     /// The largest backlog asked for ([`crate::subscribe_with_backlog`]).
     pub backlog: u32,
+    /// Events published, in order.
     pub published: Vec<Published>,
+    /// Lines logged, in order.
     pub logs: Vec<String>,
 }
 

@@ -17,13 +17,42 @@ use syn::{Error, Result};
 
 use spec::{Base, Rules};
 
-/// Declares a handler. See the `house-sdk` crate documentation.
+/// Declares a handler: the function as written, plus the manifest entry the
+/// host reads at load time and the ABI glue.
+///
+/// `#[handler(closing)]` (an ordinary response) or `#[handler(stream)]`
+/// (Server-Sent Events), then optionally `path = "/items/{id}"` (default:
+/// the name with `_` as `-`; `root` is `/`), `methods(GET, POST)` (default
+/// GET and POST, streams GET) and `content_type = ".."` (default
+/// `text/html; charset=utf-8`).
+///
+/// Each parameter's type and `#[param(...)]` rules (`chars`, `range`,
+/// `one_of`, `items`, `default`, `name`) are checked by the host before the
+/// function runs; `#[header("name")]`, `#[cookie("name")]` and `#[body]`
+/// say where it comes from (default: the query or a form body; a `{name}`
+/// of the path: that segment). The return value is a `String`, `&str`,
+/// `()`, a `Response` or a `Result` of one (`Err`: a 500).
+///
+/// The `house-sdk` crate documentation has the whole table of types and
+/// rules, with examples.
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     finish(expand_handler(attr.into(), item.into()))
 }
 
-/// Defines named parameter types. See the `house-sdk` crate documentation.
+/// Defines named parameter types once, with their rules, for any handler
+/// of the module (the article's `define-http-type`):
+///
+/// ```text
+/// http_type! {
+///     /// A chat room: 1 to 16 characters.
+///     pub Room: string(chars(min = 1, max = 16));
+///     pub Percent: integer(range(min = 0, max = 100));
+/// }
+/// ```
+///
+/// Each becomes a Rust type alias of its base type and a manifest entry
+/// the host checks at load time; a parameter of that type takes its rules.
 #[proc_macro]
 pub fn http_type(input: TokenStream) -> TokenStream {
     finish(syn::parse::<TypeDefs>(input).and_then(|defs| defs.expand()))
