@@ -256,6 +256,79 @@ impl Rules {
             if !fits {
                 return Err(Error::new(*span, format!("default {v} does not fit {name}")));
             }
+            // The host refuses such a module at load: say so here instead.
+            if !named && let Err(why) = self.check_default(base, v) {
+                return Err(Error::new(*span, format!("default {v} breaks its own rules: {why}")));
+            }
+        }
+        if let (Base::Keyword | Base::ListOfKeyword, Some((values, span))) = (base, &self.one_of) {
+            for v in values.iter().filter_map(Value::as_str) {
+                let lower = v.to_lowercase();
+                if lower != v {
+                    return Err(Error::new(
+                        *span,
+                        format!("one_of value {v:?} can never match: keywords are compared in lower case ({lower:?})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a default (already of the right type) passes the rules, as
+    /// the host's validator would check it; why not, in its words.
+    fn check_default(&self, base: &Base, v: &Value) -> std::result::Result<(), String> {
+        let values: Vec<&Value> = match v.as_array() {
+            Some(items) => {
+                if let Some((b, _)) = &self.items {
+                    let n = items.len() as u64;
+                    if let Some(min) = b.min.filter(|&m| n < m) {
+                        return Err(format!("{n} values is below the minimum {min}"));
+                    }
+                    if let Some(max) = b.max.filter(|&m| n > m) {
+                        return Err(format!("{n} values is above the maximum {max}"));
+                    }
+                }
+                items.iter().collect()
+            }
+            None => vec![v],
+        };
+        let keyword = matches!(base, Base::Keyword | Base::ListOfKeyword);
+        for v in values {
+            if let Some(text) = v.as_str() {
+                let text = if keyword { text.to_lowercase() } else { text.to_owned() };
+                if keyword && (text.is_empty() || !text.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c))) {
+                    return Err(format!("{text:?} is not a keyword (letters, digits, '-', '_', '.')"));
+                }
+                if let Some((b, _)) = &self.chars {
+                    let n = text.chars().count() as u64;
+                    if let Some(min) = b.min.filter(|&m| n < m) {
+                        return Err(format!("length {n} is below the minimum {min}"));
+                    }
+                    if let Some(max) = b.max.filter(|&m| n > m) {
+                        return Err(format!("length {n} is above the maximum {max}"));
+                    }
+                }
+                if let Some((allowed, _)) = &self.one_of
+                    && !allowed.iter().any(|a| a.as_str() == Some(text.as_str()))
+                {
+                    return Err(format!("{text:?} is not one of the one_of values"));
+                }
+            } else if let Some(x) = v.as_f64() {
+                if let Some((min, max, _)) = &self.range {
+                    if let Some((m, _)) = min.as_ref().filter(|(m, _)| m.as_f64().is_some_and(|m| x < m)) {
+                        return Err(format!("{v} is below the minimum {m}"));
+                    }
+                    if let Some((m, _)) = max.as_ref().filter(|(m, _)| m.as_f64().is_some_and(|m| x > m)) {
+                        return Err(format!("{v} is above the maximum {m}"));
+                    }
+                }
+                if let Some((allowed, _)) = &self.one_of
+                    && !allowed.iter().any(|a| a.as_f64() == Some(x))
+                {
+                    return Err(format!("{v} is not one of the one_of values"));
+                }
+            }
         }
         Ok(())
     }
@@ -291,8 +364,14 @@ impl Rules {
 fn bounds(meta: &ParseNestedMeta<'_>, rule: &str) -> Result<Bounds> {
     let mut b = Bounds::default();
     meta.parse_nested_meta(|m| {
-        let v: syn::LitInt = m.value()?.parse()?;
-        let n: u64 = v.base10_parse()?;
+        let expr: syn::Expr = m.value()?.parse()?;
+        let n = match expr_value(&expr)? {
+            Value::Number(n) if n.is_u64() => n.as_u64().unwrap_or_default(),
+            other => {
+                let what = if rule == "chars" { "a length" } else { "a count" };
+                return Err(Error::new(expr.span(), format!("{rule} bounds are {what}: 0 or more, not {other}")));
+            }
+        };
         if m.path.is_ident("min") {
             b.min = Some(n);
         } else if m.path.is_ident("max") {
