@@ -292,6 +292,7 @@ FLAGS:
     --no-cache                  compile every guest from scratch
     --debug                     trace every stage of every connection to stderr
     --quiet                     no access log (one line per request otherwise)
+    --log-level warn|info|debug warnings and errors; and the access log; and --debug's trace [info]
     --no-metrics                no per-request metrics, no /_house/metrics
 
 LIMITS:
@@ -427,6 +428,14 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("no-cache") => no_cache = true,
             Long("debug") => cfg.debug = true,
             Long("quiet") => cfg.access_log = false,
+            // One flag for both, by level: warnings and errors only; and
+            // the access log; and every stage of every connection.
+            Long("log-level") => match value::<String>(&mut parser, &flag)?.as_str() {
+                "warn" => (cfg.access_log, cfg.debug) = (false, false),
+                "info" => (cfg.access_log, cfg.debug) = (true, false),
+                "debug" => (cfg.access_log, cfg.debug) = (true, true),
+                other => bail!("{flag}: {other:?} is not warn, info or debug"),
+            },
             Long("no-metrics") => cfg.metrics = false,
             Long("max-head-bytes") => l.max_head = positive(&mut parser, &flag)?,
             Long("max-headers") => {
@@ -553,6 +562,15 @@ mod tests {
             Command::Serve(cfg) => Ok(*cfg),
             _ => anyhow::bail!("not serve"),
         }
+    }
+
+    #[test]
+    fn log_levels() {
+        let warn = parse(&["--log-level", "warn"]).unwrap();
+        assert_eq!((warn.access_log, warn.debug), (false, false));
+        let debug = parse(&["--log-level", "debug"]).unwrap();
+        assert_eq!((debug.access_log, debug.debug), (true, true));
+        assert_eq!(error(&["--log-level", "loud"]), "--log-level: \"loud\" is not warn, info or debug");
     }
 
     #[test]
