@@ -265,7 +265,12 @@ pub fn render(g: &Gauges) -> String {
         "Events published by guests on this host.",
         METRICS.published.load(Relaxed),
     );
-    counter(&mut out, "house_events_delivered_total", "Events written to subscribers on this host.", delivered);
+    counter(
+        &mut out,
+        "house_events_delivered_total",
+        "Events handed to this host's subscribers (one per event per subscriber).",
+        delivered,
+    );
     counter(
         &mut out,
         "house_sse_subscribers_dropped_total",

@@ -211,6 +211,36 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         args.push(var);
     }
 
+    // Two handlers of one module on one route (method and path shape) are
+    // refused at load: make it a compile error here. One item per route,
+    // named after it, so that a second one is "defined multiple times",
+    // pointing at the second handler (within one Rust module).
+    let path = manifest.get("path").and_then(Value::as_str).map_or_else(
+        || if name == "root" { "/".to_owned() } else { format!("/{}", name.replace('_', "-")) },
+        str::to_owned,
+    );
+    let shape: String = path
+        .split('/')
+        .map(|seg| if seg.starts_with('{') && seg.ends_with('}') { "{}" } else { seg })
+        .collect::<Vec<_>>()
+        .join("/");
+    let methods: Vec<String> = match manifest.get("methods").and_then(Value::as_array) {
+        Some(m) => m.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        None if kind == "closing" => vec!["GET".into(), "POST".into()],
+        None => vec!["GET".into()],
+    };
+    let hex: String = shape.bytes().map(|b| format!("{b:02x}")).collect();
+    let route_items = methods.iter().map(|m| {
+        let item = format_ident!("__house_one_handler_per_route_{}_{}", if m == "HEAD" { "GET" } else { m }, hex);
+        let item = syn::Ident::new(&item.to_string(), func.sig.ident.span());
+        quote! {
+            #[doc(hidden)]
+            #[allow(non_upper_case_globals, dead_code)]
+            const #item: () = ();
+        }
+    });
+    let route_items: Vec<TokenStream2> = route_items.collect();
+
     // Emit: the function as written, its manifest and its ABI glue.
     manifest.insert("name".into(), name.clone().into());
     manifest.insert("kind".into(), kind.into());
@@ -223,6 +253,8 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
     let meta_fn = format_ident!("__house_meta_{}", name);
     Ok(quote! {
         #func
+
+        #(#route_items)*
 
         #[doc(hidden)]
         #[unsafe(export_name = #call_export)]

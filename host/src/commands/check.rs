@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::guests::Runtime;
 use crate::guests::compile::Compiler;
 use crate::guests::loader::{self, LoadedModule, Loading};
-use crate::guests::manifest::Kind;
+use crate::guests::manifest::{Kind, RulesView};
 
 /// Checks every file; `Ok(true)` if all of them would load.
 pub fn run(cfg: &Config, files: &[std::path::PathBuf]) -> anyhow::Result<bool> {
@@ -48,8 +48,9 @@ fn check(runtime: &Runtime, loading: &Loading, path: &Path, name: &str) -> Resul
 /// What the module serves, one handler per paragraph, one input per line.
 fn describe(m: &LoadedModule) -> String {
     let mut out = format!("{}: ok, {} bytes, {} handlers\n", m.file, m.size, m.handlers.len());
-    for (name, ty, _) in &m.types {
-        let _ = writeln!(out, "  type {name}: {}", ty.name());
+    for (name, ty, rules) in &m.types {
+        let rules = serde_json::to_value(RulesView(rules)).unwrap_or_default();
+        let _ = writeln!(out, "  type {name}: {}, rules {}", ty.name(), without_nulls(&rules));
     }
     for (h, _) in &m.handlers {
         let methods = h.methods.names().join("|");
