@@ -41,10 +41,14 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
         "created {dir}: a guest serving /{name}/hello, /{name}/updates and /{name}/announce
 
     cd {dir}
-    cargo test                                                # the handlers as plain functions
-    cargo build --release --target wasm32-unknown-unknown    # the module
+    cargo test                       # the handlers as plain functions
+    house dev --guests GUESTS .      # serve it; rebuilt and reloaded on every save
+
+or by hand:
+
+    cargo build --release --target wasm32-unknown-unknown
     house check target/wasm32-unknown-unknown/release/{wasm}.wasm
-    cp target/wasm32-unknown-unknown/release/{wasm}.wasm GUESTS_FOLDER/   # served at once, no restart",
+    cp target/wasm32-unknown-unknown/release/{wasm}.wasm GUESTS/   # served at once, no restart",
         dir = dir.display()
     );
     Ok(())
