@@ -101,6 +101,10 @@ fn house_check_prints_routes_or_the_refusal() {
     );
     assert!(err.contains("notes.wasm: refused: not a valid wasm module"), "{err}");
     assert_eq!(house(&["check"]).2, "house: house check FILE.wasm...: which files?\n");
+    assert_eq!(house(&["dev"]).2, "house: house dev CRATE_DIR...: which guest crates?\n");
+    let (code, _, err) = house(&["dev", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("has no Cargo.toml (a guest crate, as `house new` makes)"), "{err}");
 }
 
 #[test]

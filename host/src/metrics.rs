@@ -64,6 +64,8 @@ fn bump(counter: &AtomicU64, n: u64) {
 #[derive(Default)]
 pub struct LoopMetrics {
     /// Route (its pattern, or `unmatched` / `unparsed`) -> status -> count.
+    /// Bounded: labels are route patterns (never raw paths) of the modules
+    /// served since the start, and statuses are 100..=599.
     requests: Mutex<HashMap<String, HashMap<u16, u64>>>,
     request_seconds: HistogramCell,
     events_delivered: AtomicU64,
