@@ -4,10 +4,9 @@
 
 use alloc::vec::Vec;
 
-use crate::response::IntoResponse;
+use crate::response::Response;
 
-/// The ABI version this SDK speaks.
-pub const ABI_VERSION: i32 = 1;
+pub use house_abi::ABI_VERSION;
 
 #[cfg(target_arch = "wasm32")]
 #[unsafe(no_mangle)]
@@ -40,7 +39,7 @@ pub fn text(s: &'static str) -> u64 {
     pack((s.as_ptr() as usize as u32, s.len() as u32))
 }
 
-/// Encodes a handler's return value as the response block.
-pub fn respond<R: IntoResponse>(r: R) -> u64 {
-    pack(leak(r.into_response().encode()))
+/// Encodes a handler's response as the response block.
+pub fn respond(r: Response) -> u64 {
+    pack(leak(r.encode()))
 }

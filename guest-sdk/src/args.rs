@@ -4,15 +4,14 @@
 
 use alloc::vec::Vec;
 use core::fmt;
+
 use core::ops::Deref;
+use house_abi::wire::Reader;
 
 /// The argument block of one call. It lives for the whole instance (one
 /// request), hence the `'static` strings handed out.
 #[doc(hidden)]
-pub struct Args {
-    buf: &'static [u8],
-    pos: usize,
-}
+pub struct Args(Reader<'static>);
 
 impl Args {
     /// # Safety contract (upheld by the host, docs/ABI.md)
@@ -26,32 +25,33 @@ impl Args {
             // allocation from `house_alloc` (see `crate::abi::house_alloc`).
             unsafe { core::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
         };
-        Args { buf, pos: 0 }
+        Args(Reader::new(buf))
     }
 
     /// Wraps bytes encoded by hand (for tests of decoding).
     pub fn from_bytes(buf: &'static [u8]) -> Args {
-        Args { buf, pos: 0 }
+        Args(Reader::new(buf))
     }
 
-    fn take(&mut self, n: usize) -> &'static [u8] {
-        let bytes = self.buf.get(self.pos..self.pos + n).expect("house: argument block ends early");
-        self.pos += n;
-        bytes
-    }
+    // The host encoded the block from the same manifest the decoders were
+    // generated from: a short or malformed block is a broken host.
+    const EARLY: &str = "house: argument block ends early";
 
     fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take(4).try_into().expect("4 bytes"))
+        self.0.u32().expect(Self::EARLY)
     }
 
     fn text(&mut self) -> &'static str {
-        let n = self.u32() as usize;
-        core::str::from_utf8(self.take(n)).expect("house: argument is not UTF-8")
+        core::str::from_utf8(self.0.bytes().expect(Self::EARLY)).expect("house: argument is not UTF-8")
     }
 }
 
 /// A type a parameter can have. Implemented for the built-in types; named
 /// types from [`http_type!`](crate::http_type) are aliases of these.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a parameter type",
+    label = "use &str, String, i64, f64, bool, Keyword, Json, Vec<Keyword>, Vec<i64>, or a type defined with http_type!"
+)]
 pub trait FromArg: Sized {
     #[doc(hidden)]
     fn decode(args: &mut Args) -> Self;
@@ -71,19 +71,19 @@ impl FromArg for alloc::string::String {
 
 impl FromArg for i64 {
     fn decode(args: &mut Args) -> Self {
-        i64::from_le_bytes(args.take(8).try_into().expect("8 bytes"))
+        args.0.i64().expect(Args::EARLY)
     }
 }
 
 impl FromArg for f64 {
     fn decode(args: &mut Args) -> Self {
-        f64::from_le_bytes(args.take(8).try_into().expect("8 bytes"))
+        args.0.f64().expect(Args::EARLY)
     }
 }
 
 impl FromArg for bool {
     fn decode(args: &mut Args) -> Self {
-        args.take(1)[0] != 0
+        args.0.bool().expect(Args::EARLY)
     }
 }
 

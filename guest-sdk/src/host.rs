@@ -31,11 +31,12 @@ impl fmt::Display for HostError {
 }
 
 fn status(code: i32) -> Result<(), HostError> {
+    use house_abi::status::*;
     match code {
-        0 => Ok(()),
-        -1 => Err(HostError::BadChannel),
-        -2 => Err(HostError::BadField),
-        -3 => Err(HostError::NotAStream),
+        OK => Ok(()),
+        BAD_CHANNEL => Err(HostError::BadChannel),
+        BAD_FIELD => Err(HostError::BadField),
+        NOT_A_STREAM => Err(HostError::NotAStream),
         other => Err(HostError::Other(other)),
     }
 }
@@ -160,7 +161,7 @@ mod imp {
     use alloc::string::ToString;
 
     fn valid_channel(channel: &str) -> bool {
-        channel.len() <= 256
+        channel.len() <= house_abi::MAX_CHANNEL
     }
 
     pub fn subscribe(channel: &str) -> i32 {

@@ -42,13 +42,14 @@ impl fmt::Display for KvError {
 }
 
 fn status(code: i64) -> Result<(), KvError> {
-    match code {
-        0 => Ok(()),
-        -4 => Err(KvError::TooLarge),
-        -5 => Err(KvError::Budget),
-        -6 => Err(KvError::NotInteger),
-        -7 => Err(KvError::Unavailable),
-        c => Err(KvError::Other(c)),
+    use house_abi::status::*;
+    match i32::try_from(code).unwrap_or(i32::MIN) {
+        OK => Ok(()),
+        KV_TOO_LARGE => Err(KvError::TooLarge),
+        KV_BUDGET => Err(KvError::Budget),
+        KV_NOT_INTEGER => Err(KvError::NotInteger),
+        KV_UNAVAILABLE => Err(KvError::Unavailable),
+        _ => Err(KvError::Other(code)),
     }
 }
 
@@ -159,7 +160,7 @@ mod imp {
     pub fn get(key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         // SAFETY: (pointer, length) of a live slice.
         match unsafe { kv_get(key.as_ptr(), key.len()) } {
-            -1 => Ok(None),
+            house_abi::status::KV_ABSENT => Ok(None),
             n if n >= 0 => Ok(Some(read(n))),
             code => status(code).map(|()| None),
         }

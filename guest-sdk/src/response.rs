@@ -136,6 +136,11 @@ impl Display for Cookie<'_> {
 }
 
 /// Anything a handler may return.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not something a handler can return",
+    label = "a handler returns String, &str, (), Response, or a Result of one",
+    note = "Err(e) answers 500 with e's text: its error type needs Display"
+)]
 pub trait IntoResponse {
     /// The response this value stands for.
     fn into_response(self) -> Response;
@@ -181,19 +186,7 @@ impl<T: IntoResponse, E: Display> IntoResponse for Result<T, E> {
 impl Response {
     /// The response block.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 32);
-        let text = |out: &mut Vec<u8>, bytes: &[u8]| {
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(bytes);
-        };
-        out.extend_from_slice(&u32::from(self.status).to_le_bytes());
-        text(&mut out, self.content_type.as_deref().unwrap_or("").as_bytes());
-        out.extend_from_slice(&(self.headers.len() as u32).to_le_bytes());
-        for (name, value) in &self.headers {
-            text(&mut out, name.as_bytes());
-            text(&mut out, value.as_bytes());
-        }
-        text(&mut out, &self.body);
-        out
+        let headers = self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        house_abi::wire::encode_response(self.status, self.content_type.as_deref().unwrap_or(""), headers, &self.body)
     }
 }

@@ -22,7 +22,7 @@ use crate::guests::Handler;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Methods(u8);
 
-const NAMES: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+const NAMES: [&str; 7] = house_abi::METHODS;
 
 impl Methods {
     pub const GET: Methods = Methods(1);
@@ -123,19 +123,12 @@ pub fn parse_pattern(path: &str) -> Result<Vec<Segment>, String> {
 /// The key two paths share if they would answer the same requests:
 /// parameters become `{}`.
 pub fn shape(path: &str) -> String {
-    if !path.contains('{') {
+    // The same rule as the macros' compile-time check (`route_shape`), for
+    // the patterns that parse; anything else is a literal path.
+    if !path.contains('{') || parse_pattern(path).is_err() {
         return path.to_owned();
     }
-    match parse_pattern(path) {
-        Ok(segments) => segments
-            .iter()
-            .map(|s| match s {
-                Segment::Literal(l) => format!("/{l}"),
-                Segment::Param(_) => "/{}".to_owned(),
-            })
-            .collect(),
-        Err(_) => path.to_owned(),
-    }
+    house_abi::route_shape(path)
 }
 
 #[derive(Clone)]

@@ -9,7 +9,7 @@ mod spec;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use serde_json::{Map, Value, json};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
@@ -66,18 +66,18 @@ fn finish(result: Result<TokenStream2>) -> TokenStream {
     tokens.into()
 }
 
-const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+use house_abi::{Kind, METHODS, Ty};
 
 fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2> {
     // Parse: the attribute...
-    let mut kind: Option<&str> = None;
+    let mut kind: Option<Kind> = None;
     let mut manifest = Map::new();
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("closing") || meta.path.is_ident("stream") {
             if kind.is_some() {
                 return Err(meta.error("give the kind once: closing or stream"));
             }
-            kind = Some(if meta.path.is_ident("closing") { "closing" } else { "stream" });
+            kind = Some(if meta.path.is_ident("closing") { Kind::Closing } else { Kind::Stream });
         } else if meta.path.is_ident("path") {
             let path: syn::LitStr = meta.value()?.parse()?;
             if !path.value().starts_with('/') {
@@ -177,17 +177,23 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         pat.attrs = kept;
         let mut base = Base::from_rust_type(&pat.ty)?;
         if rules.untyped {
-            if base != Base::String {
+            if base != Base::Builtin(Ty::String) {
                 return Err(Error::new(pat.ty.span(), "an untyped parameter is a &str"));
             }
-            base = Base::Untyped;
+            base = Base::Builtin(Ty::Untyped);
         }
-        rules.check(&base)?;
+        // How the host's 400s (and so the checks' words) name it.
+        let label = match source {
+            None => wire_name.clone(),
+            Some(("body", _)) => "body".to_owned(),
+            Some((from, _)) => format!("{from} {}", wire_name.to_ascii_lowercase()),
+        };
+        rules.check(&base, &label)?;
         if let Some((from, span)) = source {
             if base.is_list() {
                 return Err(Error::new(span, "only query parameters can be lists"));
             }
-            if from == "body" && base != Base::Json {
+            if from == "body" && base != Base::Builtin(Ty::Json) {
                 return Err(Error::new(pat.ty.span(), "a #[body] parameter is Json (checked to be well-formed)"));
             }
             if from == "path" && rules.default.is_some() {
@@ -207,7 +213,11 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         params.push(Value::Object(p));
         let var = format_ident!("__house_arg{}", i);
         let ty = &pat.ty;
-        decoders.push(quote! { let #var: #ty = ::house_sdk::__private::FromArg::decode(&mut __house_args); });
+        // Spanned at the parameter's type: a type that is not one (a
+        // struct that is not an `http_type!`) is an error there.
+        decoders.push(quote_spanned! {ty.span()=>
+            let #var: #ty = <#ty as ::house_sdk::FromArg>::decode(&mut __house_args);
+        });
         args.push(var);
     }
 
@@ -215,19 +225,12 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
     // refused at load: make it a compile error here. One item per route,
     // named after it, so that a second one is "defined multiple times",
     // pointing at the second handler (within one Rust module).
-    let path = manifest.get("path").and_then(Value::as_str).map_or_else(
-        || if name == "root" { "/".to_owned() } else { format!("/{}", name.replace('_', "-")) },
-        str::to_owned,
-    );
-    let shape: String = path
-        .split('/')
-        .map(|seg| if seg.starts_with('{') && seg.ends_with('}') { "{}" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/");
+    let path =
+        manifest.get("path").and_then(Value::as_str).map_or_else(|| house_abi::path_from_name(&name), str::to_owned);
+    let shape = house_abi::route_shape(&path);
     let methods: Vec<String> = match manifest.get("methods").and_then(Value::as_array) {
         Some(m) => m.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        None if kind == "closing" => vec!["GET".into(), "POST".into()],
-        None => vec!["GET".into()],
+        None => house_abi::default_methods(kind).iter().map(|m| (*m).to_owned()).collect(),
     };
     let hex: String = shape.bytes().map(|b| format!("{b:02x}")).collect();
     let route_items = methods.iter().map(|m| {
@@ -243,10 +246,16 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
 
     // Emit: the function as written, its manifest and its ABI glue.
     manifest.insert("name".into(), name.clone().into());
-    manifest.insert("kind".into(), kind.into());
+    manifest.insert("kind".into(), kind.name().into());
     manifest.insert("params".into(), Value::Array(params));
     let manifest = Value::Object(manifest).to_string();
     let ident = &func.sig.ident;
+    // Spanned at the return type: one a handler cannot return is an error
+    // there, in IntoResponse's words.
+    let into_response = match &func.sig.output {
+        syn::ReturnType::Default => quote!(<() as ::house_sdk::IntoResponse>::into_response),
+        syn::ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> <#ty as ::house_sdk::IntoResponse>::into_response),
+    };
     let call_export = format!("house_handler.{name}");
     let meta_export = format!("house_meta.{name}");
     let call_fn = format_ident!("__house_handler_{}", name);
@@ -262,7 +271,8 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             ::house_sdk::__private::catch_panics();
             let mut __house_args = ::house_sdk::__private::Args::new(ptr, len);
             #(#decoders)*
-            ::house_sdk::__private::respond(#ident(#(#args),*))
+            let __house_response = #into_response(#ident(#(#args),*));
+            ::house_sdk::__private::respond(__house_response)
         }
 
         #[doc(hidden)]
@@ -317,7 +327,7 @@ impl Parse for TypeDefs {
                 });
                 syn::parse::Parser::parse2(parser, content.parse()?)?;
             }
-            rules.check(&base)?;
+            rules.check(&base, &name.to_string())?;
             if Base::from_manifest_name(&name.to_string()).is_some()
                 || ["Keyword", "Json"].contains(&name.to_string().as_str())
             {

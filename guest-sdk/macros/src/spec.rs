@@ -1,6 +1,7 @@
 //! Parameter types and rules as the macros read them: parsed from attribute
-//! syntax, checked (so a wrong declaration is a compile error pointing at
-//! the mistake), and turned into manifest JSON (docs/ABI.md, "Manifest").
+//! syntax, checked by the ABI crate (so a declaration the host would refuse
+//! at load is a compile error pointing at the mistake, in the host's words),
+//! and turned into manifest JSON (docs/ABI.md, "Manifest").
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -10,18 +11,15 @@ use syn::parse::ParseStream;
 use syn::spanned::Spanned;
 use syn::{Error, Lit, Result, Token};
 
+use house_abi::Ty;
+use house_abi::rules::{self, Bounds, Literal, RawRules, Rule};
+use house_abi::validate::{self, Param};
+
 /// A parameter's type, as the manifest names it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Base {
-    Untyped,
-    String,
-    Integer,
-    Float,
-    Boolean,
-    Keyword,
-    Json,
-    ListOfKeyword,
-    ListOfInteger,
+    /// A built-in type.
+    Builtin(Ty),
     /// A type defined with `http_type!`; the host resolves it.
     Named(String),
 }
@@ -29,33 +27,14 @@ pub enum Base {
 impl Base {
     pub fn manifest_name(&self) -> String {
         match self {
-            Base::Untyped => "untyped".into(),
-            Base::String => "string".into(),
-            Base::Integer => "integer".into(),
-            Base::Float => "float".into(),
-            Base::Boolean => "boolean".into(),
-            Base::Keyword => "keyword".into(),
-            Base::Json => "json".into(),
-            Base::ListOfKeyword => "list-of-keyword".into(),
-            Base::ListOfInteger => "list-of-integer".into(),
+            Base::Builtin(t) => t.name().into(),
             Base::Named(n) => n.clone(),
         }
     }
 
-    /// The base named in `http_type!` (`string`, `integer`, ...).
+    /// The base named in `http_type!` (`string`, `list_of_integer`, ...).
     pub fn from_manifest_name(name: &str) -> Option<Base> {
-        Some(match name {
-            "untyped" => Base::Untyped,
-            "string" => Base::String,
-            "integer" => Base::Integer,
-            "float" => Base::Float,
-            "boolean" => Base::Boolean,
-            "keyword" => Base::Keyword,
-            "json" => Base::Json,
-            "list_of_keyword" | "list-of-keyword" => Base::ListOfKeyword,
-            "list_of_integer" | "list-of-integer" => Base::ListOfInteger,
-            _ => return None,
-        })
+        Ty::parse(name).map(Base::Builtin)
     }
 
     /// The manifest type of a handler parameter, from its Rust type.
@@ -69,33 +48,43 @@ impl Base {
         };
         match ty {
             syn::Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
-                syn::Type::Path(p) if p.path.is_ident("str") => Ok(Base::String),
+                syn::Type::Path(p) if p.path.is_ident("str") => Ok(Base::Builtin(Ty::String)),
                 _ => Err(err()),
             },
             syn::Type::Path(p) if p.qself.is_none() => {
                 let last = p.path.segments.last().ok_or_else(err)?;
                 let name = last.ident.to_string();
                 match (name.as_str(), &last.arguments) {
-                    ("String", syn::PathArguments::None) => Ok(Base::String),
-                    ("i64", _) => Ok(Base::Integer),
-                    ("f64", _) => Ok(Base::Float),
-                    ("bool", _) => Ok(Base::Boolean),
-                    ("Keyword", _) => Ok(Base::Keyword),
-                    ("Json", _) => Ok(Base::Json),
+                    ("String", syn::PathArguments::None) => Ok(Base::Builtin(Ty::String)),
+                    ("i64", _) => Ok(Base::Builtin(Ty::Integer)),
+                    ("f64", _) => Ok(Base::Builtin(Ty::Float)),
+                    ("bool", _) => Ok(Base::Builtin(Ty::Boolean)),
+                    ("Keyword", _) => Ok(Base::Builtin(Ty::Keyword)),
+                    ("Json", _) => Ok(Base::Builtin(Ty::Json)),
                     ("Vec", syn::PathArguments::AngleBracketed(args)) if args.args.len() == 1 => {
                         match args.args.first() {
                             Some(syn::GenericArgument::Type(inner)) => match Base::from_rust_type(inner)? {
-                                Base::Keyword => Ok(Base::ListOfKeyword),
-                                Base::Integer => Ok(Base::ListOfInteger),
+                                Base::Builtin(Ty::Keyword) => Ok(Base::Builtin(Ty::ListOfKeyword)),
+                                Base::Builtin(Ty::Integer) => Ok(Base::Builtin(Ty::ListOfInteger)),
                                 _ => Err(Error::new(inner.span(), "lists are Vec<Keyword> or Vec<i64>")),
                             },
                             _ => Err(err()),
                         }
                     }
-                    ("i8" | "i16" | "i32" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize", _) => {
+                    ("i8" | "i16" | "i32" | "i128" | "u8" | "u16" | "u32" | "u64" | "u128" | "usize" | "isize", _) => {
                         Err(Error::new(ty.span(), "integers are i64; bound them with #[param(range(...))]"))
                     }
                     ("f32", _) => Err(Error::new(ty.span(), "floats are f64")),
+                    ("char", _) => Err(Error::new(
+                        ty.span(),
+                        "a char is not a parameter type: take a &str and bound it with #[param(chars(min = 1, max = 1))]",
+                    )),
+                    ("Option", _) => Err(Error::new(
+                        ty.span(),
+                        "parameters are not Option: an absent parameter takes its #[param(default = ..)], \
+                         or is a 400 without one",
+                    )),
+                    ("str", _) => Err(Error::new(ty.span(), "take text as &str or String")),
                     (_, syn::PathArguments::None) => Ok(Base::Named(name)),
                     _ => Err(err()),
                 }
@@ -107,14 +96,14 @@ impl Base {
     /// The Rust type a value of this base decodes into.
     pub fn rust_type(&self) -> TokenStream {
         match self {
-            Base::Untyped | Base::String => quote!(&'static str),
-            Base::Integer => quote!(i64),
-            Base::Float => quote!(f64),
-            Base::Boolean => quote!(bool),
-            Base::Keyword => quote!(::house_sdk::Keyword),
-            Base::Json => quote!(::house_sdk::Json),
-            Base::ListOfKeyword => quote!(::house_sdk::__private::Vec<::house_sdk::Keyword>),
-            Base::ListOfInteger => quote!(::house_sdk::__private::Vec<i64>),
+            Base::Builtin(Ty::Untyped | Ty::String) => quote!(&'static str),
+            Base::Builtin(Ty::Integer) => quote!(i64),
+            Base::Builtin(Ty::Float) => quote!(f64),
+            Base::Builtin(Ty::Boolean) => quote!(bool),
+            Base::Builtin(Ty::Keyword) => quote!(::house_sdk::Keyword),
+            Base::Builtin(Ty::Json) => quote!(::house_sdk::Json),
+            Base::Builtin(Ty::ListOfKeyword) => quote!(::house_sdk::__private::Vec<::house_sdk::Keyword>),
+            Base::Builtin(Ty::ListOfInteger) => quote!(::house_sdk::__private::Vec<i64>),
             Base::Named(n) => {
                 let ident = syn::Ident::new(n, Span::call_site());
                 quote!(#ident)
@@ -123,15 +112,7 @@ impl Base {
     }
 
     pub fn is_list(&self) -> bool {
-        matches!(self, Base::ListOfKeyword | Base::ListOfInteger)
-    }
-
-    fn is_text(&self) -> bool {
-        matches!(self, Base::Untyped | Base::String | Base::Keyword | Base::Json)
-    }
-
-    fn is_numeric(&self) -> bool {
-        matches!(self, Base::Integer | Base::Float | Base::ListOfInteger)
+        matches!(self, Base::Builtin(t) if t.is_list())
     }
 }
 
@@ -140,19 +121,10 @@ impl Base {
 pub struct Rules {
     chars: Option<(Bounds, Span)>,
     items: Option<(Bounds, Span)>,
-    range: Option<(Option<Number>, Option<Number>, Span)>,
+    range: Option<(Option<Literal>, Option<Literal>, Span)>,
     one_of: Option<(Vec<Value>, Span)>,
     pub default: Option<(Value, Span)>,
     pub untyped: bool,
-}
-
-/// A number as written, and whether it is an integer.
-type Number = (Value, bool);
-
-#[derive(Default)]
-struct Bounds {
-    min: Option<u64>,
-    max: Option<u64>,
 }
 
 impl Rules {
@@ -194,143 +166,37 @@ impl Rules {
         Ok(true)
     }
 
-    /// Checks that the rules fit `base` and are consistent.
-    pub fn check(&self, base: &Base) -> Result<()> {
-        let named = matches!(base, Base::Named(_));
-        let name = base.manifest_name();
-        if let Some((b, span)) = &self.chars {
-            if !named && !base.is_text() {
-                return Err(Error::new(*span, format!("chars applies to text, not to {name}")));
-            }
-            ordered(b, *span)?;
-        }
-        if let Some((b, span)) = &self.items {
-            if !named && !base.is_list() {
-                return Err(Error::new(*span, format!("items applies to lists, not to {name}")));
-            }
-            ordered(b, *span)?;
-        }
-        if let Some((min, max, span)) = &self.range {
-            if !named && !base.is_numeric() {
-                return Err(Error::new(*span, format!("range applies to numbers, not to {name}")));
-            }
-            let int_only = matches!(base, Base::Integer | Base::ListOfInteger);
-            for (v, is_int) in [min, max].into_iter().flatten() {
-                if int_only && !is_int {
-                    return Err(Error::new(*span, format!("range of {name} needs integer bounds, got {v}")));
-                }
-            }
-            if let (Some((a, _)), Some((b, _))) = (min, max)
-                && a.as_f64() > b.as_f64()
-            {
-                return Err(Error::new(*span, format!("min ({a}) > max ({b})")));
-            }
-        }
-        if let Some((values, span)) = &self.one_of {
-            if values.is_empty() {
-                return Err(Error::new(*span, "one_of needs at least one value"));
-            }
-            for v in values {
-                let fits = named
-                    || match base {
-                        Base::String | Base::Untyped | Base::Keyword | Base::ListOfKeyword => v.is_string(),
-                        Base::Integer | Base::ListOfInteger => v.is_i64(),
-                        _ => false,
-                    };
-                if !fits {
-                    return Err(Error::new(*span, format!("one_of value {v} does not fit {name}")));
-                }
-            }
-        }
+    /// Checks that the rules fit `base` and are consistent, and that a
+    /// default keeps them: with the ABI crate's checks and words, the ones
+    /// the host applies at load. `label` names the parameter as a 400 would.
+    pub fn check(&self, base: &Base, label: &str) -> Result<()> {
+        // A named type's base and rules are the host's to resolve.
+        let Base::Builtin(ty) = base else { return Ok(()) };
+        let checked = rules::check(*ty, &self.raw()).map_err(|e| {
+            let span = match e.rule {
+                Rule::Chars => self.chars.as_ref().map(|c| c.1),
+                Rule::Items => self.items.as_ref().map(|c| c.1),
+                Rule::Range => self.range.as_ref().map(|c| c.2),
+                Rule::OneOf => self.one_of.as_ref().map(|c| c.1),
+            };
+            Error::new(span.unwrap_or_else(Span::call_site), e.message)
+        })?;
         if let Some((v, span)) = &self.default {
-            let fits = named
-                || match base {
-                    Base::String | Base::Untyped | Base::Keyword | Base::Json => v.is_string(),
-                    Base::Integer => v.is_i64(),
-                    Base::Float => v.is_number(),
-                    Base::Boolean => v.is_boolean(),
-                    Base::ListOfKeyword => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
-                    Base::ListOfInteger => v.as_array().is_some_and(|a| a.iter().all(Value::is_i64)),
-                    Base::Named(_) => true,
-                };
-            if !fits {
-                return Err(Error::new(*span, format!("default {v} does not fit {name}")));
-            }
-            // The host refuses such a module at load: say so here instead.
-            if !named && let Err(why) = self.check_default(base, v) {
-                return Err(Error::new(*span, format!("default {v} breaks its own rules: {why}")));
-            }
-        }
-        if let (Base::Keyword | Base::ListOfKeyword, Some((values, span))) = (base, &self.one_of) {
-            for v in values.iter().filter_map(Value::as_str) {
-                let lower = v.to_lowercase();
-                if lower != v {
-                    return Err(Error::new(
-                        *span,
-                        format!("one_of value {v:?} can never match: keywords are compared in lower case ({lower:?})"),
-                    ));
-                }
-            }
+            let values = validate::default_values(*ty, v).map_err(|e| Error::new(*span, format!("default {e}")))?;
+            validate::check_default(Param { label, ty: *ty, rules: &checked }, &values)
+                .map_err(|e| Error::new(*span, format!("default breaks its own rules: {e}")))?;
         }
         Ok(())
     }
 
-    /// Whether a default (already of the right type) passes the rules, as
-    /// the host's validator would check it; why not, in its words.
-    fn check_default(&self, base: &Base, v: &Value) -> std::result::Result<(), String> {
-        let values: Vec<&Value> = match v.as_array() {
-            Some(items) => {
-                if let Some((b, _)) = &self.items {
-                    let n = items.len() as u64;
-                    if let Some(min) = b.min.filter(|&m| n < m) {
-                        return Err(format!("{n} values is below the minimum {min}"));
-                    }
-                    if let Some(max) = b.max.filter(|&m| n > m) {
-                        return Err(format!("{n} values is above the maximum {max}"));
-                    }
-                }
-                items.iter().collect()
-            }
-            None => vec![v],
-        };
-        let keyword = matches!(base, Base::Keyword | Base::ListOfKeyword);
-        for v in values {
-            if let Some(text) = v.as_str() {
-                let text = if keyword { text.to_lowercase() } else { text.to_owned() };
-                if keyword && (text.is_empty() || !text.chars().all(|c| c.is_alphanumeric() || "-_.".contains(c))) {
-                    return Err(format!("{text:?} is not a keyword (letters, digits, '-', '_', '.')"));
-                }
-                if let Some((b, _)) = &self.chars {
-                    let n = text.chars().count() as u64;
-                    if let Some(min) = b.min.filter(|&m| n < m) {
-                        return Err(format!("length {n} is below the minimum {min}"));
-                    }
-                    if let Some(max) = b.max.filter(|&m| n > m) {
-                        return Err(format!("length {n} is above the maximum {max}"));
-                    }
-                }
-                if let Some((allowed, _)) = &self.one_of
-                    && !allowed.iter().any(|a| a.as_str() == Some(text.as_str()))
-                {
-                    return Err(format!("{text:?} is not one of the one_of values"));
-                }
-            } else if let Some(x) = v.as_f64() {
-                if let Some((min, max, _)) = &self.range {
-                    if let Some((m, _)) = min.as_ref().filter(|(m, _)| m.as_f64().is_some_and(|m| x < m)) {
-                        return Err(format!("{v} is below the minimum {m}"));
-                    }
-                    if let Some((m, _)) = max.as_ref().filter(|(m, _)| m.as_f64().is_some_and(|m| x > m)) {
-                        return Err(format!("{v} is above the maximum {m}"));
-                    }
-                }
-                if let Some((allowed, _)) = &self.one_of
-                    && !allowed.iter().any(|a| a.as_f64() == Some(x))
-                {
-                    return Err(format!("{v} is not one of the one_of values"));
-                }
-            }
+    /// The rules as the ABI crate takes them.
+    fn raw(&self) -> RawRules {
+        RawRules {
+            chars: self.chars.as_ref().map(|c| c.0),
+            items: self.items.as_ref().map(|c| c.0),
+            range: self.range.as_ref().map(|(min, max, _)| (min.clone(), max.clone())),
+            one_of: self.one_of.as_ref().map(|(values, _)| values.iter().map(literal_of).collect()),
         }
-        Ok(())
     }
 
     /// The `rules` object of the manifest.
@@ -350,8 +216,8 @@ impl Rules {
         }
         if let Some((min, max, _)) = &self.range {
             let mut o = Map::new();
-            min.as_ref().map(|(v, _)| o.insert("min".into(), v.clone()));
-            max.as_ref().map(|(v, _)| o.insert("max".into(), v.clone()));
+            min.as_ref().map(|v| o.insert("min".into(), json_of(v)));
+            max.as_ref().map(|v| o.insert("max".into(), json_of(v)));
             m.insert("range".into(), Value::Object(o));
         }
         if let Some((values, _)) = &self.one_of {
@@ -384,20 +250,33 @@ fn bounds(meta: &ParseNestedMeta<'_>, rule: &str) -> Result<Bounds> {
     Ok(b)
 }
 
-fn ordered(b: &Bounds, span: Span) -> Result<()> {
-    match (b.min, b.max) {
-        (Some(min), Some(max)) if min > max => Err(Error::new(span, format!("min ({min}) > max ({max})"))),
-        _ => Ok(()),
+/// A number, possibly negative.
+fn number(input: ParseStream<'_>) -> Result<Literal> {
+    let expr: syn::Expr = input.parse()?;
+    match literal_of(&expr_value(&expr)?) {
+        n @ (Literal::Int(_) | Literal::Float(_)) => Ok(n),
+        _ => Err(Error::new(expr.span(), "expected a number")),
     }
 }
 
-/// A number, possibly negative; the flag says whether it is an integer.
-fn number(input: ParseStream<'_>) -> Result<Number> {
-    let expr: syn::Expr = input.parse()?;
-    let v = expr_value(&expr)?;
-    match &v {
-        Value::Number(n) => Ok((v.clone(), n.is_i64() || n.is_u64())),
-        _ => Err(Error::new(expr.span(), "expected a number")),
+/// A JSON value as the ABI crate's literal.
+fn literal_of(v: &Value) -> Literal {
+    match v {
+        Value::String(s) => Literal::Text(s.clone()),
+        Value::Number(n) => n.as_i64().map_or_else(|| Literal::Float(n.as_f64().unwrap_or(f64::NAN)), Literal::Int),
+        Value::Bool(b) => Literal::Bool(*b),
+        other => Literal::Other(other.to_string()),
+    }
+}
+
+/// A number literal back as JSON, for the manifest.
+fn json_of(l: &Literal) -> Value {
+    match l {
+        Literal::Int(n) => json!(n),
+        Literal::Float(x) => json!(x),
+        Literal::Text(s) => json!(s),
+        Literal::Bool(b) => json!(b),
+        Literal::Other(s) => json!(s),
     }
 }
 

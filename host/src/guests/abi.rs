@@ -9,29 +9,8 @@ use crate::config::Budgets;
 use crate::engine::kv::{KvError, Pending};
 use crate::sse;
 
-/// Status codes the imports return (negative: the guest asked for
-/// something invalid; bad pointers and bad UTF-8 trap instead).
-pub const OK: i32 = 0;
-pub const BAD_CHANNEL: i32 = -1;
-pub const BAD_FIELD: i32 = -2;
-pub const NOT_A_STREAM: i32 = -3;
-/// A key or value over its bound (`--kv-key-bytes`, `--kv-value-bytes`).
-pub const KV_TOO_LARGE: i32 = -4;
-/// Over the operations of one call (`--kv-ops`) or the module's bytes
-/// (`--kv-module-mb`).
-pub const KV_BUDGET: i32 = -5;
-/// An increment of a value that is not a decimal integer.
-pub const KV_NOT_INTEGER: i32 = -6;
-/// The store failed (the host's log says why).
-pub const KV_UNAVAILABLE: i32 = -7;
-/// `kv_get`: no such key.
-pub const KV_ABSENT: i64 = -1;
-
-/// The longest `id: HI-LO\n` line the engine adds to an event.
-pub const ID_LINE_MAX: usize = "id: ".len() + 20 + 1 + 20 + 1;
-
-/// Longest channel name, in bytes.
-pub const MAX_CHANNEL: usize = 256;
+pub use house_abi::status::*;
+pub use house_abi::{ID_LINE_MAX, MAX_CHANNEL, MAX_RANDOM};
 
 /// An event a handler published, framed once (without an id: the engine
 /// gives it one), applied after the call.
@@ -341,9 +320,6 @@ async fn with_kv<R>(
     result.map_err(code)
 }
 
-/// Bytes one `random` call may ask for.
-pub const MAX_RANDOM: usize = 1024;
-
 /// Fills `out` from the kernel's CSPRNG (a guest has no entropy of its own:
 /// session ids and tokens come from here). One descriptor for the process.
 fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
@@ -413,110 +389,14 @@ pub struct GuestResponse {
     pub body: Vec<u8>,
 }
 
-/// Decodes the response block (docs/ABI.md, "Response block").
+/// Decodes the response block (docs/ABI.md, "Response block"), refusing
+/// what the host must not send (the rules are the ABI crate's).
 pub fn decode_response(block: &[u8]) -> Result<GuestResponse, String> {
-    let mut r = Reader { buf: block, pos: 0 };
-    let status = match r.u32()? {
-        0 => 200,
-        s @ 200..=599 => s as u16,
-        s => return Err(format!("status {s} is not a final HTTP status")),
-    };
-    let content_type = Some(r.text("content type")?).filter(|s| !s.is_empty());
-    if let Some(ct) = &content_type
-        && ct.bytes().any(|b| b.is_ascii_control())
-    {
-        return Err("content type contains control characters".into());
-    }
-    let count = r.u32()?;
-    let mut headers = Vec::with_capacity(count.min(64) as usize);
-    for _ in 0..count {
-        let name = r.text("header name")?;
-        let value = r.text("header value")?;
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(format!("header name {name:?} is not a token"));
-        }
-        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
-            return Err(format!("header {name} has control characters in its value"));
-        }
-        let reserved = ["content-length", "transfer-encoding", "connection", "content-type", "date", "server"];
-        if reserved.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-            return Err(format!("header {name} is set by the host"));
-        }
-        headers.push((name, value));
-    }
-    let body = r.bytes()?.to_vec();
-    if r.pos != block.len() {
-        return Err("trailing bytes after the response body".into());
-    }
-    Ok(GuestResponse { status, content_type, headers, body })
-}
-
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn u32(&mut self) -> Result<u32, String> {
-        let b = self.buf.get(self.pos..self.pos + 4).ok_or("response block ends early")?;
-        self.pos += 4;
-        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-    }
-
-    fn bytes(&mut self) -> Result<&'a [u8], String> {
-        let len = self.u32()? as usize;
-        let end = self.pos.checked_add(len).ok_or("length overflow")?;
-        let b = self.buf.get(self.pos..end).ok_or("response block ends early")?;
-        self.pos = end;
-        Ok(b)
-    }
-
-    fn text(&mut self, what: &str) -> Result<String, String> {
-        let b = self.bytes()?;
-        String::from_utf8(b.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn block(status: u32, ct: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
-        let mut b = status.to_le_bytes().to_vec();
-        let text = |b: &mut Vec<u8>, s: &[u8]| {
-            b.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            b.extend_from_slice(s);
-        };
-        text(&mut b, ct.as_bytes());
-        b.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-        for (n, v) in headers {
-            text(&mut b, n.as_bytes());
-            text(&mut b, v.as_bytes());
-        }
-        text(&mut b, body);
-        b
-    }
-
-    #[test]
-    fn decodes_a_full_block() {
-        let r = decode_response(&block(302, "text/plain", &[("Location", "/x")], b"hi")).unwrap();
-        assert_eq!((r.status, r.content_type.as_deref(), r.body.as_slice()), (302, Some("text/plain"), &b"hi"[..]));
-        assert_eq!(r.headers, [("Location".to_string(), "/x".to_string())]);
-    }
-
-    #[test]
-    fn refuses_garbage() {
-        assert!(decode_response(&block(99, "", &[], b"")).is_err());
-        assert!(decode_response(&block(200, "", &[("Bad Name", "x")], b"")).is_err());
-        assert!(decode_response(&block(200, "", &[("X", "a\r\nb")], b"")).is_err());
-        assert!(decode_response(&block(200, "", &[("Content-Length", "1")], b"")).is_err());
-        assert!(decode_response(&[1, 2, 3]).is_err());
-        let mut long = block(200, "", &[], b"x");
-        long.push(0);
-        assert!(decode_response(&long).is_err());
-    }
+    let r = house_abi::wire::decode_response(block)?;
+    Ok(GuestResponse {
+        status: r.status,
+        content_type: r.content_type.map(str::to_owned),
+        headers: r.headers.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect(),
+        body: r.body.to_vec(),
+    })
 }

@@ -12,11 +12,10 @@ use serde_json::Value;
 
 use crate::router::Methods;
 
-/// The ABI version this host speaks (see docs/ABI.md).
-pub const ABI_VERSION: i32 = 1;
-
-/// The longest path a handler may claim, in bytes.
-pub const MAX_PATH: usize = 2048;
+pub use house_abi::rules::RawRules as AbiRules;
+use house_abi::rules::{self, Literal};
+use house_abi::validate::{self, Param};
+pub use house_abi::{ABI_VERSION, Bounds, DEFAULT_CONTENT_TYPE, Kind, MAX_PATH, Rules, Source, Ty, path_from_name};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,15 +69,6 @@ pub struct RawRules {
     pub items: Option<Bounds>,
 }
 
-#[derive(Debug, Default, Deserialize, Clone, Copy, serde::Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Bounds {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max: Option<u64>,
-}
-
 #[derive(Debug, Default, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NumBounds {
@@ -88,111 +78,26 @@ pub struct NumBounds {
     pub max: Option<serde_json::Number>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// Answer, then keep the connection for the next request (or close).
-    Closing,
-    /// Answer with an SSE stream and keep the connection subscribed.
-    Stream,
-}
-
-/// Where a parameter's value comes from.
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Source {
-    /// The query string, then an `application/x-www-form-urlencoded` body.
-    #[default]
-    Query,
-    /// A `{name}` segment of the handler's path.
-    Path,
-    /// A request header (the name, case-insensitive).
-    Header,
-    /// A cookie of the `Cookie` header.
-    Cookie,
-    /// The whole request body, `application/json` (type `json`).
-    Body,
-}
-
-impl Source {
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Query => "query",
-            Source::Path => "path",
-            Source::Header => "header",
-            Source::Cookie => "cookie",
-            Source::Body => "body",
+impl RawRules {
+    /// The rules as the ABI crate checks them.
+    fn to_abi(&self) -> AbiRules {
+        let literal = |v: &Value| match v {
+            Value::String(s) => Literal::Text(s.clone()),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Literal::Int(i),
+                None => Literal::Float(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            Value::Bool(b) => Literal::Bool(*b),
+            other => Literal::Other(other.to_string()),
+        };
+        let number = |n: &Option<serde_json::Number>| n.as_ref().map(|n| literal(&Value::Number(n.clone())));
+        AbiRules {
+            chars: self.chars,
+            range: self.range.as_ref().map(|r| (number(&r.min), number(&r.max))),
+            one_of: self.one_of.as_ref().map(|v| v.iter().map(literal).collect()),
+            items: self.items,
         }
     }
-}
-
-/// The built-in parameter types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ty {
-    Untyped,
-    String,
-    Integer,
-    Float,
-    Boolean,
-    Keyword,
-    Json,
-    ListOfKeyword,
-    ListOfInteger,
-}
-
-impl Ty {
-    pub fn parse(name: &str) -> Option<Ty> {
-        Some(match name {
-            "untyped" => Ty::Untyped,
-            "string" => Ty::String,
-            "integer" => Ty::Integer,
-            "float" => Ty::Float,
-            "boolean" => Ty::Boolean,
-            "keyword" => Ty::Keyword,
-            "json" => Ty::Json,
-            "list-of-keyword" => Ty::ListOfKeyword,
-            "list-of-integer" => Ty::ListOfInteger,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Ty::Untyped => "untyped",
-            Ty::String => "string",
-            Ty::Integer => "integer",
-            Ty::Float => "float",
-            Ty::Boolean => "boolean",
-            Ty::Keyword => "keyword",
-            Ty::Json => "json",
-            Ty::ListOfKeyword => "list-of-keyword",
-            Ty::ListOfInteger => "list-of-integer",
-        }
-    }
-
-    pub fn is_list(self) -> bool {
-        matches!(self, Ty::ListOfKeyword | Ty::ListOfInteger)
-    }
-
-    /// The type of one element (of a list; itself otherwise).
-    pub fn element(self) -> Ty {
-        match self {
-            Ty::ListOfKeyword => Ty::Keyword,
-            Ty::ListOfInteger => Ty::Integer,
-            t => t,
-        }
-    }
-}
-
-/// Rules in checked form.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Rules {
-    pub chars: Option<Bounds>,
-    pub int_range: Option<(Option<i64>, Option<i64>)>,
-    pub float_range: Option<(Option<f64>, Option<f64>)>,
-    pub one_of_text: Vec<String>,
-    pub one_of_int: Vec<i64>,
-    pub items: Option<Bounds>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,24 +129,13 @@ pub struct HandlerSpec {
     pub params: Vec<ParamSpec>,
 }
 
-pub const DEFAULT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
-
-/// The path the article derives from a handler's name:
-/// `send_message` -> `/send-message`, `root` -> `/`.
-pub fn path_from_name(name: &str) -> String {
-    if name == "root" {
-        return "/".into();
-    }
-    format!("/{}", name.replace('_', "-"))
-}
-
 /// Checks a named type's definition.
 pub fn check_type(name: &str, raw: &RawType) -> Result<(Ty, Rules), String> {
     if Ty::parse(name).is_some() {
         return Err(format!("type {name}: redefines a built-in type"));
     }
     let ty = Ty::parse(&raw.base).ok_or_else(|| format!("type {name}: unknown base type {:?}", raw.base))?;
-    let rules = check_rules(ty, &raw.rules).map_err(|e| format!("type {name}: {e}"))?;
+    let rules = rules::check(ty, &raw.rules.to_abi()).map_err(|e| format!("type {name}: {e}"))?;
     Ok((ty, rules))
 }
 
@@ -272,8 +166,10 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
             }
             set.ok_or_else(|| at("empty method list".into()))?
         }
-        (None, Kind::Closing) => Methods::GET.union(Methods::parse("POST").expect("known method")),
-        (None, Kind::Stream) => Methods::GET,
+        (None, kind) => house_abi::default_methods(kind)
+            .iter()
+            .filter_map(|m| Methods::parse(m))
+            .fold(Methods::default(), Methods::union),
     };
     let segments = crate::router::parse_pattern(&path).map_err(&at)?;
     let mut params: Vec<ParamSpec> = Vec::with_capacity(raw.params.len());
@@ -284,9 +180,8 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
         if p.source == Source::Header {
             p.name = p.name.to_ascii_lowercase();
         }
-        let token = |n: &str| n.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         match p.source {
-            Source::Header | Source::Cookie if !token(&p.name) => {
+            Source::Header | Source::Cookie if !house_abi::is_token(&p.name) => {
                 return Err(at(format!("{} name {:?} is not an HTTP token", p.source.name(), p.name)));
             }
             Source::Path if !segments.contains(&crate::router::Segment::Param(p.name.clone())) => {
@@ -328,19 +223,12 @@ fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<Para
         Some(ty) => (ty, Rules::default()),
         None => types.get(&type_name).cloned().ok_or_else(|| format!("{}: unknown type {type_name:?}", p.name))?,
     };
-    let own = check_rules(ty, &p.rules).map_err(|e| format!("{}: {e}", p.name))?;
+    let own = rules::check(ty, &p.rules.to_abi()).map_err(|e| format!("{}: {e}", p.name))?;
     // The parameter's own rules refine the named type's.
-    rules.chars = own.chars.or(rules.chars);
-    rules.int_range = own.int_range.or(rules.int_range);
-    rules.float_range = own.float_range.or(rules.float_range);
-    rules.items = own.items.or(rules.items);
-    if !own.one_of_text.is_empty() || !own.one_of_int.is_empty() {
-        rules.one_of_text = own.one_of_text;
-        rules.one_of_int = own.one_of_int;
-    }
+    rules = rules.refined_by(own);
     let default = match p.default {
         None => None,
-        Some(v) => Some(default_values(ty, &v).map_err(|e| format!("{}: default {e}", p.name))?),
+        Some(v) => Some(validate::default_values(ty, &v).map_err(|e| format!("{}: default {e}", p.name))?),
     };
     let raw_rules = serde_json::to_value(RulesView(&rules)).unwrap_or(Value::Null);
     let label = match p.source {
@@ -350,95 +238,20 @@ fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<Para
     };
     let spec = ParamSpec { name: p.name, source: p.source, label, ty, type_name, rules, default, raw_rules };
     if let Some(values) = &spec.default {
-        super::validate::check_default(&spec, values).map_err(|e| format!("default breaks its own rules: {e}"))?;
+        validate::check_default(spec.param(), values).map_err(|e| format!("default breaks its own rules: {e}"))?;
     }
     Ok(spec)
-}
-
-/// A default, as the raw strings a client would have sent.
-fn default_values(ty: Ty, v: &Value) -> Result<Vec<String>, String> {
-    let scalar = |v: &Value| -> Result<String, String> {
-        match v {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            other if ty == Ty::Json => Ok(other.to_string()),
-            other => Err(format!("{other} is not a scalar")),
-        }
-    };
-    match (ty.is_list(), v) {
-        (true, Value::Array(items)) => items.iter().map(scalar).collect(),
-        (true, _) => Err("of a list type must be an array".into()),
-        (false, v) => Ok(vec![scalar(v)?]),
-    }
-}
-
-fn check_rules(ty: Ty, raw: &RawRules) -> Result<Rules, String> {
-    let el = ty.element();
-    let mut rules = Rules::default();
-    if let Some(b) = raw.chars {
-        if !matches!(ty, Ty::String | Ty::Keyword | Ty::Untyped | Ty::Json) {
-            return Err(format!("rule chars does not apply to {}", ty.name()));
-        }
-        ordered(b.min, b.max, "chars")?;
-        rules.chars = Some(b);
-    }
-    if let Some(b) = raw.items {
-        if !ty.is_list() {
-            return Err(format!("rule items does not apply to {}", ty.name()));
-        }
-        ordered(b.min, b.max, "items")?;
-        rules.items = Some(b);
-    }
-    if let Some(r) = &raw.range {
-        match el {
-            Ty::Integer => {
-                let int = |n: &Option<serde_json::Number>| -> Result<Option<i64>, String> {
-                    n.as_ref().map(|n| n.as_i64().ok_or(format!("range bound {n} is not an integer"))).transpose()
-                };
-                let (min, max) = (int(&r.min)?, int(&r.max)?);
-                ordered(min, max, "range")?;
-                rules.int_range = Some((min, max));
-            }
-            Ty::Float => {
-                let float = |n: &Option<serde_json::Number>| n.as_ref().and_then(serde_json::Number::as_f64);
-                let (min, max) = (float(&r.min), float(&r.max));
-                if let (Some(a), Some(b)) = (min, max)
-                    && a > b
-                {
-                    return Err(format!("range: min {a} > max {b}"));
-                }
-                rules.float_range = Some((min, max));
-            }
-            _ => return Err(format!("rule range does not apply to {}", ty.name())),
-        }
-    }
-    if let Some(values) = &raw.one_of {
-        if values.is_empty() {
-            return Err("one_of is empty".into());
-        }
-        for v in values {
-            match (el, v) {
-                (Ty::String | Ty::Keyword | Ty::Untyped, Value::String(s)) => rules.one_of_text.push(s.clone()),
-                (Ty::Integer, Value::Number(n)) if n.is_i64() => rules.one_of_int.push(n.as_i64().unwrap_or_default()),
-                _ => return Err(format!("one_of value {v} does not fit {}", ty.name())),
-            }
-        }
-    }
-    Ok(rules)
-}
-
-fn ordered<T: PartialOrd + std::fmt::Display>(min: Option<T>, max: Option<T>, rule: &str) -> Result<(), String> {
-    match (min, max) {
-        (Some(a), Some(b)) if a > b => Err(format!("{rule}: min {a} > max {b}")),
-        _ => Ok(()),
-    }
 }
 
 /// Rules as JSON, for the introspection endpoint.
 pub struct RulesView<'a>(pub &'a Rules);
 
 impl ParamSpec {
+    /// What the validator needs of it.
+    pub fn param(&self) -> Param<'_> {
+        Param { label: &self.label, ty: self.ty, rules: &self.rules }
+    }
+
     /// Its default as the JSON value of its type (manifests hold text):
     /// `3`, `true`, `"world"`, `["a", "b"]`; null without one.
     pub fn default_json(&self) -> Value {
@@ -447,7 +260,7 @@ impl ParamSpec {
             match self.ty {
                 Ty::Integer | Ty::ListOfInteger => v.parse::<i64>().map_or_else(|_| v.into(), Value::from),
                 Ty::Float => v.parse::<f64>().map_or_else(|_| v.into(), Value::from),
-                Ty::Boolean => matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "on" | "yes").into(),
+                Ty::Boolean => validate::parse_bool(v).unwrap_or_default().into(),
                 _ => v.into(),
             }
         };
@@ -492,13 +305,6 @@ mod tests {
     fn handler(json: &str) -> Result<HandlerSpec, String> {
         let raw: RawHandler = serde_json::from_str(json).map_err(|e| e.to_string())?;
         check_handler(raw, &HashMap::new())
-    }
-
-    #[test]
-    fn derives_paths_like_the_article() {
-        assert_eq!(path_from_name("send_message"), "/send-message");
-        assert_eq!(path_from_name("root"), "/");
-        assert_eq!(path_from_name("index"), "/index");
     }
 
     #[test]

@@ -1,0 +1,148 @@
+//! The contract between the house host and its guests, in one place
+//! (docs/ABI.md is its prose): the parameter types and rules with their
+//! checks and 400 texts, the import status codes and bounds, and the wire
+//! encoding of the argument and response blocks.
+//!
+//! Both sides use it: the host checks manifests and validates requests with
+//! [`rules`] and [`validate`], the SDK's macros refuse at compile time what
+//! the host would refuse at load with the same functions, and the SDK reads
+//! arguments and writes responses with [`wire`]. Adding a type or a rule
+//! touches this crate (and the macros' attribute syntax), nothing else.
+//!
+//! `no_std` (with `alloc`): it is linked into every Rust guest.
+
+#![no_std]
+#![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod rules;
+pub mod statics;
+pub mod types;
+#[cfg(feature = "validate")]
+pub mod validate;
+pub mod wire;
+
+pub use rules::{Bounds, Rules};
+pub use types::{Kind, Source, Ty};
+
+/// The ABI version this crate describes; a module exports it as
+/// `house_abi_version`. Additions are additive: version-1 modules load.
+pub const ABI_VERSION: i32 = 1;
+
+/// The longest path a handler may claim, in bytes.
+pub const MAX_PATH: usize = 2048;
+
+/// The longest channel name, in bytes.
+pub const MAX_CHANNEL: usize = 256;
+
+/// The most bytes one `random` call returns.
+pub const MAX_RANDOM: usize = 1024;
+
+/// The longest `id: HI-LO\n` line the host adds to an event (two u64s).
+pub const ID_LINE_MAX: usize = "id: ".len() + 20 + 1 + 20 + 1;
+
+/// A handler's content type when its manifest names none.
+pub const DEFAULT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+
+/// Headers the host sets itself; a response that sets one is refused.
+pub const RESERVED_HEADERS: [&str; 6] =
+    ["content-length", "transfer-encoding", "connection", "content-type", "date", "server"];
+
+/// The methods a handler may declare, in the order an `Allow` lists them.
+pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+
+/// A handler's methods when its manifest names none (GET implies HEAD).
+pub fn default_methods(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Closing => &["GET", "POST"],
+        Kind::Stream => &["GET"],
+    }
+}
+
+/// What the imports return: 0 is success, negative values say what the
+/// guest asked for wrongly (bad pointers and bad UTF-8 trap instead).
+pub mod status {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// A channel name over [`MAX_CHANNEL`](crate::MAX_CHANNEL) bytes.
+    pub const BAD_CHANNEL: i32 = -1;
+    /// An event field with a line break (or an id that is not one).
+    pub const BAD_FIELD: i32 = -2;
+    /// `subscribe` or `backlog` from a handler that is not a stream.
+    pub const NOT_A_STREAM: i32 = -3;
+    /// A key or value over its bound (`--kv-key-bytes`, `--kv-value-bytes`).
+    pub const KV_TOO_LARGE: i32 = -4;
+    /// Over the operations of one call (`--kv-ops`) or the module's bytes
+    /// (`--kv-module-mb`).
+    pub const KV_BUDGET: i32 = -5;
+    /// An increment of a value that is not a decimal integer.
+    pub const KV_NOT_INTEGER: i32 = -6;
+    /// The store failed (the host's log says why).
+    pub const KV_UNAVAILABLE: i32 = -7;
+    /// `kv_get`: no such key.
+    pub const KV_ABSENT: i64 = -1;
+}
+
+/// The path the article derives from a handler's name:
+/// `send_message` -> `/send-message`, `root` -> `/`.
+pub fn path_from_name(name: &str) -> alloc::string::String {
+    if name == "root" {
+        return "/".into();
+    }
+    alloc::format!("/{}", name.replace('_', "-"))
+}
+
+/// A byte of an HTTP token (RFC 9110): header names, cookie names.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A non-empty HTTP token.
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_byte)
+}
+
+/// Checks a keyword (already lower-cased): letters, digits, `-`, `_`, `.`;
+/// why not, quoting it as a 400 would.
+pub fn validate_keyword(keyword: &str) -> Result<(), alloc::string::String> {
+    if !keyword.is_empty() && keyword.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        return Ok(());
+    }
+    Err(alloc::format!("{} is not a keyword (letters, digits, '-', '_', '.')", shown(keyword)))
+}
+
+/// A client's value quoted in an error, cut short: errors are one line.
+pub fn shown(raw: &str) -> alloc::string::String {
+    match raw.char_indices().nth(32) {
+        Some((i, _)) => alloc::format!("{:?}...", &raw[..i]),
+        None => alloc::format!("{raw:?}"),
+    }
+}
+
+/// A route's shape: its path with every `{name}` segment as `{}`. Two
+/// handlers of one module with the same shape and a shared method are
+/// refused (at compile time by the macros, at load by the host).
+pub fn route_shape(path: &str) -> alloc::string::String {
+    let mut out = alloc::string::String::with_capacity(path.len());
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if seg.starts_with('{') && seg.ends_with('}') { "{}" } else { seg });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_paths_like_the_article() {
+        assert_eq!(path_from_name("send_message"), "/send-message");
+        assert_eq!(path_from_name("root"), "/");
+        assert_eq!(path_from_name("index"), "/index");
+        assert_eq!(route_shape("/todos/{id}/x"), "/todos/{}/x");
+    }
+}
