@@ -96,4 +96,11 @@ fn the_document_follows_a_reload() {
     s.wait_for_log("house: loaded chat.wasm", Duration::from_secs(10));
     let d = document(&s);
     assert_eq!(param(&d["paths"]["/send-message"]["get"], "message")["schema"]["minLength"], 5);
+    // The chat's page, a static file: its type, its ETag, its 304.
+    let page = &d["paths"]["/index"]["get"];
+    let etag = s.get("/index").header("etag").unwrap().to_owned();
+    assert_eq!(page["responses"]["200"]["headers"]["ETag"]["schema"]["const"], etag.as_str());
+    assert!(page["responses"]["200"]["content"]["text/html; charset=utf-8"].is_object(), "{page}");
+    assert!(page["responses"]["304"]["description"].is_string(), "{page}");
+    assert_eq!(param(page, "If-None-Match")["in"], "header");
 }

@@ -21,7 +21,11 @@ struct Visitor<'a> {
 
 impl<'a> Visitor<'a> {
     fn arrive(s: &'a Server) -> Visitor<'a> {
-        let r = s.get("/todo");
+        let page = s.get("/todo");
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("<form"), "{}", page.body);
+        assert_eq!(page.header("set-cookie"), None, "the page is a static file");
+        let r = s.get("/todos");
         assert_eq!(r.status, 200);
         let set = r.header("set-cookie").expect("a first visit gets a cookie");
         let sid = set.strip_prefix("sid=").and_then(|v| v.split(';').next()).expect("sid=...");
@@ -56,7 +60,7 @@ fn a_visitor_keeps_a_list_that_others_cannot_touch_and_a_restart_keeps() {
     let dir = data.path().to_str().unwrap().to_owned();
     let mut s = todo(&dir);
     let ada = Visitor::arrive(&s);
-    let again = s.get("/todo");
+    let again = s.get("/todos");
     assert_ne!(again.header("set-cookie"), None, "a visitor without the cookie is a new one");
     assert_eq!(ada.list(), serde_json::json!([]));
 

@@ -113,6 +113,23 @@
 //! ([`kv`]: `get`, `set`, `set_with_ttl`, `delete`, `incr`, `list`; one
 //! namespace per module file; a call that fails writes nothing).
 //!
+//! # Static files
+//!
+//! A page, its styles, scripts and images ship inside the module and are
+//! served by the host itself (ETag, `304`, HEAD), without an instance, and
+//! outside the memory image every handler call starts from:
+//!
+//! ```ignore
+//! static_files! {
+//!     "/index" => "index.html",                     // text/html, by extension
+//!     "/data" => "data.bin" as "application/octet-stream",
+//! }
+//! ```
+//!
+//! Files are read at compile time, relative to the source file. A path that
+//! is not plain (`..`, `%`, `//`, under `/_house/`), or that a GET handler of
+//! the module also claims, is a compile error.
+//!
 //! # Named types
 //!
 //! The article's `define-http-type`: define a type once, with its rules, and
@@ -185,7 +202,7 @@ pub mod testing;
 pub use abi::ABI_VERSION;
 pub use args::{FromArg, Json, Keyword};
 pub use host::{Event, HostError, log, publish, publish_event, subscribe, subscribe_with_backlog};
-pub use house_sdk_macros::{handler, http_type};
+pub use house_sdk_macros::{handler, http_type, static_files};
 pub use response::{Cookie, IntoResponse, Response};
 
 /// Everything a handler module usually needs.
@@ -194,7 +211,7 @@ pub mod prelude {
     pub use crate::kv;
     pub use crate::{
         Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
-        publish_event, subscribe, subscribe_with_backlog,
+        publish_event, static_files, subscribe, subscribe_with_backlog,
     };
     pub use alloc::format;
     pub use alloc::string::{String, ToString};

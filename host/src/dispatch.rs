@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::conn::Request;
 use crate::guests::engine::{CallFuture, CallOutput, Failure};
 use crate::guests::manifest::Source;
+use crate::guests::statics::{self, StaticFile};
 use crate::guests::validate::Inputs;
 use crate::guests::{self, Handler, Kind, Publication};
 use crate::http::{ErrorKind, HttpError};
@@ -38,6 +39,12 @@ pub enum Outcome {
     Stats,
     /// The metrics, which the loop renders with its gauges.
     Metrics,
+    /// A module's static file: 200 with it, or 304 when the client's copy
+    /// is current (`If-None-Match`).
+    Static {
+        file: Arc<StaticFile>,
+        not_modified: bool,
+    },
 }
 
 /// What answered a request, for the metrics: a guest handler (its path
@@ -45,6 +52,7 @@ pub enum Outcome {
 #[derive(Clone, Default)]
 pub enum Route {
     Guest(Arc<Handler>),
+    Static(Arc<StaticFile>),
     Host(&'static str),
     #[default]
     Unmatched,
@@ -54,6 +62,7 @@ impl Route {
     pub fn label(&self) -> &str {
         match self {
             Route::Guest(h) => &h.spec.path,
+            Route::Static(f) => &f.path,
             Route::Host(path) => path,
             Route::Unmatched => "unmatched",
         }
@@ -118,6 +127,7 @@ impl Dispatcher {
         };
         *label = match &route.target {
             Target::Guest(handler) => Route::Guest(handler.clone()),
+            Target::Static(file) => Route::Static(file.clone()),
             Target::GuestsIndex => Route::Host("/_house/guests"),
             Target::Stats => Route::Host("/_house/stats"),
             Target::Metrics => Route::Host("/_house/metrics"),
@@ -131,6 +141,12 @@ impl Dispatcher {
             Target::OpenApi => return Ok(json_reply(&routes.openapi)),
             Target::GuestsIndex => return Ok(json_reply(&routes.index)),
             Target::Stats => return Ok(Routed::Outcome(Outcome::Stats)),
+            Target::Static(file) => {
+                let not_modified = header_fields(&head.raw_headers)
+                    .filter(|(name, _)| name == "if-none-match")
+                    .any(|(_, value)| std::str::from_utf8(value).is_ok_and(|v| statics::not_modified(v, &file.etag)));
+                return Ok(Routed::Outcome(Outcome::Static { file: file.clone(), not_modified }));
+            }
             Target::Guest(handler) => handler,
         };
 

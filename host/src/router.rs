@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::guests::Handler;
+use crate::guests::statics::StaticFile;
 
 /// A set of methods, as a bitset: routes take few and lookups are hot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -58,6 +59,8 @@ impl Methods {
 #[derive(Clone)]
 pub enum Target {
     Guest(Arc<Handler>),
+    /// A static file a module ships, served without an instance.
+    Static(Arc<StaticFile>),
     /// `GET /_house/guests`: what is loaded.
     GuestsIndex,
     /// `GET /_house/stats`: connections, channels, subscribers.

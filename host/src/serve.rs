@@ -186,6 +186,19 @@ impl Server {
                 self.send(key, !framing.keep_alive);
                 status
             }
+            Ok(Outcome::Static { file, not_modified }) => {
+                let status = if not_modified { 304 } else { 200 };
+                let resp = response::Response {
+                    status,
+                    content_type: &file.content_type,
+                    headers: &file.headers,
+                    body: &file.body,
+                };
+                self.out.clear();
+                response::write(&mut self.out, &resp, framing, &self.date);
+                self.send(key, !framing.keep_alive);
+                status
+            }
             Ok(Outcome::Stats) => {
                 let hub = self.shared.hub.stats();
                 let engine = self.shared.engine.stats();

@@ -328,18 +328,40 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
 /// `module` with a custom section appended: different bytes, same behaviour
 /// (a real reload, not a no-op).
 pub fn with_custom_section(module: &[u8], tag: &str) -> Vec<u8> {
-    assert!(tag.len() < 100);
+    with_section(module, &format!("test{tag}"), b"")
+}
+
+/// `module` with the custom section `name` holding `data` appended.
+pub fn with_section(module: &[u8], name: &str, data: &[u8]) -> Vec<u8> {
+    fn leb128(out: &mut Vec<u8>, mut n: usize) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb128(&mut payload, name.len());
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(data);
     let mut out = module.to_vec();
     out.push(0); // custom section id
-    out.push(1 + 4 + tag.len() as u8); // section size (LEB128, < 128)
-    out.push(4); // name length
-    out.extend_from_slice(b"test");
-    out.extend_from_slice(tag.as_bytes());
+    leb128(&mut out, payload.len());
+    out.extend_from_slice(&payload);
     out
 }
 
 /// Reads until EOF (or a 10 s read timeout) and returns it as text.
 pub fn read_to_close(s: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&read_to_close_bytes(s)).into_owned()
+}
+
+/// Reads until EOF (or a 10 s read timeout), as bytes.
+pub fn read_to_close_bytes(s: &mut TcpStream) -> Vec<u8> {
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -350,7 +372,7 @@ pub fn read_to_close(s: &mut TcpStream) -> String {
             Err(e) => panic!("read: {e}; got so far: {:?}", String::from_utf8_lossy(&out)),
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// A parsed response.

@@ -58,6 +58,28 @@ pub fn http_type(input: TokenStream) -> TokenStream {
     finish(syn::parse::<TypeDefs>(input).and_then(|defs| defs.expand()))
 }
 
+/// Ships files with the module for the host to serve itself, without
+/// instantiating anything (with an ETag, `304 Not Modified` and HEAD):
+///
+/// ```text
+/// static_files! {
+///     "/index" => "index.html",
+///     "/chat.css" => "chat.css",
+///     "/data.bin" => "data.bin" as "application/octet-stream",
+/// }
+/// ```
+///
+/// Each file is read at compile time (relative to the source file, like
+/// `include_bytes!`) into a custom section of the module, outside its
+/// memory image: a page costs a handler's instances nothing. The content
+/// type comes from the file's extension unless `as` gives one. A path that
+/// is not plain (`..`, `%`, `//`, under `/_house/`) or that a GET handler of
+/// the module also claims is a compile error.
+#[proc_macro]
+pub fn static_files(input: TokenStream) -> TokenStream {
+    finish(syn::parse::<StaticFiles>(input).map(StaticFiles::expand))
+}
+
 fn finish(result: Result<TokenStream2>) -> TokenStream {
     let tokens = result.unwrap_or_else(Error::into_compile_error);
     if std::env::var_os("HOUSE_MACRO_DEBUG").is_some() {
@@ -232,17 +254,9 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         Some(m) => m.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         None => house_abi::default_methods(kind).iter().map(|m| (*m).to_owned()).collect(),
     };
-    let hex: String = shape.bytes().map(|b| format!("{b:02x}")).collect();
-    let route_items = methods.iter().map(|m| {
-        let item = format_ident!("__house_one_handler_per_route_{}_{}", if m == "HEAD" { "GET" } else { m }, hex);
-        let item = syn::Ident::new(&item.to_string(), func.sig.ident.span());
-        quote! {
-            #[doc(hidden)]
-            #[allow(non_upper_case_globals, dead_code)]
-            const #item: () = ();
-        }
-    });
-    let route_items: Vec<TokenStream2> = route_items.collect();
+    let hex = hex(&shape);
+    let route_items: Vec<TokenStream2> =
+        methods.iter().map(|m| route_item(if m == "HEAD" { "GET" } else { m }, &hex, func.sig.ident.span())).collect();
 
     // Emit: the function as written, its manifest and its ABI glue.
     manifest.insert("name".into(), name.clone().into());
@@ -281,6 +295,78 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             ::house_sdk::__private::text(#manifest)
         }
     })
+}
+
+/// The route's shape as an identifier's tail.
+fn hex(shape: &str) -> String {
+    shape.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One item per (method, route shape) of the module, so that a second
+/// claim of a route is "defined multiple times", pointing at `span`.
+fn route_item(method: &str, hex: &str, span: Span) -> TokenStream2 {
+    let item = syn::Ident::new(&format!("__house_one_handler_per_route_{method}_{hex}"), span);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_upper_case_globals, dead_code)]
+        const #item: () = ();
+    }
+}
+
+/// `static_files! { "/path" => "file" [as "content/type"], ... }`
+struct StaticFiles(Vec<(syn::LitStr, syn::LitStr, String)>);
+
+impl Parse for StaticFiles {
+    fn parse(input: ParseStream<'_>) -> Result<StaticFiles> {
+        let mut files = Vec::new();
+        while !input.is_empty() {
+            let path: syn::LitStr = input.parse()?;
+            house_abi::statics::check_path(&path.value()).map_err(|e| Error::new(path.span(), e))?;
+            input.parse::<syn::Token![=>]>()?;
+            let file: syn::LitStr = input.parse()?;
+            let content_type = if input.peek(syn::Token![as]) {
+                input.parse::<syn::Token![as]>()?;
+                let ct: syn::LitStr = input.parse()?;
+                house_abi::statics::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
+                ct.value()
+            } else {
+                house_abi::statics::content_type_for(&file.value())
+                    .ok_or_else(|| {
+                        Error::new(
+                            file.span(),
+                            "unknown extension: give its type, \"/path\" => \"file\" as \"type/subtype\"",
+                        )
+                    })?
+                    .to_owned()
+            };
+            files.push((path, file, content_type));
+            if !input.is_empty() {
+                input.parse::<syn::Token![,]>()?;
+            }
+        }
+        Ok(StaticFiles(files))
+    }
+}
+
+impl StaticFiles {
+    fn expand(self) -> TokenStream2 {
+        let mut out = TokenStream2::new();
+        for (path, file, content_type) in self.0 {
+            let section = house_abi::statics::section_name(&path.value(), &content_type);
+            out.extend(route_item("GET", &hex(&path.value()), path.span()));
+            // A custom section on wasm32 (other targets, native tests, have
+            // no use for it); the linker keeps it whole and apart from the
+            // data the instance's memory starts with.
+            out.extend(quote! {
+                const _: () = {
+                    #[cfg_attr(target_arch = "wasm32", unsafe(link_section = #section))]
+                    #[used]
+                    static FILE: [u8; include_bytes!(#file).len()] = *include_bytes!(#file);
+                };
+            });
+        }
+        out
+    }
 }
 
 /// The `{name}` segments of the handler's `path = ".."`, if it has one.

@@ -26,8 +26,10 @@ fn send_message(
     Ok("sent\n")
 }
 
-/// The chat page: self-contained, nothing fetched from elsewhere.
-#[handler(closing)]
-fn index() -> &'static str {
-    include_str!("index.html")
+// The chat page: self-contained, nothing fetched from elsewhere. The host
+// serves it from the module's custom section (ETag, 304) without an
+// instance, and the page is not in the memory image every handler call
+// starts from.
+static_files! {
+    "/index" => "index.html",
 }

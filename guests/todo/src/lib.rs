@@ -1,9 +1,9 @@
-//! A to-do list per visitor: a `sid` cookie (random, set on the first
-//! request) names the visitor, the host's key-value store keeps each item
+//! A to-do list per visitor: a `sid` cookie (random, set by the first
+//! `GET /todos`) names the visitor, the host's key-value store keeps each item
 //! under `item:SID:ID`, and the visitor's other tabs hear of every change
 //! on the stream `/todos/events` (channel `todo:SID`).
 //!
-//! Routes: `GET /todo` (the page), `GET /todos` (JSON list), `POST /todos`
+//! Routes: `GET /todo` (the page, a static file), `GET /todos` (JSON list), `POST /todos`
 //! (`{"title": ...}`: 201 with the item), `PATCH /todos/{id}`
 //! (`{"done": bool}`), `DELETE /todos/{id}` (204), `GET /todos/events`.
 //! Another visitor's id, or one that does not exist, is a 404.
@@ -77,13 +77,12 @@ fn fail(e: impl core::fmt::Display) -> Response {
     Response::error(500, e)
 }
 
-/// The page: self-contained, nothing fetched from elsewhere.
-#[handler(closing, path = "/todo", methods(GET))]
-fn page(#[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
-    match Visitor::of(sid) {
-        Ok(v) => v.answer(Response::new(include_str!("index.html"))),
-        Err(e) => fail(e),
-    }
+// The page: self-contained, nothing fetched from elsewhere, served by the
+// host from the module's custom section (ETag, 304) without an instance.
+// It sets no cookie: its first `GET /todos` does, before it opens its
+// stream.
+static_files! {
+    "/todo" => "index.html",
 }
 
 /// The visitor's items, oldest first.

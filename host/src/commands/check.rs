@@ -47,7 +47,8 @@ fn check(runtime: &Runtime, loading: &Loading, path: &Path, name: &str) -> Resul
 
 /// What the module serves, one handler per paragraph, one input per line.
 fn describe(m: &LoadedModule) -> String {
-    let mut out = format!("{}: ok, {} bytes, {} handlers\n", m.file, m.size, m.handlers.len());
+    let mut out =
+        format!("{}: ok, {} bytes, {} handlers, {} static files\n", m.file, m.size, m.handlers.len(), m.statics.len());
     for (name, ty, rules) in &m.types {
         let rules = serde_json::to_value(RulesView(rules)).unwrap_or_default();
         let _ = writeln!(out, "  type {name}: {}, rules {}", ty.name(), without_nulls(&rules));
@@ -74,6 +75,16 @@ fn describe(m: &LoadedModule) -> String {
             }
             let _ = writeln!(out, "{line}");
         }
+    }
+    for f in &m.statics {
+        let _ = writeln!(
+            out,
+            "  GET {}  (static file, {}, {} bytes, ETag {})",
+            f.path,
+            f.content_type,
+            f.body.len(),
+            f.etag
+        );
     }
     out
 }

@@ -3,6 +3,7 @@
 //! module that fails any check is refused whole, with one reason.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use wasmtime::{ExternType, InstancePre, ModuleExport};
@@ -11,6 +12,7 @@ use super::abi::CallCtx;
 use super::compile::first_line;
 use super::engine::{Runtime, run_here};
 use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
+use super::statics::StaticFile;
 
 pub const HANDLER_PREFIX: &str = "house_handler.";
 pub const META_PREFIX: &str = "house_meta.";
@@ -39,6 +41,8 @@ pub struct LoadedModule {
     pub handlers: Vec<(HandlerSpec, ModuleExport)>,
     /// Named types, for the introspection endpoint: (name, base, rules).
     pub types: Vec<(String, Ty, Rules)>,
+    /// The files the host serves for it, by path.
+    pub statics: Vec<Arc<StaticFile>>,
     pub size: usize,
     pub loaded_at: SystemTime,
     pub source: super::cache::Source,
@@ -82,8 +86,9 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
             type_names.push(t.to_owned());
         }
     }
-    if handler_names.is_empty() {
-        return Err(format!("exports no handlers (no {HANDLER_PREFIX}* function)"));
+    let statics: Vec<Arc<StaticFile>> = super::statics::read(bytes)?.into_iter().map(Arc::new).collect();
+    if handler_names.is_empty() && statics.is_empty() {
+        return Err(format!("exports no handlers (no {HANDLER_PREFIX}* function) and has no static files"));
     }
     let memory = module.get_export_index("memory").ok_or("does not export its memory as \"memory\"")?;
     if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
@@ -160,6 +165,16 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         handlers.push((spec, export));
     }
     handlers.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    // A static file answers GET and HEAD at its path: a handler of the
+    // module may take other methods there, not those.
+    for file in &statics {
+        let shape = crate::router::shape(&file.path);
+        if let Some((h, _)) =
+            handlers.iter().find(|(h, _)| crate::router::shape(&h.path) == shape && h.methods.allows("GET"))
+        {
+            return Err(format!("static file {} and handler {} both claim GET {}", file.path, h.name, file.path));
+        }
+    }
     Ok(LoadedModule {
         file: file.to_owned(),
         pre,
@@ -167,6 +182,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         alloc,
         handlers,
         types: type_list,
+        statics,
         size: bytes.len(),
         loaded_at: SystemTime::now(),
         source,

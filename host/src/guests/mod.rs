@@ -1,8 +1,8 @@
 //! Guests: WebAssembly modules that declare handlers with typed, validated
 //! parameters. This module owns the wasmtime embedding (`engine`), the ABI
 //! (`abi`), manifests (`manifest`), parameter validation (`validate`),
-//! loading (`loader`, `cache`), the set of loaded modules (`registry`) and
-//! hot reload (`watch`).
+//! loading (`loader`, `cache`), the static files a module ships (`statics`),
+//! the set of loaded modules (`registry`) and hot reload (`watch`).
 
 pub mod abi;
 pub mod cache;
@@ -13,6 +13,7 @@ pub mod loader;
 pub mod manifest;
 pub mod openapi;
 pub mod registry;
+pub mod statics;
 pub mod validate;
 pub mod watch;
 

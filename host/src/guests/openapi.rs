@@ -8,10 +8,18 @@
 use serde_json::{Map, Value, json};
 
 use super::manifest::{HandlerSpec, Kind, ParamSpec, Source, Ty};
+use super::statics::StaticFile;
 
 /// The document for `handlers`: (module file, spec) of each serving one.
-pub fn document<'a>(handlers: impl Iterator<Item = (&'a str, &'a HandlerSpec)>) -> Value {
+pub fn document<'a>(
+    handlers: impl Iterator<Item = (&'a str, &'a HandlerSpec)>,
+    files: impl Iterator<Item = (&'a str, &'a StaticFile)>,
+) -> Value {
     let mut paths = Map::new();
+    for (file, f) in files {
+        let item = paths.entry(f.path.clone()).or_insert_with(|| json!({})).as_object_mut().expect("an object");
+        item.insert("get".into(), static_operation(file, f));
+    }
     for (file, h) in handlers {
         let item = paths.entry(h.path.clone()).or_insert_with(|| json!({})).as_object_mut().expect("an object");
         for method in h.methods.names() {
@@ -32,6 +40,33 @@ pub fn document<'a>(handlers: impl Iterator<Item = (&'a str, &'a HandlerSpec)>) 
                             Every input is validated by the host before the handler runs.",
         },
         "paths": paths,
+    })
+}
+
+/// A static file: served by the host, revalidated with its ETag.
+fn static_operation(file: &str, f: &StaticFile) -> Value {
+    let media = f.content_type.split(';').next().unwrap_or(&f.content_type).trim();
+    let text = media.starts_with("text/") || media.ends_with("json") || media.ends_with("xml");
+    let schema = if text { json!({"type": "string"}) } else { json!({"type": "string", "contentMediaType": media}) };
+    json!({
+        "summary": format!("static file of {file}"),
+        "tags": [file],
+        "parameters": [{
+            "name": "If-None-Match", "in": "header", "required": false,
+            "description": "the ETag of a copy the client has: 304 if it is current",
+            "schema": {"type": "string"},
+        }],
+        "responses": {
+            "200": {
+                "description": format!("the file ({} bytes)", f.body.len()),
+                "headers": {
+                    "ETag": {"schema": {"type": "string", "const": f.etag}},
+                    "Cache-Control": {"schema": {"type": "string"}},
+                },
+                "content": {f.content_type.clone(): {"schema": schema}},
+            },
+            "304": {"description": "not modified: the client's copy is current"},
+        },
     })
 }
 

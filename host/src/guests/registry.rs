@@ -18,7 +18,7 @@ use super::Handler;
 use super::engine::Runtime;
 use super::loader::{self, LoadedModule, Loading};
 use super::manifest::{Kind, RulesView};
-use crate::router::{Route, Router, Routes, Target};
+use crate::router::{Methods, Route, Router, Routes, Target};
 
 #[derive(Default)]
 struct Entry {
@@ -213,29 +213,35 @@ impl Registry {
         let mut owner: BTreeMap<String, (String, String)> = BTreeMap::new();
         let mut warnings = BTreeSet::new();
         for (file, entry) in &self.entries {
-            for handler in &entry.handlers {
-                let spec = &handler.spec;
+            // What this module claims: its handlers, then its static files
+            // (GET and HEAD at their paths).
+            let handlers = entry.handlers.iter().map(|h| {
+                let route = Route { methods: h.spec.methods, target: Target::Guest(h.clone()) };
+                (h.spec.path.as_str(), h.spec.name.as_str(), route)
+            });
+            let files = entry.module.iter().flat_map(|m| &m.statics).map(|f| {
+                (f.path.as_str(), "static file", Route { methods: Methods::GET, target: Target::Static(f.clone()) })
+            });
+            for (path, name, route) in handlers.chain(files) {
                 // Two patterns of one shape answer the same requests.
-                let shape = crate::router::shape(&spec.path);
-                let route = Route { methods: spec.methods, target: Target::Guest(handler.clone()) };
+                let shape = crate::router::shape(path);
                 // Another method of a path this module already serves.
                 if owner.get(&shape).is_some_and(|(f, _)| f == file) {
-                    router.add(spec.path.clone(), route);
+                    router.add(path.to_owned(), route);
                     continue;
                 }
                 if let Some((other_file, other_handler)) = owner.get(&shape) {
                     let warning = format!(
-                        "house: warning: {} is claimed by {other_file} ({other_handler}) and {file} ({}); \
-                         {file} wins (the file name that sorts last)",
-                        spec.path, spec.name
+                        "house: warning: {path} is claimed by {other_file} ({other_handler}) and {file} ({name}); \
+                         {file} wins (the file name that sorts last)"
                     );
                     if !self.warned.contains(&warning) {
                         eprintln!("{warning}");
                     }
                     warnings.insert(warning);
                 }
-                owner.insert(shape, (file.clone(), spec.name.clone()));
-                router.insert(spec.path.clone(), route);
+                owner.insert(shape, (file.clone(), name.to_owned()));
+                router.insert(path.to_owned(), route);
             }
         }
         // A conflict is warned about when it appears, not at every rebuild.
@@ -248,7 +254,14 @@ impl Registry {
                 mine.then_some((file.as_str(), &h.spec))
             })
         });
-        let openapi = super::openapi::document(serving);
+        let files = self.entries.iter().flat_map(|(file, entry)| {
+            let owner = &owner;
+            entry.module.iter().flat_map(|m| &m.statics).filter_map(move |f| {
+                let mine = owner.get(&crate::router::shape(&f.path)).is_some_and(|(o, _)| o == file);
+                mine.then_some((file.as_str(), &**f))
+            })
+        });
+        let openapi = super::openapi::document(serving, files);
         Routes { router, index: index.to_string().into(), openapi: openapi.to_string().into() }
     }
 
@@ -288,8 +301,17 @@ impl Registry {
                     .iter()
                     .map(|(n, ty, rules)| json!({"name": n, "base": ty.name(), "rules": RulesView(rules)}))
                     .collect();
+                let statics: Vec<Value> = m
+                    .statics
+                    .iter()
+                    .map(|f| {
+                        let serving = owner.get(&crate::router::shape(&f.path)).is_some_and(|(o, _)| o == file);
+                        json!({"path": f.path, "content_type": f.content_type, "size": f.body.len(), "etag": f.etag,
+                               "serving": serving})
+                    })
+                    .collect();
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),
-                       "error": entry.error, "handlers": handlers, "types": types})
+                       "error": entry.error, "handlers": handlers, "types": types, "static_files": statics})
             })
             .collect();
         json!({ "guests": guests })

@@ -1,0 +1,7 @@
+use house_sdk::prelude::*;
+
+static_files! {
+    "/../secret" => "page.html",
+}
+
+fn main() {}
