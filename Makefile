@@ -79,6 +79,11 @@ browser-test: build browser-deps test-deps
 bench: build test-deps
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(CARGO) build --release -p house-bench
+	@# The chat with its page in the memory image, as before static files:
+	@# scenario 3 measures what the static file saves each call.
+	cd guests && $(CARGO) build --release --target $(WASM_TARGET) -p chat --features page-in-memory \
+		--target-dir ../target/page-in-memory
+	cp target/page-in-memory/$(WASM_TARGET)/release/chat.wasm target/chat-page-in-memory.wasm
 	./target/release/house-bench --out BENCHMARKS.md
 
 # Fuzz request framing (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable

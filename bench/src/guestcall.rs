@@ -6,13 +6,14 @@
 //! the same SSE event.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use house_host::config::Config;
 use house_host::guests::compile::Compiler;
 use house_host::guests::loader::Loading;
-use house_host::guests::{Runtime, registry::Registry, validate};
+use house_host::guests::{Handler, Runtime, registry::Registry, validate};
 use house_host::router::{Lookup, Target};
 use house_host::sse;
 
@@ -21,23 +22,62 @@ pub struct GuestCall {
     pub native: Duration,
 }
 
-pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
-    // The same limits `house` runs with by default.
-    let runtime = std::sync::Arc::new(Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?);
+/// The same call to the chat built with its page in the memory image (as
+/// before static files) and as it is, alternated in one process.
+pub struct PageInMemory {
+    pub static_file: Duration,
+    pub in_memory: Duration,
+}
+
+/// `send_message` of the chat module in `guests`.
+fn send_message(runtime: &Arc<Runtime>, guests: &Path) -> anyhow::Result<Arc<Handler>> {
     let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
     let mut registry = Registry::new(guests.to_owned(), loading);
-    registry.load_all(&runtime);
+    registry.load_all(runtime);
     let router = registry.routes().router;
     let Lookup::Found(route, _) = router.lookup("/send-message", "GET") else { bail!("chat.wasm is not loaded") };
     let Target::Guest(handler) = &route.target else { bail!("/send-message is not a guest") };
+    Ok(handler.clone())
+}
+
+fn inputs() -> anyhow::Result<validate::Inputs<'static>> {
     let mut params = validate::Inputs::default();
     params.params.extend_from_urlencoded(b"room=bench&name=ada&message=hello+there").map_err(anyhow::Error::msg)?;
+    Ok(params)
+}
 
-    let guest = time(iterations, || {
-        let args = validate::encode_args(&handler.spec.params, &params).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
-        let out = runtime.call(handler, &args).map_err(|f| anyhow::anyhow!("guest call: {f}"))?;
-        Ok(out.publishes.len() + out.body.len())
-    })?;
+/// One validated call in a fresh instance, as house serves a request.
+fn call(runtime: &Arc<Runtime>, handler: &Arc<Handler>, params: &validate::Inputs<'_>) -> anyhow::Result<usize> {
+    let args = validate::encode_args(&handler.spec.params, params).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+    let out = runtime.call(handler, &args).map_err(|f| anyhow::anyhow!("guest call: {f}"))?;
+    Ok(out.publishes.len() + out.body.len())
+}
+
+fn runtime() -> anyhow::Result<Arc<Runtime>> {
+    // The same limits `house` runs with by default.
+    Ok(Arc::new(Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?))
+}
+
+/// Scenario 3b: `in_memory_dir` holds the chat built with
+/// `--features page-in-memory`.
+pub fn page_in_memory(guests: &Path, in_memory_dir: &Path, iterations: u32) -> anyhow::Result<PageInMemory> {
+    let runtime = runtime()?;
+    let (now, before) = (send_message(&runtime, guests)?, send_message(&runtime, in_memory_dir)?);
+    let params = inputs()?;
+    // Alternated, four rounds each, so that a noisy neighbour hits both.
+    let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..4 {
+        a += time(iterations / 4, || call(&runtime, &now, &params))?;
+        b += time(iterations / 4, || call(&runtime, &before, &params))?;
+    }
+    Ok(PageInMemory { static_file: a / 4, in_memory: b / 4 })
+}
+
+pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
+    let runtime = runtime()?;
+    let handler = send_message(&runtime, guests)?;
+    let params = inputs()?;
+    let guest = time(iterations, || call(&runtime, &handler, &params))?;
     let native = time(iterations, || {
         let args = validate::encode_args(&handler.spec.params, &params).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
         Ok(native_send_message(&args))

@@ -85,6 +85,21 @@ fn run() -> anyhow::Result<()> {
             "compiled into the host",
             None,
         ));
+        // What serving the chat page as a static file saves each call: the
+        // same call with the page in the module's memory image.
+        let in_memory = repo().join("target/chat-page-in-memory.wasm");
+        let dir = work.join("page-in-memory");
+        std::fs::create_dir_all(&dir)?;
+        std::fs::copy(&in_memory, dir.join("chat.wasm")).context("target/chat-page-in-memory.wasm (make bench builds it)")?;
+        let p = guestcall::page_in_memory(&guests, &dir, iters)?;
+        report.row(Row::time(
+            "3b. guest call, chat page as a static file",
+            "time per call",
+            p.static_file,
+            p.in_memory,
+            "page in the memory image",
+            None,
+        ));
     }
     if want("fanout") {
         fanout(&mut report, &guests, &cache, &log)?;

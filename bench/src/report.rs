@@ -207,6 +207,10 @@ more time, CPU or memory than the baseline. Targets come from the issues.
 3. **Guest call alone** — the same handler called in-process with the
    request already parsed (`bench/src/guestcall.rs`): validation + instantiate
    + call + drop, against the same handler compiled into the host.
+   3b: the same call to the chat as it is (its page a static file, in a
+   custom section) against the chat built with the page in its memory image
+   as a handler's string (`--features page-in-memory`), alternated in one
+   process: what moving the page out saves each call.
 4. **SSE fan-out** — 1,000 and 10,000 subscribers on one channel, 20
    publishes (two halves, alternating with the baseline); time from sending
    the publish to the last subscriber's receipt, measured by one client for both. Against `sse-floor`, a bare mio server

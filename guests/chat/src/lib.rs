@@ -30,6 +30,14 @@ fn send_message(
 // serves it from the module's custom section (ETag, 304) without an
 // instance, and the page is not in the memory image every handler call
 // starts from.
+#[cfg(not(feature = "page-in-memory"))]
 static_files! {
     "/index" => "index.html",
+}
+
+/// The page inside the module's memory image (`make bench` compares).
+#[cfg(feature = "page-in-memory")]
+#[handler(closing)]
+fn index() -> &'static str {
+    include_str!("index.html")
 }
