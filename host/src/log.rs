@@ -62,9 +62,15 @@ impl Log {
             .spawn(move || {
                 let mut err = std::io::stderr();
                 for chunk in rx {
+                    // An empty chunk is the first log's exit barrier: what
+                    // was sent before it is written.
+                    if chunk.is_empty() {
+                        let _ = done_tx.try_send(());
+                        continue;
+                    }
                     let _ = err.write_all(&chunk);
                 }
-                let _ = done_tx.send(());
+                let _ = done_tx.try_send(());
             })
             .map(|_| (tx, Some(done)))
             .ok();
@@ -185,9 +191,17 @@ impl Drop for Log {
     fn drop(&mut self) {
         let chunk = std::mem::take(&mut self.buf);
         if let Some((tx, done)) = self.writer.take() {
-            let _ = tx.try_send(chunk);
+            if !chunk.is_empty() {
+                let _ = tx.try_send(chunk);
+            }
+            // Wait for the lines to be written, not for the writer to end:
+            // threads that outlive the loops (the engine's) hold logs too,
+            // and waiting for them cost every stop EXIT_WAIT.
+            let barrier = tx.try_send(Vec::new()).is_ok();
             drop(tx);
-            if let Some(done) = done {
+            if let Some(done) = done
+                && barrier
+            {
                 let _ = done.recv_timeout(EXIT_WAIT);
             }
         }
