@@ -39,6 +39,9 @@ fn new_then_dev_then_check_outside_the_repository() {
     s.wait_for_log("house: loaded greeter.wasm", Duration::from_secs(120));
     let r = s.get("/greeter/hello?name=Ada");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello, Ada!\n"));
+    let page = s.get("/greeter");
+    assert_eq!((page.status, page.header("content-type")), (200, Some("text/html; charset=utf-8")));
+    assert!(page.body.contains("/greeter/updates?topic=news") && page.header("etag").is_some(), "{}", page.body);
     assert_eq!(s.get(&format!("/greeter/hello?name={}", "x".repeat(41))).status, 400);
     let mut sub = house_tests::sse::Subscriber::open(s.connect(), "/greeter/updates?topic=news");
     assert!(sub.next_data().is_some(), "the stream's first event");

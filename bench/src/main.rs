@@ -90,7 +90,8 @@ fn run() -> anyhow::Result<()> {
         let in_memory = repo().join("target/chat-page-in-memory.wasm");
         let dir = work.join("page-in-memory");
         std::fs::create_dir_all(&dir)?;
-        std::fs::copy(&in_memory, dir.join("chat.wasm")).context("target/chat-page-in-memory.wasm (make bench builds it)")?;
+        std::fs::copy(&in_memory, dir.join("chat.wasm"))
+            .context("target/chat-page-in-memory.wasm (make bench builds it)")?;
         let p = guestcall::page_in_memory(&guests, &dir, iters)?;
         report.row(Row::time(
             "3b. guest call, chat page as a static file",

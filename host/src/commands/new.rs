@@ -24,10 +24,11 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     let sdk = std::fs::canonicalize(SDK).with_context(|| {
         format!("the house SDK this binary was built from ({SDK}) is gone: point house-sdk in Cargo.toml at a copy")
     })?;
-    let files: [(PathBuf, String); 4] = [
+    let files: [(PathBuf, String); 5] = [
         (dir.join("Cargo.toml"), cargo_toml(name, &sdk)),
         (dir.join(".cargo/config.toml"), CARGO_CONFIG.to_owned()),
         (dir.join("src/lib.rs"), lib_rs(name)),
+        (dir.join("src/index.html"), index_html(name)),
         (dir.join(".gitignore"), "/target\n".to_owned()),
     ];
     for (path, text) in &files {
@@ -38,7 +39,8 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     }
     let wasm = name.replace('-', "_");
     println!(
-        "created {dir}: a guest serving /{name}/hello, /{name}/updates and /{name}/announce
+        "created {dir}: a guest serving /{name}/hello, /{name}/updates and /{name}/announce,
+and its page /{name} (src/index.html, a static file)
 
     cd {dir}
     cargo test                       # the handlers as plain functions
@@ -90,6 +92,35 @@ const CARGO_CONFIG: &str = r#"# A 64 KiB stack instead of rustc's 1 MiB default:
 rustflags = ["-C", "link-arg=-zstack-size=65536"]
 "#;
 
+fn index_html(name: &str) -> String {
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>{name}</title>
+<h1>{name}</h1>
+<form id="say"><input id="text" aria-label="Announcement" required maxlength="280"> <button>Announce</button></form>
+<ul id="log"></ul>
+<script>
+// What is announced on the topic "news" arrives here, from every tab.
+const log = document.getElementById("log");
+new EventSource("/{name}/updates?topic=news").onmessage = (ev) => {{
+  const li = document.createElement("li");
+  li.textContent = ev.data;
+  log.append(li);
+}};
+document.getElementById("say").addEventListener("submit", async (e) => {{
+  e.preventDefault();
+  const text = document.getElementById("text");
+  await fetch("/{name}/announce", {{ method: "POST", body: new URLSearchParams({{ topic: "news", text: text.value }}) }});
+  text.value = "";
+}});
+</script>
+</html>
+"#
+    )
+}
+
 fn lib_rs(name: &str) -> String {
     format!(
         r#"//! {name}: a house guest. Each request runs in a fresh instance: nothing
@@ -104,6 +135,12 @@ use house_sdk::prelude::*;
 #[handler(closing, path = "/{name}/hello", content_type = "text/plain; charset=utf-8")]
 fn hello(#[param(chars(min = 1, max = 40), default = "world")] name: &str) -> String {{
     format!("Hello, {{name}}!\n")
+}}
+
+// `GET /{name}`: the page, served by the host from the module (with an
+// ETag, a 304 when the browser's copy is current), no instance per request.
+static_files! {{
+    "/{name}" => "index.html",
 }}
 
 /// `GET /{name}/updates?topic=news`: a Server-Sent Events stream of what is
