@@ -30,6 +30,19 @@ pub use types::{Kind, Source, Ty};
 /// `house_abi_version`. Additions are additive: version-1 modules load.
 pub const ABI_VERSION: i32 = 1;
 
+/// The optional export (a data symbol: an immutable i32 global holding its
+/// address) of a buffer the host writes the argument block into when it
+/// fits, instead of calling `house_alloc` first: one call fewer per request.
+pub const ARGS_EXPORT: &str = "house_args";
+
+/// The export (as [`ARGS_EXPORT`]) of the u32 that says how many bytes the
+/// buffer holds. Both are read once, at load, from a fresh instance.
+pub const ARGS_SIZE_EXPORT: &str = "house_args_size";
+
+/// The size of the SDK's argument buffer: larger blocks go through
+/// `house_alloc`.
+pub const ARGS_BUFFER_BYTES: usize = 4096;
+
 /// The longest path a handler may claim, in bytes.
 pub const MAX_PATH: usize = 2048;
 

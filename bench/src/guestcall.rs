@@ -85,18 +85,28 @@ pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     Ok(GuestCall { guest, native })
 }
 
-/// Mean time per call of `f`, after a warm-up.
+/// Time per call of `f`: the median of 20 rounds' means, after a warm-up.
+/// (A machine shared with others slows some rounds down; the median of
+/// rounds is what the code costs, the mean of all is what the neighbours
+/// did.)
 fn time(iterations: u32, mut f: impl FnMut() -> anyhow::Result<usize>) -> anyhow::Result<Duration> {
+    const ROUNDS: u32 = 20;
     let mut sink = 0;
     for _ in 0..iterations / 10 {
         sink += f()?;
     }
-    let started = Instant::now();
-    for _ in 0..iterations {
-        sink += f()?;
+    let per_round = (iterations / ROUNDS).max(1);
+    let mut rounds = Vec::with_capacity(ROUNDS as usize);
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..per_round {
+            sink += f()?;
+        }
+        rounds.push(started.elapsed() / per_round);
     }
     std::hint::black_box(sink);
-    Ok(started.elapsed() / iterations)
+    rounds.sort();
+    Ok(rounds[rounds.len() / 2])
 }
 
 /// `send_message` compiled into the host: decode the three strings, build

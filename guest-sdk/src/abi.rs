@@ -14,6 +14,21 @@ pub extern "C" fn house_abi_version() -> i32 {
     ABI_VERSION
 }
 
+/// Where the host writes an argument block of up to `house_args_size`
+/// bytes, without calling `house_alloc` first (docs/ABI.md, "Exports"). In
+/// `.bss`: zero bytes in the module, and only the page a call's arguments
+/// land on is ever written.
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+static mut house_args: [u8; house_abi::ARGS_BUFFER_BYTES] = [0; house_abi::ARGS_BUFFER_BYTES];
+
+/// The size of `house_args`, read by the host at load.
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+#[allow(non_upper_case_globals)]
+static house_args_size: u32 = house_abi::ARGS_BUFFER_BYTES as u32;
+
 /// Memory for the host to write `size` bytes of arguments into. Never freed:
 /// the instance lives for one request.
 #[cfg(target_arch = "wasm32")]

@@ -15,14 +15,15 @@ pub struct Args(Reader<'static>);
 
 impl Args {
     /// # Safety contract (upheld by the host, docs/ABI.md)
-    /// `ptr..ptr + len` is the block the host wrote into memory it got from
-    /// `house_alloc`, which is never freed.
+    /// `ptr..ptr + len` is the block the host wrote into `house_args` or
+    /// into memory it got from `house_alloc`, which is never freed.
     pub fn new(ptr: u32, len: u32) -> Args {
         let buf: &'static [u8] = if len == 0 {
             &[]
         } else {
-            // SAFETY: the host wrote `len` bytes at `ptr`, inside a leaked
-            // allocation from `house_alloc` (see `crate::abi::house_alloc`).
+            // SAFETY: the host wrote `len` bytes at `ptr`, inside the static
+            // `house_args` or a leaked allocation from `house_alloc` (see
+            // `crate::abi`); nothing else writes there during the call.
             unsafe { core::slice::from_raw_parts(ptr as usize as *const u8, len as usize) }
         };
         Args(Reader::new(buf))

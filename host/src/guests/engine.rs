@@ -151,9 +151,11 @@ impl Runtime {
             .max_memory_size(limits.memory)
             // Keeping the low pages resident (reset in place, not unmapped)
             // is what makes a fresh instance per request cheap.
-            .linear_memory_keep_resident(2 * 1024 * 1024)
+            .linear_memory_keep_resident(
+                std::env::var("HOUSE_EXP_KEEP").ok().and_then(|v| v.parse().ok()).unwrap_or(2 * 1024 * 1024),
+            )
             .table_keep_resident(64 * 1024)
-            .pagemap_scan(Enabled::Auto);
+            .pagemap_scan(if std::env::var("HOUSE_EXP_PAGEMAP").is_ok() { Enabled::No } else { Enabled::Auto });
         let mut config = code_config();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
@@ -290,6 +292,12 @@ impl Runtime {
         store.data_mut().memory = Some(memory);
         let (ptr, len) = if args.is_empty() {
             (0, 0)
+        } else if let Some((buffer, size)) = module.args_buffer
+            && args.len() <= size as usize
+        {
+            // The module's own buffer: no call into it before the handler.
+            memory.write(&mut store, buffer as usize, args).map_err(|_| "house_args is outside memory")?;
+            (buffer, args.len() as u32)
         } else {
             let alloc = module.alloc.as_ref().ok_or("house_alloc is missing")?;
             let alloc = instance

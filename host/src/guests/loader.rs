@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use wasmtime::{ExternType, InstancePre, ModuleExport};
+use house_abi::{ARGS_EXPORT, ARGS_SIZE_EXPORT};
+use wasmtime::{ExternType, InstancePre, ModuleExport, Store};
 
 use super::abi::CallCtx;
 use super::compile::first_line;
@@ -38,6 +39,9 @@ pub struct LoadedModule {
     pub pre: InstancePre<CallCtx>,
     pub memory: ModuleExport,
     pub alloc: Option<ModuleExport>,
+    /// The module's argument buffer (`house_args`): where and how many
+    /// bytes, checked to be inside its initial memory.
+    pub args_buffer: Option<(u32, u32)>,
     pub handlers: Vec<(HandlerSpec, ModuleExport)>,
     /// Named types, for the introspection endpoint: (name, base, rules).
     pub types: Vec<(String, Ty, Rules)>,
@@ -114,6 +118,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     if version != ABI_VERSION {
         return Err(format!("speaks house ABI version {version}, this host speaks {ABI_VERSION}"));
     }
+    let args_buffer = args_buffer(&instance, &mut store)?;
     let mut read_json = |export: &str| -> Result<String, String> {
         let packed = instance
             .get_typed_func::<(), u64>(&mut store, export)
@@ -180,6 +185,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         pre,
         memory,
         alloc,
+        args_buffer,
         handlers,
         types: type_list,
         statics,
@@ -187,6 +193,33 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         loaded_at: SystemTime::now(),
         source,
     })
+}
+
+/// The argument buffer a module offers (docs/ABI.md, "Exports"): both
+/// exports or neither, each an i32 global (a data symbol's address), the
+/// size a u32 in memory, the buffer inside the initial memory.
+fn args_buffer(instance: &wasmtime::Instance, store: &mut Store<CallCtx>) -> Result<Option<(u32, u32)>, String> {
+    let mut address = |name: &str| -> Result<Option<u32>, String> {
+        match instance.get_export(&mut *store, name) {
+            None => Ok(None),
+            Some(wasmtime::Extern::Global(g)) => {
+                g.get(&mut *store).i32().map(|v| Some(v as u32)).ok_or_else(|| format!("export {name} is not an i32"))
+            }
+            Some(_) => Err(format!("export {name} is not a global")),
+        }
+    };
+    let (buffer, size) = (address(ARGS_EXPORT)?, address(ARGS_SIZE_EXPORT)?);
+    let (buffer, size_at) = match (buffer, size) {
+        (None, None) => return Ok(None),
+        (Some(b), Some(s)) => (b, s),
+        _ => return Err(format!("exports one of {ARGS_EXPORT} and {ARGS_SIZE_EXPORT} without the other")),
+    };
+    let memory = instance.get_memory(&mut *store, "memory").ok_or("no memory")?;
+    let data = memory.data(&*store);
+    let size = super::abi::slice(data, size_at, 4).map_err(|e| format!("{ARGS_SIZE_EXPORT}: {e}"))?;
+    let size = u32::from_le_bytes(size.try_into().expect("4 bytes"));
+    super::abi::slice(data, buffer, size).map_err(|e| format!("{ARGS_EXPORT} of {size} bytes: {e}"))?;
+    Ok(Some((buffer, size)))
 }
 
 fn expect_func(ty: &ExternType, name: &str) -> Result<(), String> {
