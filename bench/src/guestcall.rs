@@ -73,6 +73,91 @@ pub fn page_in_memory(guests: &Path, in_memory_dir: &Path, iterations: u32) -> a
     Ok(PageInMemory { static_file: a / 4, in_memory: b / 4 })
 }
 
+/// Where the time of one guest call goes, step by step (the server's own
+/// code, told by a probe as each step ends), and the same path for a
+/// trivial module: what wasmtime alone costs with these settings.
+pub struct Breakdown {
+    pub phases: Vec<(&'static str, Duration)>,
+    pub total: Duration,
+    /// `Instant::now()`, which each phase's figure includes once.
+    pub clock: Duration,
+    /// A trivial module (one page, no parameters, returns a constant
+    /// block): instantiate + call + drop, same runtime and path.
+    pub trivial: Duration,
+}
+
+const PHASES: [&str; 8] = [
+    "validation and argument encoding",
+    "store creation (limits, context, deadline callback)",
+    "instantiation",
+    "arguments into the instance's memory",
+    "the handler's call (guest code and its imports)",
+    "response decoding and checks",
+    "store drop (slots back to the pool, memory reset)",
+    "call output (effects, logs)",
+];
+
+/// A module as small as a house guest can be.
+const TRIVIAL: &str = r#"(module
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "\00\00\00\00\00\00\00\00\00\00\00\00\02\00\00\00ok")
+  (data (i32.const 2048) "{\"name\":\"t\",\"kind\":\"closing\"}")
+  (func (export "house_abi_version") (result i32) i32.const 1)
+  (func (export "house_meta.t") (result i64) i64.const 0x0000001D00000800)
+  (func (export "house_handler.t") (param i32 i32) (result i64) i64.const 0x0000001200000400))"#;
+
+pub fn breakdown(guests: &Path, work: &Path, iterations: u32) -> anyhow::Result<Breakdown> {
+    let runtime = runtime()?;
+    let handler = send_message(&runtime, guests)?;
+    let params = inputs()?;
+    let mut sums = [Duration::ZERO; PHASES.len()];
+    let mut total = Duration::ZERO;
+    for _ in 0..iterations {
+        let started = Instant::now();
+        let args = validate::encode_args(&handler.spec.params, &params).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+        let mut last = Instant::now();
+        sums[0] += last - started;
+        let mut step = 1;
+        let mut probe = |_| {
+            let now = Instant::now();
+            sums[step] += now - last;
+            last = now;
+            step += 1;
+        };
+        let out = runtime.call_probed(&handler, &args, &mut probe).map_err(|e| anyhow::anyhow!("{}", e.reason))?;
+        std::hint::black_box(out);
+        let ended = Instant::now();
+        sums[PHASES.len() - 1] += ended - last;
+        total += ended - started;
+    }
+    let clock = {
+        let started = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(Instant::now());
+        }
+        started.elapsed() / iterations
+    };
+    let dir = work.join("trivial");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("trivial.wasm"), wat::parse_str(TRIVIAL)?)?;
+    let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
+    let mut registry = Registry::new(dir, loading);
+    registry.load_all(&runtime);
+    let router = registry.routes().router;
+    let Lookup::Found(route, _) = router.lookup("/t", "GET") else { bail!("the trivial module is not loaded") };
+    let Target::Guest(trivial) = &route.target else { bail!("/t is not a guest") };
+    let trivial = time(iterations, || {
+        let out = runtime.call(trivial, &[]).map_err(|f| anyhow::anyhow!("trivial call: {f}"))?;
+        Ok(out.body.len())
+    })?;
+    Ok(Breakdown {
+        phases: PHASES.iter().zip(sums).map(|(name, sum)| (*name, sum / iterations)).collect(),
+        total: total / iterations,
+        clock,
+        trivial,
+    })
+}
+
 pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
     let runtime = runtime()?;
     let handler = send_message(&runtime, guests)?;

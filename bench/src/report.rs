@@ -120,6 +120,8 @@ impl Row {
 #[derive(Default)]
 pub struct Report {
     rows: Vec<Row>,
+    /// Tables of their own, after the results: (title, markdown).
+    sections: Vec<(String, String)>,
 }
 
 impl Report {
@@ -137,6 +139,16 @@ impl Report {
             row.ratio()
         );
         self.rows.push(row);
+    }
+
+    /// A table of its own (a breakdown), printed after the results.
+    pub fn section(&mut self, title: &str, markdown: String) {
+        eprintln!("bench: {title}\n{markdown}");
+        self.sections.push((title.to_owned(), markdown));
+    }
+
+    fn sections(&self) -> String {
+        self.sections.iter().map(|(title, md)| format!("## {title}\n\n{md}\n")).collect()
     }
 
     fn table(&self) -> String {
@@ -162,7 +174,7 @@ impl Report {
     /// A full run rewrites `out`; a partial one (`--only`) prints its rows.
     pub fn write(&self, out: &Path, only: &[String]) -> anyhow::Result<()> {
         if only.len() < crate::ALL.len() {
-            println!("{}", self.table());
+            println!("{}\n{}", self.table(), self.sections());
             return Ok(());
         }
         let commit = Command::new("git")
@@ -181,10 +193,11 @@ impl Report {
              - date: {date}\n- commit: {commit}\n- CPU: {cpu}\n- load generator: wrk, 1 thread, 64 keep-alive connections; HTTP figures are medians of 3 alternating rounds of {secs} s\n\n\
              These machines are shared and noisy: read the **ratios**, each against a baseline run \
              minutes apart in the same `make bench`, not the absolute figures.\n\n\
-             ## Results\n\n{table}\n{explain}",
+             ## Results\n\n{table}\n{sections}{explain}",
             cpu = crate::procfs::cpu_model(),
             secs = crate::wrk::seconds(),
             table = self.table(),
+            sections = self.sections(),
             explain = EXPLAIN,
         );
         std::fs::write(out, doc)?;

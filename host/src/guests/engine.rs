@@ -76,6 +76,25 @@ impl std::fmt::Display for Failure {
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<CallOutput, Failure>> + Send>>;
 
 /// What a successful call produced.
+/// The steps of one call, in order, for a probe to time (the bench's
+/// breakdown of the guest call; the server's probe does nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The store exists (limits, context, deadline callback).
+    Store,
+    /// The module is instantiated.
+    Instantiated,
+    /// The argument block is in the instance's memory.
+    ArgsWritten,
+    /// The handler has returned.
+    Called,
+    /// Its response block is decoded and checked.
+    Decoded,
+    /// The store is dropped: the instance's slots back in the pool, its
+    /// memory reset.
+    Dropped,
+}
+
 pub struct CallOutput {
     pub status: u16,
     pub content_type: Option<String>,
@@ -237,7 +256,7 @@ impl Runtime {
             };
             let runtime = &slot.0;
             let started = std::time::Instant::now();
-            let mut result = runtime.call_fresh(&handler, &args).await;
+            let mut result = runtime.call_fresh(&handler, &args, |_| {}).await;
             let ended = match &result {
                 Ok(out) if out.status >= 500 => CallResult::ServerError,
                 Ok(_) => CallResult::Ok,
@@ -269,7 +288,18 @@ impl Runtime {
         run_here(self.call_async(handler.clone(), args.to_vec())?)
     }
 
-    async fn call_fresh(&self, handler: &Handler, args: &[u8]) -> Result<CallOutput, CallError> {
+    /// One call run to completion on this thread, `probe` told as each
+    /// step ends (no `--guest-calls` slot, no metrics, no strikes).
+    pub fn call_probed(&self, handler: &Handler, args: &[u8], probe: impl FnMut(Phase)) -> Result<CallOutput, CallError> {
+        run_here(self.call_fresh(handler, args, probe))
+    }
+
+    async fn call_fresh(
+        &self,
+        handler: &Handler,
+        args: &[u8],
+        mut probe: impl FnMut(Phase),
+    ) -> Result<CallOutput, CallError> {
         let module = &handler.module;
         let mut store = self.store(handler.spec.kind);
         if let Some(kv) = &self.kv {
@@ -286,8 +316,10 @@ impl Runtime {
             Ok(if ctx.ticks >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
         });
         let describe = |e: wasmtime::Error| self.failure(e);
+        probe(Phase::Store);
         let instance = module.pre.instantiate_async(&mut store).await.map_err(describe)?;
         METRICS.instantiated();
+        probe(Phase::Instantiated);
         let memory = instance
             .get_module_export(&mut store, &module.memory)
             .and_then(wasmtime::Extern::into_memory)
@@ -315,6 +347,7 @@ impl Runtime {
                 .map_err(|_| format!("house_alloc returned {ptr}, outside memory"))?;
             (ptr, args.len() as u32)
         };
+        probe(Phase::ArgsWritten);
         let func = instance
             .get_module_export(&mut store, &handler.export)
             .and_then(wasmtime::Extern::into_func)
@@ -329,6 +362,7 @@ impl Runtime {
                 return Err(failed);
             }
         };
+        probe(Phase::Called);
         let (ptr, len) = (packed as u32, (packed >> 32) as u32);
         let budget = self.limits.budgets.response_bytes;
         if len as usize > budget {
@@ -340,7 +374,9 @@ impl Runtime {
         if handler.spec.kind == super::Kind::Stream && resp.status == 200 {
             self.check_first_event(&resp.body)?;
         }
+        probe(Phase::Decoded);
         let mut ctx = store.into_data();
+        probe(Phase::Dropped);
         // Effects are transactional: a call that answers a server error (the
         // SDK's `Err`) has failed, and what it wrote is dropped with it (and
         // what it published, by the dispatcher). The writes are committed
