@@ -50,6 +50,21 @@ impl Literal {
     }
 }
 
+#[cfg(feature = "validate")]
+impl Literal {
+    /// A value as a JSON manifest (or an attribute, read as JSON) has it.
+    pub fn from_json(v: &serde_json::Value) -> Literal {
+        use alloc::string::ToString;
+        use serde_json::Value;
+        match v {
+            Value::String(s) => Literal::Text(s.clone()),
+            Value::Number(n) => n.as_i64().map_or_else(|| Literal::Float(n.as_f64().unwrap_or(f64::NAN)), Literal::Int),
+            Value::Bool(b) => Literal::Bool(*b),
+            other => Literal::Other(other.to_string()),
+        }
+    }
+}
+
 impl fmt::Display for Literal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -195,7 +195,7 @@ impl Rules {
             chars: self.chars.as_ref().map(|c| c.0),
             items: self.items.as_ref().map(|c| c.0),
             range: self.range.as_ref().map(|(min, max, _)| (min.clone(), max.clone())),
-            one_of: self.one_of.as_ref().map(|(values, _)| values.iter().map(literal_of).collect()),
+            one_of: self.one_of.as_ref().map(|(values, _)| values.iter().map(Literal::from_json).collect()),
         }
     }
 
@@ -253,19 +253,9 @@ fn bounds(meta: &ParseNestedMeta<'_>, rule: &str) -> Result<Bounds> {
 /// A number, possibly negative.
 fn number(input: ParseStream<'_>) -> Result<Literal> {
     let expr: syn::Expr = input.parse()?;
-    match literal_of(&expr_value(&expr)?) {
+    match Literal::from_json(&expr_value(&expr)?) {
         n @ (Literal::Int(_) | Literal::Float(_)) => Ok(n),
         _ => Err(Error::new(expr.span(), "expected a number")),
-    }
-}
-
-/// A JSON value as the ABI crate's literal.
-fn literal_of(v: &Value) -> Literal {
-    match v {
-        Value::String(s) => Literal::Text(s.clone()),
-        Value::Number(n) => n.as_i64().map_or_else(|| Literal::Float(n.as_f64().unwrap_or(f64::NAN)), Literal::Int),
-        Value::Bool(b) => Literal::Bool(*b),
-        other => Literal::Other(other.to_string()),
     }
 }
 

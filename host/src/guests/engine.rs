@@ -290,7 +290,12 @@ impl Runtime {
 
     /// One call run to completion on this thread, `probe` told as each
     /// step ends (no `--guest-calls` slot, no metrics, no strikes).
-    pub fn call_probed(&self, handler: &Handler, args: &[u8], probe: impl FnMut(Phase)) -> Result<CallOutput, CallError> {
+    pub fn call_probed(
+        &self,
+        handler: &Handler,
+        args: &[u8],
+        probe: impl FnMut(Phase),
+    ) -> Result<CallOutput, CallError> {
         run_here(self.call_fresh(handler, args, probe))
     }
 

@@ -81,20 +81,11 @@ pub struct NumBounds {
 impl RawRules {
     /// The rules as the ABI crate checks them.
     fn to_abi(&self) -> AbiRules {
-        let literal = |v: &Value| match v {
-            Value::String(s) => Literal::Text(s.clone()),
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Literal::Int(i),
-                None => Literal::Float(n.as_f64().unwrap_or(f64::NAN)),
-            },
-            Value::Bool(b) => Literal::Bool(*b),
-            other => Literal::Other(other.to_string()),
-        };
-        let number = |n: &Option<serde_json::Number>| n.as_ref().map(|n| literal(&Value::Number(n.clone())));
+        let number = |n: &Option<serde_json::Number>| n.as_ref().map(|n| Literal::from_json(&Value::Number(n.clone())));
         AbiRules {
             chars: self.chars,
             range: self.range.as_ref().map(|r| (number(&r.min), number(&r.max))),
-            one_of: self.one_of.as_ref().map(|v| v.iter().map(literal).collect()),
+            one_of: self.one_of.as_ref().map(|v| v.iter().map(Literal::from_json).collect()),
             items: self.items,
         }
     }
