@@ -50,13 +50,16 @@ impl Compiler {
 
 /// Refuses what the serving engine could never instantiate, saying why in
 /// the author's terms. `memory_limit` is `--guest-memory-mb` in bytes.
-pub fn check_shape(bytes: &[u8], memory_limit: usize) -> Result<(), String> {
+/// Returns the module's initial memory in bytes (the largest, were there
+/// several; 0 without one).
+pub fn check_shape(bytes: &[u8], memory_limit: usize) -> Result<u64, String> {
+    let mut largest = 0;
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         // Malformed modules are the compiler's to describe.
-        let Ok(payload) = payload else { return Ok(()) };
+        let Ok(payload) = payload else { return Ok(largest) };
         if let wasmparser::Payload::MemorySection(memories) = payload {
             for memory in memories {
-                let Ok(memory) = memory else { return Ok(()) };
+                let Ok(memory) = memory else { return Ok(largest) };
                 let page = 1u64 << memory.page_size_log2.unwrap_or(16);
                 let initial = memory.initial.saturating_mul(page);
                 if initial > memory_limit as u64 {
@@ -66,10 +69,11 @@ pub fn check_shape(bytes: &[u8], memory_limit: usize) -> Result<(), String> {
                         memory_limit / (1024 * 1024)
                     ));
                 }
+                largest = largest.max(initial);
             }
         }
     }
-    Ok(())
+    Ok(largest)
 }
 
 fn in_child(exe: &PathBuf, time: Duration, memory: usize, bytes: &[u8]) -> Result<Vec<u8>, String> {

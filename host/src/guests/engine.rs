@@ -1,6 +1,7 @@
-//! The wasmtime embedding: one `Engine` for the process, the pooling
-//! allocator, an epoch ticker for CPU deadlines, and the per-request call: a
-//! fresh, isolated instance from the module's `InstancePre`, dropped after.
+//! The wasmtime embedding: two engines for the process (the pooling
+//! allocator set for small memories and for the rest: `Reset`), an epoch
+//! ticker for CPU deadlines, and the per-request call: a fresh, isolated
+//! instance from the module's `InstancePre`, dropped after.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +26,46 @@ const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// Instances alive at once beyond the calls in flight (`--guest-calls`):
 /// loaders instantiate each module once to check it.
 const LOADER_INSTANCES: u32 = 16;
+
+/// How an instance's memory is reset after its call, chosen per module by
+/// its initial memory (measured: BENCHMARKS.md, scenario 3, and the notes
+/// in `Runtime::new`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// Rewrite the resident memory whole (memset, and memcpy of the data
+    /// image): for memories of up to `SMALL_MEMORY` bytes at the start,
+    /// cheaper than finding the dirty pages.
+    Rewrite = 0,
+    /// Find the dirty pages (one `PAGEMAP_SCAN` ioctl) and restore only
+    /// those: for larger memories, whose rewriting would cost more.
+    DirtyPages = 1,
+}
+
+/// The largest initial memory reset by rewriting it (two wasm pages: a
+/// guest built with `house new`'s 64 KiB stack and a few KiB of data).
+pub const SMALL_MEMORY: u64 = 128 * 1024;
+
+impl Reset {
+    /// The reset for a module whose initial memory is `initial` bytes.
+    pub fn for_memory(initial: u64) -> Reset {
+        if initial <= SMALL_MEMORY { Reset::Rewrite } else { Reset::DirtyPages }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reset::Rewrite => "rewrite",
+            Reset::DirtyPages => "dirty pages",
+        }
+    }
+}
+
+/// One wasmtime engine, its pooling allocator set for one `Reset`, and its
+/// linker. Modules are compiled with the same code settings for both
+/// (`code_config`), so one compiled artifact loads into either.
+struct Lane {
+    engine: Engine,
+    linker: wasmtime::Linker<CallCtx>,
+}
 
 /// Why a call did not produce a response.
 #[derive(Debug)]
@@ -121,8 +162,8 @@ pub fn run_here<F: Future>(future: F) -> F::Output {
 }
 
 pub struct Runtime {
-    engine: Engine,
-    linker: wasmtime::Linker<CallCtx>,
+    /// By `Reset as usize`.
+    lanes: [Lane; 2],
     limits: GuestLimits,
     sse_buffer: usize,
     deadline_ticks: u64,
@@ -161,6 +202,24 @@ pub fn code_config() -> Config {
 
 impl Runtime {
     pub fn new(limits: GuestLimits, sse_buffer: usize) -> anyhow::Result<Runtime> {
+        let lanes = [Runtime::lane(&limits, Reset::Rewrite)?, Runtime::lane(&limits, Reset::DirtyPages)?];
+        let tickers: Vec<_> = lanes.iter().map(|lane| lane.engine.weak()).collect();
+        std::thread::Builder::new().name("house-epoch".into()).spawn(move || {
+            loop {
+                for ticker in &tickers {
+                    let Some(engine) = ticker.upgrade() else { return };
+                    engine.increment_epoch();
+                }
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
+        Ok(Runtime { lanes, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0), kv: None })
+    }
+
+    /// The engine for modules reset by `reset`. Each has room for every
+    /// call in flight: all of them may be of one kind.
+    fn lane(limits: &GuestLimits, reset: Reset) -> anyhow::Result<Lane> {
         let mut pool = PoolingAllocationConfig::new();
         let instances = limits.calls as u32 + LOADER_INSTANCES;
         pool.total_core_instances(instances)
@@ -168,30 +227,23 @@ impl Runtime {
             .total_tables(instances)
             .total_stacks(instances)
             .max_memory_size(limits.memory)
-            // Keeping the low pages resident (reset in place, not unmapped)
-            // is what makes a fresh instance per request cheap.
-            .linear_memory_keep_resident(2 * 1024 * 1024)
-            .table_keep_resident(64 * 1024)
-            // Reset only the pages a call dirtied (one PAGEMAP_SCAN ioctl,
-            // ~2 us here whatever the size). Without it, the whole resident
-            // memory is rewritten: faster for a 2-page guest (5.2 against
-            // 5.9 us a call, guest call alone), 4x slower for one with
-            // rustc's default 1 MiB stack (25.6 against 6.3 us).
-            .pagemap_scan(Enabled::Auto);
+            .table_keep_resident(64 * 1024);
+        match reset {
+            // Measured on the chat (two pages), guest call alone: 5.2 us
+            // rewriting against 5.9 us with the scan; over HTTP 13.0 against
+            // 14.0 us of CPU a request. Memory a call grew beyond the first
+            // SMALL_MEMORY bytes is given back (madvise) instead.
+            Reset::Rewrite => pool.linear_memory_keep_resident(SMALL_MEMORY as usize).pagemap_scan(Enabled::No),
+            // One PAGEMAP_SCAN ioctl (~2 us here whatever the size) finds
+            // what to restore. Rewriting instead would cost a guest with
+            // rustc's default 1 MiB stack 25.6 us a call against 6.3.
+            Reset::DirtyPages => pool.linear_memory_keep_resident(2 * 1024 * 1024).pagemap_scan(Enabled::Auto),
+        };
         let mut config = code_config();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let linker = abi::linker(&engine)?;
-        let ticker = engine.weak();
-        std::thread::Builder::new().name("house-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
-        let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        Ok(Runtime { engine, linker, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0), kv: None })
+        Ok(Lane { engine, linker })
     }
 
     /// Gives calls the key-value store (each module its namespace).
@@ -205,8 +257,9 @@ impl Runtime {
         self.kv.as_ref()
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    /// The engine modules reset by `reset` are compiled for and run in.
+    pub fn engine(&self, reset: Reset) -> &Engine {
+        &self.lanes[reset as usize].engine
     }
 
     /// Guest calls in flight now, all loops together.
@@ -218,16 +271,17 @@ impl Runtime {
         &self.limits
     }
 
-    pub fn linker(&self) -> &wasmtime::Linker<CallCtx> {
-        &self.linker
+    pub fn linker(&self, reset: Reset) -> &wasmtime::Linker<CallCtx> {
+        &self.lanes[reset as usize].linker
     }
 
-    /// A store for one call, with the memory cap and the CPU deadline set.
-    pub fn store(&self, kind: super::Kind) -> Store<CallCtx> {
+    /// A store for one call of a module reset by `reset`, with the memory
+    /// cap and the CPU deadline set.
+    pub fn store(&self, reset: Reset, kind: super::Kind) -> Store<CallCtx> {
         let limits =
             StoreLimitsBuilder::new().memory_size(self.limits.memory).instances(1).trap_on_grow_failure(true).build();
         let ctx = CallCtx::new(kind, limits, self.limits.budgets, self.sse_buffer);
-        let mut store = Store::new(&self.engine, ctx);
+        let mut store = Store::new(self.engine(reset), ctx);
         store.limiter(|ctx| &mut ctx.limits);
         store.set_epoch_deadline(self.deadline_ticks);
         store
@@ -306,7 +360,7 @@ impl Runtime {
         mut probe: impl FnMut(Phase),
     ) -> Result<CallOutput, CallError> {
         let module = &handler.module;
-        let mut store = self.store(handler.spec.kind);
+        let mut store = self.store(module.reset, handler.spec.kind);
         if let Some(kv) = &self.kv {
             store.data_mut().kv = Some(Pending::new(kv.clone(), &module.file));
         }

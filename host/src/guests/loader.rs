@@ -11,7 +11,7 @@ use wasmtime::{ExternType, InstancePre, ModuleExport, Store};
 
 use super::abi::CallCtx;
 use super::compile::first_line;
-use super::engine::{Runtime, run_here};
+use super::engine::{Reset, Runtime, run_here};
 use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
 use super::statics::StaticFile;
 
@@ -37,6 +37,8 @@ pub struct LoadedModule {
     /// The file name in the guests folder (`chat.wasm`).
     pub file: String,
     pub pre: InstancePre<CallCtx>,
+    /// How its instances' memory is reset (which engine it runs in).
+    pub reset: Reset,
     pub memory: ModuleExport,
     pub alloc: Option<ModuleExport>,
     /// The module's argument buffer (`house_args`): where and how many
@@ -63,8 +65,10 @@ pub struct Loading {
 
 /// Compiles (or takes from the cache) and checks `bytes` as the module `file`.
 pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> Result<LoadedModule, String> {
-    super::compile::check_shape(bytes, runtime.limits().memory)?;
-    let (module, source) = super::cache::load(runtime.engine(), bytes, loading.cache.as_ref(), &loading.compiler)?;
+    let initial_memory = super::compile::check_shape(bytes, runtime.limits().memory)?;
+    let reset = Reset::for_memory(initial_memory);
+    let engine = runtime.engine(reset);
+    let (module, source) = super::cache::load(engine, bytes, loading.cache.as_ref(), &loading.compiler)?;
     for import in module.imports() {
         if import.module() != "house" || !IMPORTS.contains(&import.name()) {
             return Err(format!(
@@ -102,11 +106,11 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         return Err("does not export house_abi_version: not a house guest".into());
     }
     let alloc = module.get_export_index("house_alloc");
-    let pre = runtime.linker().instantiate_pre(&module).map_err(|e| format!("cannot link: {}", first_line(&e)))?;
+    let pre = runtime.linker(reset).instantiate_pre(&module).map_err(|e| format!("cannot link: {}", first_line(&e)))?;
 
     // The manifest is code, not a custom section (linkers drop those):
     // run the module once to read it.
-    let mut store = runtime.store(Kind::Closing);
+    let mut store = runtime.store(reset, Kind::Closing);
     // Async: a module importing an async host function (the key-value
     // reads) can only be instantiated and called so.
     let instance = run_here(pre.instantiate_async(&mut store))
@@ -183,6 +187,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     Ok(LoadedModule {
         file: file.to_owned(),
         pre,
+        reset,
         memory,
         alloc,
         args_buffer,

@@ -311,7 +311,8 @@ impl Registry {
                     })
                     .collect();
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),
-                       "error": entry.error, "handlers": handlers, "types": types, "static_files": statics})
+                       "memory_reset": m.reset.name(), "error": entry.error, "handlers": handlers, "types": types,
+                       "static_files": statics})
             })
             .collect();
         json!({ "guests": guests })
