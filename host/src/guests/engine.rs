@@ -29,7 +29,7 @@ const LOADER_INSTANCES: u32 = 16;
 
 /// How an instance's memory is reset after its call, chosen per module by
 /// its initial memory (measured: BENCHMARKS.md, scenario 3, and the notes
-/// in `Runtime::new`).
+/// in `Runtime::lane`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reset {
     /// Rewrite the resident memory whole (memset, and memcpy of the data
@@ -116,7 +116,6 @@ impl std::fmt::Display for Failure {
 /// yielded at an epoch tick and can be polled again at once.
 pub type CallFuture = Pin<Box<dyn Future<Output = Result<CallOutput, Failure>> + Send>>;
 
-/// What a successful call produced.
 /// The steps of one call, in order, for a probe to time (the bench's
 /// breakdown of the guest call; the server's probe does nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +135,7 @@ pub enum Phase {
     Dropped,
 }
 
+/// What a successful call produced.
 pub struct CallOutput {
     pub status: u16,
     pub content_type: Option<String>,
