@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod path;
 pub mod rules;
 pub mod statics;
 pub mod types;
@@ -23,6 +24,7 @@ pub mod types;
 pub mod validate;
 pub mod wire;
 
+pub use path::route_shape;
 pub use rules::{Bounds, Rules};
 pub use types::{Kind, Source, Ty};
 
@@ -106,6 +108,15 @@ pub fn path_from_name(name: &str) -> alloc::string::String {
     alloc::format!("/{}", name.replace('_', "-"))
 }
 
+/// Checks a content type (a handler's, a static file's): not empty, no
+/// control characters.
+pub fn check_content_type(ct: &str) -> Result<(), alloc::string::String> {
+    if ct.is_empty() || ct.bytes().any(|b| b.is_ascii_control()) {
+        return Err(alloc::format!("invalid content type {ct:?}"));
+    }
+    Ok(())
+}
+
 /// A byte of an HTTP token (RFC 9110): header names, cookie names.
 pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -133,20 +144,6 @@ pub fn shown(raw: &str) -> alloc::string::String {
     }
 }
 
-/// A route's shape: its path with every `{name}` segment as `{}`. Two
-/// handlers of one module with the same shape and a shared method are
-/// refused (at compile time by the macros, at load by the host).
-pub fn route_shape(path: &str) -> alloc::string::String {
-    let mut out = alloc::string::String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
-        }
-        out.push_str(if seg.starts_with('{') && seg.ends_with('}') { "{}" } else { seg });
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +153,5 @@ mod tests {
         assert_eq!(path_from_name("send_message"), "/send-message");
         assert_eq!(path_from_name("root"), "/");
         assert_eq!(path_from_name("index"), "/index");
-        assert_eq!(route_shape("/todos/{id}/x"), "/todos/{}/x");
     }
 }

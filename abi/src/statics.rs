@@ -5,6 +5,7 @@
 //! request to a handler nothing). The SDK's `static_files!` writes them;
 //! any toolchain that can add a custom section can too.
 
+pub use crate::check_content_type;
 use alloc::format;
 use alloc::string::String;
 
@@ -40,14 +41,6 @@ pub fn check_path(path: &str) -> Result<(), String> {
     }
     if path != "/" && path[1..].split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..") {
         return Err(format!("static path {path:?} has an empty, '.' or '..' segment"));
-    }
-    Ok(())
-}
-
-/// Checks a content type: not empty, no control characters.
-pub fn check_content_type(ct: &str) -> Result<(), String> {
-    if ct.is_empty() || ct.bytes().any(|b| b.is_ascii_control()) {
-        return Err(format!("invalid content type {ct:?}"));
     }
     Ok(())
 }

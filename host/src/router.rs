@@ -87,41 +87,7 @@ pub enum Lookup<'a> {
     MethodNotAllowed(Methods),
 }
 
-/// One segment of a path pattern.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Segment {
-    Literal(String),
-    Param(String),
-}
-
-/// Splits `path` into segments: `{name}` is a parameter (letters, digits,
-/// `_`, `-`), anything else with no `{` or `}` a literal.
-pub fn parse_pattern(path: &str) -> Result<Vec<Segment>, String> {
-    let mut segments = Vec::new();
-    let mut names: Vec<&str> = Vec::new();
-    for seg in path.strip_prefix('/').unwrap_or(path).split('/') {
-        match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => {
-                let ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-                if !ok {
-                    return Err(format!(
-                        "path segment {seg:?}: a parameter is {{NAME}}, NAME of letters, digits, '_', '-'"
-                    ));
-                }
-                if names.contains(&name) {
-                    return Err(format!("path parameter {name} appears twice"));
-                }
-                names.push(name);
-                segments.push(Segment::Param(name.to_owned()));
-            }
-            None if seg.contains(['{', '}']) => {
-                return Err(format!("path segment {seg:?}: braces only around a whole segment, {{NAME}}"));
-            }
-            None => segments.push(Segment::Literal(seg.to_owned())),
-        }
-    }
-    Ok(segments)
-}
+pub use house_abi::path::{Segment, parse_pattern};
 
 /// The key two paths share if they would answer the same requests:
 /// parameters become `{}`.

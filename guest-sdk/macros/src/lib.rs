@@ -102,12 +102,11 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             kind = Some(if meta.path.is_ident("closing") { Kind::Closing } else { Kind::Stream });
         } else if meta.path.is_ident("path") {
             let path: syn::LitStr = meta.value()?.parse()?;
-            if !path.value().starts_with('/') {
-                return Err(Error::new(path.span(), "a path starts with /"));
-            }
+            house_abi::path::check_handler_path(&path.value()).map_err(|e| Error::new(path.span(), e))?;
             manifest.insert("path".into(), path.value().into());
         } else if meta.path.is_ident("content_type") {
             let ct: syn::LitStr = meta.value()?.parse()?;
+            house_abi::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
             manifest.insert("content_type".into(), ct.value().into());
         } else if meta.path.is_ident("methods") {
             let mut methods = Vec::new();
@@ -174,6 +173,12 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
                     let name: syn::LitStr = attr.parse_args().map_err(|e| {
                         Error::new(e.span(), format!("#[{from}(\"name\")]: the {from}'s name, as a string"))
                     })?;
+                    if !house_abi::is_token(&name.value()) {
+                        return Err(Error::new(
+                            name.span(),
+                            format!("{from} name {:?} is not an HTTP token", name.value()),
+                        ));
+                    }
                     wire_name = name.value();
                 }
                 continue;
@@ -327,7 +332,7 @@ impl Parse for StaticFiles {
             let content_type = if input.peek(syn::Token![as]) {
                 input.parse::<syn::Token![as]>()?;
                 let ct: syn::LitStr = input.parse()?;
-                house_abi::statics::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
+                house_abi::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
                 ct.value()
             } else {
                 house_abi::statics::content_type_for(&file.value())
@@ -369,12 +374,17 @@ impl StaticFiles {
     }
 }
 
-/// The `{name}` segments of the handler's `path = ".."`, if it has one.
+/// The `{name}` segments of the handler's `path = ".."`, if it has one
+/// (checked when the attribute was read).
 fn path_params(manifest: &Map<String, Value>) -> Vec<String> {
     let Some(Value::String(path)) = manifest.get("path") else { return Vec::new() };
-    path.split('/')
-        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-        .map(str::to_owned)
+    let segments = house_abi::path::parse_pattern(path).unwrap_or_default();
+    segments
+        .into_iter()
+        .filter_map(|seg| match seg {
+            house_abi::path::Segment::Param(name) => Some(name),
+            house_abi::path::Segment::Literal(_) => None,
+        })
         .collect()
 }
 

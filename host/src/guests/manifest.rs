@@ -138,16 +138,9 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
         return Err(format!("handler name {name:?}: use letters, digits, '_' and '-'"));
     }
     let path = raw.path.unwrap_or_else(|| path_from_name(&name));
-    if path.len() > MAX_PATH {
-        return Err(at(format!("its path is {} bytes long; at most {MAX_PATH}", path.len())));
-    }
-    if !path.starts_with('/') || path.contains(['?', '#', ' ']) || path.starts_with("/_house/") {
-        return Err(at(format!("invalid path {path:?} (must start with /, no ?, # or spaces, not under /_house/)")));
-    }
+    house_abi::path::check_handler_path(&path).map_err(&at)?;
     let content_type = raw.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
-    if content_type.is_empty() || content_type.bytes().any(|b| b.is_ascii_control()) {
-        return Err(at(format!("invalid content type {content_type:?}")));
-    }
+    house_abi::check_content_type(&content_type).map_err(&at)?;
     let methods = match (raw.methods, raw.kind) {
         (Some(list), _) => {
             let mut set: Option<Methods> = None;
