@@ -194,14 +194,15 @@ impl Drop for Log {
             if !chunk.is_empty() {
                 let _ = tx.try_send(chunk);
             }
-            // Wait for the lines to be written, not for the writer to end:
-            // threads that outlive the loops (the engine's) hold logs too,
-            // and waiting for them cost every stop EXIT_WAIT.
-            let barrier = tx.try_send(Vec::new()).is_ok();
-            drop(tx);
+            // The first log waits for its lines to be written, not for the
+            // writer to end: threads that outlive the loops (the engine's)
+            // hold logs too, and waiting for them cost every stop
+            // EXIT_WAIT. Only it sends the barrier: another's would leave an
+            // acknowledgement behind that this wait would take for its own.
             if let Some(done) = done
-                && barrier
+                && tx.try_send(Vec::new()).is_ok()
             {
+                drop(tx);
                 let _ = done.recv_timeout(EXIT_WAIT);
             }
         }
