@@ -38,10 +38,8 @@ pub const ALL_TYPES: [Ty; 9] = [
 ];
 
 impl Ty {
-    /// The type a manifest names (`list-of-keyword`; `list_of_keyword` is
-    /// the same, as `http_type!` writes it).
+    /// The type a manifest names (`list-of-keyword`), exactly.
     pub fn parse(name: &str) -> Option<Ty> {
-        let name = name.replace('_', "-");
         ALL_TYPES.into_iter().find(|t| t.name() == name)
     }
 
@@ -150,7 +148,7 @@ mod tests {
         for t in ALL_TYPES {
             assert_eq!(Ty::parse(t.name()), Some(t));
         }
-        assert_eq!(Ty::parse("list_of_integer"), Some(Ty::ListOfInteger));
+        assert_eq!(Ty::parse("list_of_integer"), None, "a manifest spells it list-of-integer");
         assert_eq!(Ty::parse("char"), None);
     }
 }

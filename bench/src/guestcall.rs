@@ -98,13 +98,21 @@ const PHASES: [&str; 8] = [
 ];
 
 /// A module as small as a house guest can be.
-const TRIVIAL: &str = r#"(module
+fn trivial_module() -> anyhow::Result<Vec<u8>> {
+    let manifest = r#"{"name":"t","kind":"closing"}"#;
+    let packed = ((manifest.len() as u64) << 32) | 2048;
+    let wat = format!(
+        r#"(module
   (memory (export "memory") 1)
   (data (i32.const 1024) "\00\00\00\00\00\00\00\00\00\00\00\00\02\00\00\00ok")
-  (data (i32.const 2048) "{\"name\":\"t\",\"kind\":\"closing\"}")
+  (data (i32.const 2048) "{}")
   (func (export "house_abi_version") (result i32) i32.const 1)
-  (func (export "house_meta.t") (result i64) i64.const 0x0000001D00000800)
-  (func (export "house_handler.t") (param i32 i32) (result i64) i64.const 0x0000001200000400))"#;
+  (func (export "house_meta.t") (result i64) i64.const {packed})
+  (func (export "house_handler.t") (param i32 i32) (result i64) i64.const 0x0000001200000400))"#,
+        manifest.replace('"', "\\\"")
+    );
+    Ok(wat::parse_str(wat)?)
+}
 
 pub fn breakdown(guests: &Path, work: &Path, iterations: u32) -> anyhow::Result<Breakdown> {
     let runtime = runtime()?;
@@ -139,7 +147,7 @@ pub fn breakdown(guests: &Path, work: &Path, iterations: u32) -> anyhow::Result<
     };
     let dir = work.join("trivial");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("trivial.wasm"), wat::parse_str(TRIVIAL)?)?;
+    std::fs::write(dir.join("trivial.wasm"), trivial_module()?)?;
     let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
     let mut registry = Registry::new(dir, loading);
     registry.load_all(&runtime);

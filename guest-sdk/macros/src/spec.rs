@@ -32,9 +32,10 @@ impl Base {
         }
     }
 
-    /// The base named in `http_type!` (`string`, `list_of_integer`, ...).
+    /// The base named in `http_type!` (`string`, `list_of_integer`: a Rust
+    /// identifier, so `_` where the manifest has `-`).
     pub fn from_manifest_name(name: &str) -> Option<Base> {
-        Ty::parse(name).map(Base::Builtin)
+        Ty::parse(&name.replace('_', "-")).map(Base::Builtin)
     }
 
     /// The manifest type of a handler parameter, from its Rust type.

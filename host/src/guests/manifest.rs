@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::router::Methods;
 
-pub use house_abi::rules::RawRules as AbiRules;
+use house_abi::rules::RawRules as AbiRules;
 use house_abi::rules::{self, Literal};
 use house_abi::validate::{self, Param};
 pub use house_abi::{ABI_VERSION, Bounds, DEFAULT_CONTENT_TYPE, Kind, MAX_PATH, Rules, Source, Ty, path_from_name};
