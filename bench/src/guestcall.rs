@@ -53,15 +53,40 @@ fn call(runtime: &Arc<Runtime>, handler: &Arc<Handler>, params: &validate::Input
     Ok(out.publishes.len() + out.body.len())
 }
 
-fn runtime() -> anyhow::Result<Arc<Runtime>> {
-    // The same limits `house` runs with by default.
-    Ok(Arc::new(Runtime::new(Config::default().guest, Config::default().limits.sse_buffer)?))
+/// The runtime with the limits `house` runs with by default; `warm`: with
+/// idle instances kept (the default), or a new instance for every call
+/// (`--guest-warm-instances 0`).
+fn runtime(warm: bool) -> anyhow::Result<Arc<Runtime>> {
+    let mut limits = Config::default().guest;
+    if !warm {
+        limits.warm = 0;
+    }
+    Ok(Arc::new(Runtime::new(limits, Config::default().limits.sse_buffer)?))
+}
+
+/// Scenario 3c: the same call in an idle instance reset after its last
+/// call (the default) and in a new instance each time, alternated.
+pub struct Reuse {
+    pub reused: Duration,
+    pub fresh: Duration,
+}
+
+pub fn reuse(guests: &Path, iterations: u32) -> anyhow::Result<Reuse> {
+    let (warm, cold) = (runtime(true)?, runtime(false)?);
+    let (a, b) = (send_message(&warm, guests)?, send_message(&cold, guests)?);
+    let params = inputs()?;
+    let (mut reused, mut fresh) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..4 {
+        reused += time(iterations / 4, || call(&warm, &a, &params))?;
+        fresh += time(iterations / 4, || call(&cold, &b, &params))?;
+    }
+    Ok(Reuse { reused: reused / 4, fresh: fresh / 4 })
 }
 
 /// Scenario 3b: `in_memory_dir` holds the chat built with
 /// `--features page-in-memory`.
 pub fn page_in_memory(guests: &Path, in_memory_dir: &Path, iterations: u32) -> anyhow::Result<PageInMemory> {
-    let runtime = runtime()?;
+    let runtime = runtime(true)?;
     let (now, before) = (send_message(&runtime, guests)?, send_message(&runtime, in_memory_dir)?);
     let params = inputs()?;
     // Alternated, four rounds each, so that a noisy neighbour hits both.
@@ -82,18 +107,18 @@ pub struct Breakdown {
     /// `Instant::now()`, which each phase's figure includes once.
     pub clock: Duration,
     /// A trivial module (one page, no parameters, returns a constant
-    /// block): instantiate + call + drop, same runtime and path.
+    /// block) through the same runtime and path.
     pub trivial: Duration,
 }
 
-const PHASES: [&str; 8] = [
+pub const PHASES: [&str; 8] = [
     "validation and argument encoding",
-    "store creation (limits, context, deadline callback)",
-    "instantiation",
+    "an idle instance taken, or a store made (limits, context, deadline callback)",
+    "instantiation (none for an idle instance)",
     "arguments into the instance's memory",
     "the handler's call (guest code and its imports)",
     "response decoding and checks",
-    "store drop (slots back to the pool, memory reset)",
+    "reset: memory and globals restored and the instance kept, or the store dropped (wasmtime resets the slot)",
     "call output (effects, logs)",
 ];
 
@@ -114,8 +139,9 @@ fn trivial_module() -> anyhow::Result<Vec<u8>> {
     Ok(wat::parse_str(wat)?)
 }
 
-pub fn breakdown(guests: &Path, work: &Path, iterations: u32) -> anyhow::Result<Breakdown> {
-    let runtime = runtime()?;
+/// The breakdown with idle instances kept (`warm`) or a new one per call.
+pub fn breakdown(guests: &Path, work: &Path, iterations: u32, warm: bool) -> anyhow::Result<Breakdown> {
+    let runtime = runtime(warm)?;
     let handler = send_message(&runtime, guests)?;
     let params = inputs()?;
     let mut sums = [Duration::ZERO; PHASES.len()];
@@ -167,7 +193,7 @@ pub fn breakdown(guests: &Path, work: &Path, iterations: u32) -> anyhow::Result<
 }
 
 pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
-    let runtime = runtime()?;
+    let runtime = runtime(true)?;
     let handler = send_message(&runtime, guests)?;
     let params = inputs()?;
     let guest = time(iterations, || call(&runtime, &handler, &params))?;

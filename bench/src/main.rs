@@ -79,7 +79,7 @@ fn run() -> anyhow::Result<()> {
         let g = guestcall::run(&guests, iters)?;
         report.row(
             Row::time(
-                "3. guest call alone (fresh instance, 3 params)",
+                "3. guest call alone (3 params, a fresh instance's state)",
                 "time per call",
                 g.guest,
                 g.native,
@@ -95,24 +95,40 @@ fn run() -> anyhow::Result<()> {
         std::fs::create_dir_all(&dir)?;
         std::fs::copy(&in_memory, dir.join("chat.wasm"))
             .context("target/chat-page-in-memory.wasm (make bench builds it)")?;
-        let b = guestcall::breakdown(&guests, &work, iters)?;
-        let mut md = String::from("| step | time per call | share |\n|---|---:|---:|\n");
-        for (name, d) in &b.phases {
-            let share = d.as_secs_f64() / b.total.as_secs_f64() * 100.0;
-            md.push_str(&format!("| {name} | {:.2} µs | {share:.0}% |\n", d.as_secs_f64() * 1e6));
+        let warm = guestcall::breakdown(&guests, &work, iters, true)?;
+        let cold = guestcall::breakdown(&guests, &work, iters, false)?;
+        let mut md = String::from(
+            "| step | an idle instance, reset after (default) | share | a new instance (--guest-warm-instances 0) | share |\n\
+             |---|---:|---:|---:|---:|\n",
+        );
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        for ((name, w), (_, c)) in warm.phases.iter().zip(&cold.phases) {
+            let (ws, cs) = (us(*w) / us(warm.total) * 100.0, us(*c) / us(cold.total) * 100.0);
+            md.push_str(&format!("| {name} | {:.2} µs | {ws:.0}% | {:.2} µs | {cs:.0}% |\n", us(*w), us(*c)));
         }
         md.push_str(&format!(
-            "| **the whole call, timed this way** | **{:.2} µs** | |\n\n\
+            "| **the whole call, timed this way** | **{:.2} µs** | | **{:.2} µs** | |\n\n\
              Each step's figure includes one `Instant::now()` ({:.3} µs here). The same path for a trivial \
-             module (one page, no parameters, a constant response): **{:.2} µs**, what wasmtime's \
-             instantiate + call + drop costs with these settings. Means of {iters} calls of the chat's \
-             `send_message` (`bench/src/guestcall.rs`, `Runtime::call_probed`: the server's own code, \
-             told as each step ends).\n",
-            b.total.as_secs_f64() * 1e6,
-            b.clock.as_secs_f64() * 1e6,
-            b.trivial.as_secs_f64() * 1e6,
+             module (one page, no parameters, a constant response): **{:.2} µs** in an idle instance, \
+             **{:.2} µs** in a new one (what wasmtime's instantiate + call + drop costs with these settings). \
+             Means of {iters} calls of the chat's `send_message` (`bench/src/guestcall.rs`, \
+             `Runtime::call_probed`: the server's own code, told as each step ends).\n",
+            us(warm.total),
+            us(cold.total),
+            warm.clock.as_secs_f64() * 1e6,
+            us(warm.trivial),
+            us(cold.trivial),
         ));
         report.section("Where a guest call's time goes (scenario 3, step by step)", md);
+        let r = guestcall::reuse(&guests, iters)?;
+        report.row(Row::time(
+            "3c. guest call in an idle instance, reset after (the default)",
+            "time per call",
+            r.reused,
+            r.fresh,
+            "a new instance per call (--guest-warm-instances 0)",
+            None,
+        ));
         let p = guestcall::page_in_memory(&guests, &dir, iters)?;
         report.row(Row::time(
             "3b. guest call, chat page as a static file",

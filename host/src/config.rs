@@ -47,6 +47,10 @@ pub struct GuestLimits {
     /// Guest calls in flight at once, all loops together (503 beyond).
     /// Each holds an instance, a memory and a fiber stack of the pool.
     pub calls: usize,
+    /// Instances kept between requests, reset to a fresh instance's state
+    /// (`guests::warm`), all modules together; 0: a new instance for every
+    /// request. Each holds what a call in flight holds.
+    pub warm: usize,
 }
 
 /// Per-call budgets: host work a guest causes is bounded and charged to it.
@@ -199,6 +203,7 @@ impl Default for Config {
                     response_bytes: 8 * 1024 * 1024,
                 },
                 calls: 256,
+                warm: 64,
             },
             load: LoadLimits {
                 module_bytes: 16 * 1024 * 1024,
@@ -310,6 +315,8 @@ LIMITS:
     --guest-strike-window-ms N  the window strikes are counted over [30000]
     --guest-quarantine-ms N     how long a suspended handler gets 503s [10000]
     --guest-calls N             guest calls in flight at once, at most 4096 (503 beyond) [256]
+    --guest-warm-instances N    instances kept between requests, reset to a fresh one's state;
+                                0: instantiate for every request; at most 4096 [64]
 
 PER-CALL BUDGETS (over one: the call is a 500, publishes nothing, and is a strike):
     --guest-publish-events N    events one call may publish [256]
@@ -462,6 +469,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("guest-calls") => {
                 cfg.guest.calls = positive(&mut parser, &flag)?;
                 if cfg.guest.calls > MAX_CALLS {
+                    bail!("{flag}: at most {MAX_CALLS}");
+                }
+            }
+            Long("guest-warm-instances") => {
+                cfg.guest.warm = value(&mut parser, &flag)?;
+                if cfg.guest.warm > MAX_CALLS {
                     bail!("{flag}: at most {MAX_CALLS}");
                 }
             }

@@ -146,6 +146,7 @@ pub struct Metrics {
     call_seconds: Histogram,
     calls: [AtomicU64; CALL_RESULTS.len()],
     instantiations: AtomicU64,
+    reuses: AtomicU64,
     quarantines: AtomicU64,
     loads: [AtomicU64; LOAD_RESULTS.len()],
     published: AtomicU64,
@@ -156,6 +157,7 @@ pub static METRICS: Metrics = Metrics {
     call_seconds: Histogram::new(),
     calls: [const { AtomicU64::new(0) }; CALL_RESULTS.len()],
     instantiations: AtomicU64::new(0),
+    reuses: AtomicU64::new(0),
     quarantines: AtomicU64::new(0),
     loads: [const { AtomicU64::new(0) }; LOAD_RESULTS.len()],
     published: AtomicU64::new(0),
@@ -172,6 +174,10 @@ impl Metrics {
 
     pub fn instantiated(&self) {
         self.instantiations.fetch_add(1, Relaxed);
+    }
+
+    pub fn reused(&self) {
+        self.reuses.fetch_add(1, Relaxed);
     }
 
     pub fn quarantined(&self) {
@@ -248,8 +254,14 @@ pub fn render(g: &Gauges) -> String {
     counter(
         &mut out,
         "house_guest_instantiations_total",
-        "Fresh guest instances made (one per call that started).",
+        "Guest instances made for a call (a call that found no idle instance of its module).",
         METRICS.instantiations.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "house_guest_instance_reuses_total",
+        "Calls that ran in an idle instance, reset to a fresh instance's state after its last call.",
+        METRICS.reuses.load(Relaxed),
     );
     counter(
         &mut out,

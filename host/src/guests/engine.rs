@@ -1,7 +1,8 @@
 //! The wasmtime embedding: two engines for the process (the pooling
 //! allocator set for small memories and for the rest: `Reset`), an epoch
-//! ticker for CPU deadlines, and the per-request call: a fresh, isolated
-//! instance from the module's `InstancePre`, dropped after.
+//! ticker for CPU deadlines, and the per-request call: an isolated instance
+//! in a fresh instance's state, either new from the module's `InstancePre`
+//! or an idle one reset after its last call (`warm`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,6 +17,7 @@ use wasmtime::{
 
 use super::Handler;
 use super::abi::{self, CallCtx, Publication};
+use super::warm::{Count, Idle};
 use crate::config::GuestLimits;
 use crate::engine::kv::{Kv, Pending};
 use crate::metrics::{CallResult, METRICS};
@@ -171,6 +173,8 @@ pub struct Runtime {
     in_flight: AtomicUsize,
     /// Guests' key-value data, if the host keeps any.
     kv: Option<Kv>,
+    /// Idle instances of all modules (`--guest-warm-instances`).
+    warm: Arc<Count>,
 }
 
 /// A call's claim on one of the `--guest-calls` places, given back when the
@@ -214,14 +218,16 @@ impl Runtime {
             }
         })?;
         let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
-        Ok(Runtime { lanes, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0), kv: None })
+        let warm = Arc::new(Count::new(limits.warm));
+        Ok(Runtime { lanes, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0), kv: None, warm })
     }
 
     /// The engine for modules reset by `reset`. Each has room for every
-    /// call in flight: all of them may be of one kind.
+    /// call in flight and every idle instance: all of them may be of one
+    /// kind.
     fn lane(limits: &GuestLimits, reset: Reset) -> anyhow::Result<Lane> {
         let mut pool = PoolingAllocationConfig::new();
-        let instances = limits.calls as u32 + LOADER_INSTANCES;
+        let instances = (limits.calls + limits.warm) as u32 + LOADER_INSTANCES;
         pool.total_core_instances(instances)
             .total_memories(instances)
             .total_tables(instances)
@@ -252,6 +258,11 @@ impl Runtime {
         self
     }
 
+    /// Idle instances of all modules, and how many may be.
+    pub fn warm(&self) -> &Arc<Count> {
+        &self.warm
+    }
+
     /// The key-value store calls use, if any.
     pub fn kv(&self) -> Option<&Kv> {
         self.kv.as_ref()
@@ -275,15 +286,34 @@ impl Runtime {
         &self.lanes[reset as usize].linker
     }
 
-    /// A store for one call of a module reset by `reset`, with the memory
-    /// cap and the CPU deadline set.
+    /// A store for one instance of a module reset by `reset`, with the
+    /// memory cap and the CPU deadline set.
     pub fn store(&self, reset: Reset, kind: super::Kind) -> Store<CallCtx> {
-        let limits =
-            StoreLimitsBuilder::new().memory_size(self.limits.memory).instances(1).trap_on_grow_failure(true).build();
-        let ctx = CallCtx::new(kind, limits, self.limits.budgets, self.sse_buffer);
-        let mut store = Store::new(self.engine(reset), ctx);
+        let mut store = Store::new(self.engine(reset), self.ctx(kind));
         store.limiter(|ctx| &mut ctx.limits);
         store.set_epoch_deadline(self.deadline_ticks);
+        store
+    }
+
+    /// A call's context: nothing done yet.
+    fn ctx(&self, kind: super::Kind) -> CallCtx {
+        let limits =
+            StoreLimitsBuilder::new().memory_size(self.limits.memory).instances(1).trap_on_grow_failure(true).build();
+        CallCtx::new(kind, limits, self.limits.budgets, self.sse_buffer)
+    }
+
+    /// A store for the calls of one instance, run in slices: each call
+    /// yields at every tick and is interrupted once it has run for its
+    /// deadline's worth of ticks. The deadline is set again after each
+    /// yield, so waiting to be resumed is not charged to the call.
+    fn call_store(&self, reset: Reset, kind: super::Kind) -> Store<CallCtx> {
+        let mut store = self.store(reset, kind);
+        let deadline = self.deadline_ticks;
+        store.epoch_deadline_callback(move |mut ctx| {
+            let ctx = ctx.data_mut();
+            ctx.ticks += 1;
+            Ok(if ctx.ticks >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
         store
     }
 
@@ -360,30 +390,36 @@ impl Runtime {
         mut probe: impl FnMut(Phase),
     ) -> Result<CallOutput, CallError> {
         let module = &handler.module;
-        let mut store = self.store(module.reset, handler.spec.kind);
+        let kind = handler.spec.kind;
+        let describe = |e: wasmtime::Error| self.failure(e);
+        // An idle instance of the module, in a fresh instance's state, or a
+        // new instance.
+        let (mut store, instance, memory) = match module.warm.as_ref().and_then(|w| w.take()) {
+            Some(Idle { mut store, instance, memory, .. }) => {
+                *store.data_mut() = self.ctx(kind);
+                METRICS.reused();
+                probe(Phase::Store);
+                probe(Phase::Instantiated);
+                (store, instance, memory)
+            }
+            None => {
+                let mut store = self.call_store(module.reset, kind);
+                probe(Phase::Store);
+                let instance = module.pre.instantiate_async(&mut store).await.map_err(describe)?;
+                METRICS.instantiated();
+                probe(Phase::Instantiated);
+                let memory = instance
+                    .get_module_export(&mut store, &module.memory)
+                    .and_then(wasmtime::Extern::into_memory)
+                    .ok_or("memory export is not a memory")?;
+                (store, instance, memory)
+            }
+        };
         if let Some(kv) = &self.kv {
             store.data_mut().kv = Some(Pending::new(kv.clone(), &module.file));
         }
-        // Yield at every tick; interrupt once the call has run for its
-        // deadline's worth of ticks. The deadline is set again after each
-        // yield, so waiting to be resumed is not charged to the call.
-        let deadline = self.deadline_ticks;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let ctx = ctx.data_mut();
-            ctx.ticks += 1;
-            Ok(if ctx.ticks >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
-        });
-        let describe = |e: wasmtime::Error| self.failure(e);
-        probe(Phase::Store);
-        let instance = module.pre.instantiate_async(&mut store).await.map_err(describe)?;
-        METRICS.instantiated();
-        probe(Phase::Instantiated);
-        let memory = instance
-            .get_module_export(&mut store, &module.memory)
-            .and_then(wasmtime::Extern::into_memory)
-            .ok_or("memory export is not a memory")?;
         store.data_mut().memory = Some(memory);
+        store.set_epoch_deadline(1);
         let (ptr, len) = if args.is_empty() {
             (0, 0)
         } else if let Some((buffer, size)) = module.args_buffer
@@ -434,7 +470,18 @@ impl Runtime {
             self.check_first_event(&resp.body)?;
         }
         probe(Phase::Decoded);
-        let mut ctx = store.into_data();
+        // The call succeeded: its instance is reset and kept if its module
+        // can be (`warm`), else dropped (wasmtime resets its slot).
+        let mut ctx = match &module.warm {
+            Some(warm) => {
+                let ctx = std::mem::replace(store.data_mut(), self.ctx(kind));
+                if let Some(idle) = warm.wrap(store, instance, memory) {
+                    warm.keep(idle);
+                }
+                ctx
+            }
+            None => store.into_data(),
+        };
         probe(Phase::Dropped);
         // Effects are transactional: a call that answers a server error (the
         // SDK's `Err`) has failed, and what it wrote is dropped with it (and

@@ -14,6 +14,7 @@ use super::compile::first_line;
 use super::engine::{Reset, Runtime, run_here};
 use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
 use super::statics::StaticFile;
+use super::warm::{Plan, Warm};
 
 pub const HANDLER_PREFIX: &str = "house_handler.";
 pub const META_PREFIX: &str = "house_meta.";
@@ -39,6 +40,10 @@ pub struct LoadedModule {
     pub pre: InstancePre<CallCtx>,
     /// How its instances' memory is reset (which engine it runs in).
     pub reset: Reset,
+    /// Its idle instances, if it can be reused (`warm`).
+    pub warm: Option<Warm>,
+    /// Why it cannot be, if it cannot.
+    pub fresh_because: Option<String>,
     pub memory: ModuleExport,
     pub alloc: Option<ModuleExport>,
     /// The module's argument buffer (`house_args`): where and how many
@@ -68,7 +73,16 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     let initial_memory = super::compile::check_shape(bytes, runtime.limits().memory)?;
     let reset = Reset::for_memory(initial_memory);
     let engine = runtime.engine(reset);
-    let (module, source) = super::cache::load(engine, bytes, loading.cache.as_ref(), &loading.compiler)?;
+    let plan = match runtime.limits().warm {
+        0 => Plan::Fresh("--guest-warm-instances is 0".into()),
+        _ => super::warm::plan(bytes),
+    };
+    // A reusable module is compiled with its mutable globals exported.
+    let code = match &plan {
+        Plan::Reuse { bytes, .. } => bytes,
+        Plan::Fresh(_) => bytes,
+    };
+    let (module, source) = super::cache::load(engine, code, loading.cache.as_ref(), &loading.compiler)?;
     for import in module.imports() {
         if import.module() != "house" || !IMPORTS.contains(&import.name()) {
             return Err(format!(
@@ -115,6 +129,14 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     // reads) can only be instantiated and called so.
     let instance = run_here(pre.instantiate_async(&mut store))
         .map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
+    // A fresh instance's state, before anything runs in it.
+    let (warm, fresh_because) = match &plan {
+        Plan::Reuse { globals, .. } => {
+            let memory = instance.get_memory(&mut store, "memory").ok_or("no memory")?;
+            (Some(Warm::new(&mut store, &instance, memory, &module, globals, runtime.warm().clone())?), None)
+        }
+        Plan::Fresh(why) => (None, Some(why.clone())),
+    };
     let version = instance
         .get_typed_func::<(), i32>(&mut store, "house_abi_version")
         .and_then(|f| run_here(f.call_async(&mut store, ())))
@@ -188,6 +210,8 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         file: file.to_owned(),
         pre,
         reset,
+        warm,
+        fresh_because,
         memory,
         alloc,
         args_buffer,

@@ -2,7 +2,8 @@
 //! parameters. This module owns the wasmtime embedding (`engine`), the ABI
 //! (`abi`), manifests (`manifest`), parameter validation (`validate`),
 //! loading (`loader`, `cache`), the static files a module ships (`statics`),
-//! the set of loaded modules (`registry`) and hot reload (`watch`).
+//! the set of loaded modules (`registry`), hot reload (`watch`) and the
+//! instances kept between requests (`warm`).
 
 pub mod abi;
 pub mod cache;
@@ -15,6 +16,7 @@ pub mod openapi;
 pub mod registry;
 pub mod statics;
 pub mod validate;
+pub mod warm;
 pub mod watch;
 
 use std::sync::Arc;

@@ -310,9 +310,13 @@ impl Registry {
                                "serving": serving})
                     })
                     .collect();
+                let instances = match &m.warm {
+                    Some(warm) => json!({"reused": true, "idle": warm.idle()}),
+                    None => json!({"reused": false, "why_not": m.fresh_because}),
+                };
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),
-                       "memory_reset": m.reset.name(), "error": entry.error, "handlers": handlers, "types": types,
-                       "static_files": statics})
+                       "memory_reset": m.reset.name(), "instances": instances, "error": entry.error,
+                       "handlers": handlers, "types": types, "static_files": statics})
             })
             .collect();
         json!({ "guests": guests })
