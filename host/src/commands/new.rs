@@ -86,10 +86,13 @@ strip = true
     )
 }
 
-const CARGO_CONFIG: &str = r#"# A 64 KiB stack instead of rustc's 1 MiB default: the initial memory of
-# every instance (reset on every request) shrinks by as much.
+const CARGO_CONFIG: &str = r#"# A 16 KiB stack instead of rustc's 1 MiB default: with the data and a
+# little heap, an instance's memory fits one wasm page (64 KiB), which the
+# host restores whole after every call (its cost grows with the memory:
+# BENCHMARKS.md, scenario 3). A stack overflow traps (the stack is first in
+# memory and grows down past address 0): the request is a 500.
 [target.wasm32-unknown-unknown]
-rustflags = ["-C", "link-arg=-zstack-size=65536"]
+rustflags = ["-C", "link-arg=-zstack-size=16384"]
 "#;
 
 fn index_html(name: &str) -> String {

@@ -44,7 +44,7 @@ pub enum Reset {
 }
 
 /// The largest initial memory reset by rewriting it (two wasm pages: a
-/// guest built with `house new`'s 64 KiB stack and a few KiB of data).
+/// guest with a 64 KiB stack and a few KiB of data).
 pub const SMALL_MEMORY: u64 = 128 * 1024;
 
 impl Reset {
