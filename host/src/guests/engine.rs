@@ -17,7 +17,7 @@ use wasmtime::{
 
 use super::Handler;
 use super::abi::{self, CallCtx, Publication};
-use super::warm::{Count, Idle};
+use super::warm::{Count, Live};
 use crate::config::GuestLimits;
 use crate::engine::kv::{Kv, Pending};
 use crate::metrics::{CallResult, METRICS};
@@ -325,7 +325,7 @@ impl Runtime {
     /// ran, not the time it waited between them. Its first poll fails with
     /// `Busy` if `--guest-calls` calls are in flight already.
     pub fn call_async(self: &Arc<Self>, handler: Arc<Handler>, args: Vec<u8>) -> Result<CallFuture, Failure> {
-        if let Some(left) = handler.health.suspended(std::time::Instant::now()) {
+        if let Some(left) = handler.health.suspended(std::time::Instant::now) {
             METRICS.call(CallResult::Suspended, None);
             return Err(Failure::Suspended(left));
         }
@@ -394,13 +394,13 @@ impl Runtime {
         let describe = |e: wasmtime::Error| self.failure(e);
         // An idle instance of the module, in a fresh instance's state, or a
         // new instance.
-        let (mut store, instance, memory) = match module.warm.as_ref().and_then(|w| w.take()) {
-            Some(Idle { mut store, instance, memory, .. }) => {
-                *store.data_mut() = self.ctx(kind);
+        let mut live = match module.warm.as_ref().and_then(|w| w.take()) {
+            Some(mut live) => {
+                live.store.data_mut().kind = kind;
                 METRICS.reused();
                 probe(Phase::Store);
                 probe(Phase::Instantiated);
-                (store, instance, memory)
+                live
             }
             None => {
                 let mut store = self.call_store(module.reset, kind);
@@ -412,9 +412,12 @@ impl Runtime {
                     .get_module_export(&mut store, &module.memory)
                     .and_then(wasmtime::Extern::into_memory)
                     .ok_or("memory export is not a memory")?;
-                (store, instance, memory)
+                Live::new(store, instance, memory, module.handlers.len(), module.warm.as_ref())
+                    .ok_or("a mutable global's export is not a global")?
             }
         };
+        let Live { store, instance, memory, .. } = &mut live;
+        let (instance, memory) = (*instance, *memory);
         if let Some(kv) = &self.kv {
             store.data_mut().kv = Some(Pending::new(kv.clone(), &module.file));
         }
@@ -426,30 +429,26 @@ impl Runtime {
             && args.len() <= size as usize
         {
             // The module's own buffer: no call into it before the handler.
-            memory.write(&mut store, buffer as usize, args).map_err(|_| "house_args is outside memory")?;
+            memory.write(&mut *store, buffer as usize, args).map_err(|_| "house_args is outside memory")?;
             (buffer, args.len() as u32)
         } else {
             let alloc = module.alloc.as_ref().ok_or("house_alloc is missing")?;
             let alloc = instance
-                .get_module_export(&mut store, alloc)
+                .get_module_export(&mut *store, alloc)
                 .and_then(wasmtime::Extern::into_func)
                 .ok_or("house_alloc is not a function")?
-                .typed::<u32, u32>(&store)
+                .typed::<u32, u32>(&*store)
                 .map_err(describe)?;
-            let ptr = alloc.call_async(&mut store, args.len() as u32).await.map_err(describe)?;
+            let ptr = alloc.call_async(&mut *store, args.len() as u32).await.map_err(describe)?;
             memory
-                .write(&mut store, ptr as usize, args)
+                .write(&mut *store, ptr as usize, args)
                 .map_err(|_| format!("house_alloc returned {ptr}, outside memory"))?;
             (ptr, args.len() as u32)
         };
         probe(Phase::ArgsWritten);
-        let func = instance
-            .get_module_export(&mut store, &handler.export)
-            .and_then(wasmtime::Extern::into_func)
-            .ok_or("handler export is not a function")?
-            .typed::<(u32, u32), u64>(&store)
-            .map_err(describe)?;
-        let packed = match func.call_async(&mut store, (ptr, len)).await {
+        let func = live.handler(handler.index, &handler.export).map_err(describe)?;
+        let store = &mut live.store;
+        let packed = match func.call_async(&mut *store, (ptr, len)).await {
             Ok(packed) => packed,
             Err(e) => {
                 let mut failed = self.failure(e);
@@ -464,7 +463,7 @@ impl Runtime {
             let reason = format!("returned a response block of {len} bytes, over {budget} (--guest-response-bytes)");
             return Err(CallError { reason, logs: Vec::new(), strike: true, kind: CallResult::Budget });
         }
-        let block = abi::slice(memory.data(&store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
+        let block = abi::slice(memory.data(&*store), ptr, len).map_err(|e| format!("bad response: {e}"))?;
         let resp = abi::decode_response(block).map_err(|e| format!("bad response: {e}"))?;
         if handler.spec.kind == super::Kind::Stream && resp.status == 200 {
             self.check_first_event(&resp.body)?;
@@ -475,12 +474,10 @@ impl Runtime {
         let mut ctx = match &module.warm {
             Some(warm) => {
                 let ctx = std::mem::replace(store.data_mut(), self.ctx(kind));
-                if let Some(idle) = warm.wrap(store, instance, memory) {
-                    warm.keep(idle);
-                }
+                warm.keep(live);
                 ctx
             }
-            None => store.into_data(),
+            None => live.store.into_data(),
         };
         probe(Phase::Dropped);
         // Effects are transactional: a call that answers a server error (the

@@ -29,6 +29,8 @@ pub use manifest::{HandlerSpec, Kind};
 pub struct Handler {
     pub spec: HandlerSpec,
     pub module: Arc<loader::LoadedModule>,
+    /// Its place among its module's handlers (`LoadedModule::handlers`).
+    pub index: usize,
     pub export: wasmtime::ModuleExport,
     /// Recent strikes (deadline and budget overruns), and the suspension
     /// they lead to.

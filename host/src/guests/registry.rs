@@ -159,10 +159,12 @@ impl Registry {
                 entry.handlers = module
                     .handlers
                     .iter()
-                    .map(|(spec, export)| {
+                    .enumerate()
+                    .map(|(index, (spec, export))| {
                         Arc::new(Handler {
                             spec: spec.clone(),
                             module: module.clone(),
+                            index,
                             export: *export,
                             health: Default::default(),
                         })

@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmparser::{Operator, Parser, Payload, TypeRef, ValType};
-use wasmtime::{Global, Instance, Memory, ModuleExport, Store, Val};
+use wasmtime::{Global, Instance, Memory, ModuleExport, Store, TypedFunc, Val};
 
 use super::abi::CallCtx;
 
@@ -206,7 +206,7 @@ pub struct Warm {
     size: usize,
     /// Its mutable globals' exports and initial values.
     globals: Vec<(ModuleExport, Val)>,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Live>>,
     /// Idle instances of all modules, and how many may be.
     count: Arc<Count>,
 }
@@ -242,13 +242,57 @@ fn runs(memory: &[u8]) -> Vec<Run> {
     runs
 }
 
-/// An instance waiting for its module's next request, in the state of a
-/// fresh one.
-pub struct Idle {
+/// An instance in use, or waiting for its module's next request in the
+/// state of a fresh one; with what is looked up once per instance.
+pub struct Live {
     pub store: Store<CallCtx>,
     pub instance: Instance,
     pub memory: Memory,
+    /// Its mutable globals, in `Warm::globals`' order (none if its module
+    /// is not reused).
     globals: Vec<Global>,
+    /// Its handlers' functions, by the handler's index in its module, as
+    /// they are first called.
+    handlers: Vec<Option<TypedFunc<(u32, u32), u64>>>,
+}
+
+impl Live {
+    /// `instance`, just made in `store`; `warm` if its module is reused
+    /// (its mutable globals are looked up: None if one is not a global).
+    pub fn new(
+        mut store: Store<CallCtx>,
+        instance: Instance,
+        memory: Memory,
+        handlers: usize,
+        warm: Option<&Warm>,
+    ) -> Option<Live> {
+        let globals = match warm {
+            Some(warm) => warm
+                .globals
+                .iter()
+                .map(|(export, _)| instance.get_module_export(&mut store, export).and_then(wasmtime::Extern::into_global))
+                .collect::<Option<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Some(Live { store, instance, memory, globals, handlers: vec![None; handlers] })
+    }
+
+    /// The handler at `index` of its module, exported as `export`.
+    pub fn handler(&mut self, index: usize, export: &ModuleExport) -> wasmtime::Result<TypedFunc<(u32, u32), u64>> {
+        if let Some(Some(func)) = self.handlers.get(index) {
+            return Ok(func.clone());
+        }
+        let func = self
+            .instance
+            .get_module_export(&mut self.store, export)
+            .and_then(wasmtime::Extern::into_func)
+            .ok_or_else(|| wasmtime::format_err!("handler export is not a function"))?
+            .typed::<(u32, u32), u64>(&self.store)?;
+        if let Some(slot) = self.handlers.get_mut(index) {
+            *slot = Some(func.clone());
+        }
+        Ok(func)
+    }
 }
 
 /// Idle instances of all modules, at most `max` (`--guest-warm-instances`):
@@ -298,27 +342,16 @@ impl Warm {
     }
 
     /// An idle instance, if there is one.
-    pub fn take(&self) -> Option<Idle> {
+    pub fn take(&self) -> Option<Live> {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
         self.count.idle.fetch_sub(1, Ordering::Relaxed);
         Some(idle)
     }
 
-    /// Wraps an instance (fresh, or one that has just served a call) for
-    /// `keep`.
-    pub fn wrap(&self, mut store: Store<CallCtx>, instance: Instance, memory: Memory) -> Option<Idle> {
-        let globals = self
-            .globals
-            .iter()
-            .map(|(export, _)| instance.get_module_export(&mut store, export).and_then(wasmtime::Extern::into_global))
-            .collect::<Option<Vec<_>>>()?;
-        Some(Idle { store, instance, memory, globals })
-    }
-
     /// Resets `idle` (it has just served a call that succeeded) to a fresh
     /// instance's state and keeps it, unless its memory grew or the most
     /// are idle already: then it is dropped, and wasmtime resets its slot.
-    pub fn keep(&self, mut idle: Idle) {
+    pub fn keep(&self, mut idle: Live) {
         let data = idle.memory.data_mut(&mut idle.store);
         if data.len() != self.size {
             return;
