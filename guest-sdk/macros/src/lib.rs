@@ -361,11 +361,14 @@ impl StaticFiles {
             out.extend(route_item("GET", &hex(&path.value()), path.span()));
             // A custom section on wasm32 (other targets, native tests, have
             // no use for it); the linker keeps it whole and apart from the
-            // data the instance's memory starts with.
+            // data the instance's memory starts with. Not `#[used]`: that
+            // also left a copy of the file in the data segment, in every
+            // instance's memory (rustc keeps a wasm `link_section` static
+            // without it).
             out.extend(quote! {
                 const _: () = {
                     #[cfg_attr(target_arch = "wasm32", unsafe(link_section = #section))]
-                    #[used]
+                    #[allow(dead_code)]
                     static FILE: [u8; include_bytes!(#file).len()] = *include_bytes!(#file);
                 };
             });
