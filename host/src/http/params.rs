@@ -42,6 +42,11 @@ impl Params {
 
 /// Percent-decodes one component; `+` means a space in form encoding.
 pub fn decode_component(raw: &[u8], plus_as_space: bool) -> Result<String, &'static str> {
+    const NOT_UTF8: &str = "not valid UTF-8 once decoded";
+    // Most components have nothing to decode: one scan and one copy.
+    if !raw.iter().any(|&b| b == b'%' || (plus_as_space && b == b'+')) {
+        return std::str::from_utf8(raw).map(str::to_owned).map_err(|_| NOT_UTF8);
+    }
     let mut i = 0;
     while let Some(off) = raw[i..].iter().position(|&b| b == b'%') {
         let at = i + off;
@@ -62,7 +67,7 @@ pub fn decode_component(raw: &[u8], plus_as_space: bool) -> Result<String, &'sta
     } else {
         out.extend(percent_decode(raw));
     }
-    String::from_utf8(out).map_err(|_| "not valid UTF-8 once decoded")
+    String::from_utf8(out).map_err(|_| NOT_UTF8)
 }
 
 #[cfg(test)]
