@@ -72,6 +72,7 @@ fn the_exposition_parses_and_counts_what_happened() {
     // the trap's was dropped. The send ran in the stream's.
     assert_eq!(n("house_guest_instantiations_total{}"), 2.0, "a hello and the stream");
     assert_eq!(n("house_guest_instance_reuses_total{}"), 4.0, "two hellos, the trap and the send");
+    assert_eq!(n("house_guest_instances_idle{}"), 1.0, "the stream's, kept after the send");
     assert_eq!(n("house_guest_call_duration_seconds_count{}"), 6.0);
     assert_eq!(n("house_events_published_total{}"), 1.0);
     assert_eq!(n("house_events_delivered_total{}"), 1.0);

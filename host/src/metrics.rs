@@ -200,6 +200,8 @@ pub struct Gauges {
     pub subscriptions: u64,
     pub channels: u64,
     pub calls_in_flight: u64,
+    /// Instances kept between requests, idle now (`guests::warm`).
+    pub instances_idle: u64,
     pub hub_dropped: u64,
     pub history_events: u64,
     pub history_bytes: u64,
@@ -302,6 +304,12 @@ pub fn render(g: &Gauges) -> String {
     gauge(&mut out, "house_sse_subscriptions", "Stream subscriptions to channels.", g.subscriptions);
     gauge(&mut out, "house_channels", "Channels with a subscriber on this host.", g.channels);
     gauge(&mut out, "house_guest_calls_in_flight", "Guest calls started and not ended.", g.calls_in_flight);
+    gauge(
+        &mut out,
+        "house_guest_instances_idle",
+        "Guest instances kept between requests, reset and waiting (at most --guest-warm-instances).",
+        g.instances_idle,
+    );
     gauge(&mut out, "house_history_events", "Events kept for replay (memory engine).", g.history_events);
     gauge(&mut out, "house_history_bytes", "Bytes of those, overheads included.", g.history_bytes);
     head(&mut out, "house_engine_up", "gauge", "1 if the engine is connected (memory: always).");

@@ -293,6 +293,7 @@ impl Server {
             subscriptions: hub.subscriptions as u64,
             channels: hub.channels as u64,
             calls_in_flight: self.dispatcher.runtime.calls_in_flight() as u64,
+            instances_idle: self.dispatcher.runtime.warm().idle() as u64,
             hub_dropped: hub.dropped,
             history_events: hub.history.events as u64,
             history_bytes: hub.history.bytes as u64,

@@ -270,7 +270,9 @@ impl Live {
             Some(warm) => warm
                 .globals
                 .iter()
-                .map(|(export, _)| instance.get_module_export(&mut store, export).and_then(wasmtime::Extern::into_global))
+                .map(|(export, _)| {
+                    instance.get_module_export(&mut store, export).and_then(wasmtime::Extern::into_global)
+                })
                 .collect::<Option<Vec<_>>>()?,
             None => Vec::new(),
         };
@@ -309,10 +311,6 @@ impl Count {
 
     pub fn idle(&self) -> usize {
         self.idle.load(Ordering::Relaxed)
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
     }
 }
 
