@@ -107,8 +107,9 @@
 //!
 //! # What a guest keeps
 //!
-//! Nothing between requests: every request runs in a fresh instance, so
-//! statics start at their initial values each time. What must last goes to
+//! Nothing between requests: every request runs in a fresh instance's
+//! state (a new instance, or one reset whole), so statics start at their
+//! initial values each time. What must last goes to
 //! the host: channels ([`publish`], [`subscribe`]) and the key-value store
 //! ([`kv`]: `get`, `set`, `set_with_ttl`, `delete`, `incr`, `list`; one
 //! namespace per module file; a call that fails writes nothing).
@@ -226,7 +227,7 @@ pub mod __private {
     /// Called first by every handler export: a panic's message and place
     /// go to the host's log (`log` import) before the trap that ends the
     /// call; without it the host sees only "unreachable executed". Set per
-    /// call because each call is a fresh instance.
+    /// call because each call starts from a fresh instance's state.
     #[inline]
     pub fn catch_panics() {
         #[cfg(all(target_arch = "wasm32", feature = "panic-message"))]

@@ -70,8 +70,8 @@ crate-type = ["cdylib"]
 [dependencies]
 house-sdk = {{ path = "{sdk}" }}
 
-# What a guest carries is paid on every request (a fresh instance per
-# request): build it small.
+# What a guest carries is paid on every request (its memory is restored
+# after each): build it small.
 [profile.release]
 opt-level = "s"
 lto = true
@@ -126,8 +126,8 @@ document.getElementById("say").addEventListener("submit", async (e) => {{
 
 fn lib_rs(name: &str) -> String {
     format!(
-        r#"//! {name}: a house guest. Each request runs in a fresh instance: nothing
-//! survives between requests but what the host keeps (channels, and the
+        r#"//! {name}: a house guest. Each request runs in a fresh instance's state:
+//! nothing survives between requests but what the host keeps (channels, and the
 //! key-value store of `house_sdk::kv`).
 
 use house_sdk::prelude::*;
