@@ -629,6 +629,8 @@ mod tests {
             "3",
             "--guest-calls",
             "9",
+            "--guest-warm-instances",
+            "0",
             "--hub-queue-events",
             "5",
             "--history-events",
@@ -640,6 +642,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!((cfg.threads, cfg.guest.calls, cfg.hub_queue), (3, 9, 5));
+        assert_eq!((Config::default().guest.warm, cfg.guest.warm), (64, 0));
         assert!(matches!(cfg.engine, Engine::Memory));
         assert_eq!((cfg.history.events, cfg.history.budget, cfg.retry), (0, 3 << 20, Duration::from_millis(200)));
         let redis = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-queue-events", "4"]).unwrap();
@@ -673,6 +676,7 @@ mod tests {
         assert_eq!(error(&["--threads", "257"]), "--threads: at most 256");
         assert_eq!(error(&["--guest-calls", "0"]), "--guest-calls: must be at least 1");
         assert_eq!(error(&["--guest-calls", "4097"]), "--guest-calls: at most 4096");
+        assert_eq!(error(&["--guest-warm-instances", "4097"]), "--guest-warm-instances: at most 4096");
         assert_eq!(error(&["--hub-queue-events", "0"]), "--hub-queue-events: must be at least 1");
         assert!(error(&["--port"]).contains("--port"), "a missing value names its flag");
         assert_eq!(

@@ -122,9 +122,10 @@ pub type CallFuture = Pin<Box<dyn Future<Output = Result<CallOutput, Failure>> +
 /// breakdown of the guest call; the server's probe does nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// The store exists (limits, context, deadline callback).
+    /// The call has a store: an idle instance's, or one just made (limits,
+    /// context, deadline callback).
     Store,
-    /// The module is instantiated.
+    /// The module is instantiated (nothing to do for an idle instance).
     Instantiated,
     /// The argument block is in the instance's memory.
     ArgsWritten,
@@ -132,8 +133,8 @@ pub enum Phase {
     Called,
     /// Its response block is decoded and checked.
     Decoded,
-    /// The store is dropped: the instance's slots back in the pool, its
-    /// memory reset.
+    /// The instance is reset and kept (`warm`), or its store dropped: its
+    /// slots back in the pool, its memory reset by wasmtime.
     Dropped,
 }
 
@@ -317,8 +318,8 @@ impl Runtime {
         store
     }
 
-    /// Calls `handler` with an encoded argument block, in a fresh instance,
-    /// unless it is suspended for overrunning its deadline or budgets too
+    /// Calls `handler` with an encoded argument block, in an instance in a
+    /// fresh instance's state (new, or idle and reset: `warm`), unless it is suspended for overrunning its deadline or budgets too
     /// often. The call runs in slices: polling the future runs it until it
     /// ends or the next epoch tick, where it yields (`Pending`; poll again
     /// when you like, no waker is involved). Its deadline counts the ticks it
