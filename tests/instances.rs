@@ -238,3 +238,29 @@ fn a_module_with_half_an_argument_buffer_or_one_outside_memory_is_refused() {
         T,
     );
 }
+
+#[test]
+fn a_reloaded_or_removed_module_gives_back_its_idle_instances() {
+    let dir = TempDir::new("instances-reload");
+    let p = dir.path().to_owned();
+    std::fs::write(p.join("r.wasm"), wat::parse_str(reused()).unwrap()).unwrap();
+    let s = Server::start_in(dir, &["--threads", "1"]);
+    s.wait_for_log("house: loaded r.wasm", T);
+    assert_eq!(s.get("/r?s=").status, 200);
+    assert_eq!(metric(&s, "house_guest_instances_idle"), 1);
+    // The old module goes with its idle instance once nothing serves it.
+    let idle_becomes = |n: u64| {
+        let deadline = std::time::Instant::now() + T;
+        while metric(&s, "house_guest_instances_idle") != n {
+            assert!(std::time::Instant::now() < deadline, "idle instances never came to {n}");
+        }
+    };
+    std::fs::write(p.join("r.wasm"), wat::parse_str(reused().replace("fresh", "fres2")).unwrap()).unwrap();
+    s.wait_for_log("house: reloaded r.wasm", T);
+    idle_becomes(0);
+    assert_eq!(s.get("/r?s=").status, 200, "the new module's first instance");
+    idle_becomes(1);
+    std::fs::remove_file(p.join("r.wasm")).unwrap();
+    s.wait_for_log("house: unloaded r.wasm", T);
+    idle_becomes(0);
+}
