@@ -75,12 +75,23 @@ pub fn reuse(guests: &Path, iterations: u32) -> anyhow::Result<Reuse> {
     let (warm, cold) = (runtime(true)?, runtime(false)?);
     let (a, b) = (send_message(&warm, guests)?, send_message(&cold, guests)?);
     let params = inputs()?;
-    let (mut reused, mut fresh) = (Duration::ZERO, Duration::ZERO);
+    let (reused, fresh) = alternated(iterations, || call(&warm, &a, &params), || call(&cold, &b, &params))?;
+    Ok(Reuse { reused, fresh })
+}
+
+/// The time per call of `a` and of `b`, alternated in four rounds each so
+/// that a noisy neighbour hits both.
+fn alternated(
+    iterations: u32,
+    mut a: impl FnMut() -> anyhow::Result<usize>,
+    mut b: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..4 {
-        reused += time(iterations / 4, || call(&warm, &a, &params))?;
-        fresh += time(iterations / 4, || call(&cold, &b, &params))?;
+        ta += time(iterations / 4, &mut a)?;
+        tb += time(iterations / 4, &mut b)?;
     }
-    Ok(Reuse { reused: reused / 4, fresh: fresh / 4 })
+    Ok((ta / 4, tb / 4))
 }
 
 /// Scenario 3b: `in_memory_dir` holds the chat built with
@@ -89,13 +100,9 @@ pub fn page_in_memory(guests: &Path, in_memory_dir: &Path, iterations: u32) -> a
     let runtime = runtime(true)?;
     let (now, before) = (send_message(&runtime, guests)?, send_message(&runtime, in_memory_dir)?);
     let params = inputs()?;
-    // Alternated, four rounds each, so that a noisy neighbour hits both.
-    let (mut a, mut b) = (Duration::ZERO, Duration::ZERO);
-    for _ in 0..4 {
-        a += time(iterations / 4, || call(&runtime, &now, &params))?;
-        b += time(iterations / 4, || call(&runtime, &before, &params))?;
-    }
-    Ok(PageInMemory { static_file: a / 4, in_memory: b / 4 })
+    let (static_file, in_memory) =
+        alternated(iterations, || call(&runtime, &now, &params), || call(&runtime, &before, &params))?;
+    Ok(PageInMemory { static_file, in_memory })
 }
 
 /// Where the time of one guest call goes, step by step (the server's own

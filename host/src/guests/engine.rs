@@ -17,7 +17,7 @@ use wasmtime::{
 
 use super::Handler;
 use super::abi::{self, CallCtx, Publication};
-use super::warm::{Count, Live};
+use super::warm::{Count, Live, Warm};
 use crate::config::GuestLimits;
 use crate::engine::kv::{Kv, Pending};
 use crate::metrics::{CallResult, METRICS};
@@ -395,7 +395,8 @@ impl Runtime {
         let describe = |e: wasmtime::Error| self.failure(e);
         // An idle instance of the module, in a fresh instance's state, or a
         // new instance.
-        let mut live = match module.warm.as_ref().and_then(|w| w.take()) {
+        let warm = module.instances.warm();
+        let mut live = match warm.and_then(Warm::take) {
             Some(mut live) => {
                 live.store.data_mut().kind = kind;
                 METRICS.reused();
@@ -413,7 +414,7 @@ impl Runtime {
                     .get_module_export(&mut store, &module.memory)
                     .and_then(wasmtime::Extern::into_memory)
                     .ok_or("memory export is not a memory")?;
-                Live::new(store, instance, memory, module.handlers.len(), module.warm.as_ref())
+                Live::new(store, instance, memory, module.handlers.len(), warm)
                     .ok_or("a mutable global's export is not a global")?
             }
         };
@@ -472,7 +473,7 @@ impl Runtime {
         probe(Phase::Decoded);
         // The call succeeded: its instance is reset and kept if its module
         // can be (`warm`), else dropped (wasmtime resets its slot).
-        let mut ctx = match &module.warm {
+        let mut ctx = match warm {
             Some(warm) => {
                 let ctx = std::mem::replace(store.data_mut(), self.ctx(kind));
                 warm.keep(live);

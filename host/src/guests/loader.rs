@@ -14,7 +14,7 @@ use super::compile::first_line;
 use super::engine::{Reset, Runtime, run_here};
 use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
 use super::statics::StaticFile;
-use super::warm::{Plan, Warm};
+use super::warm::{Instances, Plan, Warm};
 
 pub const HANDLER_PREFIX: &str = "house_handler.";
 pub const META_PREFIX: &str = "house_meta.";
@@ -40,10 +40,8 @@ pub struct LoadedModule {
     pub pre: InstancePre<CallCtx>,
     /// How its instances' memory is reset (which engine it runs in).
     pub reset: Reset,
-    /// Its idle instances, if it can be reused (`warm`).
-    pub warm: Option<Warm>,
-    /// Why it cannot be, if it cannot.
-    pub fresh_because: Option<String>,
+    /// Whether its instances are reset and kept (`warm`), or why not.
+    pub instances: Instances,
     pub memory: ModuleExport,
     pub alloc: Option<ModuleExport>,
     /// The module's argument buffer (`house_args`): where and how many
@@ -130,12 +128,12 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     let instance = run_here(pre.instantiate_async(&mut store))
         .map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
     // A fresh instance's state, before anything runs in it.
-    let (warm, fresh_because) = match &plan {
+    let instances = match plan {
         Plan::Reuse { globals, .. } => {
             let memory = instance.get_memory(&mut store, "memory").ok_or("no memory")?;
-            (Some(Warm::new(&mut store, &instance, memory, &module, globals, runtime.warm().clone())?), None)
+            Instances::Reused(Warm::new(&mut store, &instance, memory, &module, &globals, runtime.warm().clone())?)
         }
-        Plan::Fresh(why) => (None, Some(why.clone())),
+        Plan::Fresh(why) => Instances::New { why },
     };
     let version = instance
         .get_typed_func::<(), i32>(&mut store, "house_abi_version")
@@ -210,8 +208,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         file: file.to_owned(),
         pre,
         reset,
-        warm,
-        fresh_because,
+        instances,
         memory,
         alloc,
         args_buffer,

@@ -18,6 +18,7 @@ use super::Handler;
 use super::engine::Runtime;
 use super::loader::{self, LoadedModule, Loading};
 use super::manifest::{Kind, RulesView};
+use super::warm::Instances;
 use crate::router::{Methods, Route, Router, Routes, Target};
 
 #[derive(Default)]
@@ -312,9 +313,9 @@ impl Registry {
                                "serving": serving})
                     })
                     .collect();
-                let instances = match &m.warm {
-                    Some(warm) => json!({"reused": true, "idle": warm.idle()}),
-                    None => json!({"reused": false, "why_not": m.fresh_because}),
+                let instances = match &m.instances {
+                    Instances::Reused(warm) => json!({"reused": true, "idle": warm.idle()}),
+                    Instances::New { why } => json!({"reused": false, "why_not": why}),
                 };
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),
                        "memory_reset": m.reset.name(), "instances": instances, "error": entry.error,

@@ -199,6 +199,24 @@ fn encoder_kind(kind: wasmparser::ExternalKind) -> wasm_encoder::ExportKind {
     }
 }
 
+/// How a module's requests get their instance.
+pub enum Instances {
+    /// An idle instance, reset after its last call, when there is one.
+    Reused(Warm),
+    /// A new one for every request, and why.
+    New { why: String },
+}
+
+impl Instances {
+    /// The module's idle instances, if it is reused.
+    pub fn warm(&self) -> Option<&Warm> {
+        match self {
+            Instances::Reused(warm) => Some(warm),
+            Instances::New { .. } => None,
+        }
+    }
+}
+
 /// A reusable module's fresh state and its idle instances.
 pub struct Warm {
     /// Its memory right after instantiation, as runs of zeros and of data
@@ -255,7 +273,7 @@ pub struct Live {
     /// is not reused).
     globals: Vec<Global>,
     /// Its handlers' functions, by the handler's index in its module, as
-    /// they are first called.
+    /// they are first called (empty for an instance that is not kept).
     handlers: Vec<Option<TypedFunc<(u32, u32), u64>>>,
 }
 
@@ -279,7 +297,9 @@ impl Live {
                 .collect::<Option<Vec<_>>>()?,
             None => Vec::new(),
         };
-        Some(Live { store, instance, memory, globals, handlers: vec![None; handlers] })
+        // Handlers are looked up once per instance only where it is kept.
+        let handlers = if warm.is_some() { vec![None; handlers] } else { Vec::new() };
+        Some(Live { store, instance, memory, globals, handlers })
     }
 
     /// The handler at `index` of its module, exported as `export`.
