@@ -101,7 +101,13 @@ pub struct KvLimits {
     pub module_bytes: u64,
     /// Keys one listing may return.
     pub list_keys: usize,
+    /// Times a call whose transaction is in conflict is run again before it
+    /// is answered 503 (`engine::kv`).
+    pub retries: u32,
 }
+
+/// The most `--tx-retries` may ask for: each re-run holds a call's place.
+pub const MAX_TX_RETRIES: u32 = 100;
 
 /// Limits on loading a module: its file, its manifest, its compilation.
 #[derive(Debug, Clone)]
@@ -175,6 +181,7 @@ impl Default for Config {
                 ops: 64,
                 module_bytes: 64 * 1024 * 1024,
                 list_keys: 1000,
+                retries: 8,
             },
             shutdown_grace: Duration::from_secs(5),
             retry: Duration::from_secs(1),
@@ -290,6 +297,7 @@ FLAGS:
     --kv-ops N                  key-value operations one call may make [64]
     --kv-module-mb N            key-value bytes one module may keep [64]
     --kv-list-keys N            keys one listing may return [1000]
+    --tx-retries N              times a call whose reads changed before its commit is run again, then 503 [8]
     --shutdown-grace-ms N       after SIGTERM, time for requests in flight and unsent bytes [5000]
     --retry-ms N                reconnection delay suggested to streams ended by shutdown, +-50% [1000]
     --guests DIR                folder of .wasm guests, watched for changes [./guests]
@@ -428,6 +436,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("kv-ops") => cfg.kv.ops = positive(&mut parser, &flag)?,
             Long("kv-module-mb") => cfg.kv.module_bytes = positive(&mut parser, &flag)? as u64 * 1024 * 1024,
             Long("kv-list-keys") => cfg.kv.list_keys = positive(&mut parser, &flag)?,
+            Long("tx-retries") => {
+                cfg.kv.retries = value(&mut parser, &flag)?;
+                if cfg.kv.retries > MAX_TX_RETRIES {
+                    bail!("{flag}: at most {MAX_TX_RETRIES}");
+                }
+            }
             Long("shutdown-grace-ms") => cfg.shutdown_grace = millis(&mut parser, &flag)?,
             Long("retry-ms") => cfg.retry = millis(&mut parser, &flag)?,
             Long("guests") => cfg.guests = parser.value()?.into(),

@@ -15,6 +15,7 @@ use crate::guests::validate::Inputs;
 use crate::guests::{self, Handler, Kind, Publication};
 use crate::http::{ErrorKind, HttpError};
 use crate::log::Log;
+use crate::metrics::CallResult;
 use crate::router::{Lookup, Routes, Target};
 
 use arc_swap::ArcSwap;
@@ -300,6 +301,19 @@ fn refusal(handler: &Handler, failure: Failure) -> HttpError {
         Failure::Busy(max) => {
             HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {max} guest calls in flight"))
         }
-        Failure::Failed(_) => HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name)),
+        Failure::Failed(e) => match e.kind {
+            CallResult::Conflict => HttpError::new(
+                ErrorKind::TxConflict,
+                "too many concurrent writes to the same data: nothing was changed; try again",
+            ),
+            CallResult::Unavailable => {
+                HttpError::new(ErrorKind::EngineDown, "the data store is unavailable: nothing was changed; try again")
+            }
+            CallResult::Unknown => HttpError::new(
+                ErrorKind::OutcomeUnknown,
+                "the data store did not confirm the change: it may or may not have been made",
+            ),
+            _ => HttpError::new(ErrorKind::Guest, format!("handler {} failed", handler.spec.name)),
+        },
     }
 }

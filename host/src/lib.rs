@@ -18,6 +18,7 @@ pub mod http;
 pub mod hub;
 pub mod log;
 pub mod metrics;
+pub mod random;
 pub mod router;
 pub mod serve;
 pub mod sse;

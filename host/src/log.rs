@@ -77,6 +77,11 @@ impl Log {
         Log { debug, access, buf: Vec::new(), writer, dropped: 0, oldest: None }
     }
 
+    /// A log that writes nothing (unit tests).
+    pub fn discard() -> Log {
+        Log { debug: false, access: false, buf: Vec::new(), writer: None, dropped: 0, oldest: None }
+    }
+
     /// A log with its own buffer (for another loop) and the same writer.
     /// Drop it before the first one: that one waits for the writer to end.
     pub fn sibling(&self) -> Log {

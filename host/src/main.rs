@@ -71,7 +71,9 @@ fn run() -> anyhow::Result<()> {
         config::Engine::Redis(redis) => {
             engine::kv::Kv::Redis(engine::kv::redis::Store::start(&redis.url, cfg.kv, log.sibling())?)
         }
-        config::Engine::Memory => engine::kv::Kv::Embedded(engine::kv::embedded::Store::open(&cfg.data_dir, cfg.kv)?),
+        config::Engine::Memory => {
+            engine::kv::Kv::Embedded(engine::kv::embedded::Store::open(&cfg.data_dir, cfg.kv, log.sibling())?)
+        }
     };
     let runtime = Arc::new(
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)
@@ -142,10 +144,13 @@ fn run() -> anyhow::Result<()> {
     // Events the last requests published may still be on their way out,
     // and their writes on their way to the disk.
     shared.engine.drain(std::time::Duration::from_secs(1));
-    if let Err(e) = kv.flush() {
-        eprintln!("house: kv: cannot make the last writes durable: {e:#}");
-    }
     let mut log = log;
+    let unwritten = kv.drain(std::time::Duration::from_secs(1));
+    if unwritten > 0 {
+        log.line(format_args!(
+            "house: kv: {unwritten} commits were not written before exit (their calls had no answer)"
+        ));
+    }
     log.line(format_args!("house: stopped"));
     drop(log);
     result

@@ -122,13 +122,32 @@ pub enum CallResult {
     Trap,
     Deadline,
     Budget,
-    /// A malformed return, or its writes could not be committed.
+    /// A malformed return.
     Failed,
     Busy,
     Suspended,
+    /// Its transaction was still in conflict after `--tx-retries` re-runs.
+    Conflict,
+    /// The key-value store could not be reached for its commit: nothing
+    /// was applied.
+    Unavailable,
+    /// Its commit's outcome is not known.
+    Unknown,
 }
 
-const CALL_RESULTS: [&str; 8] = ["ok", "server_error", "trap", "deadline", "budget", "failed", "busy", "suspended"];
+const CALL_RESULTS: [&str; 11] = [
+    "ok",
+    "server_error",
+    "trap",
+    "deadline",
+    "budget",
+    "failed",
+    "busy",
+    "suspended",
+    "conflict",
+    "unavailable",
+    "unknown",
+];
 
 /// How a module load ended.
 #[derive(Clone, Copy)]
@@ -147,6 +166,7 @@ pub struct Metrics {
     calls: [AtomicU64; CALL_RESULTS.len()],
     instantiations: AtomicU64,
     reuses: AtomicU64,
+    reruns: AtomicU64,
     quarantines: AtomicU64,
     loads: [AtomicU64; LOAD_RESULTS.len()],
     published: AtomicU64,
@@ -158,6 +178,7 @@ pub static METRICS: Metrics = Metrics {
     calls: [const { AtomicU64::new(0) }; CALL_RESULTS.len()],
     instantiations: AtomicU64::new(0),
     reuses: AtomicU64::new(0),
+    reruns: AtomicU64::new(0),
     quarantines: AtomicU64::new(0),
     loads: [const { AtomicU64::new(0) }; LOAD_RESULTS.len()],
     published: AtomicU64::new(0),
@@ -178,6 +199,11 @@ impl Metrics {
 
     pub fn reused(&self) {
         self.reuses.fetch_add(1, Relaxed);
+    }
+
+    /// A call ran again: its transaction was in conflict.
+    pub fn rerun(&self) {
+        self.reruns.fetch_add(1, Relaxed);
     }
 
     pub fn quarantined(&self) {
@@ -264,6 +290,12 @@ pub fn render(g: &Gauges) -> String {
         "house_guest_instance_reuses_total",
         "Calls that ran in an idle instance, reset to a fresh instance's state after its last call.",
         METRICS.reuses.load(Relaxed),
+    );
+    counter(
+        &mut out,
+        "house_tx_reruns_total",
+        "Guest calls run again because what they read changed before their commit.",
+        METRICS.reruns.load(Relaxed),
     );
     counter(
         &mut out,

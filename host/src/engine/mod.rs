@@ -11,6 +11,7 @@
 pub mod history;
 pub mod kv;
 pub mod redis;
+pub mod timer;
 
 use std::sync::Arc;
 

@@ -183,7 +183,7 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
             return Ok(KV_TOO_LARGE);
         }
         let mut bytes = vec![0u8; len as usize];
-        if random_bytes(&mut bytes).is_err() {
+        if crate::random::fill(&mut bytes).is_err() {
             return Ok(KV_UNAVAILABLE);
         }
         write_bytes(&mut caller, ptr, &bytes)?;
@@ -214,7 +214,7 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
     linker.func_wrap_async("house", "kv_get", |mut caller: Caller<'_, CallCtx>, (key, key_len): (u32, u32)| {
         Box::new(async move {
             let key = read_bytes(&mut caller, key, key_len)?;
-            Ok(match with_kv(&mut caller, async |kv| kv.get(&key).await).await {
+            Ok(match with_kv(&mut caller, async |kv| kv.get(&key).await).await? {
                 Ok(Some(value)) => {
                     let n = value.len() as i64;
                     caller.data_mut().stash = value;
@@ -239,7 +239,7 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
                 let key = read_bytes(&mut caller, key, key_len)?;
                 let value = read_bytes(&mut caller, value, value_len)?;
                 let ttl = u64::try_from(ttl_ms).ok().filter(|&t| t > 0).map(std::time::Duration::from_millis);
-                Ok(with_kv(&mut caller, async |kv| kv.set(&key, &value, ttl).await).await.map_or_else(|c| c, |()| OK))
+                Ok(with_kv(&mut caller, async |kv| kv.set(&key, &value, ttl).await).await?.map_or_else(|c| c, |()| OK))
             })
         },
     )?;
@@ -256,7 +256,7 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
         |mut caller: Caller<'_, CallCtx>, (key, key_len, delta, out): (u32, u32, i64, u32)| {
             Box::new(async move {
                 let key = read_bytes(&mut caller, key, key_len)?;
-                match with_kv(&mut caller, async |kv| kv.incr(&key, delta).await).await {
+                match with_kv(&mut caller, async |kv| kv.incr(&key, delta).await).await? {
                     Ok(n) => {
                         write_bytes(&mut caller, out, &n.to_le_bytes())?;
                         Ok(OK)
@@ -273,7 +273,7 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
             Box::new(async move {
                 let prefix = read_bytes(&mut caller, prefix, prefix_len)?;
                 let limit = limit.max(0) as usize;
-                Ok(match with_kv(&mut caller, async |kv| kv.list(&prefix, limit, values != 0).await).await {
+                Ok(match with_kv(&mut caller, async |kv| kv.list(&prefix, limit, values != 0).await).await? {
                     Ok(entries) => {
                         let mut out = Vec::new();
                         out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
@@ -303,36 +303,28 @@ fn code(e: KvError) -> i32 {
         KvError::TooLarge => KV_TOO_LARGE,
         KvError::Budget => KV_BUDGET,
         KvError::NotInteger => KV_NOT_INTEGER,
-        KvError::Unavailable => KV_UNAVAILABLE,
+        // A conflict stops the call (`with_kv`): no guest sees it.
+        KvError::Unavailable | KvError::Conflict => KV_UNAVAILABLE,
     }
 }
 
 /// Runs `op` on the call's key-value state, taken out of the call's
 /// context while it may wait (the context is the store's, which the fiber
 /// gives up at a wait), and put back; `KV_UNAVAILABLE` if there is none.
+/// A conflict (what the call read before has changed: its view of the
+/// store is no longer one state) traps with `KvError::Conflict`, which the
+/// runtime answers by running the call again.
 async fn with_kv<R>(
     caller: &mut Caller<'_, CallCtx>,
     op: impl AsyncFnOnce(&mut Pending) -> Result<R, KvError>,
-) -> Result<R, i32> {
-    let mut pending = caller.data_mut().kv.take().ok_or(KV_UNAVAILABLE)?;
+) -> wasmtime::Result<Result<R, i32>> {
+    let Some(mut pending) = caller.data_mut().kv.take() else { return Ok(Err(KV_UNAVAILABLE)) };
     let result = op(&mut pending).await;
     caller.data_mut().kv = Some(pending);
-    result.map_err(code)
-}
-
-/// Fills `out` from the kernel's CSPRNG (a guest has no entropy of its own:
-/// session ids and tokens come from here). One descriptor for the process.
-fn random_bytes(out: &mut [u8]) -> std::io::Result<()> {
-    use std::io::Read;
-    static URANDOM: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
-    let file = match URANDOM.get() {
-        Some(f) => f,
-        None => {
-            let f = std::fs::File::open("/dev/urandom")?;
-            URANDOM.get_or_init(|| std::sync::Mutex::new(f))
-        }
-    };
-    file.lock().unwrap_or_else(std::sync::PoisonError::into_inner).read_exact(out)
+    match result {
+        Err(KvError::Conflict) => Err(wasmtime::Error::new(KvError::Conflict)),
+        result => Ok(result.map_err(code)),
+    }
 }
 
 /// Reads `len` bytes at `ptr` in the caller's memory; traps on a bad range.

@@ -19,7 +19,7 @@ use super::Handler;
 use super::abi::{self, CallCtx, Publication};
 use super::warm::{Count, Live, Warm};
 use crate::config::GuestLimits;
-use crate::engine::kv::{Kv, Pending};
+use crate::engine::kv::{CommitError, Kv, KvError, Pending, shown_keys};
 use crate::metrics::{CallResult, METRICS};
 
 /// How often the epoch advances: the granularity of guest deadlines.
@@ -341,7 +341,7 @@ impl Runtime {
             };
             let runtime = &slot.0;
             let started = std::time::Instant::now();
-            let mut result = runtime.call_fresh(&handler, &args, |_| {}).await;
+            let mut result = runtime.transact(&handler, &args, |_| {}).await;
             let ended = match &result {
                 Ok(out) if out.status >= 500 => CallResult::ServerError,
                 Ok(_) => CallResult::Ok,
@@ -381,15 +381,73 @@ impl Runtime {
         args: &[u8],
         probe: impl FnMut(Phase),
     ) -> Result<CallOutput, CallError> {
-        run_here(self.call_fresh(handler, args, probe))
+        run_here(self.transact(handler, args, probe))
     }
 
-    async fn call_fresh(
+    /// The call as one transaction: run, then commit what it wrote if
+    /// nothing it read has changed; if something has (at the commit, or
+    /// during the call on Redis), run it again from the start, in a fresh
+    /// instance's state, after a backoff with jitter, up to `--tx-retries`
+    /// times. Nothing of a run that did not commit was ever visible.
+    async fn transact(
         &self,
         handler: &Handler,
         args: &[u8],
         mut probe: impl FnMut(Phase),
     ) -> Result<CallOutput, CallError> {
+        let retries = self.kv.as_ref().map_or(0, |kv| kv.limits().retries);
+        let mut reruns = 0;
+        loop {
+            let keys = match self.call_fresh(handler, args, &mut probe).await {
+                Ok((out, Some(kv))) if kv.has_writes() && out.status < 500 => match kv.commit().await {
+                    Ok(()) => return Ok(out),
+                    Err(CommitError::Conflict(keys)) => keys,
+                    Err(e @ CommitError::Unavailable(_)) => {
+                        return Err(CallError {
+                            reason: format!("its writes were not committed: {e}"),
+                            logs: out.logs,
+                            strike: false,
+                            kind: CallResult::Unavailable,
+                        });
+                    }
+                    Err(e @ CommitError::Unknown(_)) => {
+                        return Err(CallError {
+                            reason: format!("its commit's {e}"),
+                            logs: out.logs,
+                            strike: false,
+                            kind: CallResult::Unknown,
+                        });
+                    }
+                },
+                // Only read, or answered a server error: nothing to commit.
+                Ok((out, _)) => return Ok(out),
+                Err(e) if e.kind == CallResult::Conflict => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            if reruns >= retries {
+                let reason = format!(
+                    "its transaction was still in conflict after {reruns} re-runs (--tx-retries): {} changed \
+                     under it each time",
+                    shown_keys(&keys)
+                );
+                return Err(CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Conflict });
+            }
+            reruns += 1;
+            METRICS.rerun();
+            // 1 ms, doubling, at most 64 ms, each a random 50-100% of it:
+            // calls that collided do not collide again in step.
+            let backoff = Duration::from_millis(1 << (reruns - 1).min(6)).mul_f64(crate::engine::timer::jitter());
+            crate::engine::timer::sleep(backoff).await;
+        }
+    }
+
+    /// One run of the call; its key-value state, not committed yet.
+    async fn call_fresh(
+        &self,
+        handler: &Handler,
+        args: &[u8],
+        mut probe: impl FnMut(Phase),
+    ) -> Result<(CallOutput, Option<Pending>), CallError> {
         let module = &handler.module;
         let kind = handler.spec.kind;
         let describe = |e: wasmtime::Error| self.failure(e);
@@ -485,24 +543,22 @@ impl Runtime {
         // Effects are transactional: a call that answers a server error (the
         // SDK's `Err`) has failed, and what it wrote is dropped with it (and
         // what it published, by the dispatcher). The writes are committed
-        // here, before the call counts as done, so that a publish announcing
-        // them is only seen once they are there.
-        if let Some(kv) = ctx.kv.take()
-            && kv.has_writes()
-            && resp.status < 500
-        {
-            kv.commit().await.map_err(|e| format!("its key-value writes could not be committed: {e:#}"))?;
-        }
-        Ok(CallOutput {
-            status: resp.status,
-            content_type: resp.content_type,
-            headers: resp.headers,
-            body: resp.body,
-            subscriptions: ctx.subscriptions,
-            backlog: ctx.backlog,
-            publishes: ctx.publishes,
-            logs: ctx.logs,
-        })
+        // by `transact`, before the call counts as done, so that a publish
+        // announcing them is only seen once they are there.
+        let kv = ctx.kv.take();
+        Ok((
+            CallOutput {
+                status: resp.status,
+                content_type: resp.content_type,
+                headers: resp.headers,
+                body: resp.body,
+                subscriptions: ctx.subscriptions,
+                backlog: ctx.backlog,
+                publishes: ctx.publishes,
+                logs: ctx.logs,
+            },
+            kv,
+        ))
     }
 
     /// A stream's first event must be text that fits a subscriber's buffer.
@@ -527,6 +583,10 @@ impl Runtime {
         if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             let reason = format!("exceeded its CPU deadline of {} ms", self.limits.deadline.as_millis());
             return CallError { reason, logs: Vec::new(), strike: true, kind: CallResult::Deadline };
+        }
+        if e.downcast_ref::<KvError>() == Some(&KvError::Conflict) {
+            let reason = "what it read changed while it ran".to_owned();
+            return CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Conflict };
         }
         if let Some(over) = e.downcast_ref::<abi::OverBudget>() {
             return CallError { reason: over.0.clone(), logs: Vec::new(), strike: true, kind: CallResult::Budget };

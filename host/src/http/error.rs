@@ -43,6 +43,15 @@ pub enum ErrorKind {
     Unavailable,
     /// The handler is suspended after overrunning its deadline (503).
     Suspended,
+    /// The call's transaction stayed in conflict through its re-runs: nothing
+    /// of it happened (503, Retry-After).
+    TxConflict,
+    /// The engine could not be reached for the call's commit: nothing of it
+    /// happened (503, Retry-After).
+    EngineDown,
+    /// The call's commit was sent and its outcome is not known (503,
+    /// Retry-After, `House-Outcome: unknown`).
+    OutcomeUnknown,
     /// Not HTTP/1.0 or HTTP/1.1 (505, close).
     Version,
 }
@@ -85,7 +94,11 @@ impl HttpError {
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
             ErrorKind::NotImplemented => 501,
-            ErrorKind::Unavailable | ErrorKind::Suspended => 503,
+            ErrorKind::Unavailable
+            | ErrorKind::Suspended
+            | ErrorKind::TxConflict
+            | ErrorKind::EngineDown
+            | ErrorKind::OutcomeUnknown => 503,
             ErrorKind::Version => 505,
         }
     }
@@ -101,7 +114,27 @@ impl HttpError {
                 | ErrorKind::MethodNotAllowed
                 | ErrorKind::Guest
                 | ErrorKind::Suspended
+                | ErrorKind::TxConflict
+                | ErrorKind::EngineDown
+                | ErrorKind::OutcomeUnknown
         )
+    }
+
+    /// The headers that go with it: `Allow` for a 405; `Retry-After` (in
+    /// seconds) where trying again later may succeed, and what became of
+    /// the request where that is unknown.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        if let Some(allow) = &self.allow {
+            headers.push(("Allow".to_owned(), allow.clone()));
+        }
+        if matches!(self.kind, ErrorKind::TxConflict | ErrorKind::EngineDown | ErrorKind::OutcomeUnknown) {
+            headers.push(("Retry-After".to_owned(), "1".to_owned()));
+        }
+        if self.kind == ErrorKind::OutcomeUnknown {
+            headers.push(("House-Outcome".to_owned(), "unknown".to_owned()));
+        }
+        headers
     }
 }
 

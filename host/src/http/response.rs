@@ -50,11 +50,11 @@ pub fn write_error(out: &mut Vec<u8>, err: &HttpError, mut framing: Framing, dat
     let mut body = String::with_capacity(err.reason.len() + 1);
     body.push_str(&err.reason);
     body.push('\n');
-    let allow = err.allow.as_ref().map(|a| [("Allow".to_owned(), a.clone())]);
+    let headers = err.headers();
     let resp = Response {
         status: err.status(),
         content_type: "text/plain; charset=utf-8",
-        headers: allow.as_ref().map_or(&[], |a| &a[..]),
+        headers: &headers,
         body: body.as_bytes(),
     };
     write(out, &resp, framing, date);

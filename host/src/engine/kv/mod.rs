@@ -3,17 +3,31 @@
 //! `redis`: the Redis server of `--engine redis://`, shared by every host
 //! on it).
 //!
-//! Each module file has its own namespace. A call reads the store and sees
-//! its own writes; its writes (set, delete, increment) are kept in the call
-//! ([`Pending`]) and committed at its end, atomically, only if it succeeds:
-//! a call that traps, overruns or answers 5xx leaves nothing behind.
-//! Increments are committed as deltas, applied inside the commit, so
-//! concurrent increments on any loop of any host lose no update (the value
-//! a call sees counts the commits before its read and its own increments).
+//! Each module file has its own namespace. A call is one transaction,
+//! optimistic and serializable:
+//! - what it reads is recorded with the version it had ([`Read`]): a key's
+//!   version changes with every commit that writes it (0: absent), and a
+//!   listing records every key and version it returned, so that a key
+//!   another commit inserts into its range, or removes from it, shows;
+//! - its reads are consistent: on the embedded store they all come from one
+//!   snapshot (a redb read transaction); on Redis each read checks, in the
+//!   same script, that what the call read before still holds, and a call
+//!   whose view broke is stopped and run again ([`KvError::Conflict`]);
+//! - what it writes (set, delete, increment) stays in the call
+//!   ([`Pending`]) and is committed at its end, only if it succeeds, and
+//!   only if nothing it read has changed since (checked inside the commit,
+//!   atomically with applying it, together with the module's quota). If
+//!   something has, the commit is refused ([`CommitError::Conflict`]) and
+//!   the runtime runs the call again from the start (`--tx-retries`);
+//! - a call that only reads commits nothing.
+//!
+//! So the value an increment returns is the committed one, and two calls
+//! that read the same counter never both commit.
 //!
 //! The operations are async: on Redis a read is a round trip, during which
-//! the call is parked and its loop serves other connections (`calls`). On
-//! the embedded store they never wait.
+//! the call is parked and its loop serves other connections (`calls`); on
+//! the embedded store reads come from the snapshot at once, and the commit
+//! is handed to the store's committer thread (it waits for the disk).
 
 pub mod embedded;
 pub mod redis;
@@ -24,7 +38,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::config::KvLimits;
 
-/// Why an operation was refused (the import's negative codes, docs/ABI.md).
+/// Why an operation was refused (the import's negative codes, docs/ABI.md),
+/// or why the call cannot go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KvError {
     /// A key or value over its bound.
@@ -35,10 +50,69 @@ pub enum KvError {
     NotInteger,
     /// The store failed or cannot be reached: see the log.
     Unavailable,
+    /// What the call read before has changed (Redis): its view is no longer
+    /// one state of the store. Not a code for the guest: the call is
+    /// stopped and run again.
+    Conflict,
 }
+
+/// Why a commit did not happen.
+#[derive(Debug)]
+pub enum CommitError {
+    /// Something the call read has changed since (these keys), or the
+    /// module's quota would be exceeded by what others committed meanwhile:
+    /// nothing was applied; run the call again.
+    Conflict(Vec<Vec<u8>>),
+    /// The store could not be reached or refused: nothing was applied.
+    Unavailable(anyhow::Error),
+    /// The commit was sent, and whether it was applied is not known (the
+    /// connection failed before its reply, and Redis did not come back in
+    /// time to ask). It will not be applied twice: it carries an id.
+    Unknown(anyhow::Error),
+}
+
+impl std::fmt::Display for CommitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommitError::Conflict(keys) => write!(f, "conflict on {}", shown_keys(keys)),
+            CommitError::Unavailable(e) => write!(f, "the store is unavailable: {e:#}"),
+            CommitError::Unknown(e) => write!(f, "the outcome is unknown: {e:#}"),
+        }
+    }
+}
+
+/// Keys for a log line: as text where they are, escaped where not, at
+/// most a few.
+pub fn shown_keys(keys: &[Vec<u8>]) -> String {
+    let mut out: Vec<String> = keys.iter().take(8).map(|k| format!("{:?}", String::from_utf8_lossy(k))).collect();
+    if keys.len() > 8 {
+        out.push(format!("and {} more", keys.len() - 8));
+    }
+    if out.is_empty() { "the module's quota".into() } else { out.join(", ") }
+}
+
+/// A key's version: 0 for an absent (or expired) key; otherwise changed by
+/// every commit that writes the key.
+pub type Version = u64;
 
 /// A key (without its namespace) and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// What a call read, as the commit checks it.
+#[derive(Debug, Clone)]
+pub enum Read {
+    Key {
+        key: Vec<u8>,
+        version: Version,
+    },
+    /// A listing: the live keys starting with `prefix`, at most `limit`, were
+    /// exactly `seen` (keys and versions, in order).
+    Range {
+        prefix: Vec<u8>,
+        limit: usize,
+        seen: Vec<(Vec<u8>, Version)>,
+    },
+}
 
 /// One write of a call, committed in order if the call succeeds.
 #[derive(Debug, Clone)]
@@ -52,6 +126,9 @@ pub enum Write {
     Delete {
         key: Vec<u8>,
     },
+    /// Applied as a delta to the committed value, which is the one the call
+    /// read (or wrote) since the commit checks it: the value the guest was
+    /// handed is the one committed. It keeps the key's time-to-live.
     Incr {
         key: Vec<u8>,
         delta: i64,
@@ -64,6 +141,13 @@ impl Write {
             Write::Set { key, .. } | Write::Delete { key } | Write::Incr { key, .. } => key,
         }
     }
+}
+
+/// Everything one commit carries.
+pub struct Commit {
+    pub namespace: String,
+    pub reads: Vec<Read>,
+    pub writes: Vec<Write>,
 }
 
 /// The store guests' data is in.
@@ -96,59 +180,46 @@ impl Kv {
         }
     }
 
-    /// At shutdown: makes what was committed durable (embedded; Redis
-    /// keeps its own).
-    pub fn flush(&self) -> anyhow::Result<()> {
+    /// At shutdown: waits until every commit handed to the store is
+    /// written (embedded: on disk; Redis: answered), at most `limit`; says
+    /// how many were not.
+    pub fn drain(&self, limit: Duration) -> usize {
         match self {
-            Kv::Embedded(s) => s.flush(),
-            Kv::Redis(_) => Ok(()),
-        }
-    }
-
-    async fn read(&self, namespace: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        match self {
-            Kv::Embedded(s) => s.read(namespace, key),
-            Kv::Redis(s) => s.read(namespace, key).await,
-        }
-    }
-
-    async fn usage(&self, namespace: &str) -> anyhow::Result<u64> {
-        match self {
-            Kv::Embedded(s) => s.usage(namespace),
-            Kv::Redis(s) => s.usage(namespace).await,
-        }
-    }
-
-    async fn scan(&self, namespace: &str, prefix: &[u8], limit: usize, values: bool) -> anyhow::Result<Vec<Entry>> {
-        match self {
-            Kv::Embedded(s) => s.scan(namespace, prefix, limit, values),
-            Kv::Redis(s) => s.scan(namespace, prefix, limit, values).await,
-        }
-    }
-
-    async fn commit(&self, namespace: &str, writes: &[Write]) -> anyhow::Result<()> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        match self {
-            Kv::Embedded(s) => s.commit(namespace, writes),
-            Kv::Redis(s) => s.commit(namespace, writes).await,
+            Kv::Embedded(s) => s.drain(limit),
+            Kv::Redis(s) => s.drain(limit),
         }
     }
 }
+
+/// Bytes a write may add to a module's usage, at most (each store counts
+/// less: the key, the value and a few bytes of its own): what a call is
+/// refused for early, with `KV_BUDGET`, before its commit checks exactly.
+fn cost(namespace: &str, key: &[u8], value_len: usize) -> u64 {
+    (namespace.len() + 1 + key.len() + value_len + 32) as u64
+}
+
+/// Expired entries a listing may step over for each operation of the
+/// call's budget it is charged: a module with many keys that have expired
+/// but are not swept yet cannot make one call scan them all.
+pub const SKIPPED_PER_OP: usize = 64;
 
 /// What one call has done to the store so far.
 pub struct Pending {
     kv: Kv,
     namespace: String,
     writes: Vec<Write>,
-    /// What the call's own writes made of a key (None: deleted).
+    reads: Vec<Read>,
+    /// What the call sees of a key: what it read, or what its own writes
+    /// made of it (None: absent or deleted).
     seen: HashMap<Vec<u8>, Option<Vec<u8>>>,
     ops: usize,
-    /// The module's bytes when the call first wrote (read once: on Redis
-    /// each read is a round trip), and what its writes may add, at most.
+    /// The module's bytes when the call first wrote, and what its writes
+    /// may add, at most.
     used: Option<u64>,
     growth: u64,
+    /// The embedded store's snapshot every read of the call comes from,
+    /// taken at the first.
+    snapshot: Option<embedded::Snapshot>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -160,10 +231,28 @@ pub(crate) fn integer(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
+/// A store error for the guest: the store said why in its log already
+/// (Redis), or says it here, once per error, through the call's log.
 fn unavailable(e: anyhow::Error) -> KvError {
-    eprintln!("house: kv: {e:#}");
+    if e.downcast_ref::<KvError>() == Some(&KvError::Conflict) {
+        return KvError::Conflict;
+    }
     KvError::Unavailable
 }
+
+impl std::fmt::Display for KvError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KvError::TooLarge => "too large",
+            KvError::Budget => "over budget",
+            KvError::NotInteger => "not an integer",
+            KvError::Unavailable => "the store is unavailable",
+            KvError::Conflict => "what the call read has changed",
+        })
+    }
+}
+
+impl std::error::Error for KvError {}
 
 impl Pending {
     pub fn new(kv: Kv, namespace: &str) -> Pending {
@@ -171,10 +260,12 @@ impl Pending {
             kv,
             namespace: namespace.to_owned(),
             writes: Vec::new(),
+            reads: Vec::new(),
             seen: HashMap::new(),
             ops: 0,
             used: None,
             growth: 0,
+            snapshot: None,
         }
     }
 
@@ -190,12 +281,28 @@ impl Pending {
         Ok(())
     }
 
+    fn snapshot(&mut self, store: &embedded::Store) -> Result<&embedded::Snapshot, KvError> {
+        if self.snapshot.is_none() {
+            self.snapshot = Some(store.snapshot().map_err(unavailable)?);
+        }
+        self.snapshot.as_ref().ok_or(KvError::Unavailable)
+    }
+
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.op(key)?;
         if let Some(value) = self.seen.get(key) {
             return Ok(value.clone());
         }
-        self.kv.read(&self.namespace, key).await.map_err(unavailable)
+        let (value, version) = match self.kv.clone() {
+            Kv::Embedded(s) => {
+                let ns = self.namespace.clone();
+                s.read(self.snapshot(&s)?, &ns, key).map_err(unavailable)?
+            }
+            Kv::Redis(s) => s.read(&self.namespace, key, &self.reads).await.map_err(unavailable)?,
+        };
+        self.reads.push(Read::Key { key: key.to_vec(), version });
+        self.seen.insert(key.to_vec(), value.clone());
+        Ok(value)
     }
 
     pub async fn set(&mut self, key: &[u8], value: &[u8], ttl: Option<Duration>) -> Result<(), KvError> {
@@ -203,7 +310,7 @@ impl Pending {
             return Err(KvError::TooLarge);
         }
         self.op(key)?;
-        self.grow(key.len() + value.len()).await?;
+        self.grow(cost(&self.namespace, key, value.len())).await?;
         let expires = ttl.map_or(0, |t| now_ms().saturating_add(t.as_millis() as u64).max(1));
         self.seen.insert(key.to_vec(), Some(value.to_vec()));
         self.writes.push(Write::Set { key: key.to_vec(), value: value.to_vec(), expires });
@@ -217,6 +324,8 @@ impl Pending {
         Ok(())
     }
 
+    /// The key's value plus `delta`: a read of the key (recorded like any
+    /// other) and a write, so the value returned is the committed one.
     pub async fn incr(&mut self, key: &[u8], delta: i64) -> Result<i64, KvError> {
         let current = self.get(key).await?;
         let n = match &current {
@@ -224,7 +333,7 @@ impl Pending {
             Some(v) => integer(v).ok_or(KvError::NotInteger)?,
         };
         let n = n.saturating_add(delta);
-        self.grow(key.len() + 20).await?;
+        self.grow(cost(&self.namespace, key, 20)).await?;
         self.seen.insert(key.to_vec(), Some(n.to_string().into_bytes()));
         self.writes.push(Write::Incr { key: key.to_vec(), delta });
         Ok(n)
@@ -232,7 +341,8 @@ impl Pending {
 
     /// Keys starting with `prefix` (and their values if `values`), in
     /// order, at most `limit` (and at most `--kv-list-keys`), as the store
-    /// has them (the call's own writes are not merged in). One operation.
+    /// has them (the call's own writes are not merged in). One operation,
+    /// plus one for every `SKIPPED_PER_OP` expired keys stepped over.
     pub async fn list(&mut self, prefix: &[u8], limit: usize, values: bool) -> Result<Vec<Entry>, KvError> {
         let l = self.kv.limits();
         if prefix.len() > l.key_bytes {
@@ -243,16 +353,40 @@ impl Pending {
         }
         self.ops += 1;
         let limit = limit.min(l.list_keys);
-        self.kv.scan(&self.namespace, prefix, limit, values).await.map_err(unavailable)
+        let may_skip = (l.ops - self.ops) * SKIPPED_PER_OP;
+        let listed = match self.kv.clone() {
+            Kv::Embedded(s) => {
+                let ns = self.namespace.clone();
+                s.scan(self.snapshot(&s)?, &ns, prefix, limit, values, may_skip).map_err(unavailable)?
+            }
+            Kv::Redis(s) => {
+                s.scan(&self.namespace, prefix, limit, values, may_skip, &self.reads).await.map_err(unavailable)?
+            }
+        };
+        let Some(listed) = listed else { return Err(KvError::Budget) };
+        self.ops += listed.skipped.div_ceil(SKIPPED_PER_OP);
+        let seen = listed.entries.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
+        self.reads.push(Read::Range { prefix: prefix.to_vec(), limit, seen });
+        Ok(listed.entries.into_iter().map(|(k, _, v)| (k, v)).collect())
     }
 
-    /// Counts bytes a write may add against the module's budget.
-    async fn grow(&mut self, bytes: usize) -> Result<(), KvError> {
+    /// Counts bytes a write may add against the module's budget (the commit
+    /// checks again, exactly and atomically).
+    async fn grow(&mut self, bytes: u64) -> Result<(), KvError> {
         let used = match self.used {
             Some(used) => used,
-            None => *self.used.insert(self.kv.usage(&self.namespace).await.map_err(unavailable)?),
+            None => {
+                let used = match self.kv.clone() {
+                    Kv::Embedded(s) => {
+                        let ns = self.namespace.clone();
+                        s.usage(self.snapshot(&s)?, &ns).map_err(unavailable)?
+                    }
+                    Kv::Redis(s) => s.usage(&self.namespace).await.map_err(unavailable)?,
+                };
+                *self.used.insert(used)
+            }
         };
-        let growth = self.growth + bytes as u64 + 8;
+        let growth = self.growth + bytes;
         if used + growth > self.kv.limits().module_bytes {
             return Err(KvError::Budget);
         }
@@ -265,10 +399,28 @@ impl Pending {
         !self.writes.is_empty()
     }
 
-    /// The call succeeded: commit what it wrote, in one transaction.
-    pub async fn commit(self) -> anyhow::Result<()> {
-        self.kv.commit(&self.namespace, &self.writes).await
+    /// The call succeeded: commit what it wrote, atomically, if nothing it
+    /// read has changed. A call that wrote nothing commits nothing.
+    pub async fn commit(self) -> Result<(), CommitError> {
+        if self.writes.is_empty() {
+            return Ok(());
+        }
+        // The snapshot is let go before the commit waits: it would pin
+        // the pages the committer is about to replace.
+        drop(self.snapshot);
+        let commit = Commit { namespace: self.namespace, reads: self.reads, writes: self.writes };
+        match &self.kv {
+            Kv::Embedded(s) => s.commit(commit).await,
+            Kv::Redis(s) => s.commit(commit).await,
+        }
     }
+}
+
+/// What a listing found: `(key, version, value)` (an empty value unless
+/// values were asked for), and how many expired keys it stepped over.
+pub struct Listed {
+    pub entries: Vec<(Vec<u8>, Version, Vec<u8>)>,
+    pub skipped: usize,
 }
 
 #[cfg(test)]
@@ -278,7 +430,8 @@ mod tests {
 
     use super::*;
 
-    /// The embedded store never waits: its futures are ready at once.
+    /// Reads from the embedded store never wait: their futures are ready
+    /// at once.
     fn now<F: Future>(f: F) -> F::Output {
         let mut f = std::pin::pin!(f);
         match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
@@ -287,11 +440,28 @@ mod tests {
         }
     }
 
-    fn store() -> (Arc<embedded::Store>, Kv) {
+    /// Commits `call` as the store's thread would: queued, then applied.
+    fn commit(s: &embedded::Store, call: Pending) -> Result<(), CommitError> {
+        let mut f = std::pin::pin!(call.commit());
+        let mut cx = Context::from_waker(Waker::noop());
+        if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+            return out;
+        }
+        s.commit_waiting();
+        match f.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => out,
+            Poll::Pending => panic!("the commit was not answered"),
+        }
+    }
+
+    fn limits() -> KvLimits {
+        KvLimits { key_bytes: 16, value_bytes: 32, ops: 8, module_bytes: 300, list_keys: 3, retries: 0 }
+    }
+
+    fn store() -> (Arc<embedded::Store>, Kv, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("house-kv-{}-{}", std::process::id(), rand_suffix()));
-        let limits = KvLimits { key_bytes: 16, value_bytes: 32, ops: 8, module_bytes: 200, list_keys: 3 };
-        let s = embedded::Store::open_quiet(&dir, limits).unwrap();
-        (s.clone(), Kv::Embedded(s))
+        let s = embedded::Store::open_quiet(&dir, limits()).unwrap();
+        (s.clone(), Kv::Embedded(s), dir)
     }
 
     fn rand_suffix() -> u64 {
@@ -303,14 +473,21 @@ mod tests {
         now(Pending::new(kv.clone(), module).get(key)).unwrap()
     }
 
+    fn conflict(r: Result<(), CommitError>) -> Vec<Vec<u8>> {
+        match r {
+            Err(CommitError::Conflict(keys)) => keys,
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+    }
+
     #[test]
     fn writes_show_in_the_call_and_after_its_commit_only() {
-        let (_, kv) = store();
+        let (s, kv, _) = store();
         let mut call = Pending::new(kv.clone(), "a.wasm");
         now(call.set(b"k", b"v", None)).unwrap();
         assert_eq!(now(call.get(b"k")).unwrap().as_deref(), Some(&b"v"[..]));
         assert_eq!(get(&kv, "a.wasm", b"k"), None, "not before the commit");
-        now(call.commit()).unwrap();
+        commit(&s, call).unwrap();
         assert_eq!(get(&kv, "a.wasm", b"k").as_deref(), Some(&b"v"[..]));
         assert_eq!(get(&kv, "b.wasm", b"k"), None, "namespaces are apart");
         let mut dropped = Pending::new(kv.clone(), "a.wasm");
@@ -320,69 +497,162 @@ mod tests {
     }
 
     #[test]
-    fn increments_commit_as_deltas() {
-        let (_, kv) = store();
+    fn two_calls_that_read_the_same_counter_do_not_both_commit() {
+        let (s, kv, _) = store();
         let (mut a, mut b) = (Pending::new(kv.clone(), "m"), Pending::new(kv.clone(), "m"));
         assert_eq!(now(a.incr(b"n", 1)).unwrap(), 1);
         assert_eq!(now(b.incr(b"n", 1)).unwrap(), 1, "both read 0");
-        now(a.commit()).unwrap();
-        now(b.commit()).unwrap();
-        assert_eq!(get(&kv, "m", b"n").as_deref(), Some(&b"2"[..]), "no update lost");
-        let mut c = Pending::new(kv, "m");
-        now(c.set(b"t", b"text", None)).unwrap();
-        assert_eq!(now(c.incr(b"t", 1)), Err(KvError::NotInteger));
+        commit(&s, a).unwrap();
+        assert_eq!(conflict(commit(&s, b)), [b"n".to_vec()], "b's 1 was never committed");
+        let mut c = Pending::new(kv.clone(), "m");
+        assert_eq!(now(c.incr(b"n", 1)).unwrap(), 2, "its re-run reads a's commit");
+        commit(&s, c).unwrap();
+        assert_eq!(get(&kv, "m", b"n").as_deref(), Some(&b"2"[..]));
+        let mut d = Pending::new(kv, "m");
+        now(d.set(b"t", b"text", None)).unwrap();
+        assert_eq!(now(d.incr(b"t", 1)), Err(KvError::NotInteger));
+    }
+
+    #[test]
+    fn reads_come_from_one_snapshot_and_a_read_only_call_commits_nothing() {
+        let (s, kv, _) = store();
+        let mut w = Pending::new(kv.clone(), "m");
+        now(w.set(b"x", b"1", None)).unwrap();
+        commit(&s, w).unwrap();
+        let mut reader = Pending::new(kv.clone(), "m");
+        assert_eq!(now(reader.get(b"x")).unwrap().as_deref(), Some(&b"1"[..]));
+        let mut w = Pending::new(kv.clone(), "m");
+        now(w.set(b"x", b"2", None)).unwrap();
+        now(w.set(b"y", b"2", None)).unwrap();
+        commit(&s, w).unwrap();
+        assert_eq!(now(reader.get(b"y")).unwrap(), None, "y as of the reader's snapshot, with x = 1");
+        commit(&s, reader).unwrap();
+    }
+
+    #[test]
+    fn a_key_inserted_into_a_listed_range_is_a_conflict() {
+        let (s, kv, _) = store();
+        let mut lister = Pending::new(kv.clone(), "m");
+        assert!(now(lister.list(b"todo:", 10, false)).unwrap().is_empty());
+        now(lister.set(b"count", b"0", None)).unwrap();
+        let mut inserter = Pending::new(kv.clone(), "m");
+        now(inserter.set(b"todo:1", b"x", None)).unwrap();
+        commit(&s, inserter).unwrap();
+        assert_eq!(conflict(commit(&s, lister)), [b"todo:".to_vec()], "a phantom");
+        // Writes outside the range do not conflict with it.
+        let mut lister = Pending::new(kv.clone(), "m");
+        assert_eq!(now(lister.list(b"todo:", 10, false)).unwrap().len(), 1);
+        now(lister.set(b"count", b"1", None)).unwrap();
+        let mut other = Pending::new(kv.clone(), "m");
+        now(other.set(b"zz", b"x", None)).unwrap();
+        commit(&s, other).unwrap();
+        commit(&s, lister).unwrap();
+        // Removing a key from it does.
+        let mut lister = Pending::new(kv.clone(), "m");
+        now(lister.list(b"todo:", 10, false)).unwrap();
+        now(lister.set(b"count", b"2", None)).unwrap();
+        let mut remover = Pending::new(kv.clone(), "m");
+        remover.delete(b"todo:1").unwrap();
+        commit(&s, remover).unwrap();
+        assert_eq!(conflict(commit(&s, lister)), [b"todo:".to_vec()]);
+    }
+
+    #[test]
+    fn the_quota_is_checked_inside_the_commit() {
+        let (s, kv, _) = store();
+        // Each call alone fits; together they would not.
+        let mut calls: Vec<Pending> = (0..6).map(|_| Pending::new(kv.clone(), "m")).collect();
+        for (i, call) in calls.iter_mut().enumerate() {
+            now(call.set(format!("k{i}").as_bytes(), &[b'x'; 32], None)).unwrap();
+        }
+        let results: Vec<_> = calls.into_iter().map(|c| commit(&s, c)).collect();
+        let committed = results.iter().filter(|r| r.is_ok()).count();
+        assert!((1..6).contains(&committed), "the quota held");
+        for r in results.into_iter().filter(|r| r.is_err()) {
+            assert!(conflict(r).is_empty(), "refused for the quota, run again");
+        }
+        let snap = s.snapshot().unwrap();
+        assert!(s.usage(&snap, "m").unwrap() <= 300);
     }
 
     #[test]
     fn bounds_are_error_codes() {
-        let (_, kv) = store();
+        let (s, kv, _) = store();
         let mut call = Pending::new(kv.clone(), "m");
         assert_eq!(now(call.set(b"", b"v", None)), Err(KvError::TooLarge));
         assert_eq!(now(call.set(&[b'k'; 17], b"v", None)), Err(KvError::TooLarge));
         assert_eq!(now(call.set(b"k", &[b'v'; 33], None)), Err(KvError::TooLarge));
-        for i in 0..5 {
+        for i in 0..4 {
             now(call.set(format!("k{i}").as_bytes(), b"v", None)).unwrap();
         }
         now(call.get(b"k0")).unwrap();
         now(call.get(b"k1")).unwrap();
         now(call.get(b"k2")).unwrap();
+        now(call.get(b"k3")).unwrap();
         assert_eq!(now(call.get(b"k0")), Err(KvError::Budget), "8 operations per call");
-        now(call.commit()).unwrap();
+        commit(&s, call).unwrap();
         let mut big = Pending::new(kv.clone(), "m");
-        for i in 0..5 {
+        for i in 0..4 {
             let _ = now(big.set(format!("b{i}").as_bytes(), &[b'x'; 32], None));
         }
-        assert_eq!(now(big.set(b"b9", &[b'x'; 32], None)), Err(KvError::Budget), "200 bytes per module");
+        assert_eq!(now(big.set(b"b9", &[b'x'; 32], None)), Err(KvError::Budget), "300 bytes per module");
         let mut list = Pending::new(kv, "m");
         let keys: Vec<Vec<u8>> = now(list.list(b"k", 10, false)).unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, [b"k0".to_vec(), b"k1".to_vec(), b"k2".to_vec()], "at most 3");
     }
 
     #[test]
-    fn expired_values_are_gone() {
-        let (s, kv) = store();
+    fn expired_values_are_gone_and_stepping_over_them_costs_operations() {
+        let (s, kv, _) = store();
         let mut call = Pending::new(kv.clone(), "m");
         now(call.set(b"t", b"v", Some(Duration::from_millis(1)))).unwrap();
         now(call.set(b"u", b"v", Some(Duration::from_secs(60)))).unwrap();
-        now(call.commit()).unwrap();
+        commit(&s, call).unwrap();
         std::thread::sleep(Duration::from_millis(5)); // the expiry itself is the point
         let mut later = Pending::new(kv.clone(), "m");
         assert_eq!(now(later.get(b"t")).unwrap(), None);
         assert!(now(later.get(b"u")).unwrap().is_some());
         assert_eq!(now(later.list(b"", 10, true)).unwrap(), [(b"u".to_vec(), b"v".to_vec())]);
-        let before = s.usage("m").unwrap();
+        assert_eq!(later.ops, 4, "get, get, list, and one for the expired key it stepped over");
+        let snap = s.snapshot().unwrap();
+        let before = s.usage(&snap, "m").unwrap();
         assert_eq!(s.sweep().unwrap(), 1, "the expired key is deleted");
-        assert!(s.usage("m").unwrap() < before, "and its bytes given back");
+        let snap = s.snapshot().unwrap();
+        assert!(s.usage(&snap, "m").unwrap() < before, "and its bytes given back");
         assert_eq!(s.sweep().unwrap(), 0);
-        // A key set again without a time-to-live is not swept.
-        let mut again = Pending::new(kv.clone(), "m");
-        now(again.set(b"w", b"v", Some(Duration::from_millis(1)))).unwrap();
-        now(again.commit()).unwrap();
-        let mut keep = Pending::new(kv.clone(), "m");
-        now(keep.set(b"w", b"kept", None)).unwrap();
-        now(keep.commit()).unwrap();
+        // More expired keys than the call's operations can pay for.
+        let (s, kv, _) = store();
+        for batch in 0..3 {
+            let mut call = Pending::new(kv.clone(), "m");
+            for i in 0..2 {
+                now(call.set(format!("e{batch}{i}").as_bytes(), b"v", Some(Duration::from_millis(1)))).unwrap();
+            }
+            commit(&s, call).unwrap();
+        }
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(s.sweep().unwrap(), 0);
-        assert_eq!(get(&kv, "m", b"w").as_deref(), Some(&b"kept"[..]));
+        let snap = s.snapshot().unwrap();
+        let listed = s.scan(&snap, "m", b"", 10, false, 3).unwrap();
+        assert!(listed.is_none(), "six expired keys, three may be stepped over");
+        assert_eq!(s.scan(&snap, "m", b"", 10, false, 6).unwrap().unwrap().skipped, 6);
+    }
+
+    #[test]
+    fn commits_survive_a_reopen_and_keep_their_versions() {
+        let (s, kv, dir) = store();
+        let mut call = Pending::new(kv.clone(), "m");
+        now(call.set(b"k", b"v", None)).unwrap();
+        commit(&s, call).unwrap();
+        let mut reader = Pending::new(kv.clone(), "m");
+        now(reader.get(b"k")).unwrap();
+        now(reader.set(b"j", b"w", None)).unwrap();
+        let Pending { reads, writes, kv: held, snapshot, .. } = reader;
+        drop((s, kv, held, snapshot));
+        let s = embedded::Store::open_quiet(&dir, limits()).unwrap();
+        let kv = Kv::Embedded(s.clone());
+        assert_eq!(get(&kv, "m", b"k").as_deref(), Some(&b"v"[..]));
+        let mut again = Pending::new(kv, "m");
+        again.reads = reads;
+        again.writes = writes;
+        commit(&s, again).expect("k still has the version the call read");
     }
 }

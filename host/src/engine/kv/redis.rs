@@ -30,11 +30,11 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_channel::oneshot;
 use redis::{Cmd, RedisResult, Value};
 
-use super::{Entry, Write};
+use super::{Commit, CommitError, KvError, Listed, Read, Version, Write};
 use crate::config::KvLimits;
 use crate::log::Log;
 // A Redis that accepted a command but does not answer within
@@ -42,14 +42,127 @@ use crate::log::Log;
 // `KV_UNAVAILABLE`, not a hang.
 use crate::engine::redis::{Backoff, CONNECT_TIMEOUT, REPLY_TIMEOUT};
 
-/// Commits one call's writes. ARGV: the module, then for each write its
-/// op (`s`et, `d`elete, `i`ncrement), key, value or delta, and expiry (ms
-/// since the epoch, `0`: none).
-const COMMIT: &str = r"
+/// What every script below starts with: the module's key prefix, a key's
+/// version (0: absent or expired; 1: written before versions were kept),
+/// a listing, and the check of a call's reads.
+///
+/// A read set in ARGV, from index `i`: its length, then for each read
+/// either `k`, key, version or `r`, min, max, limit (a listing's range, as
+/// `ZRANGE BYLEX` takes it), the number of keys it found, then each key
+/// and version.
+const PRELUDE: &str = r"
 local p = 'house:kv:{' .. ARGV[1] .. '}:'
+local function ver(key)
+  if redis.call('EXISTS', p .. 'v:' .. key) == 0 then return 0 end
+  return tonumber(redis.call('HGET', p .. 'ver', key)) or 1
+end
+local function range(min, max, limit, values, may_skip)
+  local out, found, offset, skipped = {}, 0, 0, 0
+  while found < limit do
+    local batch = redis.call('ZRANGE', p .. 'keys', min, max, 'BYLEX', 'LIMIT', offset, limit - found)
+    if #batch == 0 then break end
+    offset = offset + #batch
+    for _, key in ipairs(batch) do
+      local vk = p .. 'v:' .. key
+      local v
+      if values then v = redis.call('GET', vk) else v = redis.call('EXISTS', vk) == 1 end
+      if v then
+        found = found + 1
+        out[#out + 1] = key
+        out[#out + 1] = ver(key)
+        if values then out[#out + 1] = v end
+      else
+        skipped = skipped + 1
+        if skipped > may_skip then return nil, skipped end
+      end
+    end
+  end
+  return out, skipped
+end
+local function check(i)
+  local n = tonumber(ARGV[i])
+  i = i + 1
+  local changed = nil
+  for _ = 1, n do
+    if ARGV[i] == 'k' then
+      if changed == nil and ver(ARGV[i + 1]) ~= tonumber(ARGV[i + 2]) then changed = ARGV[i + 1] end
+      i = i + 3
+    else
+      local m = tonumber(ARGV[i + 4])
+      if changed == nil then
+        local now = range(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), false, 1e15)
+        local same = #now == 2 * m
+        for j = 1, m do
+          if same and (now[2 * j - 1] ~= ARGV[i + 3 + 2 * j] or now[2 * j] ~= tonumber(ARGV[i + 4 + 2 * j])) then
+            same = false
+          end
+        end
+        if not same then changed = ARGV[i + 1] end
+      end
+      i = i + 5 + 2 * m
+    end
+  end
+  return changed, i
+end
+";
+
+/// Reads a key, if the call's earlier reads still hold. ARGV: the module,
+/// the key, the read set. Returns `ok`, the value (or nil), its version;
+/// or `conflict` and a key whose version changed.
+const READ: &str = r"
+local changed = check(3)
+if changed then return {'conflict', changed} end
+local v = redis.call('GET', p .. 'v:' .. ARGV[2])
+if not v then return {'ok', false, 0} end
+return {'ok', v, ver(ARGV[2])}
+";
+
+/// Lists a module's live keys in a lexical range, if the call's earlier
+/// reads still hold. ARGV: the module, the range's ends, the limit, `1`
+/// for values too, the expired keys it may step over, the read set.
+/// Returns `ok`, the number stepped over, then key, version (and value)
+/// for each; `conflict` and a key; or `skip` when over the budget. Keys
+/// whose value has expired but that the sweep has not tidied yet are
+/// stepped over.
+const LIST: &str = r"
+local changed = check(7)
+if changed then return {'conflict', changed} end
+local out, skipped = range(ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]))
+if not out then return {'skip'} end
+table.insert(out, 1, skipped)
+table.insert(out, 1, 'ok')
+return out
+";
+
+/// Commits one call's writes, if nothing it read has changed, its module
+/// stays within its quota, and this commit (by its id) was not applied
+/// already. ARGV: the module, the commit's id, the quota in bytes, the read
+/// set, then for each write its op (`s`et, `d`elete, `i`ncrement), key,
+/// value or delta, and expiry (ms since the epoch, `0`: none). Returns
+/// `ok`, `dup` (applied before: a resend), `conflict` and a key, or `quota`.
+/// It checks everything before it writes anything: a script's writes are
+/// not undone if it stops half-way.
+const COMMIT: &str = r"
+local applied = p .. 'tx:' .. ARGV[2]
+if redis.call('EXISTS', applied) == 1 then return {'dup'} end
+local changed, first = check(4)
+if changed then return {'conflict', changed} end
 local keys, sizes, expiries = p .. 'keys', p .. 'sizes', p .. 'expiries'
+local size, grow = {}, 0
+for i = first, #ARGV, 4 do
+  local op, key, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if size[key] == nil then size[key] = tonumber(redis.call('HGET', sizes, key)) or 0 end
+  local new = 0
+  if op == 's' then new = #key + #arg elseif op == 'i' then new = #key + 20 end
+  grow = grow + new - size[key]
+  size[key] = new
+end
+if grow > 0 and (tonumber(redis.call('GET', p .. 'usage')) or 0) + grow > tonumber(ARGV[3]) then
+  return {'quota'}
+end
+local version = redis.call('INCR', p .. 'seq') + 1
 local used = 0
-for i = 2, #ARGV, 4 do
+for i = first, #ARGV, 4 do
   local op, key, arg, expires = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local vk = p .. 'v:' .. key
   local old = tonumber(redis.call('HGET', sizes, key)) or 0
@@ -58,6 +171,7 @@ for i = 2, #ARGV, 4 do
     redis.call('ZREM', keys, key)
     redis.call('ZREM', expiries, key)
     redis.call('HDEL', sizes, key)
+    redis.call('HDEL', p .. 'ver', key)
     used = used - old
   else
     if op == 's' then
@@ -79,43 +193,15 @@ for i = 2, #ARGV, 4 do
     end
     local new = #key + redis.call('STRLEN', vk)
     redis.call('HSET', sizes, key, new)
+    redis.call('HSET', p .. 'ver', key, version)
     redis.call('ZADD', keys, 0, key)
     used = used + new - old
   end
 end
 if used ~= 0 then redis.call('INCRBY', p .. 'usage', used) end
+redis.call('SET', applied, 1, 'PX', 600000)
 redis.call('SADD', 'house:kv:modules', ARGV[1])
-return 0
-";
-
-/// Lists a module's live keys in a lexical range. ARGV: the module, the
-/// range's ends (ZRANGE BYLEX syntax), the limit, `1` for values too.
-/// Returns key, value, key, value... (or keys only). Keys whose value has
-/// expired but that the sweep has not tidied yet are skipped.
-const LIST: &str = r"
-local p = 'house:kv:{' .. ARGV[1] .. '}:'
-local limit, values = tonumber(ARGV[4]), ARGV[5] == '1'
-local out, found, offset = {}, 0, 0
-while found < limit do
-  local batch = redis.call('ZRANGE', p .. 'keys', ARGV[2], ARGV[3], 'BYLEX', 'LIMIT', offset, limit - found)
-  if #batch == 0 then break end
-  offset = offset + #batch
-  for _, key in ipairs(batch) do
-    local vk = p .. 'v:' .. key
-    if values then
-      local v = redis.call('GET', vk)
-      if v then
-        found = found + 1
-        out[#out + 1] = key
-        out[#out + 1] = v
-      end
-    elseif redis.call('EXISTS', vk) == 1 then
-      found = found + 1
-      out[#out + 1] = key
-    end
-  end
-end
-return out
+return {'ok'}
 ";
 
 /// Tidies after keys Redis has expired: their entries in the key set and
@@ -136,6 +222,7 @@ for _, m in ipairs(redis.call('SMEMBERS', 'house:kv:modules')) do
     if left == -2 then
       freed = freed + (tonumber(redis.call('HGET', p .. 'sizes', key)) or 0)
       redis.call('HDEL', p .. 'sizes', key)
+      redis.call('HDEL', p .. 'ver', key)
       redis.call('ZREM', p .. 'keys', key)
       redis.call('ZREM', p .. 'expiries', key)
     elseif left == -1 then
@@ -179,13 +266,25 @@ pub struct Store {
     shown: String,
     client: redis::Client,
     limits: KvLimits,
-    queue: Mutex<Vec<Request>>,
+    queue: Mutex<Queue>,
     wake: Condvar,
+    /// A pipeline was answered (`drain` waits on it).
+    done: Condvar,
     /// `CONNECTING`, `UP` or `DOWN`.
     state: AtomicU8,
-    commit: String,
-    list: String,
-    sweep: String,
+    /// The scripts' texts and hashes: read, list, commit, sweep.
+    scripts: [(String, String); 4],
+}
+
+const READ_SCRIPT: usize = 0;
+const LIST_SCRIPT: usize = 1;
+const COMMIT_SCRIPT: usize = 2;
+const SWEEP_SCRIPT: usize = 3;
+
+struct Queue {
+    requests: Vec<Request>,
+    /// A pipeline is out: its replies are not all handed back yet.
+    busy: bool,
 }
 
 struct Request {
@@ -193,22 +292,38 @@ struct Request {
     reply: oneshot::Sender<RedisResult<Value>>,
 }
 
+/// Why a command has no reply.
+enum Lost {
+    /// It was never sent (Redis was down): nothing of it happened.
+    NotSent,
+    /// The connection failed with it queued or sent: it may have run.
+    Maybe(anyhow::Error),
+}
+
+/// How long a commit whose reply was lost is sent again (with its id, so
+/// that it is applied once) before its outcome is called unknown.
+const RESEND_FOR: Duration = Duration::from_secs(3);
+const RESEND_EVERY: Duration = Duration::from_millis(50);
+
 impl Store {
     /// Starts the thread that connects (now and after every failure) and
     /// serves the operations. Never waits for Redis.
     pub fn start(url: &str, limits: KvLimits, log: Log) -> anyhow::Result<Arc<Store>> {
         let (client, _, _, shown) = crate::engine::redis::open(url)?;
-        let hash = |code: &str| redis::Script::new(code).get_hash().to_owned();
+        let script = |body: &str| {
+            let text = if std::ptr::eq(body, SWEEP) { body.to_owned() } else { format!("{PRELUDE}{body}") };
+            let hash = redis::Script::new(&text).get_hash().to_owned();
+            (text, hash)
+        };
         let store = Arc::new(Store {
             shown,
             client,
             limits,
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue { requests: Vec::new(), busy: false }),
             wake: Condvar::new(),
+            done: Condvar::new(),
             state: AtomicU8::new(CONNECTING),
-            commit: hash(COMMIT),
-            list: hash(LIST),
-            sweep: hash(SWEEP),
+            scripts: [script(READ), script(LIST), script(COMMIT), script(SWEEP)],
         });
         let thread = store.clone();
         std::thread::Builder::new().name("house-kv-redis".into()).spawn(move || thread.run(log))?;
@@ -224,33 +339,70 @@ impl Store {
         self.state.load(Ordering::Acquire) == UP
     }
 
-    fn queue(&self) -> MutexGuard<'_, Vec<Request>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// At shutdown: waits up to `limit` until every command queued has its
+    /// reply (or has failed); the number still out.
+    pub fn drain(&self, limit: Duration) -> usize {
+        let until = Instant::now() + limit;
+        let mut queue = self.queue();
+        while queue.busy || !queue.requests.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.state.load(Ordering::Acquire) == DOWN {
+                break;
+            }
+            queue = self.done.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        queue.requests.len() + usize::from(queue.busy)
+    }
+
     /// Sends `cmd` with the next pipeline and waits for its reply.
-    async fn query(&self, cmd: Cmd) -> anyhow::Result<Value> {
+    async fn send(&self, cmd: Cmd) -> Result<RedisResult<Value>, Lost> {
         if self.state.load(Ordering::Acquire) == DOWN {
-            return Err(Unreachable.into());
+            return Err(Lost::NotSent);
         }
         let (reply, answer) = oneshot::channel();
-        self.queue().push(Request { cmd, reply });
+        self.queue().requests.push(Request { cmd, reply });
         self.wake.notify_one();
-        match answer.await {
+        // Dropped unanswered: the connection failed before this reply.
+        answer.await.map_err(|_| Lost::Maybe(Unreachable.into()))
+    }
+
+    async fn query(&self, cmd: Cmd) -> anyhow::Result<Value> {
+        match self.send(cmd).await {
             Ok(reply) => Ok(reply?),
-            // The connection failed before this command's reply.
-            Err(oneshot::Canceled) => Err(Unreachable.into()),
+            Err(Lost::NotSent) => Err(Unreachable.into()),
+            Err(Lost::Maybe(e)) => Err(e),
         }
     }
 
-    pub async fn read(&self, namespace: &str, key: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
-        let mut cmd = redis::cmd("GET");
-        cmd.arg(value_key(namespace, key));
-        match self.query(cmd).await? {
-            Value::Nil => Ok(None),
-            Value::BulkString(value) => Ok(Some(value)),
-            other => bail!("GET answered {other:?}"),
-        }
+    fn script(&self, which: usize) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.scripts[which].1).arg(0);
+        cmd
+    }
+
+    /// A key's value and version, if the call's earlier `reads` still hold
+    /// (else `KvError::Conflict`).
+    pub async fn read(
+        &self,
+        namespace: &str,
+        key: &[u8],
+        reads: &[Read],
+    ) -> anyhow::Result<(Option<Vec<u8>>, Version)> {
+        let mut cmd = self.script(READ_SCRIPT);
+        cmd.arg(namespace).arg(key);
+        read_set(&mut cmd, reads);
+        let reply = self.query(cmd).await?;
+        let mut items = verdict(reply)?.into_iter();
+        let value = match items.next() {
+            Some(Value::BulkString(v)) => Some(v),
+            Some(Value::Nil) => None,
+            other => bail!("the read script answered {other:?}"),
+        };
+        Ok((value, number(items.next())?))
     }
 
     pub async fn usage(&self, namespace: &str) -> anyhow::Result<u64> {
@@ -265,37 +417,101 @@ impl Store {
         }
     }
 
-    pub async fn scan(&self, namespace: &str, prefix: &[u8], limit: usize, values: bool) -> anyhow::Result<Vec<Entry>> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
+    /// A listing, if the call's earlier `reads` still hold; None if it
+    /// would step over more than `may_skip` expired keys.
+    pub async fn scan(
+        &self,
+        namespace: &str,
+        prefix: &[u8],
+        limit: usize,
+        values: bool,
+        may_skip: usize,
+        reads: &[Read],
+    ) -> anyhow::Result<Option<Listed>> {
         let (min, max) = lex_range(prefix);
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.list).arg(0).arg(namespace).arg(min).arg(max).arg(limit).arg(if values { "1" } else { "0" });
-        let Value::Array(items) = self.query(cmd).await? else { bail!("the listing script answered no array") };
-        let mut items = items.into_iter().map(|item| match item {
-            Value::BulkString(b) => Ok(b),
-            other => Err(anyhow::anyhow!("the listing script answered {other:?}")),
-        });
+        let mut cmd = self.script(LIST_SCRIPT);
+        cmd.arg(namespace).arg(min).arg(max).arg(limit).arg(if values { "1" } else { "0" }).arg(may_skip);
+        read_set(&mut cmd, reads);
+        let reply = self.query(cmd).await?;
+        if let Value::Array(items) = &reply
+            && matches!(items.first(), Some(Value::BulkString(s)) if s == b"skip")
+        {
+            return Ok(None);
+        }
+        let mut items = verdict(reply)?.into_iter();
+        let skipped = number(items.next())? as usize;
         let mut entries = Vec::new();
         while let Some(key) = items.next() {
-            let value = if values { items.next().context("a key without its value")?? } else { Vec::new() };
-            entries.push((key?, value));
+            let Value::BulkString(key) = key else { bail!("the listing script answered {key:?}") };
+            let version = number(items.next())?;
+            let value = if values {
+                match items.next() {
+                    Some(Value::BulkString(v)) => v,
+                    other => bail!("a key without its value: {other:?}"),
+                }
+            } else {
+                Vec::new()
+            };
+            entries.push((key, version, value));
         }
-        Ok(entries)
+        Ok(Some(Listed { entries, skipped }))
     }
 
-    pub async fn commit(&self, namespace: &str, writes: &[Write]) -> anyhow::Result<()> {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(&self.commit).arg(0).arg(namespace);
-        for write in writes {
+    /// Commits a call's writes: checked and applied by one script, with an
+    /// id. A reply lost with the connection is asked for again by sending
+    /// the same commit once Redis is back (the id makes a second arrival a
+    /// no-op that says `dup`), for up to `RESEND_FOR`; after that the
+    /// outcome is unknown.
+    pub async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
+        let mut cmd = self.script(COMMIT_SCRIPT);
+        let mut id = [0u8; 16];
+        crate::random::fill(&mut id).map_err(|e| CommitError::Unavailable(e.into()))?;
+        let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        cmd.arg(&commit.namespace).arg(&id).arg(self.limits.module_bytes);
+        read_set(&mut cmd, &commit.reads);
+        for write in &commit.writes {
             match write {
                 Write::Set { key, value, expires } => cmd.arg("s").arg(&key[..]).arg(&value[..]).arg(*expires),
                 Write::Delete { key } => cmd.arg("d").arg(&key[..]).arg("").arg(0),
                 Write::Incr { key, delta } => cmd.arg("i").arg(&key[..]).arg(*delta).arg(0),
             };
         }
-        self.query(cmd).await.map(drop)
+        let mut lost: Option<anyhow::Error> = None;
+        let until = Instant::now() + RESEND_FOR;
+        loop {
+            let why = match self.send(cmd.clone()).await {
+                Ok(Ok(reply)) => {
+                    return match verdict(reply) {
+                        Ok(_) => Ok(()),
+                        Err(e) => match e.downcast::<Refused>() {
+                            Ok(Refused::Conflict(key)) => Err(CommitError::Conflict(vec![key])),
+                            Ok(Refused::Quota) => Err(CommitError::Conflict(Vec::new())),
+                            Err(e) => Err(CommitError::Unknown(e)),
+                        },
+                    };
+                }
+                // The scripts were flushed: it did not run (the thread
+                // reconnects and loads them again).
+                Ok(Err(e)) if e.code() == Some("NOSCRIPT") => anyhow::Error::from(e),
+                // Any other error may have stopped the script half-way.
+                Ok(Err(e)) => return Err(CommitError::Unknown(e.into())),
+                Err(Lost::NotSent) if lost.is_none() => {
+                    return Err(CommitError::Unavailable(Unreachable.into()));
+                }
+                Err(Lost::NotSent) => anyhow::Error::from(Unreachable),
+                Err(Lost::Maybe(e)) => {
+                    lost.get_or_insert(anyhow::anyhow!("the connection failed before its reply"));
+                    e
+                }
+            };
+            if Instant::now() >= until {
+                return Err(match lost {
+                    Some(e) => CommitError::Unknown(e),
+                    None => CommitError::Unavailable(why),
+                });
+            }
+            crate::engine::timer::sleep(RESEND_EVERY).await;
+        }
     }
 
     /// The thread: connect, serve until the connection fails, say so once
@@ -308,7 +524,7 @@ impl Store {
                 Ok(conn) => conn,
                 Err(e) => {
                     self.state.store(DOWN, Ordering::Release);
-                    self.queue().clear();
+                    self.fail_queued();
                     if !said_down {
                         log.line(format_args!("house: kv {}: cannot reach Redis ({e:#}); retrying", self.shown));
                         log.flush_now();
@@ -327,7 +543,7 @@ impl Store {
             let why = self.serve(&mut conn, &mut log);
             self.state.store(DOWN, Ordering::Release);
             // Whatever queued meanwhile fails now, not after the reconnect.
-            self.queue().clear();
+            self.fail_queued();
             log.line(format_args!("house: kv {}: lost Redis ({why}); retrying", self.shown));
             log.flush_now();
             said_down = true;
@@ -339,10 +555,20 @@ impl Store {
         let mut conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
         conn.set_read_timeout(Some(REPLY_TIMEOUT))?;
         conn.set_write_timeout(Some(REPLY_TIMEOUT))?;
-        for script in [COMMIT, LIST, SWEEP] {
+        for (script, _) in &self.scripts {
             redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut conn)?;
         }
         Ok(conn)
+    }
+
+    /// Drops what is queued (its calls see the failure) and says the
+    /// pipeline out is over.
+    fn fail_queued(&self) {
+        let mut queue = self.queue();
+        queue.requests.clear();
+        queue.busy = false;
+        drop(queue);
+        self.done.notify_all();
     }
 
     /// Sends what is queued as one pipeline, and the sweep once a second,
@@ -353,7 +579,7 @@ impl Store {
         loop {
             let batch = {
                 let mut queue = self.queue();
-                while queue.is_empty() && !sweep {
+                while queue.requests.is_empty() && !sweep {
                     let left = SWEEP_EVERY.saturating_sub(swept.elapsed());
                     if left.is_zero() {
                         sweep = true;
@@ -361,7 +587,8 @@ impl Store {
                     }
                     queue = self.wake.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0;
                 }
-                std::mem::take(&mut *queue)
+                queue.busy = true;
+                std::mem::take(&mut queue.requests)
             };
             // Under steady load the queue is never empty: sweep on time anyway.
             sweep |= swept.elapsed() >= SWEEP_EVERY;
@@ -373,7 +600,7 @@ impl Store {
                 replies.push(request.reply);
             }
             if sweep {
-                pipe.cmd("EVALSHA").arg(&self.sweep).arg(0).arg(SWEEP_BATCH);
+                pipe.cmd("EVALSHA").arg(&self.scripts[SWEEP_SCRIPT].1).arg(0).arg(SWEEP_BATCH);
             }
             // Dropping `replies` on failure wakes their calls with an error.
             let answers = match pipe.query::<Vec<RedisResult<Value>>>(conn) {
@@ -386,6 +613,8 @@ impl Store {
                 flushed |= answer.as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT"));
                 let _ = reply.send(answer);
             }
+            self.queue().busy = false;
+            self.done.notify_all();
             if sweep {
                 if let Some(Err(e)) = answers.next() {
                     flushed |= e.code() == Some("NOSCRIPT");
@@ -403,12 +632,6 @@ impl Store {
             }
         }
     }
-}
-
-fn value_key(namespace: &str, key: &[u8]) -> Vec<u8> {
-    let mut k = format!("house:kv:{{{namespace}}}:v:").into_bytes();
-    k.extend_from_slice(key);
-    k
 }
 
 /// The `ZRANGE BYLEX` ends that hold exactly the keys starting with
@@ -431,6 +654,73 @@ fn lex_range(prefix: &[u8]) -> (Vec<u8>, Vec<u8>) {
         None => b"+".to_vec(),
     };
     (min, max)
+}
+
+/// Appends a call's read set to a script's arguments (see `PRELUDE`).
+fn read_set(cmd: &mut Cmd, reads: &[Read]) {
+    cmd.arg(reads.len());
+    for read in reads {
+        match read {
+            Read::Key { key, version } => {
+                cmd.arg("k").arg(&key[..]).arg(*version);
+            }
+            Read::Range { prefix, limit, seen } => {
+                let (min, max) = lex_range(prefix);
+                cmd.arg("r").arg(min).arg(max).arg(*limit).arg(seen.len());
+                for (key, version) in seen {
+                    cmd.arg(&key[..]).arg(*version);
+                }
+            }
+        }
+    }
+}
+
+/// Why a script did not do what it was asked.
+#[derive(Debug)]
+enum Refused {
+    /// This key (or a range starting at it) changed since the call read it.
+    Conflict(Vec<u8>),
+    Quota,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Conflict(key) => write!(f, "{:?} changed", String::from_utf8_lossy(key)),
+            Refused::Quota => f.write_str("over the module's quota"),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// A script's answer after its first item (`ok` or `dup`); a conflict as
+/// `KvError::Conflict` wrapped in `Refused` (the commit tells them apart).
+fn verdict(reply: Value) -> anyhow::Result<Vec<Value>> {
+    let Value::Array(mut items) = reply else { bail!("a script answered {reply:?}") };
+    if items.is_empty() {
+        bail!("a script answered nothing");
+    }
+    let first = items.remove(0);
+    match &first {
+        Value::BulkString(s) if s == b"ok" || s == b"dup" => Ok(items),
+        Value::BulkString(s) if s == b"conflict" => {
+            let key = match items.into_iter().next() {
+                Some(Value::BulkString(k)) => k,
+                _ => Vec::new(),
+            };
+            Err(anyhow::Error::new(Refused::Conflict(key)).context(KvError::Conflict))
+        }
+        Value::BulkString(s) if s == b"quota" => Err(Refused::Quota.into()),
+        other => bail!("a script answered {other:?}"),
+    }
+}
+
+fn number(value: Option<Value>) -> anyhow::Result<u64> {
+    match value {
+        Some(Value::Int(n)) => Ok(n.max(0) as u64),
+        other => bail!("a script answered {other:?} for a number"),
+    }
 }
 
 #[cfg(test)]
