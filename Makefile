@@ -5,6 +5,9 @@
 CARGO ?= cargo
 WASM_TARGET := wasm32-unknown-unknown
 GUEST_CRATES := chat hello todo typed
+# Guests the tests use and `make run` does not serve: built with the others,
+# copied to target/test-guests/.
+TEST_GUEST_CRATES := txcheck
 # Guests in C, one folder each with one .c file (built against
 # guest-sdk/include/house.h with clang and lld; see docs/ABI.md).
 C_GUESTS := c-greet
@@ -44,6 +47,11 @@ guests: wasm-target c-guests
 		cp guests/target/$(WASM_TARGET)/release/$$g.wasm guests/.$$g.wasm.tmp && \
 		mv guests/.$$g.wasm.tmp guests/$$g.wasm && \
 		printf '  guests/%-12s %7d bytes\n' $$g.wasm $$(stat -c %s guests/$$g.wasm); \
+	done
+	@mkdir -p target/test-guests
+	@for g in $(TEST_GUEST_CRATES); do \
+		cp guests/target/$(WASM_TARGET)/release/$$g.wasm target/test-guests/.$$g.wasm.tmp && \
+		mv target/test-guests/.$$g.wasm.tmp target/test-guests/$$g.wasm; \
 	done
 
 run: build

@@ -116,3 +116,84 @@ fn a_visitor_keeps_a_list_that_others_cannot_touch_and_a_restart_keeps() {
     let r = ada.call("POST", "/todos", Some(r#"{"title":"after"}"#));
     assert!(r.body.starts_with(r#"{"id":3,"#), "ids go on: {}", r.body);
 }
+
+/// 8 clients add 25 items each to one visitor's list at once; each retries
+/// a 503 (a transaction still in conflict after its re-runs: nothing was
+/// changed) as Retry-After says. Every 201 is an item in the list, with an
+/// id no other has: 200 of them.
+fn concurrent_adds(servers: &[&Server]) {
+    let ada = Visitor::arrive(servers[0]);
+    let created = std::sync::Mutex::new(Vec::new());
+    let retried = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for c in 0..8 {
+            let visitor = Visitor { s: servers[c % servers.len()], cookie: ada.cookie.clone() };
+            let (created, retried) = (&created, &retried);
+            scope.spawn(move || {
+                for i in 0..25 {
+                    let body = format!(r#"{{"title":"client {c} item {i}"}}"#);
+                    for attempt in 0.. {
+                        assert!(attempt < 50, "client {c} item {i}: still refused after 50 tries");
+                        let r = visitor.call("POST", "/todos", Some(&body));
+                        if r.status == 503 && r.header("retry-after").is_some() {
+                            assert_eq!(r.header("house-outcome"), None, "no outcome is unknown here");
+                            retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            continue;
+                        }
+                        assert_eq!(r.status, 201, "{}", r.body);
+                        let item: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+                        created.lock().unwrap().push(item["id"].as_i64().unwrap());
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let mut created = created.into_inner().unwrap();
+    created.sort();
+    created.dedup();
+    assert_eq!(created.len(), 200, "every 201 has an id of its own");
+    let listed = ada.list();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 200, "every 201 is in the list");
+    let mut ids: Vec<i64> = listed.iter().map(|i| i["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, created);
+    eprintln!("200 concurrent adds: {} answers of 503 retried", retried.into_inner());
+}
+
+#[test]
+fn concurrent_adds_on_one_host_with_two_loops_all_stay() {
+    let data = TempDir::new("todo");
+    let s = Server::start(&["todo"], &["--quiet", "--threads", "2", "--data-dir", data.path().to_str().unwrap()]);
+    concurrent_adds(&[&s]);
+}
+
+#[test]
+fn concurrent_adds_on_two_hosts_on_one_redis_all_stay() {
+    let redis = house_tests::redis::Redis::start();
+    let url = redis.url();
+    let flags = ["--quiet", "--threads", "1", "--engine", url.as_str()];
+    let (a, b) = (Server::start(&["todo"], &flags), Server::start(&["todo"], &flags));
+    concurrent_adds(&[&a, &b]);
+}
+
+/// A 201 is on disk before it is sent: SIGKILL right after the last of 20
+/// adds, and all 20 are there after the restart.
+#[test]
+fn acknowledged_adds_survive_a_sigkill_right_after() {
+    let data = TempDir::new("todo");
+    let dir = data.path().to_str().unwrap().to_owned();
+    let mut s = todo(&dir);
+    let ada = Visitor::arrive(&s);
+    for i in 0..20 {
+        let r = ada.call("POST", "/todos", Some(&format!(r#"{{"title":"item {i}"}}"#)));
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let cookie = ada.cookie.clone();
+    drop(ada);
+    s.kill();
+    let s = todo(&dir);
+    let ada = Visitor { s: &s, cookie };
+    assert_eq!(ada.list().as_array().map(Vec::len), Some(20), "every acknowledged add is kept");
+}

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod checker;
 pub mod fault;
 pub mod redis;
 pub mod sse;
@@ -43,6 +44,17 @@ fn build_once() {
         run("cargo build -p house", Command::new(&cargo).args(["build", "--release", "-p", "house"]));
         run("make guests", Command::new("make").arg("-s").arg("guests").env("CARGO", &cargo));
     });
+}
+
+/// A built guest of the tests' own (`target/test-guests/`, see
+/// `TEST_GUEST_CRATES` in the Makefile), up to date with its source.
+pub fn test_guest(name: &str) -> PathBuf {
+    if std::env::var_os("HOUSE_BIN").is_none() {
+        build_once();
+    }
+    let path = repo().join("target/test-guests").join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: run `make guests` first", path.display());
+    path
 }
 
 /// A built example guest from `guests/`, up to date with its source.
@@ -239,6 +251,12 @@ impl Server {
         let mut s = self.connect();
         s.write_all(bytes).unwrap();
         read_to_close(&mut s)
+    }
+
+    /// SIGKILL: the process ends at once, mid-whatever, without a goodbye.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then waits for the exit status.

@@ -12,6 +12,9 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: TempDir,
+    /// Every write in the append-only file, synced before Redis answers
+    /// (`appendfsync always`): a SIGKILL loses nothing acknowledged.
+    durable: bool,
 }
 
 impl Redis {
@@ -22,7 +25,15 @@ impl Redis {
 
     /// As `start`, on `port`.
     pub fn start_on(port: u16) -> Redis {
-        let mut redis = Redis { port, child: None, dir: TempDir::new("redis") };
+        let mut redis = Redis { port, child: None, dir: TempDir::new("redis"), durable: false };
+        redis.restart();
+        redis
+    }
+
+    /// A redis-server that keeps its data across a restart: the append-only
+    /// file, synced on every write.
+    pub fn start_durable() -> Redis {
+        let mut redis = Redis { port: free_port(), child: None, dir: TempDir::new("redis"), durable: true };
         redis.restart();
         redis
     }
@@ -35,8 +46,11 @@ impl Redis {
     /// Starts the server again on the same port (after `kill`).
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "already running");
+        let persistence: &[&str] =
+            if self.durable { &["--appendonly", "yes", "--appendfsync", "always"] } else { &["--appendonly", "no"] };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .arg("--dir")
             .arg(self.dir.path())
             .stdin(Stdio::null())

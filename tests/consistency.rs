@@ -1,0 +1,429 @@
+//! The consistency checker (see `support/checker.rs` for the analysis): real
+//! house processes, the checker's own guest (`guests/txcheck`), clients
+//! over HTTP, and real faults while they run; then every acknowledgement is
+//! held against what the store has, and the history against
+//! serializability.
+//!
+//! Workloads, mixed in one run: (a) list-append (read-modify-write of a
+//! list with `kv_get` and `kv_set`) and multi-key reads, (b) counters by
+//! get and set, (c) ids from `kv_incr`.
+//!
+//! Topologies and faults:
+//! - one host with 2 loops on the embedded engine; the host is SIGKILLed
+//!   and restarted with its data folder, again and again;
+//! - two hosts on one Redis (append-only file, synced on every write:
+//!   the setting that keeps acknowledged data across a Redis crash, see
+//!   docs/DEPLOY.md); Redis SIGKILLed and restarted, Redis SIGSTOPped for
+//!   3 s, a host SIGKILLed and restarted.
+//!
+//! `make test` runs each with at least 2,000 operations per workload;
+//! `make torture SECONDS=600` runs each for that long
+//! (`HOUSE_TORTURE_SECONDS`).
+
+use std::collections::HashMap;
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use house_tests::checker::{self, Append, ListHistory, Outcome, Read, Report};
+use house_tests::redis::Redis;
+use house_tests::{Response, Server, TempDir, free_port, read_response, test_guest};
+
+const LISTS: [&str; 5] = ["a", "b", "c", "d", "e"];
+const COUNTERS: [&str; 3] = ["p", "q", "r"];
+const CLIENTS: usize = 8;
+/// Operations of each workload, at least (`make test`).
+const OPS: usize = 2000;
+/// A request with no answer within this is of unknown outcome (a SIGSTOP
+/// of 3 s, Redis's reply timeout and the commit's resend all fit in it).
+const ANSWER_WITHIN: Duration = Duration::from_secs(20);
+/// Time between two faults: the clients work between them.
+const FAULT_EVERY: Duration = Duration::from_millis(400);
+
+/// One house process, restartable on the same port with the same data.
+struct Host {
+    port: u16,
+    data: Arc<TempDir>,
+    flags: Vec<String>,
+    server: Option<Server>,
+}
+
+impl Host {
+    fn start(flags: &[&str]) -> Host {
+        let mut host = Host {
+            port: free_port(),
+            data: Arc::new(TempDir::new("consistency-data")),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            server: None,
+        };
+        host.restart();
+        host
+    }
+
+    fn restart(&mut self) {
+        let guests = TempDir::new("consistency-guests");
+        std::fs::copy(test_guest("txcheck"), guests.path().join("txcheck.wasm")).unwrap();
+        let port = self.port.to_string();
+        let data = self.data.path().to_str().unwrap().to_owned();
+        let mut flags: Vec<&str> = vec!["--quiet", "--port", &port, "--data-dir", &data];
+        flags.extend(self.flags.iter().map(String::as_str));
+        self.server = Some(Server::start_in(guests, &flags));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut s) = self.server.take() {
+            s.kill();
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+/// What the clients did.
+#[derive(Default)]
+struct History {
+    lists: ListHistory,
+    bumps: HashMap<String, Vec<Outcome<i64>>>,
+    ids: Vec<Outcome<i64>>,
+    /// Each counter's final value.
+    counters: HashMap<String, i64>,
+}
+
+/// One client's keep-alive connection to one host.
+struct Client {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+/// How a request ended, before it is read as an outcome.
+enum Delivery {
+    Answered(Response),
+    /// Nothing was sent (the host is down): nothing happened.
+    Unsent,
+    /// Sent, and no answer came: it may or may not have happened.
+    Lost,
+}
+
+impl Client {
+    fn send(&mut self, method: &str, target: &str) -> Delivery {
+        for fresh in [false, true] {
+            if self.conn.is_none() || fresh {
+                let Ok(s) = TcpStream::connect_timeout(&self.addr, Duration::from_secs(2)) else {
+                    return Delivery::Unsent;
+                };
+                s.set_read_timeout(Some(ANSWER_WITHIN)).unwrap();
+                s.set_nodelay(true).unwrap();
+                self.conn = Some(BufReader::new(s));
+            }
+            let conn = self.conn.as_mut().unwrap();
+            let req = format!("{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+            if conn.get_mut().write_all(req.as_bytes()).is_err() {
+                // A kept-alive connection the server closed: try a new one.
+                self.conn = None;
+                continue;
+            }
+            match read_response(conn, false) {
+                Some(r) => {
+                    if r.header("connection").is_some_and(|c| c.eq_ignore_ascii_case("close")) {
+                        self.conn = None;
+                    }
+                    return Delivery::Answered(r);
+                }
+                None => {
+                    self.conn = None;
+                    return Delivery::Lost;
+                }
+            }
+        }
+        Delivery::Lost
+    }
+
+    /// The outcome as the client knows it: 200 is an acknowledgement, 503
+    /// with `House-Outcome: unknown` or no answer is unknown, any other
+    /// answer a definite refusal. None: not sent (the host is down).
+    fn call(&mut self, method: &str, target: &str) -> Option<Outcome<String>> {
+        match self.send(method, target) {
+            Delivery::Answered(r) if r.status == 200 => Some(Outcome::Ok(r.body)),
+            Delivery::Answered(r) if r.header("house-outcome") == Some("unknown") => Some(Outcome::Unknown),
+            Delivery::Answered(_) => Some(Outcome::Failed),
+            Delivery::Unsent => None,
+            Delivery::Lost => Some(Outcome::Unknown),
+        }
+    }
+}
+
+fn list_of(text: &str) -> Vec<u64> {
+    text.split(',').filter(|s| !s.is_empty()).map(|v| v.trim().parse().expect("a list of numbers")).collect()
+}
+
+fn number(text: &str) -> i64 {
+    text.trim().parse().unwrap_or_else(|_| panic!("not a number: {text:?}"))
+}
+
+/// Counts of what happened, for the summary line.
+#[derive(Default)]
+struct Counts {
+    ok: AtomicUsize,
+    failed: AtomicUsize,
+    unknown: AtomicUsize,
+}
+
+impl Counts {
+    fn count<T>(&self, o: &Outcome<T>) {
+        match o {
+            Outcome::Ok(_) => &self.ok,
+            Outcome::Failed => &self.failed,
+            Outcome::Unknown => &self.unknown,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the workloads from `CLIENTS` clients spread over `addrs` until each
+/// has had `OPS` operations and `min_faults` faults were injected (or, for
+/// a torture run, until `torture` has passed), while `fault` is called
+/// every `FAULT_EVERY`; returns the history.
+fn run(
+    addrs: &[SocketAddr],
+    torture: Option<Duration>,
+    min_faults: usize,
+    mut fault: impl FnMut(usize) + Send,
+) -> (History, Counts, usize) {
+    let history = Mutex::new(History::default());
+    let counts = Counts::default();
+    let next_value = AtomicU64::new(1);
+    let issued = [AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)];
+    let done = AtomicBool::new(false);
+    let injected = AtomicUsize::new(0);
+    let started = Instant::now();
+    let hard_limit = torture.map_or(Duration::from_secs(240), |t| t + Duration::from_secs(60));
+    let finished = |issued: &[AtomicUsize; 3], injected: &AtomicUsize| match torture {
+        Some(t) => started.elapsed() >= t,
+        None => {
+            issued.iter().all(|n| n.load(Ordering::Relaxed) >= OPS) && injected.load(Ordering::Relaxed) >= min_faults
+        }
+    };
+    std::thread::scope(|scope| {
+        for c in 0..CLIENTS {
+            let (history, counts, next_value, issued, done, injected) =
+                (&history, &counts, &next_value, &issued, &done, &injected);
+            let addr = addrs[c % addrs.len()];
+            scope.spawn(move || {
+                let mut client = Client { addr, conn: None };
+                let mut n = c;
+                while !done.load(Ordering::Relaxed) {
+                    assert!(started.elapsed() < hard_limit, "the run took over {hard_limit:?}");
+                    n += 1;
+                    // Each client cycles through the workloads: (a) append,
+                    // (a) read, (b) bump, (c) id, with its own phase.
+                    let kind = n % 4;
+                    let workload = [0, 0, 1, 2][kind];
+                    let outcome = match kind {
+                        0 => {
+                            let key = LISTS[(n * 7 + c) % LISTS.len()];
+                            let value = next_value.fetch_add(1, Ordering::Relaxed);
+                            let Some(o) = client.call("POST", &format!("/append?key={key}&value={value}")) else {
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            };
+                            counts.count(&o);
+                            let outcome = match o {
+                                Outcome::Ok(before) => Outcome::Ok(list_of(&before)),
+                                Outcome::Failed => Outcome::Failed,
+                                Outcome::Unknown => Outcome::Unknown,
+                            };
+                            history.lock().unwrap().lists.appends.push(Append { key: key.into(), value, outcome });
+                            0
+                        }
+                        1 => {
+                            let keys: Vec<&str> = (0..3).map(|i| LISTS[(n + c + i * 2) % LISTS.len()]).collect();
+                            let Some(o) = client.call("GET", &format!("/read?keys={}", keys.join(","))) else {
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            };
+                            counts.count(&o);
+                            let outcome = match o {
+                                Outcome::Ok(text) => Outcome::Ok(
+                                    text.lines()
+                                        .map(|l| {
+                                            let (k, v) = l.split_once('=').expect("key=list");
+                                            (k.to_owned(), list_of(v))
+                                        })
+                                        .collect(),
+                                ),
+                                Outcome::Failed => Outcome::Failed,
+                                Outcome::Unknown => Outcome::Unknown,
+                            };
+                            history.lock().unwrap().lists.reads.push(Read { outcome });
+                            0
+                        }
+                        2 => {
+                            let key = COUNTERS[(n + c) % COUNTERS.len()];
+                            let Some(o) = client.call("POST", &format!("/bump?key={key}")) else {
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            };
+                            counts.count(&o);
+                            let o = match o {
+                                Outcome::Ok(v) => Outcome::Ok(number(&v)),
+                                Outcome::Failed => Outcome::Failed,
+                                Outcome::Unknown => Outcome::Unknown,
+                            };
+                            history.lock().unwrap().bumps.entry(key.into()).or_default().push(o);
+                            1
+                        }
+                        _ => {
+                            let Some(o) = client.call("POST", "/id") else {
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            };
+                            counts.count(&o);
+                            let o = match o {
+                                Outcome::Ok(v) => Outcome::Ok(number(&v)),
+                                Outcome::Failed => Outcome::Failed,
+                                Outcome::Unknown => Outcome::Unknown,
+                            };
+                            history.lock().unwrap().ids.push(o);
+                            2
+                        }
+                    };
+                    debug_assert_eq!(outcome, workload);
+                    issued[workload].fetch_add(1, Ordering::Relaxed);
+                    if finished(issued, injected) {
+                        done.store(true, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        // The faults, on this thread, until the clients are done.
+        let mut last = Instant::now();
+        while !done.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+            if last.elapsed() >= FAULT_EVERY && !done.load(Ordering::Relaxed) {
+                fault(injected.load(Ordering::Relaxed));
+                injected.fetch_add(1, Ordering::Relaxed);
+                last = Instant::now();
+            }
+        }
+    });
+    (history.into_inner().unwrap(), counts, injected.into_inner())
+}
+
+/// Once everything is healthy again: each list and counter as stored.
+fn finals(addr: SocketAddr, history: &mut History) {
+    let mut client = Client { addr, conn: None };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ask = |method: &str, target: &str| loop {
+        assert!(Instant::now() < deadline, "{target} never answered 200 after the faults");
+        match client.call(method, target) {
+            Some(Outcome::Ok(body)) => return body,
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    for line in ask("GET", &format!("/read?keys={}", LISTS.join(","))).lines() {
+        let (k, v) = line.split_once('=').unwrap();
+        history.lists.finals.insert(k.to_owned(), list_of(v));
+    }
+    for key in COUNTERS {
+        let value = number(&ask("GET", &format!("/counter?key={key}")));
+        history.counters.insert(key.to_owned(), value);
+    }
+}
+
+/// Checks the history and prints the summary; panics on any anomaly.
+fn verdict(name: &str, history: History, counts: &Counts, faults: &[String]) {
+    let mut report: Report = history.lists.check();
+    for (key, value) in &history.counters {
+        checker::check_counter(key, history.bumps.get(key).map_or(&[][..], Vec::as_slice), *value, &mut report);
+    }
+    checker::check_ids(&history.ids, &mut report);
+    let ops = history.lists.appends.len()
+        + history.lists.reads.len()
+        + history.bumps.values().map(Vec::len).sum::<usize>()
+        + history.ids.len();
+    let mut by_fault: HashMap<&str, usize> = HashMap::new();
+    for f in faults {
+        *by_fault.entry(f.as_str()).or_default() += 1;
+    }
+    let mut by_fault: Vec<String> = by_fault.into_iter().map(|(f, n)| format!("{f} x{n}")).collect();
+    by_fault.sort();
+    eprintln!(
+        "consistency {name}: {ops} operations ({} appends, {} reads, {} bumps, {} ids; {} ok, {} refused, {} \
+         unknown), {} faults ({}), {} anomalies, {} acknowledged-but-lost",
+        history.lists.appends.len(),
+        history.lists.reads.len(),
+        history.bumps.values().map(Vec::len).sum::<usize>(),
+        history.ids.len(),
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.unknown.load(Ordering::Relaxed),
+        faults.len(),
+        by_fault.join(", "),
+        report.anomalies.len(),
+        report.lost,
+    );
+    for a in &report.anomalies {
+        eprintln!("  anomaly: {a}");
+    }
+    assert!(report.is_clean(), "{name}: {} anomalies, {} acknowledged-but-lost", report.anomalies.len(), report.lost);
+    // The run must have done real work: most operations acknowledged.
+    assert!(counts.ok.load(Ordering::Relaxed) * 2 > ops, "{name}: most operations were refused");
+}
+
+fn torture() -> Option<Duration> {
+    std::env::var("HOUSE_TORTURE_SECONDS").ok().map(|s| Duration::from_secs(s.parse().expect("seconds")))
+}
+
+#[test]
+fn embedded_one_host_two_loops_with_the_host_killed() {
+    let mut host = Host::start(&["--threads", "2"]);
+    let addr = host.addr();
+    let faults = Mutex::new(Vec::new());
+    let (mut history, counts, _) = run(&[addr], torture(), 5, |_| {
+        host.kill();
+        host.restart();
+        faults.lock().unwrap().push("host SIGKILLed and restarted".to_owned());
+    });
+    finals(addr, &mut history);
+    verdict("embedded, 1 host x 2 loops", history, &counts, &faults.into_inner().unwrap());
+}
+
+#[test]
+fn redis_two_hosts_with_redis_killed_paused_and_a_host_killed() {
+    let redis = Mutex::new(Redis::start_durable());
+    let url = redis.lock().unwrap().url();
+    let flags = ["--threads", "1", "--engine", url.as_str()];
+    let mut hosts = [Host::start(&flags), Host::start(&flags)];
+    let addrs: Vec<SocketAddr> = hosts.iter().map(Host::addr).collect();
+    let faults = Mutex::new(Vec::new());
+    let (mut history, counts, _) = run(&addrs, torture(), 6, |i| {
+        let said = match i % 3 {
+            0 => {
+                let mut r = redis.lock().unwrap();
+                r.kill();
+                r.restart();
+                "Redis SIGKILLed and restarted"
+            }
+            1 => {
+                let r = redis.lock().unwrap();
+                r.pause();
+                std::thread::sleep(Duration::from_secs(3));
+                r.resume();
+                "Redis SIGSTOPped for 3 s"
+            }
+            _ => {
+                let host = &mut hosts[i % 2];
+                host.kill();
+                host.restart();
+                "a host SIGKILLed and restarted"
+            }
+        };
+        faults.lock().unwrap().push(said.to_owned());
+    });
+    finals(addrs[0], &mut history);
+    verdict("redis, 2 hosts", history, &counts, &faults.into_inner().unwrap());
+}
