@@ -30,13 +30,27 @@ fn said(s: &Server, target: &str) -> (u16, String) {
     (r.status, r.body.trim_end().to_owned())
 }
 
-/// `count` requests of `target` on one connection, each answered 200.
-fn hammer(s: &Server, target: &str, count: usize) {
+/// `count` requests of `target` on one connection, each answered 200 in
+/// the end: a 503 with `Retry-After` (the call's transaction stayed in
+/// conflict through its re-runs; nothing happened) is asked again, as a
+/// client should. Returns how many were.
+fn hammer(s: &Server, target: &str, count: usize) -> usize {
     let mut c = BufReader::new(s.connect());
+    let mut retried = 0;
     for _ in 0..count {
-        c.get_mut().write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
-        assert_eq!(read_response(&mut c, false).unwrap().status, 200);
+        loop {
+            c.get_mut().write_all(format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+            let r = read_response(&mut c, false).unwrap();
+            if r.status == 503 && r.header("retry-after").is_some() && r.header("house-outcome").is_none() {
+                retried += 1;
+                assert!(retried <= count, "more 503s than requests");
+                continue;
+            }
+            assert_eq!(r.status, 200, "{}", r.body);
+            break;
+        }
     }
+    retried
 }
 
 fn set_get_delete_list_and_expire(s: &Server) {
@@ -70,7 +84,7 @@ fn bounds_are_errors_the_guest_handles(s: &Server) {
     assert_eq!(said(s, "/note?key=123456789&text=v"), (507, "key or value too large".into()));
     assert_eq!(said(s, &format!("/note?key=v&text={}", "x".repeat(100))), (200, "set".into()));
     assert_eq!(said(s, &format!("/note?key=v&text={}", "x".repeat(101))), (507, "key or value too large".into()));
-    // 1 MiB for the module: 100-byte values fill it after ~9,000 keys.
+    // 1 MiB for the module: 100-byte values fill it after ~8,000 keys.
     let mut c = BufReader::new(s.connect());
     let mut refused_at = None;
     for i in 0..12_000 {
@@ -85,7 +99,7 @@ fn bounds_are_errors_the_guest_handles(s: &Server) {
         assert_eq!(r.status, 200);
     }
     let at = refused_at.expect("the module's bytes are bounded");
-    assert!((8_000..10_000).contains(&at), "refused after {at} keys of ~115 bytes for 1 MiB");
+    assert!((7_500..10_000).contains(&at), "refused after {at} keys of 115-130 bytes (as each store counts) for 1 MiB");
     // Deleting gives bytes back: one more key fits.
     assert_eq!(said(s, "/note?key=f0&delete=true"), (200, "deleted".into()));
     assert_eq!(said(s, &format!("/note?key=again&text={}", "y".repeat(100))), (200, "set".into()));
@@ -112,13 +126,16 @@ fn a_failing_call_leaves_no_write_behind(s: &Server) {
 /// `hosts` each get `clients` connections incrementing one counter `each`
 /// times; the count is then exactly their product.
 fn concurrent_increments_lose_no_update(hosts: &[&Server], clients: usize, each: usize) {
-    std::thread::scope(|scope| {
+    let retried: usize = std::thread::scope(|scope| {
+        let mut threads = Vec::new();
         for s in hosts {
             for _ in 0..clients {
-                scope.spawn(|| hammer(s, "/visits?page=hot", each));
+                threads.push(scope.spawn(|| hammer(s, "/visits?page=hot", each)));
             }
         }
+        threads.into_iter().map(|t| t.join().unwrap()).sum()
     });
+    eprintln!("{} increments on one key: {retried} answers of 503 asked again", hosts.len() * clients * each);
     let want = format!(r#"{{"page":"hot","visits":{}}}"#, hosts.len() * clients * each + 1);
     assert_eq!(said(hosts[0], "/visits?page=hot"), (200, want), "every increment counted once");
 }

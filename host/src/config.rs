@@ -653,8 +653,11 @@ mod tests {
             "3",
             "--retry-ms",
             "200",
+            "--tx-retries",
+            "0",
         ])
         .unwrap();
+        assert_eq!((Config::default().kv.retries, cfg.kv.retries), (8, 0));
         assert_eq!((cfg.threads, cfg.guest.calls, cfg.hub_queue), (3, 9, 5));
         assert_eq!((Config::default().guest.warm, cfg.guest.warm), (64, 0));
         assert!(matches!(cfg.engine, Engine::Memory));
@@ -692,6 +695,7 @@ mod tests {
         assert_eq!(error(&["--guest-calls", "4097"]), "--guest-calls: at most 4096");
         assert_eq!(error(&["--guest-warm-instances", "4097"]), "--guest-warm-instances: at most 4096");
         assert_eq!(error(&["--hub-queue-events", "0"]), "--hub-queue-events: must be at least 1");
+        assert_eq!(error(&["--tx-retries", "101"]), "--tx-retries: at most 100");
         assert!(error(&["--port"]).contains("--port"), "a missing value names its flag");
         assert_eq!(
             error(&["--engine", "mongo://x"]),

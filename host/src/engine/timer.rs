@@ -113,12 +113,12 @@ impl Future for Sleep {
     }
 }
 
-/// A pseudo-random fraction in [0.5, 1), for jitter (no need for the
-/// CSPRNG: it only spreads re-runs apart).
+/// A pseudo-random fraction in [0, 1), for jitter (no need for the
+/// CSPRNG: it only spreads re-runs apart; each `RandomState` has new keys).
 pub fn jitter() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let n = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    0.5 + (n >> 11) as f64 / (1u64 << 53) as f64 / 2.0
+    (n >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
@@ -139,7 +139,7 @@ mod tests {
         let order: Vec<u64> = (0..3).map(|_| rx.recv().unwrap()).collect();
         assert_eq!(order, [10, 20, 30]);
         assert!(started.elapsed() >= Duration::from_millis(30));
-        assert!((0.5..1.0).contains(&jitter()));
+        assert!((0.0..1.0).contains(&jitter()));
     }
 
     /// Polls `f`, parking the thread until its waker is called.

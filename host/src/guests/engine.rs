@@ -434,9 +434,12 @@ impl Runtime {
             }
             reruns += 1;
             METRICS.rerun();
-            // 1 ms, doubling, at most 64 ms, each a random 50-100% of it:
-            // calls that collided do not collide again in step.
-            let backoff = Duration::from_millis(1 << (reruns - 1).min(6)).mul_f64(crate::engine::timer::jitter());
+            // Up to 1 ms, doubling, at most 64 ms, each a random part of it
+            // ("full jitter"): calls that collided do not collide again in
+            // step, and the first re-run is nearly at once (what beat it is
+            // already visible when a conflict is answered).
+            let ceiling = Duration::from_millis(1 << (reruns - 1).min(6));
+            let backoff = ceiling.mul_f64(crate::engine::timer::jitter());
             crate::engine::timer::sleep(backoff).await;
         }
     }

@@ -226,6 +226,10 @@ impl Store {
     /// once its fate is known.
     fn group(&self, batch: Vec<(Commit, Reply)>, log: &mut Log) {
         let mut applied = Vec::with_capacity(batch.len());
+        // Refused ones are answered after the group is committed too: a
+        // call run again at once then reads what beat it, instead of
+        // conflicting again with a write it cannot see yet.
+        let mut refused = Vec::new();
         let result = (|| -> anyhow::Result<()> {
             let mut txn = self.db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
@@ -244,8 +248,8 @@ impl Store {
                             seq += 1;
                             applied.push(reply);
                         }
-                        // Nothing of it was written: say so now.
-                        Err(keys) => drop(reply.send(Err(CommitError::Conflict(keys)))),
+                        // Nothing of it was written.
+                        Err(keys) => refused.push((reply, keys)),
                     }
                 }
                 meta.insert("seq", seq)?;
@@ -253,6 +257,9 @@ impl Store {
             txn.commit()?;
             Ok(())
         })();
+        for (reply, keys) in refused {
+            let _ = reply.send(Err(CommitError::Conflict(keys)));
+        }
         match result {
             Ok(()) => {
                 for reply in applied {
