@@ -236,14 +236,13 @@ pub enum Engine {
 pub struct RedisEngine {
     /// As given, `redis://[[USER]:PASSWORD@]HOST:PORT[/DB]`.
     pub url: String,
-    /// Events waiting to be sent to Redis before new ones are dropped.
-    pub queue_events: usize,
-    /// Bytes of those events.
-    pub queue_bytes: usize,
+    /// A reply (or a write) slower than this means the connection is dead:
+    /// every Redis socket's read and write timeout.
+    pub timeout: Duration,
 }
 
 impl Engine {
-    fn parse(text: &str, queue_events: usize, queue_bytes: usize) -> anyhow::Result<Engine> {
+    fn parse(text: &str, timeout: Duration) -> anyhow::Result<Engine> {
         if text == "memory" {
             return Ok(Engine::Memory);
         }
@@ -253,7 +252,7 @@ impl Engine {
         // Checked here so that a typo stops the server at start, not at the
         // first reconnect.
         crate::engine::redis::check_url(text).with_context(|| format!("--engine: {text:?}"))?;
-        Ok(Engine::Redis(RedisEngine { url: text.to_owned(), queue_events, queue_bytes }))
+        Ok(Engine::Redis(RedisEngine { url: text.to_owned(), timeout }))
     }
 }
 
@@ -285,8 +284,8 @@ FLAGS:
     --hub-queue-events N        events waiting for one loop before they are dropped [65536]
     --engine memory|redis://HOST:PORT[/DB]
                                 where channels live: this process only, or every house on one Redis [memory]
-    --engine-queue-events N     events waiting to be sent to Redis before new ones are dropped [65536]
-    --engine-queue-bytes N      bytes of those events [67108864]
+    --engine-timeout-ms N       a Redis reply slower than this ends its connection: 503 for the call, a reset for
+                                a stream that opens meanwhile [2000]
     --history-events N          events of each channel kept to replay to a stream that reconnects; 0: none [100]
     --history-bytes N           bytes of each channel's history (memory engine) [262144]
     --history-idle-ms N         a channel with no event for this long forgets its history [3600000]
@@ -375,7 +374,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
     let mut cfg = Config::default();
     let mut no_cache = false;
     let mut engine = String::from("memory");
-    let (mut engine_events, mut engine_bytes) = (64 * 1024, 64 * 1024 * 1024);
+    let mut engine_timeout = Duration::from_secs(2);
     let mut parser = lexopt::Parser::from_args(args);
     // A subcommand, first or not at all.
     let mut command = None;
@@ -424,8 +423,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             }
             Long("hub-queue-events") => cfg.hub_queue = positive(&mut parser, &flag)?,
             Long("engine") => engine = value(&mut parser, &flag)?,
-            Long("engine-queue-events") => engine_events = positive(&mut parser, &flag)?,
-            Long("engine-queue-bytes") => engine_bytes = positive(&mut parser, &flag)?,
+            Long("engine-timeout-ms") => engine_timeout = millis(&mut parser, &flag)?,
             Long("history-events") => cfg.history.events = value(&mut parser, &flag)?,
             Long("history-bytes") => cfg.history.bytes = positive(&mut parser, &flag)?,
             Long("history-idle-ms") => cfg.history.idle = millis(&mut parser, &flag)?,
@@ -516,7 +514,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             },
         }
     }
-    cfg.engine = Engine::parse(&engine, engine_events, engine_bytes)?;
+    cfg.engine = Engine::parse(&engine, engine_timeout)?;
     cfg.cache_dir = if no_cache { None } else { cfg.cache_dir.or_else(default_cache_dir) };
     match command {
         Some("check") if files.is_empty() => bail!("house check FILE.wasm...: which files?"),
@@ -662,9 +660,9 @@ mod tests {
         assert_eq!((Config::default().guest.warm, cfg.guest.warm), (64, 0));
         assert!(matches!(cfg.engine, Engine::Memory));
         assert_eq!((cfg.history.events, cfg.history.budget, cfg.retry), (0, 3 << 20, Duration::from_millis(200)));
-        let redis = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-queue-events", "4"]).unwrap();
+        let redis = parse(&["--engine", "redis://127.0.0.1:7/2", "--engine-timeout-ms", "40"]).unwrap();
         let Engine::Redis(redis) = redis.engine else { panic!("redis") };
-        assert_eq!((redis.url.as_str(), redis.queue_events), ("redis://127.0.0.1:7/2", 4));
+        assert_eq!((redis.url.as_str(), redis.timeout), ("redis://127.0.0.1:7/2", Duration::from_millis(40)));
         assert_eq!((cfg.port, cfg.guest.strikes, cfg.guest.memory), (0, 7, 64 << 20));
         assert_eq!((cfg.guest.budgets.publish_bytes, cfg.load.compile_memory), (10, 300 << 20));
         assert_eq!(cfg.load.cache_bytes, 2 << 20);
@@ -702,6 +700,6 @@ mod tests {
             "--engine: \"mongo://x\" is neither `memory` nor a redis://HOST:PORT[/DB] address"
         );
         assert!(error(&["--engine", "redis://h:99999"]).starts_with("--engine: \"redis://h:99999\": "));
-        assert_eq!(error(&["--engine-queue-bytes", "0"]), "--engine-queue-bytes: must be at least 1");
+        assert_eq!(error(&["--engine-timeout-ms", "0"]), "--engine-timeout-ms: must be at least 1");
     }
 }

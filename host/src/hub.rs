@@ -65,17 +65,13 @@ struct Inbox {
 }
 
 /// The hub's way beyond this process (the Redis engine): told when a
-/// channel gains its first listener here and loses its last, given every
-/// event published here, and asked what an opening stream is owed. Called
-/// under the hub's lock, so it sees events in the order loops see them; it
-/// must only queue, never block.
+/// channel gains its first listener here and loses its last, and asked
+/// what an opening stream is owed. Its events are published by the calls'
+/// commits and come back through [`Hub::publish_remote`]. Called under the
+/// hub's lock; it must only queue, never block.
 pub trait Link: Send + Sync {
     fn listen(&self, channel: &Arc<str>);
     fn unlisten(&self, channel: &Arc<str>);
-    /// Takes `body` (a framed event without an id) to publish: it comes
-    /// back to this process's loops with its id. False if it cannot go
-    /// out; then the hub delivers it here only, without an id.
-    fn publish(&self, channel: &str, body: &Arc<[u8]>) -> bool;
     /// A stream opening on `channels`: what it is owed if the link can say
     /// at once, or None and the answer later, through [`Hub::opened`].
     fn open(&self, opener: Opener, channels: &[Arc<str>], start: &Start) -> Option<Replay>;
@@ -223,12 +219,8 @@ impl Hub {
     /// its own inbox before its turn ends, so it is not woken.
     pub fn publish(&self, from: usize, channel: &str, body: &Arc<[u8]>) {
         let mut table = self.table();
-        if let Some(link) = self.link.get() {
-            if !link.publish(channel, body) {
-                self.hand_out(&table, from, channel, None, body);
-            }
-            return;
-        }
+        // With a link, calls publish through their commits, never here.
+        debug_assert!(self.link.get().is_none(), "a local publish with the Redis engine");
         let (id, frame) = table.history.append(channel, body, Instant::now());
         self.hand_out(&table, from, channel, Some(id), &frame);
     }

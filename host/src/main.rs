@@ -69,7 +69,7 @@ fn run() -> anyhow::Result<()> {
     // Guests' data is where the engine is: shared on Redis, else embedded.
     let kv = match &cfg.engine {
         config::Engine::Redis(redis) => {
-            engine::kv::Kv::Redis(engine::kv::redis::Store::start(&redis.url, cfg.kv, log.sibling())?)
+            engine::kv::Kv::Redis(engine::kv::redis::Store::start(redis, cfg.kv, cfg.history, log.sibling())?)
         }
         config::Engine::Memory => {
             engine::kv::Kv::Embedded(engine::kv::embedded::Store::open(&cfg.data_dir, cfg.kv, log.sibling())?)
@@ -141,9 +141,9 @@ fn run() -> anyhow::Result<()> {
             Err(_) => result = Err(anyhow::anyhow!("an event loop panicked")),
         }
     }
-    // Events the last requests published may still be on their way out,
-    // and their writes on their way to the disk.
-    shared.engine.drain(std::time::Duration::from_secs(1));
+    // The last calls' commits may still be on their way to the disk (or
+    // to Redis): their answers were not sent, but what was handed over is
+    // written or said not to be.
     let mut log = log;
     let unwritten = kv.drain(std::time::Duration::from_secs(1));
     if unwritten > 0 {

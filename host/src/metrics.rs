@@ -233,7 +233,6 @@ pub struct Gauges {
     pub history_bytes: u64,
     pub engine: &'static str,
     pub engine_up: bool,
-    pub engine_unsent: u64,
     pub engine_refused: u64,
     pub kv_up: bool,
 }
@@ -346,12 +345,6 @@ pub fn render(g: &Gauges) -> String {
     gauge(&mut out, "house_history_bytes", "Bytes of those, overheads included.", g.history_bytes);
     head(&mut out, "house_engine_up", "gauge", "1 if the engine is connected (memory: always).");
     let _ = writeln!(out, "house_engine_up{{engine=\"{}\"}} {}", g.engine, u8::from(g.engine_up));
-    counter(
-        &mut out,
-        "house_engine_unsent_total",
-        "Events published here that could not be sent to other hosts.",
-        g.engine_unsent,
-    );
     counter(
         &mut out,
         "house_engine_refused_total",

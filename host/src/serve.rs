@@ -204,7 +204,7 @@ impl Server {
                 let engine = self.shared.engine.stats();
                 let kv = self.dispatcher.runtime.kv();
                 let body = format!(
-                    r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_unsent":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
+                    r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
                     self.shared.connections.load(Ordering::Relaxed),
                     hub.channels,
                     hub.subscriptions,
@@ -213,7 +213,6 @@ impl Server {
                     hub.dropped,
                     engine.kind,
                     engine.up,
-                    engine.unsent,
                     engine.refused,
                     hub.history.channels,
                     hub.history.events,
@@ -299,7 +298,6 @@ impl Server {
             history_bytes: hub.history.bytes as u64,
             engine: engine.kind,
             engine_up: engine.up,
-            engine_unsent: engine.unsent,
             engine_refused: engine.refused,
             kv_up: self.dispatcher.runtime.kv().is_some_and(Kv::up),
         }

@@ -31,6 +31,14 @@ impl<T> Outcome<T> {
     pub fn is_ok(&self) -> bool {
         matches!(self, Outcome::Ok(_))
     }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Ok(v) => Outcome::Ok(f(v)),
+            Outcome::Failed => Outcome::Failed,
+            Outcome::Unknown => Outcome::Unknown,
+        }
+    }
 }
 
 /// An append of `value` to `key`; on success, the list it read before.

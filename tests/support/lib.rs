@@ -464,8 +464,14 @@ impl Emitter {
         Emitter(BufReader::new(TcpStream::connect(addr).expect("connect")))
     }
 
-    /// `data` to `channel`, `times` events in one call.
+    /// `data` to `channel`, `times` events in one call, answered 200.
     pub fn emit_times(&mut self, channel: &str, data: &str, times: usize) {
+        let r = self.try_emit_times(channel, data, times);
+        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "emit {data} to {channel}: {}", r.body);
+    }
+
+    /// `data` to `channel`, `times` events in one call: the answer.
+    pub fn try_emit_times(&mut self, channel: &str, data: &str, times: usize) -> Response {
         let body = format!("channel={channel}&data={}&times={times}", enc(data));
         let req = format!(
             "POST /emit HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded\r\n\
@@ -473,8 +479,11 @@ impl Emitter {
             body.len()
         );
         self.0.get_mut().write_all(req.as_bytes()).unwrap();
-        let r = read_response(&mut self.0, false).expect("a response");
-        assert_eq!((r.status, r.body.as_str()), (200, "ok"), "emit {data} to {channel}: {}", r.body);
+        read_response(&mut self.0, false).expect("a response")
+    }
+
+    pub fn try_emit(&mut self, channel: &str, data: &str) -> Response {
+        self.try_emit_times(channel, data, 1)
     }
 
     pub fn emit(&mut self, channel: &str, data: &str) {

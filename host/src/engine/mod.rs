@@ -11,6 +11,7 @@
 pub mod history;
 pub mod kv;
 pub mod redis;
+pub mod redis_conn;
 pub mod timer;
 
 use std::sync::Arc;
@@ -24,8 +25,6 @@ pub struct EngineStats {
     pub kind: &'static str,
     /// Connected to its server (always, for `memory`).
     pub up: bool,
-    /// Events published here that could not be sent to other hosts.
-    pub unsent: u64,
     /// Messages from the server that were not house events, or too large.
     pub refused: u64,
 }
@@ -56,16 +55,9 @@ impl Running {
         }
     }
 
-    /// At shutdown: waits up to `limit` for what is queued to go out.
-    pub fn drain(&self, limit: std::time::Duration) {
-        if let Running::Redis(bridge) = self {
-            bridge.drain(limit);
-        }
-    }
-
     pub fn stats(&self) -> EngineStats {
         match self {
-            Running::Memory => EngineStats { kind: "memory", up: true, unsent: 0, refused: 0 },
+            Running::Memory => EngineStats { kind: "memory", up: true, refused: 0 },
             Running::Redis(bridge) => bridge.stats(),
         }
     }

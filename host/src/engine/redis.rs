@@ -1,50 +1,50 @@
 //! The Redis engine: channels and their history shared by every house on
-//! one Redis server. Each event is appended to its channel's stream
-//! (`XADD ... MAXLEN ~`, expiring when idle), which gives it its id, and
-//! published (PUBLISH) with that id, in one script: every host sees every
-//! channel's events in id order, and any host can replay any channel.
+//! one Redis server. A guest call's events are part of its commit
+//! (`kv::redis`): one script appends each to its channel's stream (`XADD
+//! ... MAXLEN ~`, expiring when idle), which gives it its id, and publishes
+//! (PUBLISH) it with that id, together with the call's writes. Every host
+//! sees every channel's events in id order, and any host can replay any
+//! channel; a call is answered only once its events are there, and while
+//! Redis cannot be reached it is answered 503, nothing published.
 //!
 //! The event loops never touch a Redis socket. The hub tells the bridge
 //! when a channel gains its first listener in this process and loses its
-//! last (so a process subscribes only to what it has listeners for), hands
-//! it every event published here, under the hub's lock, and asks it what
-//! an opening stream is owed. The bridge only queues (bounded:
-//! `--engine-queue-events`, `--engine-queue-bytes`; beyond, the event is
-//! counted as unsent) and wakes its thread.
+//! last (so a process subscribes only to what it has listeners for), and
+//! asks it what an opening stream is owed.
 //!
 //! Two threads per process:
-//! - the *writer* connects, sends queued events as one pipeline of scripts
-//!   per wake-up, sends SUBSCRIBE / UNSUBSCRIBE on the subscription socket,
-//!   answers opening streams (once Redis has confirmed their channels'
-//!   subscriptions, so that the history read and the live events meet
-//!   without a gap), and reconnects with backoff when a socket fails;
+//! - the *writer* connects, sends SUBSCRIBE / UNSUBSCRIBE on the
+//!   subscription socket, answers opening streams (once Redis has confirmed
+//!   their channels' subscriptions, so that the history read and the live
+//!   events meet without a gap), and reconnects with backoff when a socket
+//!   fails;
 //! - the *reader* reads the subscription socket and hands the events (this
-//!   host's own too: that is how they get their ids) to the hub.
+//!   host's own too: that is how they reach its loops) to the hub.
 //!
 //! The subscription socket is a plain `TcpStream` split between the two
 //! (the `redis` crate encodes the commands and parses the replies): the
 //! crate's synchronous `PubSub` owns its connection, so a subscription could
 //! only change between two of its blocking reads, i.e. after a poll timeout.
 //!
-//! While Redis is unreachable, local channels work as in `memory`, without
-//! ids or history; events that could not cross hosts are counted
-//! (`engine_unsent`), not replayed late, and a stream that asks for its
-//! history then starts with a reset. Redis's own output buffer limits drop
-//! a subscriber that falls far behind; the reader then sees the socket
-//! close and reconnects.
+//! While the subscription is down, a stream that asks for its history
+//! starts with a reset; once it is back, every stream is ended with a retry
+//! hint and resumes from its last id (`Hub::resync_streams`). Redis's own
+//! output buffer limits drop a subscriber that falls far behind; the
+//! reader then sees the socket close and reconnects.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use redis::{ConnectionAddr, Value};
+use anyhow::bail;
+use redis::Value;
 
 use super::EngineStats;
 use super::history::{EventId, Replay, Start};
+use super::redis_conn::{Address, Conn};
 use crate::config::{HistoryLimits, RedisEngine};
 use crate::guests::abi::ID_LINE_MAX;
 use crate::hub::{Hub, Link, Opener};
@@ -59,31 +59,26 @@ pub const HISTORY: &str = "house:history:";
 /// ids: an origin tag and the frame). Format 2: the frame, `id:` first.
 const FORMAT: u8 = 2;
 
-/// Appends an event to its channel's history and publishes it with the id
-/// that gave it, atomically: ids and publishes are in the same order.
-/// KEYS: the stream, the pub/sub channel. ARGV: events kept, idle ms, the
-/// framed event without its id.
-const PUBLISH: &str = r"
-local trim = ARGV[1] == '0' and '=' or '~'
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', trim, ARGV[1], '*', 'e', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', KEYS[2], '\2id: ' .. id .. '\n' .. ARGV[3])
-return 0
-";
-
 /// Whether an opening stream's resume can be honoured. KEYS: its
-/// channels' streams. ARGV: the id it resumes after ('' for none), the
-/// idle ms. Returns {reset (0 or 1), the newest id on them or ''}.
+/// channels' streams. ARGV: the id it resumes after ('' for none). Returns
+/// {reset (0 or 1), the newest id on them or ''}.
 ///
-/// A resume is honoured if every channel's history covers it: the id is at
-/// or after the channel's first kept entry (trimming takes the oldest) or
-/// its last; a channel with no stream, or one never trimmed (Redis 7's
-/// `entries-added` is its length) but perhaps recreated since it expired,
-/// has lost nothing after an id younger than the idle time. The entries
-/// themselves are read by XRANGE beside it in one MULTI (`Bridge::answer`):
-/// Lua would copy each into a table and back, at six times the cost.
+/// A resume is honoured only if every channel's history covers it: the
+/// channel's stream exists and the id is at or after its first kept entry
+/// or its last id. A stream's first entry is where its history begins: it
+/// was created with it (the stream's epoch), and every later id of that
+/// stream is after it (Redis makes stream ids from its clock, never going
+/// back within a stream). So an id from before a stream was recreated
+/// (Redis restarted without persistence, flushed, the stream evicted or
+/// expired and published to again) is before its first entry, and a
+/// channel with no stream has lost its history: both are a reset, never a
+/// guess. (A stream subscribed to several channels resumes them all from
+/// one id: a channel whose first entry is after it gets a reset too, which
+/// costs a reload, never an event.) The entries themselves are read by
+/// XRANGE beside it in one MULTI (`Bridge::answer`): Lua would copy each
+/// into a table and back, at six times the cost.
 const CHECK: &str = r"
-local after, idle = ARGV[1], tonumber(ARGV[2])
+local after = ARGV[1]
 local function parse(id)
   if not id then return nil end
   local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
@@ -91,8 +86,6 @@ local function parse(id)
   return {tonumber(ms), tonumber(seq)}
 end
 local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local newest, newest_text, infos = nil, '', {}
 for i, key in ipairs(KEYS) do
   if redis.call('EXISTS', key) == 1 then
@@ -108,20 +101,11 @@ if after == '' then return {0, newest_text} end
 local a = parse(after)
 if a == nil or newest == nil or before(newest, a) then return {1, newest_text} end
 for i, key in ipairs(KEYS) do
-  local info, ok = infos[i], false
-  if info == nil then
-    ok = a[1] >= now - idle
-  else
-    local first = info['first-entry'] and parse(info['first-entry'][1])
-    local last = parse(info['last-generated-id'])
-    local added, length = tonumber(info['entries-added']), tonumber(info['length'])
-    if (first and not before(a, first)) or (last and not before(a, last)) then
-      ok = true
-    elseif added ~= nil and added == length then
-      ok = a[1] >= now - idle
-    end
-  end
-  if not ok then return {1, newest_text} end
+  local info = infos[i]
+  if info == nil then return {1, newest_text} end
+  local first = info['first-entry'] and parse(info['first-entry'][1])
+  local last = parse(info['last-generated-id'])
+  if not ((first and not before(a, first)) or (last and not before(a, last))) then return {1, newest_text} end
 end
 return {0, newest_text}
 ";
@@ -129,9 +113,6 @@ return {0, newest_text}
 /// Reconnection backoff, from the first retry to the last.
 const FIRST_RETRY: Duration = Duration::from_millis(50);
 const LAST_RETRY: Duration = Duration::from_secs(1);
-pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// A reply slower than this means the connection is dead.
-pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// `MAXLEN ~` trims whole nodes of a stream (100 entries each, Redis's
 /// default): a channel may keep this many more than `--history-events`,
 /// and a stream may be replayed that many more.
@@ -142,11 +123,7 @@ const SUBSCRIBE_CHUNK: usize = 512;
 /// Refuses what `--engine` could never connect to (a bad port, TLS, a Unix
 /// socket), so that a typo stops the server at start.
 pub fn check_url(url: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(url)?;
-    match client.get_connection_info().addr() {
-        ConnectionAddr::Tcp(..) => Ok(()),
-        _ => bail!("only redis://HOST:PORT[/DB] (plain TCP) is supported"),
-    }
+    Address::parse(url).map(drop)
 }
 
 /// How long to wait before the next connection attempt (the engine's and
@@ -179,42 +156,23 @@ impl Backoff {
     }
 }
 
-/// A client for `--engine URL`, its host and port, and the address to show
-/// in the log (without the password).
-pub(crate) fn open(url: &str) -> anyhow::Result<(redis::Client, String, u16, String)> {
-    let client = redis::Client::open(url).context("--engine")?;
-    let info = client.get_connection_info();
-    let ConnectionAddr::Tcp(host, port) = info.addr().clone() else {
-        bail!("--engine: only redis://HOST:PORT[/DB] (plain TCP) is supported");
-    };
-    let shown = format!("redis://{host}:{port}/{}", info.redis_settings().db());
-    Ok((client, host, port, shown))
-}
-
 pub struct Bridge {
-    /// The address without its password, for the log.
-    shown: String,
-    host: String,
-    port: u16,
-    auth: Option<(Option<String>, String)>,
-    client: redis::Client,
-    queue_events: usize,
-    queue_bytes: usize,
+    address: Address,
+    /// `--engine-timeout-ms`: every socket's read and write timeout; the
+    /// subscription socket is pinged at half of it when idle, so that a
+    /// hung Redis is noticed there too.
+    timeout: Duration,
     sse_buffer: usize,
     history: HistoryLimits,
     hub: Arc<Hub>,
     state: Mutex<State>,
     wake: Condvar,
     up: AtomicBool,
-    unsent: AtomicU64,
     refused: AtomicU64,
 }
 
 #[derive(Default)]
 struct State {
-    /// Events to send, in order, and their bytes.
-    queue: VecDeque<(Arc<str>, Arc<[u8]>)>,
-    bytes: usize,
     /// Channels with listeners in this process.
     wanted: HashSet<Arc<str>>,
     /// Channels whose listening changed since the writer last looked (a
@@ -246,10 +204,9 @@ struct PendingOpen {
 
 /// The two sockets of one connection to Redis, and the scripts loaded.
 struct Connected {
-    commands: redis::Connection,
+    commands: Conn,
     subscriptions: TcpStream,
     reader: std::thread::JoinHandle<()>,
-    publish: String,
     check: String,
 }
 
@@ -261,24 +218,15 @@ impl Bridge {
         history: HistoryLimits,
         log: Log,
     ) -> anyhow::Result<Arc<Bridge>> {
-        let (client, host, port, shown) = open(&cfg.url)?;
-        let settings = client.get_connection_info().redis_settings();
-        let auth = settings.password().map(|p| (settings.username().map(str::to_owned), p.to_owned()));
         let bridge = Arc::new(Bridge {
-            shown,
-            host,
-            port,
-            auth,
-            client,
-            queue_events: cfg.queue_events,
-            queue_bytes: cfg.queue_bytes,
+            address: Address::parse(&cfg.url)?,
+            timeout: cfg.timeout,
             sse_buffer,
             history,
             hub,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             up: AtomicBool::new(false),
-            unsent: AtomicU64::new(0),
             refused: AtomicU64::new(0),
         });
         let writer = bridge.clone();
@@ -290,25 +238,7 @@ impl Bridge {
         EngineStats {
             kind: "redis",
             up: self.up.load(Ordering::Acquire),
-            unsent: self.unsent.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Waits up to `limit` for the events queued to be sent (shutdown).
-    pub fn drain(&self, limit: Duration) {
-        let deadline = std::time::Instant::now() + limit;
-        let mut state = self.state();
-        while !state.queue.is_empty() && self.up.load(Ordering::Acquire) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            state = self
-                .wake
-                .wait_timeout(state, left.min(Duration::from_millis(10)))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
         }
     }
 
@@ -330,7 +260,7 @@ impl Bridge {
                         log.line(format_args!(
                             "house: engine {}: cannot reach Redis ({e:#}); channels stay on this host until it \
                              answers, retrying",
-                            self.shown
+                            self.address.shown
                         ));
                         log.flush_now();
                         said_down = true;
@@ -340,19 +270,20 @@ impl Bridge {
                 }
             };
             let channels = self.state().subscribed.len();
-            log.line(format_args!("house: engine {}: connected, {channels} channels subscribed", self.shown));
+            log.line(format_args!("house: engine {}: connected, {channels} channels subscribed", self.address.shown));
             log.flush_now();
-            if said_down {
-                // Events of other hosts could not reach this one's streams
-                // meanwhile, and this host's own went out without ids: its
-                // streams resume from their last id, and get the gap from
+            if said_down || channels > 0 {
+                // Streams that were open before this connection (an outage,
+                // or a start without Redis) were not subscribed on Redis
+                // meanwhile, and other hosts' events could not reach them:
+                // they resume from their last id, and get the gap from
                 // Redis's history.
                 self.hub.resync_streams();
             }
             let since = std::time::Instant::now();
             let why = self.serve(&mut connected);
             self.disconnect(connected);
-            log.line(format_args!("house: engine {}: lost Redis ({why}); retrying", self.shown));
+            log.line(format_args!("house: engine {}: lost Redis ({why}); retrying", self.address.shown));
             log.flush_now();
             said_down = true;
             backoff.lost(since);
@@ -360,25 +291,20 @@ impl Bridge {
     }
 
     fn connect(self: &Arc<Self>) -> anyhow::Result<Connected> {
-        let mut commands = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        commands.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        commands.set_write_timeout(Some(REPLY_TIMEOUT))?;
-        let mut load = |script: &str| redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut commands);
-        let (publish, check) = (load(PUBLISH)?, load(CHECK)?);
-        let mut subscriptions = self.dial()?;
-        if let Some((user, password)) = &self.auth {
-            let mut auth = redis::cmd("AUTH");
-            if let Some(user) = user {
-                auth.arg(user);
-            }
-            subscriptions.write_all(&auth.arg(password).get_packed_command())?;
-        }
+        let mut commands = Conn::open(&self.address, self.timeout)?;
+        let check = match commands.command(redis::cmd("SCRIPT").arg("LOAD").arg(CHECK))? {
+            Value::BulkString(hash) => String::from_utf8(hash)?,
+            other => bail!("SCRIPT LOAD answered {other:?}"),
+        };
+        // Its reads time out too: it is pinged every half of the timeout
+        // (`serve`), so silence that long is a Redis that hangs.
+        let subscriptions = self.address.dial(self.timeout)?;
         let reader = {
             let bridge = self.clone();
             let stream = subscriptions.try_clone()?;
             std::thread::Builder::new().name("house-redis-in".into()).spawn(move || bridge.read(stream))?
         };
-        // From here on, publishes queue and listens count as changes; what
+        // From here on, listens count as changes; what
         // is wanted now is subscribed below, what changes later next turn.
         // (A reader that failed already has set `broken`: kept, and seen
         // by the first turn of `serve`.)
@@ -393,7 +319,7 @@ impl Bridge {
             }
             all
         };
-        let mut connected = Connected { commands, subscriptions, reader, publish, check };
+        let mut connected = Connected { commands, subscriptions, reader, check };
         if let Err(e) = send_subscriptions(&mut connected.subscriptions, "SUBSCRIBE", &all) {
             self.disconnect(connected);
             return Err(e.into());
@@ -401,17 +327,13 @@ impl Bridge {
         Ok(connected)
     }
 
-    /// Closes both sockets, waits for the reader to stop, counts what was
-    /// still queued as unsent (it is not replayed after a reconnect), and
-    /// starts the streams that waited, with a reset if they wanted history.
+    /// Closes both sockets, waits for the reader to stop, and starts the
+    /// streams that waited, with a reset if they wanted history.
     fn disconnect(&self, connected: Connected) {
         self.up.store(false, Ordering::Release);
         let _ = connected.subscriptions.shutdown(Shutdown::Both);
         let _ = connected.reader.join();
         let mut state = self.state();
-        self.unsent.fetch_add(state.queue.len() as u64, Ordering::Relaxed);
-        state.queue.clear();
-        state.bytes = 0;
         state.broken = None;
         state.subscribed.clear();
         state.awaiting.clear();
@@ -423,32 +345,9 @@ impl Bridge {
         }
     }
 
-    /// The subscription socket: plain TCP, with keep-alive so that a Redis
-    /// host that vanished is noticed even when nothing is published.
-    fn dial(&self) -> anyhow::Result<TcpStream> {
-        let mut last = None;
-        for addr in (self.host.as_str(), self.port).to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
-                    let keepalive = socket2::TcpKeepalive::new()
-                        .with_time(Duration::from_secs(10))
-                        .with_interval(Duration::from_secs(5))
-                        .with_retries(3);
-                    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-                    return Ok(stream);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.map_or_else(|| anyhow::anyhow!("{} resolves to no address", self.host), Into::into))
-    }
-
-    /// Sends what was queued, (un)subscribes what changed and answers the
-    /// streams whose channels are live, until a socket fails; returns why.
+    /// (Un)subscribes what changed and answers the streams whose channels
+    /// are live, until a socket fails; returns why.
     fn serve(&self, connected: &mut Connected) -> String {
-        let mut batch = VecDeque::new();
         loop {
             let (on, off, ready) = {
                 let mut state = self.state();
@@ -457,13 +356,22 @@ impl Bridge {
                         return why;
                     }
                     let ready = state.opens.iter().any(|o| state.live(&o.channels));
-                    if !state.queue.is_empty() || !state.changed.is_empty() || ready {
+                    if !state.changed.is_empty() || ready {
                         break;
                     }
-                    state = self.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+                    let (next, waited) =
+                        self.wake.wait_timeout(state, self.timeout / 2).unwrap_or_else(PoisonError::into_inner);
+                    state = next;
+                    if waited.timed_out() {
+                        drop(state);
+                        // In subscribe mode Redis answers `pong`: the reader
+                        // hears something within its read timeout.
+                        if let Err(e) = connected.subscriptions.write_all(&redis::cmd("PING").get_packed_command()) {
+                            return e.to_string();
+                        }
+                        state = self.state();
+                    }
                 }
-                std::mem::swap(&mut state.queue, &mut batch);
-                state.bytes = 0;
                 let changed = std::mem::take(&mut state.changed);
                 let (mut on, mut off) = (Vec::new(), Vec::new());
                 for channel in changed {
@@ -484,36 +392,11 @@ impl Bridge {
             if let Err(e) = send_subscriptions(&mut connected.subscriptions, "SUBSCRIBE", &on)
                 .and_then(|()| send_subscriptions(&mut connected.subscriptions, "UNSUBSCRIBE", &off))
             {
-                self.unsent.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 self.give_up(ready);
                 return e.to_string();
             }
             if let Err(e) = self.answer(connected, ready) {
-                self.unsent.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 return e;
-            }
-            if batch.is_empty() {
-                continue;
-            }
-            let mut pipe = redis::pipe();
-            let idle = self.history.idle.as_millis().to_string();
-            for (channel, body) in batch.drain(..) {
-                pipe.cmd("EVALSHA")
-                    .arg(&connected.publish)
-                    .arg(2)
-                    .arg(format!("{HISTORY}{channel}"))
-                    .arg(format!("{PREFIX}{channel}"))
-                    .arg(self.history.events)
-                    .arg(&idle)
-                    .arg(&body[..])
-                    .ignore();
-            }
-            let sent = pipe.query::<()>(&mut connected.commands);
-            // Waiters in `drain` look at an empty queue.
-            self.wake.notify_all();
-            if let Err(e) = sent {
-                self.unsent.fetch_add(pipe.len() as u64, Ordering::Relaxed);
-                return e.to_string();
             }
         }
     }
@@ -545,14 +428,17 @@ impl Bridge {
         // the id (if it is one), then each channel's newest (if a backlog
         // was asked: a reset falls back on it). One pipeline for them all.
         let mut pipe = redis::pipe();
-        let idle = self.history.idle.as_millis().to_string();
+        // Where each EXEC is among the replies (MULTI and QUEUED come too).
+        let mut execs = Vec::with_capacity(groups.len());
+        let mut commands = 0;
         for (open, _) in &groups {
-            pipe.cmd("MULTI").ignore();
-            pipe.cmd("EVALSHA").arg(&connected.check).arg(open.channels.len()).ignore();
+            pipe.cmd("MULTI");
+            pipe.cmd("EVALSHA").arg(&connected.check).arg(open.channels.len());
             for channel in &open.channels {
                 pipe.arg(format!("{HISTORY}{channel}"));
             }
-            pipe.arg(open.start.after.as_deref().unwrap_or("")).arg(&idle);
+            pipe.arg(open.start.after.as_deref().unwrap_or(""));
+            commands += 2;
             if let Some(after) = open.start.after.as_deref().and_then(EventId::parse) {
                 for channel in &open.channels {
                     let key = format!("{HISTORY}{channel}");
@@ -561,20 +447,27 @@ impl Bridge {
                         .arg(format!("({after}"))
                         .arg("+")
                         .arg("COUNT")
-                        .arg(self.replay_max() + 1)
-                        .ignore();
+                        .arg(self.replay_max() + 1);
+                    commands += 1;
                 }
             }
             if open.start.backlog > 0 {
                 for channel in &open.channels {
                     let key = format!("{HISTORY}{channel}");
-                    pipe.cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(open.start.backlog).ignore();
+                    pipe.cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(open.start.backlog);
+                    commands += 1;
                 }
             }
             pipe.cmd("EXEC");
+            execs.push(commands);
+            commands += 1;
         }
-        let failed = match pipe.query::<Vec<Value>>(&mut connected.commands) {
-            Ok(replies) if replies.len() == groups.len() => {
+        let failed = match connected.commands.query(&pipe.get_packed_pipeline(), commands) {
+            Ok(mut replies) if replies.len() == commands => {
+                let replies: Vec<Value> = execs
+                    .into_iter()
+                    .map(|i| std::mem::replace(&mut replies[i], Ok(Value::Nil)).unwrap_or(Value::Nil))
+                    .collect();
                 for ((open, others), reply) in groups.into_iter().zip(replies) {
                     let replay = self.replay(&open, reply);
                     for opener in others {
@@ -787,24 +680,6 @@ impl Link for Bridge {
             drop(state);
             self.wake.notify_all();
         }
-    }
-
-    fn publish(&self, channel: &str, body: &Arc<[u8]>) -> bool {
-        if !self.up.load(Ordering::Acquire) {
-            self.unsent.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        let mut state = self.state();
-        if state.queue.len() >= self.queue_events || state.bytes + body.len() > self.queue_bytes {
-            drop(state);
-            self.unsent.fetch_add(1, Ordering::Relaxed);
-            return false;
-        }
-        state.bytes += body.len();
-        state.queue.push_back((channel.into(), body.clone()));
-        drop(state);
-        self.wake.notify_all();
-        true
     }
 
     fn open(&self, opener: Opener, channels: &[Arc<str>], start: &Start) -> Option<Replay> {

@@ -399,26 +399,46 @@ impl Runtime {
         let mut reruns = 0;
         loop {
             let keys = match self.call_fresh(handler, args, &mut probe).await {
-                Ok((out, Some(kv))) if kv.has_writes() && out.status < 500 => match kv.commit().await {
-                    Ok(()) => return Ok(out),
-                    Err(CommitError::Conflict(keys)) => keys,
-                    Err(e @ CommitError::Unavailable(_)) => {
-                        return Err(CallError {
-                            reason: format!("its writes were not committed: {e}"),
-                            logs: out.logs,
-                            strike: false,
-                            kind: CallResult::Unavailable,
-                        });
+                Ok((mut out, Some(kv)))
+                    if out.status < 500 && (kv.has_writes() || kv.commits_events() && !out.publishes.is_empty()) =>
+                {
+                    // Where the store keeps channels (Redis), the call's
+                    // events are part of its commit: they get their ids
+                    // there and come back to this host's loops through the
+                    // engine's subscription, like every other host's.
+                    let in_commit = kv.commits_events();
+                    let events: Vec<_> = if in_commit {
+                        out.publishes.iter().map(|p| (p.channel.clone(), p.frame.clone())).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    match kv.commit(events).await {
+                        Ok(()) => {
+                            if in_commit && !out.publishes.is_empty() {
+                                METRICS.published(out.publishes.len() as u64);
+                                out.publishes.clear();
+                            }
+                            return Ok(out);
+                        }
+                        Err(CommitError::Conflict(keys)) => keys,
+                        Err(e @ CommitError::Unavailable(_)) => {
+                            return Err(CallError {
+                                reason: format!("nothing of it was committed: {e}"),
+                                logs: out.logs,
+                                strike: false,
+                                kind: CallResult::Unavailable,
+                            });
+                        }
+                        Err(e @ CommitError::Unknown(_)) => {
+                            return Err(CallError {
+                                reason: format!("its commit's {e}"),
+                                logs: out.logs,
+                                strike: false,
+                                kind: CallResult::Unknown,
+                            });
+                        }
                     }
-                    Err(e @ CommitError::Unknown(_)) => {
-                        return Err(CallError {
-                            reason: format!("its commit's {e}"),
-                            logs: out.logs,
-                            strike: false,
-                            kind: CallResult::Unknown,
-                        });
-                    }
-                },
+                }
                 // Only read, or answered a server error: nothing to commit.
                 Ok((out, _)) => return Ok(out),
                 Err(e) if e.kind == CallResult::Conflict => Vec::new(),

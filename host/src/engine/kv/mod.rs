@@ -148,6 +148,10 @@ pub struct Commit {
     pub namespace: String,
     pub reads: Vec<Read>,
     pub writes: Vec<Write>,
+    /// Events the call published, as (channel, framed body without an id),
+    /// where the store keeps channels too (Redis): they get their ids in the
+    /// commit and are visible exactly when its writes are.
+    pub events: Vec<(String, Arc<[u8]>)>,
 }
 
 /// The store guests' data is in.
@@ -399,16 +403,23 @@ impl Pending {
         !self.writes.is_empty()
     }
 
-    /// The call succeeded: commit what it wrote, atomically, if nothing it
-    /// read has changed. A call that wrote nothing commits nothing.
-    pub async fn commit(self) -> Result<(), CommitError> {
-        if self.writes.is_empty() {
+    /// Whether the store keeps channels too, so that a call's events are
+    /// part of its commit (Redis); else the hub publishes them after it.
+    pub fn commits_events(&self) -> bool {
+        matches!(self.kv, Kv::Redis(_))
+    }
+
+    /// The call succeeded: commit what it wrote and (if the store keeps
+    /// channels) published, atomically, if nothing it read has changed. A
+    /// call that did neither commits nothing.
+    pub async fn commit(self, events: Vec<(String, Arc<[u8]>)>) -> Result<(), CommitError> {
+        if self.writes.is_empty() && events.is_empty() {
             return Ok(());
         }
         // The snapshot is let go before the commit waits: it would pin
         // the pages the committer is about to replace.
         drop(self.snapshot);
-        let commit = Commit { namespace: self.namespace, reads: self.reads, writes: self.writes };
+        let commit = Commit { namespace: self.namespace, reads: self.reads, writes: self.writes, events };
         match &self.kv {
             Kv::Embedded(s) => s.commit(commit).await,
             Kv::Redis(s) => s.commit(commit).await,
@@ -442,7 +453,7 @@ mod tests {
 
     /// Commits `call` as the store's thread would: queued, then applied.
     fn commit(s: &embedded::Store, call: Pending) -> Result<(), CommitError> {
-        let mut f = std::pin::pin!(call.commit());
+        let mut f = std::pin::pin!(call.commit(Vec::new()));
         let mut cx = Context::from_waker(Waker::noop());
         if let Poll::Ready(out) = f.as_mut().poll(&mut cx) {
             return out;

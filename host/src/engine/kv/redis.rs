@@ -35,12 +35,10 @@ use futures_channel::oneshot;
 use redis::{Cmd, RedisResult, Value};
 
 use super::{Commit, CommitError, KvError, Listed, Read, Version, Write};
-use crate::config::KvLimits;
+use crate::config::{HistoryLimits, KvLimits, RedisEngine};
+use crate::engine::redis::Backoff;
+use crate::engine::redis_conn::{Address, Conn};
 use crate::log::Log;
-// A Redis that accepted a command but does not answer within
-// `REPLY_TIMEOUT` is treated as lost: the calls waiting on it get
-// `KV_UNAVAILABLE`, not a hang.
-use crate::engine::redis::{Backoff, CONNECT_TIMEOUT, REPLY_TIMEOUT};
 
 /// What every script below starts with: the module's key prefix, a key's
 /// version (0: absent or expired; 1: written before versions were kept),
@@ -134,22 +132,27 @@ table.insert(out, 1, 'ok')
 return out
 ";
 
-/// Commits one call's writes, if nothing it read has changed, its module
-/// stays within its quota, and this commit (by its id) was not applied
-/// already. ARGV: the module, the commit's id, the quota in bytes, the read
-/// set, then for each write its op (`s`et, `d`elete, `i`ncrement), key,
-/// value or delta, and expiry (ms since the epoch, `0`: none). Returns
-/// `ok`, `dup` (applied before: a resend), `conflict` and a key, or `quota`.
-/// It checks everything before it writes anything: a script's writes are
-/// not undone if it stops half-way.
+/// Commits one call: its writes and its events, if nothing it read has
+/// changed, its module stays within its quota, and this commit (by its id)
+/// was not applied already. ARGV: the module, the commit's id, the quota in
+/// bytes, the events a channel's history keeps and its idle ms, the number
+/// of writes, the read set, then for each write its op (`s`et, `d`elete,
+/// `i`ncrement), key, value or delta, and expiry (ms since the epoch, `0`:
+/// none), then for each event its channel and its framed body. Each event
+/// is appended to its channel's history, which gives it its id, and
+/// published with that id (as the engine's own events are: `engine::redis`).
+/// Returns `ok`, `dup` (applied before: a resend), `conflict` and a key, or
+/// `quota`. It checks everything before it writes anything: a script's
+/// writes are not undone if it stops half-way.
 const COMMIT: &str = r"
 local applied = p .. 'tx:' .. ARGV[2]
 if redis.call('EXISTS', applied) == 1 then return {'dup'} end
-local changed, first = check(4)
+local changed, first = check(7)
 if changed then return {'conflict', changed} end
+local last = first + 4 * tonumber(ARGV[6]) - 1
 local keys, sizes, expiries = p .. 'keys', p .. 'sizes', p .. 'expiries'
 local size, grow = {}, 0
-for i = first, #ARGV, 4 do
+for i = first, last, 4 do
   local op, key, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if size[key] == nil then size[key] = tonumber(redis.call('HGET', sizes, key)) or 0 end
   local new = 0
@@ -162,7 +165,7 @@ if grow > 0 and (tonumber(redis.call('GET', p .. 'usage')) or 0) + grow > tonumb
 end
 local version = redis.call('INCR', p .. 'seq') + 1
 local used = 0
-for i = first, #ARGV, 4 do
+for i = first, last, 4 do
   local op, key, arg, expires = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local vk = p .. 'v:' .. key
   local old = tonumber(redis.call('HGET', sizes, key)) or 0
@@ -199,8 +202,15 @@ for i = first, #ARGV, 4 do
   end
 end
 if used ~= 0 then redis.call('INCRBY', p .. 'usage', used) end
+if last >= first then redis.call('SADD', 'house:kv:modules', ARGV[1]) end
+local trim = ARGV[4] == '0' and '=' or '~'
+for i = last + 1, #ARGV, 2 do
+  local stream = 'house:history:' .. ARGV[i]
+  local id = redis.call('XADD', stream, 'MAXLEN', trim, ARGV[4], '*', 'e', ARGV[i + 1])
+  redis.call('PEXPIRE', stream, ARGV[5])
+  redis.call('PUBLISH', 'house:' .. ARGV[i], '\2id: ' .. id .. '\n' .. ARGV[i + 1])
+end
 redis.call('SET', applied, 1, 'PX', 600000)
-redis.call('SADD', 'house:kv:modules', ARGV[1])
 return {'ok'}
 ";
 
@@ -262,10 +272,14 @@ impl std::fmt::Display for Unreachable {
 impl std::error::Error for Unreachable {}
 
 pub struct Store {
-    /// The address without its password, for the log.
-    shown: String,
-    client: redis::Client,
+    address: Address,
+    /// `--engine-timeout-ms`: a Redis that accepted a command but does not
+    /// answer within it is treated as lost; the calls waiting on it get
+    /// `KV_UNAVAILABLE` (or their commit is sent again), not a hang.
+    timeout: Duration,
     limits: KvLimits,
+    /// What a channel's history keeps (the events a commit appends).
+    history: HistoryLimits,
     queue: Mutex<Queue>,
     wake: Condvar,
     /// A pipeline was answered (`drain` waits on it).
@@ -308,17 +322,18 @@ const RESEND_EVERY: Duration = Duration::from_millis(50);
 impl Store {
     /// Starts the thread that connects (now and after every failure) and
     /// serves the operations. Never waits for Redis.
-    pub fn start(url: &str, limits: KvLimits, log: Log) -> anyhow::Result<Arc<Store>> {
-        let (client, _, _, shown) = crate::engine::redis::open(url)?;
+    pub fn start(cfg: &RedisEngine, limits: KvLimits, history: HistoryLimits, log: Log) -> anyhow::Result<Arc<Store>> {
+        let address = Address::parse(&cfg.url)?;
         let script = |body: &str| {
             let text = if std::ptr::eq(body, SWEEP) { body.to_owned() } else { format!("{PRELUDE}{body}") };
             let hash = redis::Script::new(&text).get_hash().to_owned();
             (text, hash)
         };
         let store = Arc::new(Store {
-            shown,
-            client,
+            address,
+            timeout: cfg.timeout,
             limits,
+            history,
             queue: Mutex::new(Queue { requests: Vec::new(), busy: false }),
             wake: Condvar::new(),
             done: Condvar::new(),
@@ -457,8 +472,8 @@ impl Store {
         Ok(Some(Listed { entries, skipped }))
     }
 
-    /// Commits a call's writes: checked and applied by one script, with an
-    /// id. A reply lost with the connection is asked for again by sending
+    /// Commits a call's writes and events: checked and applied by one
+    /// script, with an id. A reply lost with the connection is asked for again by sending
     /// the same commit once Redis is back (the id makes a second arrival a
     /// no-op that says `dup`), for up to `RESEND_FOR`; after that the
     /// outcome is unknown.
@@ -468,6 +483,7 @@ impl Store {
         crate::random::fill(&mut id).map_err(|e| CommitError::Unavailable(e.into()))?;
         let id: String = id.iter().map(|b| format!("{b:02x}")).collect();
         cmd.arg(&commit.namespace).arg(&id).arg(self.limits.module_bytes);
+        cmd.arg(self.history.events).arg(self.history.idle.as_millis() as u64).arg(commit.writes.len());
         read_set(&mut cmd, &commit.reads);
         for write in &commit.writes {
             match write {
@@ -475,6 +491,9 @@ impl Store {
                 Write::Delete { key } => cmd.arg("d").arg(&key[..]).arg("").arg(0),
                 Write::Incr { key, delta } => cmd.arg("i").arg(&key[..]).arg(*delta).arg(0),
             };
+        }
+        for (channel, body) in &commit.events {
+            cmd.arg(channel.as_str()).arg(&body[..]);
         }
         let mut lost: Option<anyhow::Error> = None;
         let until = Instant::now() + RESEND_FOR;
@@ -526,7 +545,10 @@ impl Store {
                     self.state.store(DOWN, Ordering::Release);
                     self.fail_queued();
                     if !said_down {
-                        log.line(format_args!("house: kv {}: cannot reach Redis ({e:#}); retrying", self.shown));
+                        log.line(format_args!(
+                            "house: kv {}: cannot reach Redis ({e:#}); retrying",
+                            self.address.shown
+                        ));
                         log.flush_now();
                         said_down = true;
                     }
@@ -535,7 +557,7 @@ impl Store {
                 }
             };
             if said_down {
-                log.line(format_args!("house: kv {}: connected", self.shown));
+                log.line(format_args!("house: kv {}: connected", self.address.shown));
                 log.flush_now();
             }
             self.state.store(UP, Ordering::Release);
@@ -544,19 +566,17 @@ impl Store {
             self.state.store(DOWN, Ordering::Release);
             // Whatever queued meanwhile fails now, not after the reconnect.
             self.fail_queued();
-            log.line(format_args!("house: kv {}: lost Redis ({why}); retrying", self.shown));
+            log.line(format_args!("house: kv {}: lost Redis ({why}); retrying", self.address.shown));
             log.flush_now();
             said_down = true;
             backoff.lost(since);
         }
     }
 
-    fn connect(&self) -> anyhow::Result<redis::Connection> {
-        let mut conn = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        conn.set_read_timeout(Some(REPLY_TIMEOUT))?;
-        conn.set_write_timeout(Some(REPLY_TIMEOUT))?;
+    fn connect(&self) -> anyhow::Result<Conn> {
+        let mut conn = Conn::open(&self.address, self.timeout)?;
         for (script, _) in &self.scripts {
-            redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut conn)?;
+            conn.command(redis::cmd("SCRIPT").arg("LOAD").arg(script))?;
         }
         Ok(conn)
     }
@@ -573,7 +593,7 @@ impl Store {
 
     /// Sends what is queued as one pipeline, and the sweep once a second,
     /// until the connection fails; returns why.
-    fn serve(&self, conn: &mut redis::Connection, log: &mut Log) -> String {
+    fn serve(&self, conn: &mut Conn, log: &mut Log) -> String {
         let mut swept = Instant::now();
         let mut sweep = true;
         loop {
@@ -593,7 +613,6 @@ impl Store {
             // Under steady load the queue is never empty: sweep on time anyway.
             sweep |= swept.elapsed() >= SWEEP_EVERY;
             let mut pipe = redis::pipe();
-            pipe.ignore_errors();
             let mut replies = Vec::with_capacity(batch.len());
             for request in batch {
                 pipe.add_command(request.cmd);
@@ -603,7 +622,7 @@ impl Store {
                 pipe.cmd("EVALSHA").arg(&self.scripts[SWEEP_SCRIPT].1).arg(0).arg(SWEEP_BATCH);
             }
             // Dropping `replies` on failure wakes their calls with an error.
-            let answers = match pipe.query::<Vec<RedisResult<Value>>>(conn) {
+            let answers = match conn.query(&pipe.get_packed_pipeline(), pipe.len()) {
                 Ok(answers) => answers,
                 Err(e) => return e.to_string(),
             };
@@ -619,7 +638,10 @@ impl Store {
                 if let Some(Err(e)) = answers.next() {
                     flushed |= e.code() == Some("NOSCRIPT");
                     if !flushed {
-                        log.line(format_args!("house: kv {}: the sweep of expired keys failed: {e}", self.shown));
+                        log.line(format_args!(
+                            "house: kv {}: the sweep of expired keys failed: {e}",
+                            self.address.shown
+                        ));
                         log.flush_now();
                     }
                 }
