@@ -16,7 +16,7 @@ C_GUEST_FLAGS := --target=wasm32-unknown-unknown -O2 -nostdlib -mbulk-memory -Wa
 	-Iguest-sdk/include -Wl,--no-entry -Wl,-z,stack-size=65536
 PORT ?= 4242
 
-.PHONY: test-tools all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
+.PHONY: torture test-tools all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
 
 all: build
 
@@ -83,6 +83,15 @@ browser-deps:
 
 browser-test: build browser-deps test-deps
 	cd tests/browser && node --test
+
+# The consistency checker (tests/consistency.rs) for SECONDS per run: list
+# appends, counters and ids, then channels, on one host with the embedded
+# engine and on two hosts on Redis, each under its faults; every run prints
+# its operations, faults, anomalies and acknowledged-but-lost, and fails on
+# any. Four runs in turn: about 4 x SECONDS.
+SECONDS ?= 600
+torture: build test-deps
+	HOUSE_TORTURE_SECONDS=$(SECONDS) $(CARGO) test --release -p house-tests --test consistency -- --nocapture --test-threads 1
 
 bench: build test-deps
 	@command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)

@@ -27,11 +27,21 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use house_tests::checker::{self, Append, ListHistory, Outcome, Read, Report};
+use house_tests::checker::{self, Append, Heard, ListHistory, Outcome, Read, Report};
 use house_tests::redis::Redis;
+use house_tests::sse::Subscriber;
 use house_tests::{Response, Server, TempDir, free_port, read_response, test_guest};
 
 const LISTS: [&str; 5] = ["a", "b", "c", "d", "e"];
+/// Appends a list takes before the workload moves on to a new one (`a1`
+/// after `a0`...): a value is at most `--kv-value-bytes`, and a long run
+/// must not fill it.
+const GENERATION: u64 = 5000;
+
+/// The list `LISTS[i]` of the generation of `value` (the newest value).
+fn list_key(i: usize, value: u64) -> String {
+    format!("{}{}", LISTS[i % LISTS.len()], value / GENERATION)
+}
 const COUNTERS: [&str; 3] = ["p", "q", "r"];
 const CLIENTS: usize = 8;
 /// Acknowledged operations of each workload, at least (`make test`).
@@ -200,7 +210,7 @@ fn run(
     let done = AtomicBool::new(false);
     let injected = AtomicUsize::new(0);
     let started = Instant::now();
-    let hard_limit = torture.map_or(Duration::from_secs(240), |t| t + Duration::from_secs(60));
+    let hard_limit = limit();
     let finished = |issued: &[AtomicUsize; 3], injected: &AtomicUsize| match torture {
         Some(t) => started.elapsed() >= t,
         None => {
@@ -224,8 +234,8 @@ fn run(
                     let workload = [0, 0, 1, 2][kind];
                     let acked = match kind {
                         0 => {
-                            let key = LISTS[(n * 7 + c) % LISTS.len()];
                             let value = next_value.fetch_add(1, Ordering::Relaxed);
+                            let key = list_key(n * 7 + c, value);
                             let Some(o) = client.call("POST", &format!("/append?key={key}&value={value}")) else {
                                 std::thread::sleep(Duration::from_millis(20));
                                 continue;
@@ -233,11 +243,12 @@ fn run(
                             counts.count(&o);
                             let outcome = o.map(|before| list_of(&before));
                             let acked = outcome.is_ok();
-                            history.lock().unwrap().lists.appends.push(Append { key: key.into(), value, outcome });
+                            history.lock().unwrap().lists.appends.push(Append { key, value, outcome });
                             acked
                         }
                         1 => {
-                            let keys: Vec<&str> = (0..3).map(|i| LISTS[(n + c + i * 2) % LISTS.len()]).collect();
+                            let now = next_value.load(Ordering::Relaxed);
+                            let keys: Vec<String> = (0..3).map(|i| list_key(n + c + i * 2, now)).collect();
                             let Some(o) = client.call("GET", &format!("/read?keys={}", keys.join(","))) else {
                                 std::thread::sleep(Duration::from_millis(20));
                                 continue;
@@ -317,9 +328,14 @@ fn finals(addr: SocketAddr, history: &mut History) {
             _ => std::thread::sleep(Duration::from_millis(50)),
         }
     };
-    for line in ask("GET", &format!("/read?keys={}", LISTS.join(","))).lines() {
-        let (k, v) = line.split_once('=').unwrap();
-        history.lists.finals.insert(k.to_owned(), list_of(v));
+    let mut keys: Vec<String> = history.lists.appends.iter().map(|a| a.key.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        for line in ask("GET", &format!("/read?keys={key}")).lines() {
+            let (k, v) = line.split_once('=').unwrap();
+            history.lists.finals.insert(k.to_owned(), list_of(v));
+        }
     }
     for key in COUNTERS {
         let value = number(&ask("GET", &format!("/counter?key={key}")));
@@ -367,6 +383,11 @@ fn verdict(name: &str, history: History, counts: &Counts, faults: &[String]) {
 
 fn torture() -> Option<Duration> {
     std::env::var("HOUSE_TORTURE_SECONDS").ok().map(|s| Duration::from_secs(s.parse().expect("seconds")))
+}
+
+/// How long a run may take before it is a failure (a hang, not a pass).
+fn limit() -> Duration {
+    torture().map_or(Duration::from_secs(240), |t| t + Duration::from_secs(120))
 }
 
 #[test]
@@ -417,4 +438,226 @@ fn redis_two_hosts_with_redis_killed_paused_and_a_host_killed() {
     });
     finals(addrs[0], &mut history);
     verdict("redis, 2 hosts", history, &counts, &faults.into_inner().unwrap());
+}
+
+const CHANNELS: [&str; 2] = ["x", "y"];
+/// Subscribers per channel, and events acknowledged at least (`make test`).
+const PER_CHANNEL: usize = 2;
+const EVENTS: usize = 2000;
+
+/// One subscriber of `channel` until it hears `sentinel`: it reconnects
+/// with `Last-Event-ID` whenever its connection ends, and on its own every
+/// 10-40 events, cycling through `addrs`.
+fn subscribe_until(addrs: &[SocketAddr], channel: &str, sentinel: &str, ready: &std::sync::Barrier) -> Vec<Heard> {
+    let mut heard = Vec::new();
+    let mut last_id: Option<String> = None;
+    let mut ready = Some(ready);
+    let started = Instant::now();
+    for attempt in 0usize.. {
+        assert!(started.elapsed() < limit(), "{channel}: never heard {sentinel}");
+        let addr = addrs[attempt % addrs.len()];
+        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let headers: Vec<(&str, &str)> = last_id.iter().map(|id| ("Last-Event-ID", id.as_str())).collect();
+        let Some(mut sub) = Subscriber::try_open_with(stream, &format!("/listen?channel={channel}"), &headers) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        if !sub.head.starts_with("HTTP/1.1 200") {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
+        sub.set_timeout(Duration::from_secs(5));
+        if let Some(barrier) = ready.take() {
+            // The first event (the handler's) says the stream is open.
+            sub.next_raw().expect("the stream's first event");
+            barrier.wait();
+        }
+        let leave_after = 10 + (attempt * 7919 + channel.len()) % 31;
+        let mut got = 0;
+        while let Some(raw) = sub.next_raw() {
+            let id = raw.lines().find_map(|l| l.strip_prefix("id: ")).map(str::to_owned);
+            let data: Vec<&str> = raw.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+            if raw.lines().any(|l| l == "event: reset") {
+                heard.push(Heard::Reset);
+            } else if let Some(id) = &id {
+                let (hi, lo) = id.split_once('-').expect("HI-LO");
+                let tag = data.join("\n");
+                heard.push(Heard::Event { id: (hi.parse().unwrap(), lo.parse().unwrap()), tag: tag.clone() });
+                if tag == sentinel {
+                    return heard;
+                }
+                got += 1;
+            }
+            if id.is_some() {
+                last_id = id;
+            }
+            if got >= leave_after {
+                break;
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// Publishers tag every event uniquely while subscribers come and go and
+/// `fault` strikes; then each channel's sentinel; then the check.
+fn run_channels(name: &str, addrs: &[SocketAddr], min_faults: usize, mut fault: impl FnMut(usize) + Send) {
+    let published: Mutex<HashMap<String, (String, Outcome<()>)>> = Mutex::new(HashMap::new());
+    let acked = AtomicUsize::new(0);
+    let injected = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    let counts = Counts::default();
+    let subscribers = CHANNELS.len() * PER_CHANNEL;
+    let ready = std::sync::Barrier::new(subscribers + 1);
+    let torture = torture();
+    let started = Instant::now();
+    let heard: Vec<(String, Vec<Heard>)> = std::thread::scope(|scope| {
+        let listening: Vec<_> = (0..subscribers)
+            .map(|i| {
+                let channel = CHANNELS[i % CHANNELS.len()];
+                let ready = &ready;
+                // Each subscriber starts on its own host.
+                let mut order = addrs.to_vec();
+                order.rotate_left(i % addrs.len());
+                scope.spawn(move || {
+                    (channel.to_owned(), subscribe_until(&order, channel, &format!("end-{channel}"), ready))
+                })
+            })
+            .collect();
+        ready.wait();
+        std::thread::scope(|publishers| {
+            for p in 0..4 {
+                let (published, acked, done, counts) = (&published, &acked, &done, &counts);
+                let addr = addrs[p % addrs.len()];
+                publishers.spawn(move || {
+                    let mut client = Client { addr, conn: None };
+                    for n in 0.. {
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let channel = CHANNELS[(n + p) % CHANNELS.len()];
+                        let tag = format!("p{p}-{n}");
+                        let Some(o) = client.call("POST", &format!("/say?channel={channel}&tag={tag}")) else {
+                            std::thread::sleep(Duration::from_millis(20));
+                            continue;
+                        };
+                        counts.count(&o);
+                        let o = o.map(drop);
+                        if o.is_ok() {
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        published.lock().unwrap().insert(tag, (channel.to_owned(), o));
+                        if torture.is_some() {
+                            // A long run at full speed would hold tens of
+                            // millions of events in this process to check.
+                            std::thread::sleep(Duration::from_millis(2));
+                        }
+                    }
+                });
+            }
+            let mut last = Instant::now();
+            loop {
+                let enough = match torture {
+                    Some(t) => started.elapsed() >= t,
+                    None => acked.load(Ordering::Relaxed) >= EVENTS && injected.load(Ordering::Relaxed) >= min_faults,
+                };
+                if enough {
+                    done.store(true, Ordering::Relaxed);
+                    break;
+                }
+                assert!(started.elapsed() < limit(), "{name}: the run took too long");
+                std::thread::sleep(Duration::from_millis(20));
+                if last.elapsed() >= FAULT_EVERY {
+                    fault(injected.load(Ordering::Relaxed));
+                    injected.fetch_add(1, Ordering::Relaxed);
+                    last = Instant::now();
+                }
+            }
+        });
+        // Everything published: each channel's last event.
+        let mut client = Client { addr: addrs[0], conn: None };
+        for channel in CHANNELS {
+            let tag = format!("end-{channel}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                assert!(Instant::now() < deadline, "{name}: {tag} was never acknowledged");
+                if let Some(Outcome::Ok(_)) = client.call("POST", &format!("/say?channel={channel}&tag={tag}")) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            published.lock().unwrap().insert(tag, (channel.to_owned(), Outcome::Ok(())));
+        }
+        listening.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let published = published.into_inner().unwrap();
+    let mut report = Report::default();
+    checker::check_channels(&published, &heard, &mut report);
+    let resets: usize = heard.iter().map(|(_, h)| h.iter().filter(|e| **e == Heard::Reset).count()).sum();
+    let delivered: usize = heard.iter().map(|(_, h)| h.len()).sum::<usize>() - resets;
+    eprintln!(
+        "consistency {name}, channels: {} publishes ({} ok, {} refused, {} unknown), {} subscribers heard {delivered} \
+         events and {resets} resets, {} faults, {} anomalies, {} acknowledged-but-lost",
+        published.len(),
+        counts.ok.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.unknown.load(Ordering::Relaxed),
+        heard.len(),
+        injected.load(Ordering::Relaxed),
+        report.anomalies.len(),
+        report.lost,
+    );
+    for a in &report.anomalies {
+        eprintln!("  anomaly: {a}");
+    }
+    assert!(report.is_clean(), "{name}: {} anomalies, {} acknowledged-but-lost", report.anomalies.len(), report.lost);
+}
+
+#[test]
+fn channels_embedded_one_host_two_loops_with_the_host_killed() {
+    let mut host = Host::start(&["--threads", "2"]);
+    let addr = host.addr();
+    run_channels("embedded, 1 host x 2 loops", &[addr], 3, |_| {
+        host.kill();
+        host.restart();
+    });
+}
+
+#[test]
+fn channels_redis_two_hosts_with_redis_killed_paused_and_a_host_killed() {
+    let redis = Mutex::new(Redis::start_durable());
+    let url = redis.lock().unwrap().url();
+    let flags = ["--threads", "1", "--engine", url.as_str()];
+    let mut hosts = [Host::start(&flags), Host::start(&flags)];
+    let addrs: Vec<SocketAddr> = hosts.iter().map(Host::addr).collect();
+    for h in &hosts {
+        let s = h.server.as_ref().unwrap();
+        house_tests::wait_until(Duration::from_secs(10), "the host to be on Redis", || {
+            let stats = s.stats_json();
+            stats["engine_up"] == true && stats["kv_up"] == true
+        });
+    }
+    run_channels("redis, 2 hosts", &addrs, 6, |i| match i % 3 {
+        0 => {
+            let mut r = redis.lock().unwrap();
+            r.kill();
+            r.restart();
+        }
+        1 => {
+            let r = redis.lock().unwrap();
+            r.pause();
+            std::thread::sleep(Duration::from_secs(3));
+            r.resume();
+        }
+        _ => {
+            let host = &mut hosts[i % 2];
+            host.kill();
+            host.restart();
+        }
+    });
 }

@@ -299,6 +299,115 @@ pub fn check_ids(ids: &[Outcome<i64>], report: &mut Report) {
     }
 }
 
+/// What one subscriber received over its whole run, across reconnects:
+/// each event's id and tag, and where it was told `event: reset`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    Event { id: (u64, u64), tag: String },
+    Reset,
+}
+
+/// An event's id and tag.
+type Placed<'a> = ((u64, u64), &'a str);
+
+/// Channels: every acknowledged event reaches every subscriber of its
+/// channel exactly once and in order, or the subscriber is told
+/// `event: reset` before the gap; no refused event reaches anyone.
+/// `published`: each tag's channel and outcome; `heard`: each subscriber's
+/// channel and what it received. Subscribers were open before the first
+/// publish and heard the channel's last event (a sentinel) at the end.
+pub fn check_channels(
+    published: &HashMap<String, (String, Outcome<()>)>,
+    heard: &[(String, Vec<Heard>)],
+    report: &mut Report,
+) {
+    // The id each tag was given, as any subscriber heard it.
+    let mut ids: HashMap<&str, (u64, u64)> = HashMap::new();
+    for (_, events) in heard {
+        for h in events {
+            if let Heard::Event { id, tag } = h
+                && let Some(other) = ids.insert(tag, *id)
+                && other != *id
+            {
+                report.anomaly(format!("event {tag} was heard with two ids, {other:?} and {id:?}"));
+            }
+        }
+    }
+    // Each channel's acknowledged events whose id is known, in id order.
+    let mut acked: HashMap<&str, Vec<Placed<'_>>> = HashMap::new();
+    for (tag, (channel, outcome)) in published {
+        if outcome.is_ok()
+            && let Some(id) = ids.get(tag.as_str())
+        {
+            acked.entry(channel.as_str()).or_default().push((*id, tag.as_str()));
+        }
+    }
+    for list in acked.values_mut() {
+        list.sort();
+    }
+    let none = Vec::new();
+    for (s, (channel, events)) in heard.iter().enumerate() {
+        let mut seen = HashSet::new();
+        let mut missed: HashSet<String> = HashSet::new();
+        let in_order = acked.get(channel.as_str()).unwrap_or(&none);
+        // Segments between resets: within one, ids only grow, and no
+        // acknowledged event of the channel falls between two heard ones.
+        let mut segment: Vec<(u64, u64)> = Vec::new();
+        let close = |segment: &mut Vec<(u64, u64)>, missed: &mut HashSet<String>| {
+            if let (Some(first), Some(last)) = (segment.first(), segment.last()) {
+                let heard_here: HashSet<&(u64, u64)> = segment.iter().collect();
+                let from = in_order.partition_point(|(id, _)| id <= first);
+                let to = in_order.partition_point(|(id, _)| id < last);
+                for (id, tag) in in_order.get(from..to).unwrap_or_default() {
+                    if !heard_here.contains(id) {
+                        missed.insert(tag.to_string());
+                    }
+                }
+            }
+            segment.clear();
+        };
+        for h in events {
+            match h {
+                Heard::Reset => close(&mut segment, &mut missed),
+                Heard::Event { id, tag } => {
+                    if !seen.insert(tag.clone()) {
+                        report.anomaly(format!("subscriber {s} of {channel} heard {tag} twice"));
+                    }
+                    match published.get(tag) {
+                        None => report.anomaly(format!("subscriber {s} heard {tag}, never published")),
+                        Some((ch, _)) if ch != channel => {
+                            report.anomaly(format!("subscriber {s} of {channel} heard {tag} of {ch}"))
+                        }
+                        Some((_, Outcome::Failed)) => {
+                            report.anomaly(format!("subscriber {s} heard {tag}, whose publish was refused"))
+                        }
+                        Some(_) => {}
+                    }
+                    if segment.last().is_some_and(|last| last >= id) {
+                        report.anomaly(format!("subscriber {s} of {channel} heard {tag} out of order"));
+                    }
+                    segment.push(*id);
+                }
+            }
+        }
+        close(&mut segment, &mut missed);
+        // A subscriber told of no reset heard every acknowledged event.
+        if !events.contains(&Heard::Reset) {
+            for (tag, (ch, outcome)) in published {
+                if ch == channel && outcome.is_ok() && !seen.contains(tag) {
+                    missed.insert(tag.clone());
+                }
+            }
+        }
+        let mut missed: Vec<String> = missed.into_iter().collect();
+        missed.sort();
+        for tag in &missed {
+            report.anomaly(format!("subscriber {s} of {channel} missed {tag}, acknowledged, without a reset"));
+        }
+        report.lost += missed.len();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,5 +484,27 @@ mod tests {
         check_ids(&[Outcome::Ok(3), Outcome::Ok(3)], &mut r);
         assert_eq!(r.lost, 1);
         assert_eq!(r.anomalies.len(), 3, "{r:?}");
+    }
+
+    #[test]
+    fn channels_lost_duplicated_and_refused_events_are_found() {
+        let ev = |ms: u64, tag: &str| Heard::Event { id: (ms, 0), tag: tag.into() };
+        let mut published = HashMap::new();
+        for t in ["a", "b", "c"] {
+            published.insert(t.to_string(), ("ch".to_string(), Outcome::Ok(())));
+        }
+        published.insert("x".to_string(), ("ch".to_string(), Outcome::Failed));
+        let mut r = Report::default();
+        let whole = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), ev(3, "c")]);
+        let reset_gap = ("ch".to_string(), vec![ev(1, "a"), Heard::Reset, ev(3, "c")]);
+        check_channels(&published, &[whole.clone(), reset_gap], &mut r);
+        assert!(r.is_clean(), "{r:?}");
+        let silent_gap = ("ch".to_string(), vec![ev(1, "a"), ev(3, "c")]);
+        let twice = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), ev(2, "b"), ev(3, "c")]);
+        let refused = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), ev(3, "c"), ev(4, "x")]);
+        check_channels(&published, &[whole, silent_gap, twice, refused], &mut r);
+        assert_eq!(r.lost, 1, "b, between a and c: {r:?}");
+        assert!(r.anomalies.iter().any(|a| a.contains("twice")), "{r:?}");
+        assert!(r.anomalies.iter().any(|a| a.contains("refused")), "{r:?}");
     }
 }
