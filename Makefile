@@ -111,6 +111,7 @@ fuzz:
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_request -- -max_total_time=$(FUZZ_SECONDS)
 
 lint: wasm-target
+	python3 .ci/import_cycles.py --through engine host/src
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	cd guests && $(CARGO) clippy --target $(WASM_TARGET) -- -D warnings

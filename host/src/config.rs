@@ -250,11 +250,19 @@ impl Engine {
             bail!("--engine: {text:?} is neither `memory` nor a redis://HOST:PORT[/DB] address");
         }
         // Checked here so that a typo stops the server at start, not at the
-        // first reconnect.
-        crate::engine::redis::check_url(text).with_context(|| format!("--engine: {text:?}"))?;
+        // first reconnect (with the redis crate's own parser, as the engine
+        // connects: config is plain data, and imports no engine).
+        let client = redis::Client::open(text).with_context(|| format!("--engine: {text:?}"))?;
+        if !matches!(client.get_connection_info().addr(), redis::ConnectionAddr::Tcp(..)) {
+            bail!("--engine: {text:?}: only redis://HOST:PORT[/DB] (plain TCP) is supported");
+        }
         Ok(Engine::Redis(RedisEngine { url: text.to_owned(), timeout }))
     }
 }
+
+/// The most headers `--max-headers` may allow (`http::request` keeps that
+/// many on its stack while it parses).
+pub const MAX_HEADERS_CAP: usize = 256;
 
 /// `--threads` at most.
 const MAX_THREADS: usize = 256;
@@ -459,8 +467,8 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("max-head-bytes") => l.max_head = positive(&mut parser, &flag)?,
             Long("max-headers") => {
                 l.max_headers = positive(&mut parser, &flag)?;
-                if l.max_headers > crate::http::request::MAX_HEADERS_CAP {
-                    bail!("{flag}: at most {}", crate::http::request::MAX_HEADERS_CAP);
+                if l.max_headers > MAX_HEADERS_CAP {
+                    bail!("{flag}: at most {}", MAX_HEADERS_CAP);
                 }
             }
             Long("max-body-bytes") => l.max_body = value(&mut parser, &flag)?,

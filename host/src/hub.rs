@@ -27,6 +27,7 @@ use mio::Waker;
 
 use crate::config::HistoryLimits;
 use crate::engine::history::{EventId, History, HistoryStats, Replay, Start};
+pub use crate::engine::{Link, Opener};
 
 /// What the hub leaves for a loop.
 pub enum Delivery {
@@ -43,15 +44,6 @@ pub enum Delivery {
     Opened { key: usize, conn: u64, replay: Replay },
 }
 
-/// A stream being opened: its loop, and its connection there (by slab key
-/// and by id, as a key is reused).
-#[derive(Debug, Clone, Copy)]
-pub struct Opener {
-    pub lp: usize,
-    pub key: usize,
-    pub conn: u64,
-}
-
 /// What other loops leave for one loop.
 struct Inbox {
     queue: Mutex<VecDeque<Delivery>>,
@@ -59,22 +51,9 @@ struct Inbox {
     woken: AtomicBool,
     /// Events that did not fit since it last drained.
     overflowed: AtomicBool,
-    /// Its streams should resume (see [`Hub::resync_streams`]).
+    /// Its streams should resume (see [`Hub::resync_streams`], the engine's `Deliver::resync`).
     resync: AtomicBool,
     waker: Arc<Waker>,
-}
-
-/// The hub's way beyond this process (the Redis engine): told when a
-/// channel gains its first listener here and loses its last, and asked
-/// what an opening stream is owed. Its events are published by the calls'
-/// commits and come back through [`Hub::publish_remote`]. Called under the
-/// hub's lock; it must only queue, never block.
-pub trait Link: Send + Sync {
-    fn listen(&self, channel: &Arc<str>);
-    fn unlisten(&self, channel: &Arc<str>);
-    /// A stream opening on `channels`: what it is owed if the link can say
-    /// at once, or None and the answer later, through [`Hub::opened`].
-    fn open(&self, opener: Opener, channels: &[Arc<str>], start: &Start) -> Option<Replay>;
 }
 
 /// `from` for events that come from beyond the process: every loop with
@@ -298,6 +277,21 @@ impl Hub {
             dropped: self.dropped.load(Ordering::Relaxed),
             history: table.history.stats(),
         }
+    }
+}
+
+/// The engine's deliveries are the hub's to hand out.
+impl crate::engine::Deliver for Hub {
+    fn event(&self, channel: &str, id: EventId, frame: &Arc<[u8]>) {
+        self.publish_remote(channel, Some(id), frame);
+    }
+
+    fn opened(&self, opener: Opener, replay: Replay) {
+        Hub::opened(self, opener, replay);
+    }
+
+    fn resync(&self) {
+        self.resync_streams();
     }
 }
 

@@ -98,7 +98,10 @@ fn run() -> anyhow::Result<()> {
     let polls = (0..cfg.threads).map(|_| mio::Poll::new()).collect::<Result<Vec<_>, _>>()?;
     let wakers = polls.iter().map(event_loop::waker).collect::<Result<Vec<_>, _>>()?;
     let hub = Arc::new(Hub::new(wakers, cfg.hub_queue, cfg.history));
-    let engine = engine::Running::start(&cfg.engine, &hub, cfg.limits.sse_buffer, cfg.history, log.sibling())?;
+    let engine = engine::Running::start(&cfg.engine, hub.clone(), cfg.limits.sse_buffer, cfg.history, log.sibling())?;
+    if let Some(link) = engine.link() {
+        hub.set_link(link);
+    }
     let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {

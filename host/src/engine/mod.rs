@@ -8,6 +8,7 @@
 //! key-value data follows the engine (`kv/`): embedded with `memory`, on
 //! the same Redis with `redis://`.
 
+pub mod broker;
 pub mod history;
 pub mod kv;
 pub mod redis;
@@ -16,18 +17,10 @@ pub mod timer;
 
 use std::sync::Arc;
 
-use crate::config::{Engine, HistoryLimits};
-use crate::hub::Hub;
-use crate::log::Log;
+pub use broker::{Deliver, EngineStats, Link, Opener};
 
-/// What `/_house/stats` says of the engine.
-pub struct EngineStats {
-    pub kind: &'static str,
-    /// Connected to its server (always, for `memory`).
-    pub up: bool,
-    /// Messages from the server that were not house events, or too large.
-    pub refused: u64,
-}
+use crate::config::{Engine, HistoryLimits};
+use crate::log::Log;
 
 /// A running engine.
 pub enum Running {
@@ -36,22 +29,28 @@ pub enum Running {
 }
 
 impl Running {
-    /// Starts `engine` for `hub`. Never waits for a server: Redis down at
-    /// start is retried in the background while local channels serve.
+    /// Starts `engine`, delivering to `deliver` (the hub). Never waits for a
+    /// server: Redis down at start is retried in the background while the
+    /// host serves. Its link, if any, is for the hub ([`Running::link`]).
     pub fn start(
         engine: &Engine,
-        hub: &Arc<Hub>,
+        deliver: Arc<dyn Deliver>,
         sse_buffer: usize,
         history: HistoryLimits,
         log: Log,
     ) -> anyhow::Result<Running> {
         match engine {
             Engine::Memory => Ok(Running::Memory),
-            Engine::Redis(cfg) => {
-                let bridge = redis::Bridge::start(cfg, hub.clone(), sse_buffer, history, log)?;
-                hub.set_link(bridge.clone());
-                Ok(Running::Redis(bridge))
-            }
+            Engine::Redis(cfg) => Ok(Running::Redis(redis::Bridge::start(cfg, deliver, sse_buffer, history, log)?)),
+        }
+    }
+
+    /// The broker beyond this process, for the hub to tell of its
+    /// listeners (none for `memory`).
+    pub fn link(&self) -> Option<Arc<dyn Link>> {
+        match self {
+            Running::Memory => None,
+            Running::Redis(bridge) => Some(bridge.clone()),
         }
     }
 

@@ -42,12 +42,12 @@ use std::time::Duration;
 use anyhow::bail;
 use redis::Value;
 
-use super::EngineStats;
+use house_abi::ID_LINE_MAX;
+
+use super::broker::{Deliver, EngineStats, Link, Opener};
 use super::history::{EventId, Replay, Start};
 use super::redis_conn::{Address, Conn};
 use crate::config::{HistoryLimits, RedisEngine};
-use crate::guests::abi::ID_LINE_MAX;
-use crate::hub::{Hub, Link, Opener};
 use crate::log::Log;
 
 /// Redis channel names are the house channel's with this prefix: pub/sub is
@@ -120,12 +120,6 @@ const TRIM_SLACK: usize = 200;
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 512;
 
-/// Refuses what `--engine` could never connect to (a bad port, TLS, a Unix
-/// socket), so that a typo stops the server at start.
-pub fn check_url(url: &str) -> anyhow::Result<()> {
-    Address::parse(url).map(drop)
-}
-
 /// How long to wait before the next connection attempt (the engine's and
 /// the key-value store's connections use one each).
 pub(crate) struct Backoff {
@@ -164,7 +158,7 @@ pub struct Bridge {
     timeout: Duration,
     sse_buffer: usize,
     history: HistoryLimits,
-    hub: Arc<Hub>,
+    hub: Arc<dyn Deliver>,
     state: Mutex<State>,
     wake: Condvar,
     up: AtomicBool,
@@ -213,7 +207,7 @@ struct Connected {
 impl Bridge {
     pub fn start(
         cfg: &RedisEngine,
-        hub: Arc<Hub>,
+        hub: Arc<dyn Deliver>,
         sse_buffer: usize,
         history: HistoryLimits,
         log: Log,
@@ -278,7 +272,7 @@ impl Bridge {
                 // meanwhile, and other hosts' events could not reach them:
                 // they resume from their last id, and get the gap from
                 // Redis's history.
-                self.hub.resync_streams();
+                self.hub.resync();
             }
             let since = std::time::Instant::now();
             let why = self.serve(&mut connected);
@@ -646,7 +640,7 @@ impl Bridge {
                     && frame.len() <= self.sse_buffer + ID_LINE_MAX
                     && frame.ends_with(b"\n\n") =>
             {
-                self.hub.publish_remote(name, Some(id), &Arc::from(frame));
+                self.hub.event(name, id, &Arc::from(frame));
             }
             _ => {
                 self.refused.fetch_add(1, Ordering::Relaxed);

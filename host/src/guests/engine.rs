@@ -17,6 +17,7 @@ use wasmtime::{
 
 use super::Handler;
 use super::abi::{self, CallCtx, Publication};
+pub use super::warm::SMALL_MEMORY;
 use super::warm::{Count, Live, Warm};
 use crate::config::GuestLimits;
 use crate::engine::kv::{CommitError, Kv, KvError, Pending, shown_keys};
@@ -42,10 +43,6 @@ pub enum Reset {
     /// those: for larger memories, whose rewriting would cost more.
     DirtyPages = 1,
 }
-
-/// The largest initial memory reset by rewriting it (two wasm pages: a
-/// guest with a 64 KiB stack and a few KiB of data).
-pub const SMALL_MEMORY: u64 = 128 * 1024;
 
 impl Reset {
     /// The reset for a module whose initial memory is `initial` bytes.

@@ -44,9 +44,14 @@ use super::abi::CallCtx;
 /// a module that exports such a name already is not reused.
 pub const GLOBAL_EXPORT_PREFIX: &str = "house_reset.global.";
 
+/// The largest initial memory reset by rewriting it whole (two wasm pages:
+/// a guest with a 64 KiB stack and a few KiB of data); the engine's
+/// `Reset::Rewrite` lane takes the same bound (`guests::engine`).
+pub const SMALL_MEMORY: u64 = 128 * 1024;
+
 /// The largest initial memory restored by copying it (as `Reset::Rewrite`'s
 /// bound, for the same reason: the copy's cost grows with the size).
-pub const MAX_MEMORY: u64 = super::engine::SMALL_MEMORY;
+pub const MAX_MEMORY: u64 = SMALL_MEMORY;
 
 /// What the loader makes of a module's bytes.
 pub enum Plan {

@@ -13,9 +13,9 @@ use std::mem::MaybeUninit;
 use super::error::{ErrorKind, HttpError};
 use crate::config::Limits;
 
-/// The most headers `--max-headers` may allow; the storage for them lives on
-/// the stack of `parse_head`.
-pub const MAX_HEADERS_CAP: usize = 256;
+// The storage for `--max-headers` headers lives on the stack of
+// `parse_head`: at most `MAX_HEADERS_CAP` of them.
+pub use crate::config::MAX_HEADERS_CAP;
 
 /// A parsed request head, waiting for (or done with) its body.
 #[derive(Debug)]
