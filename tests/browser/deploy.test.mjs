@@ -4,7 +4,8 @@
 // streams land on different hosts see each other's messages, a visitor's
 // to-do list (key-value data on Redis) is the same list on both hosts with
 // no sticky sessions, and a page whose host restarts is replayed what it
-// missed from Redis's history.
+// missed from Redis's history. While Redis is down, a send is shown as not
+// sent, keeps its text, and goes through when the user sends it again.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -126,4 +127,51 @@ test("a page whose host restarts is shown what was said while it was away", asyn
   await send(bob, "and live again");
   await ada.locator("#log li", { hasText: "and live again" }).waitFor();
   await ada.close(); await bob.close();
+});
+
+test("while Redis is down a send is refused, keeps its text, and goes through when sent again", async () => {
+  const base = `http://127.0.0.1:${nginx.port}`;
+  const ada = await joinAs(browser, base, "Ada", "outage");
+  const visitor = await browser.newContext();
+  const todo = await visitor.newPage();
+  await todo.goto(`${base}/todo`);
+  await todo.locator("#status", { hasText: "0 items" }).waitFor();
+  const port = redis.port;
+  await stop(redis.child);
+  const message = ada.getByLabel("Message", { exact: true });
+  await message.fill("sent while redis is down");
+  await message.press("Enter");
+  // Refused (Redis known down) or not confirmed (the connection died with
+  // the commit on it): either way shown as not done, the text kept.
+  await ada.locator("#error", { hasText: /try again/i }).waitFor({ timeout: 10000 });
+  assert.match(await ada.locator("#error").textContent(), /^Not (sent|confirmed): /);
+  assert.equal(await message.inputValue(), "sent while redis is down", "the text stays");
+  assert.equal(await ada.locator("#log li", { hasText: "sent while redis is down" }).count(), 0);
+  await todo.getByLabel("New item").fill("added while redis is down");
+  await todo.getByLabel("New item").press("Enter");
+  await todo.locator("#error", { hasText: /try again/i }).waitFor({ timeout: 10000 });
+  assert.match(await todo.locator("#error").textContent(), /^Not (saved|confirmed): /);
+  assert.equal(await todo.getByLabel("New item").inputValue(), "added while redis is down");
+
+  redis = await startRedis(port);
+  // The user sends again, once the last try has its answer, until it goes
+  // (the hosts reconnect within about a second).
+  const retry = async (page, button, done, what) => {
+    const deadline = Date.now() + 15000;
+    while (await done.count() === 0) {
+      assert.ok(Date.now() < deadline, `${what} never went through`);
+      await page.evaluate(() => { document.getElementById("error").textContent = ""; });
+      await page.getByRole("button", { name: button }).click();
+      // Its answer: the reason shown, or the line in the page.
+      await Promise.race([
+        page.locator("#error:not(:empty)").waitFor({ timeout: 10000 }),
+        done.waitFor({ timeout: 10000 }),
+      ]).catch(() => {});
+    }
+  };
+  await retry(ada, "Send", ada.locator("#log li.mine", { hasText: "sent while redis is down" }), "the message");
+  assert.equal(await message.inputValue(), "", "sent: the input is cleared");
+  await retry(todo, "Add", todo.locator("#list li .title", { hasText: "added while redis is down" }), "the item");
+  assert.equal(await todo.locator("#list li").count(), 1, "saved once");
+  await ada.close(); await visitor.close();
 });

@@ -71,8 +71,8 @@ async function waitForPort(port, what, ms = 10000) {
   }
 }
 
-export async function startRedis() {
-  const port = await freePort();
+export async function startRedis(port) {
+  port ??= await freePort();
   const child = spawn("redis-server",
     ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
     { stdio: "ignore" });

@@ -73,8 +73,14 @@ struct Change {
     done: bool,
 }
 
+/// A failure of the store or the host: 503 with Retry-After when the store
+/// is unavailable (nothing was saved, and the page may try again), else 500.
 fn fail(e: impl core::fmt::Display) -> Response {
-    Response::error(500, e)
+    let reason = e.to_string();
+    if reason == kv::KvError::Unavailable.to_string() {
+        return Response::error(503, reason).header("Retry-After", "1");
+    }
+    Response::error(500, reason)
 }
 
 // The page: self-contained, nothing fetched from elsewhere, served by the
