@@ -53,6 +53,18 @@ pub fn run(server: &Running, path: &str, secs: u64) -> anyhow::Result<Load> {
     Ok(load)
 }
 
+/// As [`run`], without the warm-up: everything wrk sends is in the figures
+/// (the hot-key scenario counts every commit).
+pub fn run_cold(server: &Running, path: &str, secs: u64) -> anyhow::Result<Load> {
+    let url = format!("http://{}{path}", server.addr);
+    let cpu0 = procfs::cpu_seconds(server.pid());
+    let out = wrk(&url, secs)?;
+    let cpu1 = procfs::cpu_seconds(server.pid());
+    let mut load = parse(&out).with_context(|| format!("parsing wrk output:\n{out}"))?;
+    load.cpu_us = (cpu1 - cpu0) * 1e6 / load.requests.max(1) as f64;
+    Ok(load)
+}
+
 fn wrk(url: &str, secs: u64) -> anyhow::Result<String> {
     let out = Command::new("wrk")
         .args(["-t1", "-c64", &format!("-d{secs}s"), "--latency", "--timeout", "5s", url])

@@ -73,8 +73,14 @@ impl Wake for CallWake {
         // (all SeqCst): one side at least sees the other, so a wake is
         // never lost between the poll and the parking.
         if !self.woken.swap(true, SeqCst) && self.parked.load(SeqCst) {
-            self.to.ids.lock().unwrap_or_else(PoisonError::into_inner).push(self.id);
-            let _ = self.to.loop_waker.wake();
+            let mut ids = self.to.ids.lock().unwrap_or_else(PoisonError::into_inner);
+            ids.push(self.id);
+            // The first id since the loop last took them wakes it; the
+            // others ride along (a group commit answers dozens at once:
+            // one eventfd write, not dozens).
+            if ids.len() == 1 {
+                let _ = self.to.loop_waker.wake();
+            }
         }
     }
 }

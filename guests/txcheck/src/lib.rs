@@ -87,3 +87,34 @@ fn say(#[param(chars(min = 1, max = 32))] channel: &str, #[param(chars(min = 1, 
 fn listen(#[param(chars(min = 1, max = 32))] channel: &str) -> Result<(), HostError> {
     subscribe(channel)
 }
+
+/// `GET /spread?keys=N`: a read-modify-write (get, then set) of one of N
+/// counters (`c:sK`, K picked at random), answering its new value: the
+/// bench's write per request; `keys=1` is one hot key.
+#[handler(closing, methods(GET), content_type = "text/plain; charset=utf-8")]
+fn spread(#[param(range(min = 1, max = 1_000_000_000))] keys: i64) -> Response {
+    let mut bytes = [0u8; 8];
+    if let Err(e) = kv::random(&mut bytes) {
+        return unavailable(e);
+    }
+    let k = format!("c:s{}", u64::from_le_bytes(bytes) % keys as u64);
+    let n = match kv::get_string(&k) {
+        Ok(v) => v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1,
+        Err(e) => return unavailable(e),
+    };
+    match kv::set(&k, n.to_string().as_bytes()) {
+        Ok(()) => Response::new(n.to_string()),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// `GET /plain?keys=N`: what `spread` answers, without key-value data (the
+/// bench's baseline: the same guest, the same parameter, no store).
+#[handler(closing, methods(GET), content_type = "text/plain; charset=utf-8")]
+fn plain(#[param(range(min = 1, max = 1_000_000_000))] keys: i64) -> Response {
+    let mut bytes = [0u8; 8];
+    if let Err(e) = kv::random(&mut bytes) {
+        return unavailable(e);
+    }
+    Response::new((u64::from_le_bytes(bytes) % keys as u64).to_string())
+}

@@ -60,6 +60,9 @@ struct Queue {
     commits: Vec<(Commit, Reply)>,
     /// The thread is applying a group now.
     busy: bool,
+    /// The thread waits for commits: the next one must wake it (while it
+    /// works it takes what queued meanwhile without being told).
+    idle: bool,
 }
 
 pub struct Store {
@@ -107,7 +110,7 @@ impl Store {
         Ok(Arc::new(Store {
             db,
             limits,
-            queue: Mutex::new(Queue { commits: Vec::new(), busy: false }),
+            queue: Mutex::new(Queue { commits: Vec::new(), busy: false, idle: false }),
             wake: Condvar::new(),
             done: Condvar::new(),
         }))
@@ -163,8 +166,14 @@ impl Store {
     /// refused.
     pub async fn commit(&self, commit: Commit) -> Result<(), CommitError> {
         let (reply, answer) = oneshot::channel();
-        self.queue().commits.push((commit, reply));
-        self.wake.notify_one();
+        let idle = {
+            let mut queue = self.queue();
+            queue.commits.push((commit, reply));
+            std::mem::take(&mut queue.idle)
+        };
+        if idle {
+            self.wake.notify_one();
+        }
         answer.await.unwrap_or_else(|_| Err(CommitError::Unavailable(anyhow::anyhow!("the store's thread stopped"))))
     }
 
@@ -195,8 +204,10 @@ impl Store {
                     if left.is_zero() {
                         break;
                     }
+                    queue.idle = true;
                     queue = self.wake.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0;
                 }
+                queue.idle = false;
                 queue.busy = true;
                 std::mem::take(&mut queue.commits)
             };
