@@ -143,7 +143,11 @@ return out
 /// published with that id (as the engine's own events are: `engine::redis`).
 /// Returns `ok`, `dup` (applied before: a resend), `conflict` and a key, or
 /// `quota`. It checks everything before it writes anything: a script's
-/// writes are not undone if it stops half-way.
+/// writes are not undone if it stops half-way. The id is kept for a minute:
+/// a resend is sent within `RESEND_FOR` of the first, and a commit that
+/// read what it writes could not apply twice anyway (its second arrival
+/// finds the versions it read changed by its first); a minute of ids at
+/// thousands of commits a second is a few MiB of Redis's memory.
 const COMMIT: &str = r"
 local applied = p .. 'tx:' .. ARGV[2]
 if redis.call('EXISTS', applied) == 1 then return {'dup'} end
@@ -210,7 +214,7 @@ for i = last + 1, #ARGV, 2 do
   redis.call('PEXPIRE', stream, ARGV[5])
   redis.call('PUBLISH', 'house:' .. ARGV[i], '\2id: ' .. id .. '\n' .. ARGV[i + 1])
 end
-redis.call('SET', applied, 1, 'PX', 600000)
+redis.call('SET', applied, 1, 'PX', 60000)
 return {'ok'}
 ";
 
