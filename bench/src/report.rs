@@ -261,16 +261,32 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    against the bytes those events take framed, with the host's own
    accounting (`history_bytes`) beside; and the chat's publish with history
    on against `--history-events 0`, same wrk load.
-12. **Key-value data** — the hello guest's `/note?key=..` (one read) and
-   `/visits` (an increment: a read, and a commit at the end of the call),
+12. **Key-value data** — the hello guest's `/note?key=..` (one read)
    against its `/hello`, which touches no key-value data; on the embedded
    store, then on Redis (`--engine redis://`, a real redis-server: each
    operation is a round trip, during which the call is parked and the loop
    serves others), same wrk load, alternating rounds. The CPU is house's
-   alone: Redis's own is not counted.
+   alone: Redis's own is not counted. (Writes are scenario 14's.)
 13. **Metrics** — the 404 path of scenario 1 with per-request metrics (a
    route-and-status count and a duration histogram per request) against
    the same host with `--no-metrics`, in the same rounds.
+14. **A write per request, each call a transaction** — the checker's guest
+   (`txcheck`), `/spread?keys=1000000`: a read-modify-write (get, then set)
+   of one of a million counters picked at random, its own serializable
+   transaction (its read checked at commit, re-run on a conflict; embedded:
+   answered after its group commit is synced to disk; Redis: one Lua script
+   checks and applies it), against `/plain?keys=1000000`, the same work with
+   no store, same wrk load, alternating rounds; embedded, then Redis.
+15. **One hot key** — the same write with `keys=1`: 64 connections on one
+   counter. Every commit but one per group conflicts and runs again; the
+   row is the commits per second against scenario 14's, the section below
+   it the re-runs per commit, the calls that gave up after `--tx-retries`
+   (answered 503 with Retry-After), and the counter checked against the
+   200s: nothing lost, nothing twice.
+16. **An unrelated handler while commits sync** — `/plain`'s p99 under wrk
+   while one more client commits writes one after another (each answered
+   after its sync), against the same load with no writes, alternating
+   rounds: whether the loop waits on the disk.
 
 The load generator is wrk, from Debian's packages (`make bench` installs
 it): a well-known C epoll client, independent of our code, so it cannot
@@ -285,7 +301,7 @@ space shows more than twice the CPU per request.
 ## Rerunning one scenario
 
     make build && cargo build --release -p house-bench
-    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin
+    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin, history, kv, tx
     BENCH_SECONDS=10 ./target/release/house-bench   # longer HTTP runs
 
 `--only` prints its rows and leaves this file alone; a full run rewrites it.

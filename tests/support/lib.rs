@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod checker;
 pub mod fault;
+pub mod proxy;
 pub mod redis;
 pub mod sse;
 
