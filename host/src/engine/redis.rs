@@ -61,7 +61,7 @@ const FORMAT: u8 = 2;
 
 /// Whether an opening stream's resume can be honoured. KEYS: its
 /// channels' streams. ARGV: the id it resumes after ('' for none). Returns
-/// {reset (0 or 1), the newest id on them or ''}.
+/// {reset (0 or 1), the newest id on them or '', each one's last id or ''}.
 ///
 /// A resume is honoured only if every channel's history covers it: the
 /// channel's stream exists and the id is at or after its first kept entry
@@ -86,28 +86,30 @@ local function parse(id)
   return {tonumber(ms), tonumber(seq)}
 end
 local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
-local newest, newest_text, infos = nil, '', {}
+local newest, newest_text, infos, lasts = nil, '', {}, {}
 for i, key in ipairs(KEYS) do
+  lasts[i] = ''
   if redis.call('EXISTS', key) == 1 then
     local flat = redis.call('XINFO', 'STREAM', key)
     local info = {}
     for j = 1, #flat, 2 do info[flat[j]] = flat[j + 1] end
     infos[i] = info
+    lasts[i] = info['last-generated-id']
     local last = parse(info['last-generated-id'])
     if last and (newest == nil or before(newest, last)) then newest, newest_text = last, info['last-generated-id'] end
   end
 end
-if after == '' then return {0, newest_text} end
+if after == '' then return {0, newest_text, lasts} end
 local a = parse(after)
-if a == nil or newest == nil or before(newest, a) then return {1, newest_text} end
+if a == nil or newest == nil or before(newest, a) then return {1, newest_text, lasts} end
 for i, key in ipairs(KEYS) do
   local info = infos[i]
-  if info == nil then return {1, newest_text} end
+  if info == nil then return {1, newest_text, lasts} end
   local first = info['first-entry'] and parse(info['first-entry'][1])
   local last = parse(info['last-generated-id'])
-  if not ((first and not before(a, first)) or (last and not before(a, last))) then return {1, newest_text} end
+  if not ((first and not before(a, first)) or (last and not before(a, last))) then return {1, newest_text, lasts} end
 end
-return {0, newest_text}
+return {0, newest_text, lasts}
 ";
 
 /// Reconnection backoff, from the first retry to the last.
@@ -514,6 +516,17 @@ impl Bridge {
             Some(Value::BulkString(id)) => std::str::from_utf8(&id).ok().and_then(EventId::parse),
             _ => None,
         };
+        // Each channel's last id when the history was read.
+        let lasts: Vec<Option<EventId>> = match check.next() {
+            Some(Value::Array(ids)) => ids
+                .into_iter()
+                .map(|v| match v {
+                    Value::BulkString(id) => std::str::from_utf8(&id).ok().and_then(EventId::parse),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let n = open.channels.len();
         let after: Vec<Value> = if open.start.after.as_deref().and_then(EventId::parse).is_some() {
             items.by_ref().take(n).collect()
@@ -562,6 +575,22 @@ impl Bridge {
         picked.sort_by_key(|(id, _)| *id);
         let skip = if resumed { 0 } else { picked.len().saturating_sub(open.start.backlog) };
         let frames = picked.into_iter().skip(skip).map(|(_, frame)| frame).collect();
+        // Each channel's events up to its last id when the history was read
+        // (in the same MULTI) are accounted for: replayed, seen before the
+        // resume, or part of what a reset or a backlog starts from. This
+        // host's subscription may still deliver some of them late (its
+        // reader behind another host's, where the stream was before): they
+        // are skipped on every channel, not only those the replay had
+        // entries for. (Per channel: another channel's id may be later in
+        // the same millisecond than a new event of this one.)
+        for (channel, last) in open.channels.iter().zip(&lasts) {
+            if let Some(last) = last
+                && !live_after.iter().any(|(c, id)| c == channel && id >= last)
+            {
+                live_after.retain(|(c, _)| c != channel);
+                live_after.push((channel.clone(), *last));
+            }
+        }
         Replay { reset, position, frames, live_after }
     }
 

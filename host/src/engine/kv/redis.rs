@@ -26,7 +26,7 @@
 //! connection, operations wait for it; while Redis is unreachable after
 //! that, every operation fails at once with `KV_UNAVAILABLE`.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -290,6 +290,12 @@ pub struct Store {
     done: Condvar,
     /// `CONNECTING`, `UP` or `DOWN`.
     state: AtomicU8,
+    /// Which Redis process the connection is to: its `run_id`, and a count
+    /// that changes with it. A commit whose reply was lost is not sent again
+    /// to another process: a Redis restarted without its data has lost the
+    /// commit's id too, and would apply it a second time.
+    run_id: Mutex<String>,
+    incarnation: AtomicU64,
     /// The scripts' texts and hashes: read, list, commit, sweep.
     scripts: [(String, String); 4],
 }
@@ -305,17 +311,30 @@ struct Queue {
     busy: bool,
 }
 
+/// What comes back for a request: its reply, or word that it went out with
+/// a pipeline whose connection (to Redis process `n`) failed before the
+/// reply. A request dropped without either was never sent.
+enum Answer {
+    Reply(RedisResult<Value>),
+    Lost(u64),
+}
+
 struct Request {
     cmd: Cmd,
-    reply: oneshot::Sender<RedisResult<Value>>,
+    reply: oneshot::Sender<Answer>,
+    /// Only to this Redis process (`Store::incarnation`): a commit's
+    /// resend; dropped unsent if the connection is to another.
+    only_to: Option<u64>,
 }
 
 /// Why a command has no reply.
 enum Lost {
-    /// It was never sent (Redis was down): nothing of it happened.
+    /// It was never sent (Redis was down, or it was meant for a Redis
+    /// process that is gone): nothing of it happened.
     NotSent,
-    /// The connection failed with it queued or sent: it may have run.
-    Maybe(anyhow::Error),
+    /// It went out to Redis process `n` and the connection failed before
+    /// its reply: it may have run.
+    Maybe(u64),
 }
 
 /// How long a commit whose reply was lost is sent again (with its id, so
@@ -342,6 +361,8 @@ impl Store {
             wake: Condvar::new(),
             done: Condvar::new(),
             state: AtomicU8::new(CONNECTING),
+            run_id: Mutex::new(String::new()),
+            incarnation: AtomicU64::new(0),
             scripts: [script(READ), script(LIST), script(COMMIT), script(SWEEP)],
         });
         let thread = store.clone();
@@ -379,21 +400,29 @@ impl Store {
 
     /// Sends `cmd` with the next pipeline and waits for its reply.
     async fn send(&self, cmd: Cmd) -> Result<RedisResult<Value>, Lost> {
+        self.send_to(cmd, None).await
+    }
+
+    /// [`Store::send`], only to the Redis process `only_to` if given.
+    async fn send_to(&self, cmd: Cmd, only_to: Option<u64>) -> Result<RedisResult<Value>, Lost> {
         if self.state.load(Ordering::Acquire) == DOWN {
             return Err(Lost::NotSent);
         }
         let (reply, answer) = oneshot::channel();
-        self.queue().requests.push(Request { cmd, reply });
+        self.queue().requests.push(Request { cmd, reply, only_to });
         self.wake.notify_one();
-        // Dropped unanswered: the connection failed before this reply.
-        answer.await.map_err(|_| Lost::Maybe(Unreachable.into()))
+        match answer.await {
+            Ok(Answer::Reply(reply)) => Ok(reply),
+            Ok(Answer::Lost(n)) => Err(Lost::Maybe(n)),
+            // Dropped from the queue unsent (the connection failed first).
+            Err(oneshot::Canceled) => Err(Lost::NotSent),
+        }
     }
 
     async fn query(&self, cmd: Cmd) -> anyhow::Result<Value> {
         match self.send(cmd).await {
             Ok(reply) => Ok(reply?),
-            Err(Lost::NotSent) => Err(Unreachable.into()),
-            Err(Lost::Maybe(e)) => Err(e),
+            Err(Lost::NotSent | Lost::Maybe(_)) => Err(Unreachable.into()),
         }
     }
 
@@ -499,10 +528,21 @@ impl Store {
         for (channel, body) in &commit.events {
             cmd.arg(channel.as_str()).arg(&body[..]);
         }
-        let mut lost: Option<anyhow::Error> = None;
+        // The Redis process a send that got no reply went to: only that one
+        // may be asked again (one restarted without its data would apply
+        // it a second time).
+        let mut sent_to: Option<u64> = None;
         let until = Instant::now() + RESEND_FOR;
         loop {
-            let why = match self.send(cmd.clone()).await {
+            if let Some(n) = sent_to
+                && self.incarnation.load(Ordering::Acquire) != n
+            {
+                return Err(CommitError::Unknown(anyhow::anyhow!(
+                    "Redis restarted before its reply: it may have been applied (and lost with the restart); it \
+                     is not sent again"
+                )));
+            }
+            let why = match self.send_to(cmd.clone(), sent_to).await {
                 Ok(Ok(reply)) => {
                     return match verdict(reply) {
                         Ok(_) => Ok(()),
@@ -518,18 +558,18 @@ impl Store {
                 Ok(Err(e)) if e.code() == Some("NOSCRIPT") => anyhow::Error::from(e),
                 // Any other error may have stopped the script half-way.
                 Ok(Err(e)) => return Err(CommitError::Unknown(e.into())),
-                Err(Lost::NotSent) if lost.is_none() => {
+                Err(Lost::NotSent) if sent_to.is_none() => {
                     return Err(CommitError::Unavailable(Unreachable.into()));
                 }
                 Err(Lost::NotSent) => anyhow::Error::from(Unreachable),
-                Err(Lost::Maybe(e)) => {
-                    lost.get_or_insert(anyhow::anyhow!("the connection failed before its reply"));
-                    e
+                Err(Lost::Maybe(n)) => {
+                    sent_to = Some(n);
+                    anyhow::anyhow!("the connection failed before its reply")
                 }
             };
             if Instant::now() >= until {
-                return Err(match lost {
-                    Some(e) => CommitError::Unknown(e),
+                return Err(match sent_to {
+                    Some(_) => CommitError::Unknown(why),
                     None => CommitError::Unavailable(why),
                 });
             }
@@ -582,6 +622,17 @@ impl Store {
         for (script, _) in &self.scripts {
             conn.command(redis::cmd("SCRIPT").arg("LOAD").arg(script))?;
         }
+        let info = match conn.command(redis::cmd("INFO").arg("server"))? {
+            Value::BulkString(text) => String::from_utf8_lossy(&text).into_owned(),
+            Value::VerbatimString { text, .. } => text,
+            other => bail!("INFO answered {other:?}"),
+        };
+        let run_id = info.lines().find_map(|l| l.strip_prefix("run_id:")).unwrap_or_default().trim().to_owned();
+        let mut known = self.run_id.lock().unwrap_or_else(PoisonError::into_inner);
+        if *known != run_id {
+            *known = run_id;
+            self.incarnation.fetch_add(1, Ordering::AcqRel);
+        }
         Ok(conn)
     }
 
@@ -618,23 +669,34 @@ impl Store {
             sweep |= swept.elapsed() >= SWEEP_EVERY;
             let mut pipe = redis::pipe();
             let mut replies = Vec::with_capacity(batch.len());
+            let current = self.incarnation.load(Ordering::Acquire);
             for request in batch {
+                // Meant for a Redis that has been restarted since: dropped
+                // unsent (its call sees the incarnation changed).
+                if request.only_to.is_some_and(|inc| inc != current) {
+                    continue;
+                }
                 pipe.add_command(request.cmd);
                 replies.push(request.reply);
             }
             if sweep {
                 pipe.cmd("EVALSHA").arg(&self.scripts[SWEEP_SCRIPT].1).arg(0).arg(SWEEP_BATCH);
             }
-            // Dropping `replies` on failure wakes their calls with an error.
             let answers = match conn.query(&pipe.get_packed_pipeline(), pipe.len()) {
                 Ok(answers) => answers,
-                Err(e) => return e.to_string(),
+                Err(e) => {
+                    // They went out: each may have run.
+                    for reply in replies {
+                        let _ = reply.send(Answer::Lost(current));
+                    }
+                    return e.to_string();
+                }
             };
             let mut answers = answers.into_iter();
             let mut flushed = false;
             for (reply, answer) in replies.into_iter().zip(answers.by_ref()) {
                 flushed |= answer.as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT"));
-                let _ = reply.send(answer);
+                let _ = reply.send(Answer::Reply(answer));
             }
             self.queue().busy = false;
             self.done.notify_all();
