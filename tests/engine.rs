@@ -246,6 +246,8 @@ fn a_hung_redis_is_answered_within_the_engine_timeout() {
 fn a_resume_across_a_redis_restart_without_persistence_is_a_reset() {
     let mut redis = Redis::start();
     let a = host(&redis.url(), &[]);
+    // A stream opened before the host reaches Redis is ended once it does.
+    wait_until(Duration::from_secs(10), "the host to be on Redis", || engine_up(&a) && a.stats_json()["kv_up"] == true);
     let mut on_a = watch(&a, "epoch");
     let mut from_a = Emitter::new(a.addr);
     crossing(&mut from_a, &mut on_a, "epoch", Duration::from_secs(5));

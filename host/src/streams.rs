@@ -134,8 +134,16 @@ impl Server {
         self.run = run;
         self.inbox = inbox;
         if self.shared.hub.take_resync(self.lp) {
-            let streams: Vec<usize> =
-                self.conns.iter().filter(|(_, c)| c.phase == Phase::Stream).map(|(k, _)| k).collect();
+            // Streams still opening are left alone: the engine answers them
+            // from its new connection (or with a reset if that fails too),
+            // so they miss nothing; ending one would close it before its
+            // response head.
+            let streams: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.phase == Phase::Stream && c.opening.is_none())
+                .map(|(k, _)| k)
+                .collect();
             trace!(self.log, "resyncing {} streams after an engine outage", streams.len());
             for key in streams {
                 self.end_stream(key, now);

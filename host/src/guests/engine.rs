@@ -565,7 +565,10 @@ impl Runtime {
         // what it published, by the dispatcher). The writes are committed
         // by `transact`, before the call counts as done, so that a publish
         // announcing them is only seen once they are there.
-        let kv = ctx.kv.take();
+        let mut kv = ctx.kv.take();
+        if let Some(kv) = &mut kv {
+            ctx.logs.extend(kv.take_errors());
+        }
         Ok((
             CallOutput {
                 status: resp.status,

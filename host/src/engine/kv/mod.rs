@@ -224,6 +224,8 @@ pub struct Pending {
     /// The embedded store's snapshot every read of the call comes from,
     /// taken at the first.
     snapshot: Option<embedded::Snapshot>,
+    /// Why the store failed the call's operations (for its log).
+    errors: Vec<String>,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -235,14 +237,8 @@ pub(crate) fn integer(value: &[u8]) -> Option<i64> {
     std::str::from_utf8(value).ok()?.trim().parse().ok()
 }
 
-/// A store error for the guest: the store said why in its log already
-/// (Redis), or says it here, once per error, through the call's log.
-fn unavailable(e: anyhow::Error) -> KvError {
-    if e.downcast_ref::<KvError>() == Some(&KvError::Conflict) {
-        return KvError::Conflict;
-    }
-    KvError::Unavailable
-}
+/// Errors of the store one call keeps for its log, at most.
+const ERRORS_KEPT: usize = 4;
 
 impl std::fmt::Display for KvError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,7 +266,25 @@ impl Pending {
             used: None,
             growth: 0,
             snapshot: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// A store error as the guest sees it; why, kept for the call's log
+    /// (not when Redis is unreachable: its thread says so once per outage).
+    fn failed(&mut self, e: anyhow::Error) -> KvError {
+        if e.downcast_ref::<KvError>() == Some(&KvError::Conflict) {
+            return KvError::Conflict;
+        }
+        if e.downcast_ref::<redis::Unreachable>().is_none() && self.errors.len() < ERRORS_KEPT {
+            self.errors.push(format!("key-value store: {e:#}"));
+        }
+        KvError::Unavailable
+    }
+
+    /// Why the store failed this call's operations, if it did.
+    pub fn take_errors(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.errors)
     }
 
     fn op(&mut self, key: &[u8]) -> Result<(), KvError> {
@@ -287,7 +301,8 @@ impl Pending {
 
     fn snapshot(&mut self, store: &embedded::Store) -> Result<&embedded::Snapshot, KvError> {
         if self.snapshot.is_none() {
-            self.snapshot = Some(store.snapshot().map_err(unavailable)?);
+            let snapshot = store.snapshot().map_err(|e| self.failed(e))?;
+            self.snapshot = Some(snapshot);
         }
         self.snapshot.as_ref().ok_or(KvError::Unavailable)
     }
@@ -297,13 +312,14 @@ impl Pending {
         if let Some(value) = self.seen.get(key) {
             return Ok(value.clone());
         }
-        let (value, version) = match self.kv.clone() {
+        let read = match self.kv.clone() {
             Kv::Embedded(s) => {
                 let ns = self.namespace.clone();
-                s.read(self.snapshot(&s)?, &ns, key).map_err(unavailable)?
+                s.read(self.snapshot(&s)?, &ns, key)
             }
-            Kv::Redis(s) => s.read(&self.namespace, key, &self.reads).await.map_err(unavailable)?,
+            Kv::Redis(s) => s.read(&self.namespace, key, &self.reads).await,
         };
+        let (value, version) = read.map_err(|e| self.failed(e))?;
         self.reads.push(Read::Key { key: key.to_vec(), version });
         self.seen.insert(key.to_vec(), value.clone());
         Ok(value)
@@ -361,12 +377,11 @@ impl Pending {
         let listed = match self.kv.clone() {
             Kv::Embedded(s) => {
                 let ns = self.namespace.clone();
-                s.scan(self.snapshot(&s)?, &ns, prefix, limit, values, may_skip).map_err(unavailable)?
+                s.scan(self.snapshot(&s)?, &ns, prefix, limit, values, may_skip)
             }
-            Kv::Redis(s) => {
-                s.scan(&self.namespace, prefix, limit, values, may_skip, &self.reads).await.map_err(unavailable)?
-            }
+            Kv::Redis(s) => s.scan(&self.namespace, prefix, limit, values, may_skip, &self.reads).await,
         };
+        let listed = listed.map_err(|e| self.failed(e))?;
         let Some(listed) = listed else { return Err(KvError::Budget) };
         self.ops += listed.skipped.div_ceil(SKIPPED_PER_OP);
         let seen = listed.entries.iter().map(|(k, v, _)| (k.clone(), *v)).collect();
@@ -383,10 +398,11 @@ impl Pending {
                 let used = match self.kv.clone() {
                     Kv::Embedded(s) => {
                         let ns = self.namespace.clone();
-                        s.usage(self.snapshot(&s)?, &ns).map_err(unavailable)?
+                        s.usage(self.snapshot(&s)?, &ns)
                     }
-                    Kv::Redis(s) => s.usage(&self.namespace).await.map_err(unavailable)?,
+                    Kv::Redis(s) => s.usage(&self.namespace).await,
                 };
+                let used = used.map_err(|e| self.failed(e))?;
                 *self.used.insert(used)
             }
         };
