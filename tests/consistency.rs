@@ -19,7 +19,9 @@
 //!   a Redis crash, docs/DEPLOY.md); for the channels it has none, so a
 //!   restart loses every history and resumes across it must be resets.
 //!
-//! `make test` runs each with at least 2,000 operations per workload;
+//! `make test` runs each with at least 2,000 operations per workload, and
+//! shows what each run did (they are `#[ignore]`d in the plain `cargo test`
+//! so that the Makefile can run them with `--nocapture`);
 //! `make torture SECONDS=600` runs each for that long
 //! (`HOUSE_TORTURE_SECONDS`).
 
@@ -395,6 +397,7 @@ fn limit() -> Duration {
 }
 
 #[test]
+#[ignore = "run by make test and make torture, with their output (--ignored --nocapture)"]
 fn embedded_one_host_two_loops_with_the_host_killed() {
     let mut host = Host::start(&["--threads", "2"]);
     let addr = host.addr();
@@ -480,6 +483,7 @@ impl RedisCluster {
 }
 
 #[test]
+#[ignore = "run by make test and make torture, with their output (--ignored --nocapture)"]
 fn redis_two_hosts_with_redis_and_the_network_failing_and_a_host_killed() {
     // Durable: key-value data must survive a Redis crash (docs/DEPLOY.md).
     let mut cluster = RedisCluster::start(Redis::start_durable());
@@ -672,6 +676,7 @@ fn run_channels(name: &str, addrs: &[SocketAddr], min_faults: usize, mut fault: 
 }
 
 #[test]
+#[ignore = "run by make test and make torture, with their output (--ignored --nocapture)"]
 fn channels_embedded_one_host_two_loops_with_the_host_killed() {
     let mut host = Host::start(&["--threads", "2"]);
     let addr = host.addr();
@@ -682,6 +687,7 @@ fn channels_embedded_one_host_two_loops_with_the_host_killed() {
 }
 
 #[test]
+#[ignore = "run by make test and make torture, with their output (--ignored --nocapture)"]
 fn channels_redis_two_hosts_with_redis_restarted_empty_and_the_network_failing() {
     // Not durable: a Redis restart loses every channel's history, and the
     // streams that resume across it must be told (a reset), not replayed
