@@ -288,3 +288,46 @@ fn embedded_one_data_directory_is_one_process() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is another house using this --data-dir?"), "{err}");
 }
+
+/// With no re-runs allowed, increments that collide are refused: 503 with
+/// Retry-After and a reason, nothing changed (the counter ends at the 200s),
+/// and the log names the key in conflict.
+#[test]
+fn embedded_a_call_still_in_conflict_is_a_503_that_changes_nothing() {
+    let s = hello(&["--threads", "2", "--tx-retries", "0"]);
+    let (ok, refused) = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut c = BufReader::new(s.connect());
+                    let (mut ok, mut refused) = (0, 0);
+                    for _ in 0..100 {
+                        c.get_mut().write_all(b"GET /visits?page=hot HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+                        let r = read_response(&mut c, false).unwrap();
+                        match r.status {
+                            200 => ok += 1,
+                            503 => {
+                                assert_eq!(r.header("retry-after"), Some("1"));
+                                assert_eq!(
+                                    r.body.trim_end(),
+                                    "too many concurrent writes to the same data: nothing was changed; try again"
+                                );
+                                refused += 1;
+                            }
+                            other => panic!("{other}: {}", r.body),
+                        }
+                    }
+                    (ok, refused)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    });
+    assert!(refused > 0, "800 colliding increments with no re-runs: some are refused");
+    let want = format!(r#"{{"page":"hot","visits":{}}}"#, ok + 1);
+    assert_eq!(said(&s, "/visits?page=hot"), (200, want), "every 200 counted, no 503");
+    s.wait_for_log(
+        "its transaction was still in conflict after 0 re-runs (--tx-retries): \"visits:hot\" changed under it",
+        Duration::from_secs(5),
+    );
+}

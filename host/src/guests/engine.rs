@@ -395,7 +395,7 @@ impl Runtime {
         let retries = self.kv.as_ref().map_or(0, |kv| kv.limits().retries);
         let mut reruns = 0;
         loop {
-            let keys = match self.call_fresh(handler, args, &mut probe).await {
+            let changed = match self.call_fresh(handler, args, &mut probe).await {
                 Ok((mut out, Some(kv)))
                     if out.status < 500 && (kv.has_writes() || kv.commits_events() && !out.publishes.is_empty()) =>
                 {
@@ -417,7 +417,7 @@ impl Runtime {
                             }
                             return Ok(out);
                         }
-                        Err(CommitError::Conflict(keys)) => keys,
+                        Err(CommitError::Conflict(keys)) => shown_keys(&keys),
                         Err(e @ CommitError::Unavailable(_)) => {
                             return Err(CallError {
                                 reason: format!("nothing of it was committed: {e}"),
@@ -438,14 +438,14 @@ impl Runtime {
                 }
                 // Only read, or answered a server error: nothing to commit.
                 Ok((out, _)) => return Ok(out),
-                Err(e) if e.kind == CallResult::Conflict => Vec::new(),
+                // Stopped at a read (Redis): what it had read before changed.
+                Err(e) if e.kind == CallResult::Conflict => "what it had read".to_owned(),
                 Err(e) => return Err(e),
             };
             if reruns >= retries {
                 let reason = format!(
-                    "its transaction was still in conflict after {reruns} re-runs (--tx-retries): {} changed \
-                     under it each time",
-                    shown_keys(&keys)
+                    "its transaction was still in conflict after {reruns} re-runs (--tx-retries): {changed} \
+                     changed under it each time"
                 );
                 return Err(CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Conflict });
             }
