@@ -554,6 +554,11 @@ fn guest_calls(addr: std::net::SocketAddr) -> anyhow::Result<usize> {
 
 /// Reads one response with a Content-Length body; its status.
 fn read_status(r: &mut impl BufRead) -> anyhow::Result<u16> {
+    read_response(r).map(|(status, _)| status)
+}
+
+/// Reads one response with a Content-Length body: its status and body.
+pub(crate) fn read_response(r: &mut impl BufRead) -> anyhow::Result<(u16, String)> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no status line")?;
@@ -570,7 +575,7 @@ fn read_status(r: &mut impl BufRead) -> anyhow::Result<u16> {
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body)?;
-    Ok(status)
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 fn percentile(times: &[Duration], q: f64) -> Duration {

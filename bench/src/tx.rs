@@ -14,7 +14,7 @@
 //!   sync) against the same handler with no writes: the loop must not wait
 //!   on the disk.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use anyhow::{Context, bail};
 
 use crate::report::{Report, Row};
-use crate::{history, redis, servers, wrk};
+use crate::{history, read_response, redis, servers, wrk};
 
 const SPREAD: &str = "/spread?keys=1000000";
 const PLAIN: &str = "/plain?keys=1000000";
@@ -155,7 +155,7 @@ fn writes(addr: SocketAddr, stop: &AtomicBool, written: &AtomicU64) -> anyhow::R
     let mut c = BufReader::new(TcpStream::connect(addr)?);
     while !stop.load(Ordering::Relaxed) {
         c.get_mut().write_all(format!("GET {SPREAD} HTTP/1.1\r\nHost: bench\r\n\r\n").as_bytes())?;
-        if body(&mut c)?.0 != 200 {
+        if read_response(&mut c)?.0 != 200 {
             bail!("a write was refused");
         }
         written.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +167,7 @@ fn writes(addr: SocketAddr, stop: &AtomicBool, written: &AtomicU64) -> anyhow::R
 fn counter(addr: SocketAddr) -> anyhow::Result<u64> {
     let mut c = BufReader::new(TcpStream::connect(addr)?);
     c.get_mut().write_all(b"GET /counter?key=s0 HTTP/1.1\r\nHost: bench\r\n\r\n")?;
-    let (status, text) = body(&mut c)?;
+    let (status, text) = read_response(&mut c)?;
     anyhow::ensure!(status == 200, "/counter answered {status}");
     text.trim().parse().context("the counter")
 }
@@ -180,27 +180,4 @@ fn metric(addr: SocketAddr, name: &str) -> anyhow::Result<u64> {
     c.read_to_string(&mut text)?;
     let line = text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
     Ok(line.and_then(|l| l.rsplit(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0))
-}
-
-/// A response's status and body (Content-Length framing).
-fn body(r: &mut impl BufRead) -> anyhow::Result<(u16, String)> {
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("no status line")?;
-    let mut len = 0;
-    loop {
-        line.clear();
-        r.read_line(&mut line)?;
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            len = value.trim().parse()?;
-        }
-    }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf)?;
-    Ok((status, String::from_utf8_lossy(&buf).into_owned()))
 }

@@ -42,15 +42,9 @@ impl Load {
 }
 
 pub fn run(server: &Running, path: &str, secs: u64) -> anyhow::Result<Load> {
-    let url = format!("http://{}{path}", server.addr);
     // A short warm-up: connections open, caches and pools warm.
-    wrk(&url, 1)?;
-    let cpu0 = procfs::cpu_seconds(server.pid());
-    let out = wrk(&url, secs)?;
-    let cpu1 = procfs::cpu_seconds(server.pid());
-    let mut load = parse(&out).with_context(|| format!("parsing wrk output:\n{out}"))?;
-    load.cpu_us = (cpu1 - cpu0) * 1e6 / load.requests.max(1) as f64;
-    Ok(load)
+    wrk(&format!("http://{}{path}", server.addr), 1)?;
+    run_cold(server, path, secs)
 }
 
 /// As [`run`], without the warm-up: everything wrk sends is in the figures

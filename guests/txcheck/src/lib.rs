@@ -44,12 +44,16 @@ fn read(#[param(chars(min = 1, max = 200))] keys: &str) -> Response {
 /// answers the value it wrote.
 #[handler(closing, methods(POST), content_type = "text/plain; charset=utf-8")]
 fn bump(#[param(chars(min = 1, max = 16))] key: &str) -> Response {
-    let k = format!("c:{key}");
-    let n = match kv::get_string(&k) {
+    add_one(&format!("c:{key}"))
+}
+
+/// Counter `k` plus one, by get and set; answers the value written.
+fn add_one(k: &str) -> Response {
+    let n = match kv::get_string(k) {
         Ok(v) => v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1,
         Err(e) => return unavailable(e),
     };
-    match kv::set(&k, n.to_string().as_bytes()) {
+    match kv::set(k, n.to_string().as_bytes()) {
         Ok(()) => Response::new(n.to_string()),
         Err(e) => unavailable(e),
     }
@@ -93,17 +97,8 @@ fn listen(#[param(chars(min = 1, max = 32))] channel: &str) -> Result<(), HostEr
 /// bench's write per request; `keys=1` is one hot key.
 #[handler(closing, methods(GET), content_type = "text/plain; charset=utf-8")]
 fn spread(#[param(range(min = 1, max = 1_000_000_000))] keys: i64) -> Response {
-    let mut bytes = [0u8; 8];
-    if let Err(e) = kv::random(&mut bytes) {
-        return unavailable(e);
-    }
-    let k = format!("c:s{}", u64::from_le_bytes(bytes) % keys as u64);
-    let n = match kv::get_string(&k) {
-        Ok(v) => v.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1,
-        Err(e) => return unavailable(e),
-    };
-    match kv::set(&k, n.to_string().as_bytes()) {
-        Ok(()) => Response::new(n.to_string()),
+    match pick(keys) {
+        Ok(i) => add_one(&format!("c:s{i}")),
         Err(e) => unavailable(e),
     }
 }
@@ -112,9 +107,15 @@ fn spread(#[param(range(min = 1, max = 1_000_000_000))] keys: i64) -> Response {
 /// bench's baseline: the same guest, the same parameter, no store).
 #[handler(closing, methods(GET), content_type = "text/plain; charset=utf-8")]
 fn plain(#[param(range(min = 1, max = 1_000_000_000))] keys: i64) -> Response {
-    let mut bytes = [0u8; 8];
-    if let Err(e) = kv::random(&mut bytes) {
-        return unavailable(e);
+    match pick(keys) {
+        Ok(i) => Response::new(i.to_string()),
+        Err(e) => unavailable(e),
     }
-    Response::new((u64::from_le_bytes(bytes) % keys as u64).to_string())
+}
+
+/// A number below `keys`, at random (the host's CSPRNG).
+fn pick(keys: i64) -> Result<u64, kv::KvError> {
+    let mut bytes = [0u8; 8];
+    kv::random(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes) % keys as u64)
 }
