@@ -504,14 +504,29 @@ const EVENTS: usize = 2000;
 
 /// One subscriber of `channel` until it hears `sentinel`: it reconnects
 /// with `Last-Event-ID` whenever its connection ends, and on its own every
-/// 10-40 events, cycling through `addrs`.
-fn subscribe_until(addrs: &[SocketAddr], channel: &str, sentinel: &str, ready: &std::sync::Barrier) -> Vec<Heard> {
+/// 10-40 events, cycling through `addrs`. A reset may carry the
+/// sentinel's id or a later one (the newest when the history was read): a
+/// subscriber is owed nothing up to it, as a page told to reload is, and
+/// waits for nothing more. So a subscriber whose last word was a reset,
+/// and whose stream then fell silent (5 s) or ended once the sentinel was
+/// acknowledged (`sentinel_acked`), is done.
+fn subscribe_until(
+    addrs: &[SocketAddr],
+    channel: &str,
+    sentinel: &str,
+    sentinel_acked: &AtomicBool,
+    ready: &std::sync::Barrier,
+) -> Vec<Heard> {
     let mut heard = Vec::new();
     let mut last_id: Option<String> = None;
     let mut ready = Some(ready);
     let started = Instant::now();
     for attempt in 0usize.. {
-        assert!(started.elapsed() < limit(), "{channel}: never heard {sentinel}");
+        assert!(
+            started.elapsed() < limit(),
+            "{channel}: never heard {sentinel}; last heard: {:?}",
+            &heard[heard.len().saturating_sub(5)..]
+        );
         let addr = addrs[attempt % addrs.len()];
         let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
             std::thread::sleep(Duration::from_millis(20));
@@ -537,12 +552,15 @@ fn subscribe_until(addrs: &[SocketAddr], channel: &str, sentinel: &str, ready: &
         while let Some(raw) = sub.next_raw() {
             let id = raw.lines().find_map(|l| l.strip_prefix("id: ")).map(str::to_owned);
             let data: Vec<&str> = raw.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
-            if raw.lines().any(|l| l == "event: reset") {
-                heard.push(Heard::Reset);
-            } else if let Some(id) = &id {
+            let parsed = id.as_deref().map(|id| {
                 let (hi, lo) = id.split_once('-').expect("HI-LO");
+                (hi.parse::<u64>().unwrap(), lo.parse::<u64>().unwrap())
+            });
+            if raw.lines().any(|l| l == "event: reset") {
+                heard.push(Heard::Reset(parsed));
+            } else if let Some(id) = parsed {
                 let tag = data.join("\n");
-                heard.push(Heard::Event { id: (hi.parse().unwrap(), lo.parse().unwrap()), tag: tag.clone() });
+                heard.push(Heard::Event { id, tag: tag.clone() });
                 if tag == sentinel {
                     return heard;
                 }
@@ -554,6 +572,10 @@ fn subscribe_until(addrs: &[SocketAddr], channel: &str, sentinel: &str, ready: &
             if got >= leave_after {
                 break;
             }
+        }
+        if got < leave_after && sentinel_acked.load(Ordering::Acquire) && matches!(heard.last(), Some(Heard::Reset(_)))
+        {
+            return heard;
         }
     }
     unreachable!()
@@ -569,18 +591,20 @@ fn run_channels(name: &str, addrs: &[SocketAddr], min_faults: usize, mut fault: 
     let counts = Counts::default();
     let subscribers = CHANNELS.len() * PER_CHANNEL;
     let ready = std::sync::Barrier::new(subscribers + 1);
+    let sentinels: [AtomicBool; CHANNELS.len()] = Default::default();
     let torture = torture();
     let started = Instant::now();
     let heard: Vec<(String, Vec<Heard>)> = std::thread::scope(|scope| {
         let listening: Vec<_> = (0..subscribers)
             .map(|i| {
                 let channel = CHANNELS[i % CHANNELS.len()];
-                let ready = &ready;
+                let (ready, sentinels) = (&ready, &sentinels);
                 // Each subscriber starts on its own host.
                 let mut order = addrs.to_vec();
                 order.rotate_left(i % addrs.len());
                 scope.spawn(move || {
-                    (channel.to_owned(), subscribe_until(&order, channel, &format!("end-{channel}"), ready))
+                    let acked = &sentinels[i % CHANNELS.len()];
+                    (channel.to_owned(), subscribe_until(&order, channel, &format!("end-{channel}"), acked, ready))
                 })
             })
             .collect();
@@ -638,7 +662,7 @@ fn run_channels(name: &str, addrs: &[SocketAddr], min_faults: usize, mut fault: 
         });
         // Everything published: each channel's last event.
         let mut client = Client { addr: addrs[0], conn: None };
-        for channel in CHANNELS {
+        for (c, channel) in CHANNELS.into_iter().enumerate() {
             let tag = format!("end-{channel}");
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
@@ -649,13 +673,14 @@ fn run_channels(name: &str, addrs: &[SocketAddr], min_faults: usize, mut fault: 
                 std::thread::sleep(Duration::from_millis(50));
             }
             published.lock().unwrap().insert(tag, (channel.to_owned(), Outcome::Ok(())));
+            sentinels[c].store(true, Ordering::Release);
         }
         listening.into_iter().map(|t| t.join().unwrap()).collect()
     });
     let published = published.into_inner().unwrap();
     let mut report = Report::default();
     checker::check_channels(&published, &heard, &mut report);
-    let resets: usize = heard.iter().map(|(_, h)| h.iter().filter(|e| **e == Heard::Reset).count()).sum();
+    let resets: usize = heard.iter().map(|(_, h)| h.iter().filter(|e| matches!(e, Heard::Reset(_))).count()).sum();
     let delivered: usize = heard.iter().map(|(_, h)| h.len()).sum::<usize>() - resets;
     eprintln!(
         "consistency {name}, channels: {} publishes ({} ok, {} refused, {} unknown), {} subscribers heard {delivered} \

@@ -102,6 +102,11 @@ impl Server {
     /// this loop is closed rather than left with a silent gap: browsers
     /// reconnect with their last id and are replayed what they missed.
     pub(crate) fn deliver(&mut self, now: Instant) {
+        // The resync flag is taken before the inbox: a stream whose start
+        // the engine queued before its outage (answered by the connection
+        // that then failed) is in this drain, started, then resynced with
+        // the rest; taken after, it could be left out as still opening.
+        let resync = self.shared.hub.take_resync(self.lp);
         let mut inbox = std::mem::take(&mut self.inbox);
         let overflowed = self.shared.hub.drain(self.lp, &mut inbox);
         // Consecutive events of one channel go out as one run.
@@ -133,7 +138,7 @@ impl Server {
         }
         self.run = run;
         self.inbox = inbox;
-        if self.shared.hub.take_resync(self.lp) {
+        if resync {
             // Streams still opening are left alone: the engine answers them
             // from its new connection (or with a reset if that fails too),
             // so they miss nothing; ending one would close it before its

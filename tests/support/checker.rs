@@ -303,8 +303,14 @@ pub fn check_ids(ids: &[Outcome<i64>], report: &mut Report) {
 /// each event's id and tag, and where it was told `event: reset`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
-    Event { id: (u64, u64), tag: String },
-    Reset,
+    Event {
+        id: (u64, u64),
+        tag: String,
+    },
+    /// `event: reset`, with the id it carries (the newest the server had
+    /// when it read the channel's history): what follows it is owed from
+    /// there on.
+    Reset(Option<(u64, u64)>),
 }
 
 /// An event's id and tag.
@@ -351,12 +357,17 @@ pub fn check_channels(
         let mut missed: HashSet<String> = HashSet::new();
         let in_order = acked.get(channel.as_str()).unwrap_or(&none);
         // Segments between resets: within one, ids only grow, and no
-        // acknowledged event of the channel falls between two heard ones.
+        // acknowledged event of the channel falls between two heard ones,
+        // nor between the reset that opened it (its id) and its first.
         let mut segment: Vec<(u64, u64)> = Vec::new();
-        let close = |segment: &mut Vec<(u64, u64)>, missed: &mut HashSet<String>| {
+        let mut from_reset: Option<(u64, u64)> = None;
+        let close = |segment: &mut Vec<(u64, u64)>, from_reset: Option<(u64, u64)>, missed: &mut HashSet<String>| {
             if let (Some(first), Some(last)) = (segment.first(), segment.last()) {
                 let heard_here: HashSet<&(u64, u64)> = segment.iter().collect();
-                let from = in_order.partition_point(|(id, _)| id <= first);
+                let from = match from_reset {
+                    Some(p) => in_order.partition_point(|(id, _)| *id <= p),
+                    None => in_order.partition_point(|(id, _)| id <= first),
+                };
                 let to = in_order.partition_point(|(id, _)| id < last);
                 for (id, tag) in in_order.get(from..to).unwrap_or_default() {
                     if !heard_here.contains(id) {
@@ -368,7 +379,10 @@ pub fn check_channels(
         };
         for h in events {
             match h {
-                Heard::Reset => close(&mut segment, &mut missed),
+                Heard::Reset(at) => {
+                    close(&mut segment, from_reset, &mut missed);
+                    from_reset = *at;
+                }
                 Heard::Event { id, tag } => {
                     if !seen.insert(tag.clone()) {
                         report.anomaly(format!("subscriber {s} of {channel} heard {tag} twice"));
@@ -390,9 +404,15 @@ pub fn check_channels(
                 }
             }
         }
-        close(&mut segment, &mut missed);
+        close(&mut segment, from_reset, &mut missed);
+        // A subscriber that ended on a reset (it was caught up: the
+        // sentinel was acknowledged) is owed every event after it.
+        if let Some(Heard::Reset(Some(p))) = events.last() {
+            let from = in_order.partition_point(|(id, _)| id <= p);
+            missed.extend(in_order[from..].iter().map(|(_, tag)| tag.to_string()));
+        }
         // A subscriber told of no reset heard every acknowledged event.
-        if !events.contains(&Heard::Reset) {
+        if !events.iter().any(|h| matches!(h, Heard::Reset(_))) {
             for (tag, (ch, outcome)) in published {
                 if ch == channel && outcome.is_ok() && !seen.contains(tag) {
                     missed.insert(tag.clone());
@@ -496,14 +516,18 @@ mod tests {
         published.insert("x".to_string(), ("ch".to_string(), Outcome::Failed));
         let mut r = Report::default();
         let whole = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), ev(3, "c")]);
-        let reset_gap = ("ch".to_string(), vec![ev(1, "a"), Heard::Reset, ev(3, "c")]);
+        let reset_gap = ("ch".to_string(), vec![ev(1, "a"), Heard::Reset(Some((2, 0))), ev(3, "c")]);
         check_channels(&published, &[whole.clone(), reset_gap], &mut r);
         assert!(r.is_clean(), "{r:?}");
         let silent_gap = ("ch".to_string(), vec![ev(1, "a"), ev(3, "c")]);
         let twice = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), ev(2, "b"), ev(3, "c")]);
         let refused = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), ev(3, "c"), ev(4, "x")]);
-        check_channels(&published, &[whole, silent_gap, twice, refused], &mut r);
-        assert_eq!(r.lost, 1, "b, between a and c: {r:?}");
+        // A reset owes what follows its id: b is after it, and never heard.
+        let reset_early = ("ch".to_string(), vec![ev(1, "a"), Heard::Reset(Some((1, 0))), ev(3, "c")]);
+        // One that ended on a reset is owed what came after it.
+        let ended_early = ("ch".to_string(), vec![ev(1, "a"), ev(2, "b"), Heard::Reset(Some((2, 0)))]);
+        check_channels(&published, &[whole, silent_gap, twice, refused, reset_early, ended_early], &mut r);
+        assert_eq!(r.lost, 3, "b, between a and c, and after the reset at 1; c after the last reset: {r:?}");
         assert!(r.anomalies.iter().any(|a| a.contains("twice")), "{r:?}");
         assert!(r.anomalies.iter().any(|a| a.contains("refused")), "{r:?}");
     }
