@@ -39,6 +39,10 @@ fn new_then_dev_then_check_outside_the_repository() {
     s.wait_for_log("house: loaded greeter.wasm", Duration::from_secs(120));
     let r = s.get("/greeter/hello?name=Ada");
     assert_eq!((r.status, r.body.as_str()), (200, "Hello, Ada!\n"));
+    // One port while writing a guest: the admin surface is on it too.
+    assert_eq!(s.admin, s.addr);
+    s.wait_for_log("admin (/_house/) on the public port", Duration::ZERO);
+    assert_eq!(s.get("/_house/stats").status, 200);
     let page = s.get("/greeter");
     assert_eq!((page.status, page.header("content-type")), (200, Some("text/html; charset=utf-8")));
     assert!(page.body.contains("/greeter/updates?topic=news") && page.header("etag").is_some(), "{}", page.body);

@@ -113,7 +113,7 @@ fn named_types_and_defaults() {
     assert_eq!(r.body, r#"{"s":"hi","n":-2,"b":false,"tags":["a","b"],"x-y":7}"#);
     let r = s.get("/defaults?x-y=9&tags=z&b=1");
     assert_eq!(r.body, r#"{"s":"hi","n":-2,"b":true,"tags":["z"],"x-y":9}"#);
-    let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
     let typed = &index["guests"][0];
     assert_eq!(typed["file"], "typed.wasm");
     let types: Vec<&str> = typed["types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -284,7 +284,7 @@ fn bad_modules_are_refused_at_load_with_a_reason() {
         assert!(log.contains(&format!("house: refused {file}: {reason}")), "{file}: {reason}\nlog:\n{log}");
     }
     assert_eq!(s.get("/hello").status, 200, "the good module serves");
-    let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
     let garbage = index["guests"].as_array().unwrap().iter().find(|g| g["file"] == "garbage.wasm").unwrap();
     assert_eq!(garbage["loaded"], false);
     assert!(garbage["error"].as_str().unwrap().starts_with("not a valid wasm module"));

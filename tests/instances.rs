@@ -78,7 +78,7 @@ fn each_request_sees_a_fresh_instance_and_arguments_land_in_the_buffer() {
     s.wait_for_log("guest both.wasm: h: ", T);
     assert!(s.log().contains("unreachable"), "{}", s.log());
     // Which reset each module got, for the operator.
-    let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
     let reset = |file: &str| {
         let g = index["guests"].as_array().unwrap().iter().find(|g| g["file"] == file).unwrap();
         g["memory_reset"].as_str().unwrap().to_owned()
@@ -100,7 +100,7 @@ fn each_request_sees_a_fresh_instance_and_arguments_land_in_the_buffer() {
 
 /// Counter `name` of the server's metrics.
 fn metric(s: &Server, name: &str) -> u64 {
-    let body = s.get("/_house/metrics").body;
+    let body = s.admin_get("/_house/metrics").body;
     let line = body.lines().find(|l| l.starts_with(&format!("{name} "))).expect("the counter");
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
@@ -196,7 +196,7 @@ fn modules_that_could_keep_state_elsewhere_get_a_new_instance_for_every_request(
     for (file, wat, why) in variants {
         std::fs::write(p.join(file), wat::parse_str(wat).unwrap()).unwrap();
         s.wait_for_log(&format!("house: loaded {file}"), T);
-        let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+        let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
         let g = index["guests"].as_array().unwrap().iter().find(|g| g["file"] == file).unwrap();
         assert_eq!(g["instances"], serde_json::json!({"reused": false, "why_not": why}), "{file}");
         assert_eq!(s.get("/r?s=").status, 200, "{file}");
@@ -219,7 +219,7 @@ fn no_instance_is_kept_with_guest_warm_instances_0() {
     }
     assert_eq!(metric(&s, "house_guest_instantiations_total"), 3);
     assert_eq!(metric(&s, "house_guest_instance_reuses_total"), 0);
-    let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
     assert_eq!(index["guests"][0]["instances"]["why_not"], "--guest-warm-instances is 0");
 }
 

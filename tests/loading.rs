@@ -56,7 +56,7 @@ fn oversized_files_manifests_paths_and_memories_are_refused_with_what_the_author
     std::fs::write(p.join("memory.wasm"), wat::parse_str(wat).unwrap()).unwrap();
     s.wait_for_log("house: refused memory.wasm: declares 8 MiB of initial memory, over --guest-memory-mb 4", T);
     // Nothing refused was ever served, and the server is fine.
-    assert_eq!(s.get("/_house/stats").status, 200);
+    assert_eq!(s.admin_get("/_house/stats").status, 200);
 }
 
 /// A module that takes long to compile is refused at the timeout, and

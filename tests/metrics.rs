@@ -33,7 +33,7 @@ print(json.dumps(out))
 }
 
 fn scrape(s: &Server) -> HashMap<String, f64> {
-    let r = s.get("/_house/metrics");
+    let r = s.admin_get("/_house/metrics");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; version=0.0.4; charset=utf-8"));
     parse(&r.body)
@@ -105,6 +105,6 @@ fn a_module_dropped_in_and_removed_is_counted() {
 #[test]
 fn no_metrics_means_no_endpoint() {
     let s = Server::start(&["hello"], &["--quiet", "--no-metrics"]);
-    let r = s.get("/_house/metrics");
+    let r = s.admin_get("/_house/metrics");
     assert_eq!((r.status, r.body.trim_end()), (404, "metrics are off (--no-metrics)"));
 }

@@ -76,7 +76,7 @@ fn a_bad_file_is_refused_and_the_earlier_version_keeps_serving() {
     );
     assert_eq!(body_of(&s, "/keep"), (200, "first".into()));
     // The log line is written once the new index serves: no waiting.
-    let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
     let keep = index["guests"].as_array().unwrap().iter().find(|g| g["file"] == "keep.wasm").unwrap();
     assert_eq!(keep["loaded"], true);
     assert_eq!(keep["error"], "speaks house ABI version 7, this host speaks 1");

@@ -19,7 +19,7 @@ fn request(s: &Server, head: &str) -> Response {
 }
 
 fn instantiations(s: &Server) -> u64 {
-    let metrics = s.get("/_house/metrics").body;
+    let metrics = s.admin_get("/_house/metrics").body;
     let line = metrics.lines().find(|l| l.starts_with("house_guest_instantiations_total ")).expect("the counter");
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
@@ -73,7 +73,7 @@ fn the_chat_page_is_served_from_the_module_with_etag_304_and_head_and_no_instanc
     assert_eq!(instantiations(&s), before + 1);
 
     // /_house/guests lists it.
-    let index: serde_json::Value = serde_json::from_str(&s.get("/_house/guests").body).unwrap();
+    let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
     let files = &index["guests"][0]["static_files"];
     assert_eq!(files[0]["path"], "/index");
     assert_eq!(files[0]["etag"], etag.as_str());

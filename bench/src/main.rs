@@ -318,8 +318,8 @@ fn across_hosts(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -
         let b = servers::house(guests, cache, &work.join("b.log"), &engine)?;
         // Streams opened before a host reaches Redis start with a reset
         // (no history to read) and are ended once it does: wait for both.
-        history::engine_up(a.addr)?;
-        history::engine_up(b.addr)?;
+        history::engine_up(a.admin)?;
+        history::engine_up(b.admin)?;
         let run = fanout::run_across(b.addr, b.pid(), a.addr, SUBSCRIBERS, &source, &publish, HALF)?;
         cross.extend(run.times);
     }
@@ -388,7 +388,7 @@ fn spinning(report: &mut Report, cache: &Path, work: &Path) -> anyhow::Result<()
         }
         // The spinners are in flight once the host counts them.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while guest_calls(addr)? < SPINNERS {
+        while guest_calls(house.admin)? < SPINNERS {
             if Instant::now() > deadline {
                 bail!("the spinners never all started");
             }
@@ -421,7 +421,7 @@ fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
         eprintln!("bench: {SUBSCRIBERS} subscribers resuming {BATCH} events back ({engine}), {ROUNDS} rounds");
         let flags = [&["--quiet", "--threads", "1"][..], &extra].concat();
         let house = servers::house(guests, cache, &work.join(format!("history-{engine}.log")), &flags)?;
-        history::engine_up(house.addr)?;
+        history::engine_up(house.admin)?;
         let (mut live, mut back) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             let (l, b) = history::resume_round(house.addr, SUBSCRIBERS, BATCH)?;
@@ -450,8 +450,8 @@ fn history(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
     let id = sample.last_id().context("no id")?;
     // What one event is, framed: its id line, its data line, a blank line.
     let raw = ("id: ".len() + id.len() + 1 + "data: ".len() + data.len() + 1 + 1) as f64;
-    let events = history::stat(house.addr, "history_events")? as f64 - 100.0;
-    let accounted = history::stat(house.addr, "history_bytes")? as f64;
+    let events = history::stat(house.admin, "history_events")? as f64 - 100.0;
+    let accounted = history::stat(house.admin, "history_bytes")? as f64;
     let per_event = (rss1.saturating_sub(rss0) * 1024) as f64 / events;
     report.row(Row::bytes(
         name,
@@ -514,7 +514,7 @@ fn kv(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> anyhow::
     let redis = redis::start(work)?;
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let house = servers::house(guests, cache, &work.join("kv-redis.log"), &["--threads", "1", "--engine", &url])?;
-    history::engine_up(house.addr)?;
+    history::engine_up(house.admin)?;
     // house's CPU only: each operation also costs Redis its own.
     kv_rows(report, &house, "12. key-value data per request (Redis, --threads 1)", " (house's, not Redis's)")
 }

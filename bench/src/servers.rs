@@ -12,6 +12,9 @@ use anyhow::{Context, bail};
 pub struct Running {
     child: Child,
     pub addr: SocketAddr,
+    /// Where `/_house/*` is served (house's `--admin-bind`; the baselines
+    /// have none: their address).
+    pub admin: SocketAddr,
     pub started: Instant,
 }
 
@@ -44,7 +47,7 @@ pub fn baseline(name: &str) -> anyhow::Result<Running> {
     let mut line = String::new();
     BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
     let addr = line.trim().strip_prefix("listening on ").context("no listening line")?.parse()?;
-    Ok(Running { child, addr, started })
+    Ok(Running { child, addr, admin: addr, started })
 }
 
 /// Numbers the servers' data directories.
@@ -76,7 +79,14 @@ pub fn house(guests: &Path, cache: &Path, log: &Path, extra: &[&str]) -> anyhow:
         // Complete lines only: the file may be read while it is written.
         if let Some(l) = text.split_inclusive('\n').find(|l| l.ends_with('\n') && l.contains("listening on http://")) {
             let addr = l.rsplit("http://").next().unwrap_or_default().trim().parse()?;
-            return Ok(Running { child, addr, started });
+            // Said before the listening line.
+            let admin = text
+                .lines()
+                .find_map(|l| l.split("admin on http://").nth(1))
+                .and_then(|rest| rest.split('/').next())
+                .context("no admin line")?
+                .parse()?;
+            return Ok(Running { child, addr, admin, started });
         }
         if Instant::now() > deadline {
             bail!("house did not start:\n{text}");

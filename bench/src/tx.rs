@@ -39,7 +39,7 @@ pub fn run(report: &mut Report, guests: &Path, cache: &Path, work: &Path) -> any
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let flags = ["--threads", "1", "--quiet", "--engine", url.as_str()];
     let house = servers::house(guests, cache, &work.join("tx-redis.log"), &flags)?;
-    history::engine_up(house.addr)?;
+    history::engine_up(house.admin)?;
     let spread = write_rows(report, &house, "Redis", 2.0)?;
     hot_key(report, &house, "Redis", spread)
 }
@@ -79,12 +79,12 @@ fn hot_key(report: &mut Report, house: &servers::Running, store: &str, spread_rp
     let name = format!("15. 64 clients on one hot key ({store}, --threads 1)");
     eprintln!("bench: {name}: {secs} s");
     let before = counter(house.addr)?;
-    let reruns = metric(house.addr, "house_tx_reruns_total")?;
-    let gave_up = metric(house.addr, "house_guest_calls_total{result=\"conflict\"}")?;
+    let reruns = metric(house.admin, "house_tx_reruns_total")?;
+    let gave_up = metric(house.admin, "house_guest_calls_total{result=\"conflict\"}")?;
     let load = wrk::run_cold(house, HOT, secs)?;
     let after = counter(house.addr)?;
-    let reruns = metric(house.addr, "house_tx_reruns_total")? - reruns;
-    let gave_up = metric(house.addr, "house_guest_calls_total{result=\"conflict\"}")? - gave_up;
+    let reruns = metric(house.admin, "house_tx_reruns_total")? - reruns;
+    let gave_up = metric(house.admin, "house_guest_calls_total{result=\"conflict\"}")? - gave_up;
     let committed = load.requests - load.non_2xx;
     let counted = after - before;
     // wrk stops with up to one request in flight per connection: those

@@ -1,7 +1,7 @@
 //! Command-line flags: where to listen, where the guests are, and one flag
 //! for every limit, each with a default a small production server can use.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -128,6 +128,14 @@ pub struct LoadLimits {
 pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
+    /// `--admin-bind`: where `/_house/*` is served (None: the default, see
+    /// [`Config::admin_addr`]).
+    pub admin_bind: Option<SocketAddr>,
+    /// `/_house/*` on the public port as well (`house dev`, for one port
+    /// to think about while writing a guest).
+    pub admin_public: bool,
+    /// `--public-openapi`: `/_house/openapi.json` on the public port too.
+    pub public_openapi: bool,
     pub guests: PathBuf,
     pub cache_dir: Option<PathBuf>,
     pub debug: bool,
@@ -155,11 +163,32 @@ pub struct Config {
     pub load: LoadLimits,
 }
 
+/// The default admin port's distance from the public one.
+const ADMIN_PORT_OFFSET: u16 = 5000;
+
+impl Config {
+    /// Where the admin listener binds: `--admin-bind`, else loopback on the
+    /// public port + 5000 (any free one when that is 0 or past 65535), so
+    /// that `/_house/*` never reaches the internet unless asked to. (+5000,
+    /// not +1: hosts on one box take consecutive ports, 4242 and 4243.)
+    /// None: no admin listener (`house dev` serves it on the public port).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        if self.admin_public {
+            return None;
+        }
+        let port = if self.port == 0 { 0 } else { self.port.checked_add(ADMIN_PORT_OFFSET).unwrap_or(0) };
+        Some(self.admin_bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], port))))
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             bind: IpAddr::from([127, 0, 0, 1]),
             port: 4242,
+            admin_bind: None,
+            admin_public: false,
+            public_openapi: false,
             guests: PathBuf::from("guests"),
             cache_dir: None,
             debug: false,
@@ -283,11 +312,15 @@ USAGE:
                                        routes, inputs and rules, or why it is refused (exit 1)
     house new NAME                     make a guest crate NAME to start from (builds anywhere)
     house dev [FLAGS] CRATE_DIR...     serve, and rebuild each guest crate when its sources change:
-                                       the new .wasm goes into --guests, build errors to stderr
+                                       the new .wasm goes into --guests, build errors to stderr;
+                                       /_house/* on the same port unless --admin-bind is given
 
 FLAGS:
     --bind ADDR                 address to listen on [127.0.0.1]
     --port N                    port to listen on; 0 picks a free one [4242]
+    --admin-bind ADDR:PORT      where /_house/guests, stats, metrics and openapi.json are served; the public
+                                port answers them 404 [127.0.0.1, port --port + 5000]
+    --public-openapi            serve /_house/openapi.json on the public port too
     --threads N                 event loops, one thread and listener each [the CPUs available]
     --hub-queue-events N        events waiting for one loop before they are dropped [65536]
     --engine memory|redis://HOST:PORT[/DB]
@@ -423,6 +456,8 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("bind") => cfg.bind = value(&mut parser, &flag)?,
             Long("port") => cfg.port = value(&mut parser, &flag)?,
+            Long("admin-bind") => cfg.admin_bind = Some(value(&mut parser, &flag)?),
+            Long("public-openapi") => cfg.public_openapi = true,
             Long("threads") => {
                 cfg.threads = positive(&mut parser, &flag)?;
                 if cfg.threads > MAX_THREADS {
@@ -528,7 +563,11 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
         Some("check") if files.is_empty() => bail!("house check FILE.wasm...: which files?"),
         Some("check") => Ok(Command::Check(Box::new(cfg), files)),
         Some(_) if files.is_empty() => bail!("house dev CRATE_DIR...: which guest crates?"),
-        Some(_) => Ok(Command::Dev(Box::new(cfg), files)),
+        Some(_) => {
+            // One port while writing a guest, unless asked otherwise.
+            cfg.admin_public = cfg.admin_bind.is_none();
+            Ok(Command::Dev(Box::new(cfg), files))
+        }
         None => Ok(Command::Serve(Box::new(cfg))),
     }
 }
@@ -621,6 +660,23 @@ mod tests {
         );
         assert_eq!(error(&["serve"]), "unexpected argument \"serve\" (see --help)");
         assert_eq!(error(&["--port", "1", "check", "a.wasm"]), "unexpected argument \"check\" (see --help)");
+    }
+
+    #[test]
+    fn the_admin_listener_is_loopback_5000_ports_up_unless_told() {
+        let at = |args: &[&str]| parse(args).unwrap().admin_addr().map(|a| a.to_string());
+        assert_eq!(at(&[]).as_deref(), Some("127.0.0.1:9242"));
+        assert_eq!(at(&["--bind", "0.0.0.0", "--port", "80"]).as_deref(), Some("127.0.0.1:5080"));
+        assert_eq!(at(&["--port", "0"]).as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(at(&["--port", "61000"]).as_deref(), Some("127.0.0.1:0"));
+        assert_eq!(at(&["--admin-bind", "[::1]:9000"]).as_deref(), Some("[::1]:9000"));
+        assert!(error(&["--admin-bind", "localhost"]).starts_with("--admin-bind: invalid value"));
+        let dev = |args: &[&str]| match parse_args(args.iter().map(std::ffi::OsString::from)).unwrap() {
+            Command::Dev(cfg, _) => cfg.admin_addr(),
+            _ => panic!("dev"),
+        };
+        assert_eq!(dev(&["dev", "crate"]), None, "house dev: one port");
+        assert_eq!(dev(&["dev", "--admin-bind", "127.0.0.1:7", "crate"]).map(|a| a.port()), Some(7));
     }
 
     fn error(args: &[&str]) -> String {

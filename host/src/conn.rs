@@ -94,6 +94,9 @@ pub struct Conn {
     /// it alone (the call's own deadline bounds it).
     pub calling: bool,
     pub peer: std::net::SocketAddr,
+    /// It came in on the admin listener (`--admin-bind`): it may reach the
+    /// host's own routes, and only those.
+    pub admin: bool,
 }
 
 impl Conn {
@@ -118,6 +121,7 @@ impl Conn {
             opening: None,
             live_after: Vec::new(),
             peer,
+            admin: false,
         }
     }
 

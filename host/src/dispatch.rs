@@ -87,6 +87,31 @@ pub struct Dispatcher {
     pub sse_buffer: usize,
     /// `/_house/metrics` is served (not `--no-metrics`).
     pub metrics: bool,
+    /// Which port answers what (`--admin-bind`).
+    pub ports: Ports,
+}
+
+/// Which of the two listeners answers the host's own routes (`/_house/*`)
+/// and which the guests'.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ports {
+    /// The host's routes on the public port too (`house dev`).
+    pub admin_public: bool,
+    /// `/_house/openapi.json` on the public port too (`--public-openapi`).
+    pub public_openapi: bool,
+}
+
+impl Ports {
+    /// Whether a request that came in on the admin listener (`admin`) or
+    /// the public one may reach `target`. The admin port serves the host's
+    /// routes only; the public one the guests' (and what was opted in).
+    fn serves(self, target: &Target, admin: bool) -> bool {
+        match target {
+            Target::Guest(_) | Target::Static(_) => !admin,
+            Target::OpenApi => admin || self.admin_public || self.public_openapi,
+            Target::GuestsIndex | Target::Stats | Target::Metrics => admin || self.admin_public,
+        }
+    }
 }
 
 /// Where a dispatch stands once the request has been looked at.
@@ -98,11 +123,12 @@ pub enum Begun {
 }
 
 impl Dispatcher {
-    /// Routes and validates `req`; a guest request becomes a call to run.
-    pub fn begin(&self, req: &Request) -> Begun {
+    /// Routes and validates `req`, which came in on the admin listener
+    /// (`admin`) or the public one; a guest request becomes a call to run.
+    pub fn begin(&self, req: &Request, admin: bool) -> Begun {
         let mut route = Route::Unmatched;
         let done = |outcome, route| Begun::Done(Dispatched { outcome, publishes: Vec::new(), route });
-        match self.route(req, &mut route) {
+        match self.route(req, admin, &mut route) {
             Ok(Routed::Outcome(outcome)) => done(Ok(outcome), route),
             Ok(Routed::Call(handler, args)) => match self.runtime.call_async(handler.clone(), args) {
                 Ok(call) => Begun::Call { handler, call },
@@ -114,15 +140,23 @@ impl Dispatcher {
 
     /// Routes and validates; `label` says what answered, from the moment
     /// that is known (a 400 of a guest route is that route's).
-    fn route(&self, req: &Request, label: &mut Route) -> Result<Routed, HttpError> {
+    fn route(&self, req: &Request, admin: bool, label: &mut Route) -> Result<Routed, HttpError> {
         let head = &req.head;
         let routes = self.routes.load();
         let (route, captures) = match routes.router.lookup(&head.path, &head.method) {
+            // Another port's route is not there at all, as far as this
+            // one can tell (a 404, not a 403 that says it exists).
+            Lookup::Found(route, _) | Lookup::MethodNotAllowed(_, route)
+                if !self.ports.serves(&route.target, admin) =>
+            {
+                let why = if admin { "; this is the admin port, which serves /_house/ only" } else { "" };
+                return Err(HttpError::new(ErrorKind::NotFound, format!("no handler for {}{why}", head.path)));
+            }
             Lookup::Found(route, captures) => (route, captures),
             Lookup::NotFound => {
                 return Err(HttpError::new(ErrorKind::NotFound, format!("no handler for {}", head.path)));
             }
-            Lookup::MethodNotAllowed(allowed) => {
+            Lookup::MethodNotAllowed(allowed, _) => {
                 return Err(HttpError::method_not_allowed(&head.method, &head.path, allowed.allow_header()));
             }
         };

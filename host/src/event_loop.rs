@@ -27,8 +27,6 @@ use crate::calls::{Calls, Finished};
 use crate::config::Config;
 use crate::conn::{Conn, Phase};
 use crate::dispatch::Dispatcher;
-use crate::http::response::Framing;
-use crate::http::{ErrorKind, HttpError};
 use crate::hub::{Delivery, Hub};
 use crate::log::{Log, trace};
 use crate::sse::Channels;
@@ -36,6 +34,7 @@ use crate::sse::Channels;
 const LISTENER: Token = Token(usize::MAX);
 const WAKER: Token = Token(usize::MAX - 1);
 const SIGNAL: Token = Token(usize::MAX - 2);
+const ADMIN: Token = Token(usize::MAX - 3);
 
 /// Connections over the limit get a 503 and are closed; this many of them
 /// at a time get a proper lingering close, the rest are dropped outright.
@@ -58,6 +57,8 @@ pub struct Server {
     pub(crate) lp: usize,
     pub(crate) poll: Poll,
     pub(crate) listener: Option<TcpListener>,
+    /// The admin listener (`--admin-bind`), on one loop only.
+    pub(crate) admin: Option<TcpListener>,
     pub(crate) signals: UnixStream,
     pub(crate) shared: Arc<Shared>,
     /// Events from the hub, being fanned out.
@@ -136,11 +137,15 @@ impl Server {
         lp: usize,
         poll: Poll,
         mut listener: TcpListener,
+        mut admin: Option<TcpListener>,
         dispatcher: Dispatcher,
         shared: Arc<Shared>,
         log: Log,
     ) -> anyhow::Result<Server> {
         poll.registry().register(&mut listener, LISTENER, Interest::READABLE)?;
+        if let Some(admin) = &mut admin {
+            poll.registry().register(admin, ADMIN, Interest::READABLE)?;
+        }
         let (signals, notify) = std::os::unix::net::UnixStream::pair()?;
         signals.set_nonblocking(true)?;
         notify.set_nonblocking(true)?;
@@ -158,6 +163,7 @@ impl Server {
             lp,
             poll,
             listener: Some(listener),
+            admin,
             signals,
             shared,
             inbox: VecDeque::new(),
@@ -205,7 +211,8 @@ impl Server {
             let now = Instant::now();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.accept(now, false),
+                    ADMIN => self.accept(now, true),
                     // The hub left events: delivered below, with this turn's own.
                     WAKER => {}
                     SIGNAL => self.begin_shutdown(now),
@@ -228,9 +235,11 @@ impl Server {
         }
     }
 
-    pub(crate) fn accept(&mut self, now: Instant) {
+    /// Takes the connections waiting on the public listener, or on the
+    /// admin one (`admin`).
+    pub(crate) fn accept(&mut self, now: Instant, admin: bool) {
         loop {
-            let Some(listener) = &self.listener else {
+            let Some(listener) = (if admin { &self.admin } else { &self.listener }) else {
                 return;
             };
             let (mut socket, peer) = match listener.accept() {
@@ -263,13 +272,13 @@ impl Server {
             }
             let _ = socket.set_nodelay(true);
             self.next_conn_id += 1;
-            entry.insert(Conn::new(self.next_conn_id, socket, peer, now));
-            trace!(self.log, "{peer}: accepted as #{key}");
+            let mut conn = Conn::new(self.next_conn_id, socket, peer, now);
+            conn.admin = admin;
+            entry.insert(conn);
+            trace!(self.log, "{peer}: accepted as #{key}{}", if admin { " (admin)" } else { "" });
             if open > limit {
-                let err =
-                    HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {limit} connections"));
                 self.log.line(format_args!("house: refused {peer}: over {limit} connections"));
-                self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
+                self.refuse(key, limit);
             }
         }
     }
@@ -305,7 +314,7 @@ impl Server {
             let open = self.shared.connections.load(Ordering::Relaxed);
             self.log.line(format_args!("house: shutting down ({open} connections open)"));
         }
-        if let Some(mut listener) = self.listener.take() {
+        for mut listener in [self.listener.take(), self.admin.take()].into_iter().flatten() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.shutdown = Some(now + self.cfg.shutdown_grace);

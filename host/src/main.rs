@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use arc_swap::ArcSwap;
 use house_host::config::{self, Command, Config};
-use house_host::dispatch::Dispatcher;
+use house_host::dispatch::{Dispatcher, Ports};
 use house_host::engine;
 use house_host::event_loop::{self, Shared};
 use house_host::guests::cache::Cache;
@@ -64,6 +64,16 @@ fn run() -> anyhow::Result<()> {
     let addr = SocketAddr::new(cfg.bind, cfg.port);
     let listeners = event_loop::bind(addr, cfg.threads).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listeners[0].local_addr()?;
+    // The admin surface on a listener of its own (loop 0 takes it: it is
+    // light), so that what lists every module, route and count is not on
+    // the port the internet reaches.
+    let mut admin = match cfg.admin_addr() {
+        Some(addr) => Some(
+            event_loop::bind(addr, 1).with_context(|| format!("cannot listen on {addr} (--admin-bind)"))?.remove(0),
+        ),
+        None => None,
+    };
+    let admin_local = admin.as_ref().map(|l| l.local_addr()).transpose()?;
 
     let log = Log::new(cfg.debug, cfg.access_log);
     // Guests' data is where the engine is: shared on Redis, else embedded.
@@ -110,12 +120,14 @@ fn run() -> anyhow::Result<()> {
             runtime: runtime.clone(),
             sse_buffer: cfg.limits.sse_buffer,
             metrics: cfg.metrics,
+            ports: Ports { admin_public: cfg.admin_public, public_openapi: cfg.public_openapi },
         };
         servers.push(event_loop::Server::new(
             cfg.clone(),
             lp,
             poll,
             listener,
+            admin.take(),
             dispatcher,
             shared.clone(),
             log.sibling(),
@@ -131,9 +143,14 @@ fn run() -> anyhow::Result<()> {
         .enumerate()
         .map(|(lp, server)| std::thread::Builder::new().name(format!("house-loop-{lp}")).spawn(move || server.run()))
         .collect::<Result<Vec<_>, _>>()?;
-    // Tests wait for this line: it means the socket is bound and the
-    // guests present at start-up are served.
-    // One write(2), so that a reader never sees half the line.
+    // Tests wait for the second line: it means the sockets are bound and
+    // the guests present at start-up are served. One write(2) each, so
+    // that a reader never sees half a line.
+    let said = match admin_local {
+        Some(addr) => format!("house: admin on http://{addr}/_house/ (guests, stats, metrics, openapi.json)\n"),
+        None => "house: admin (/_house/) on the public port\n".to_owned(),
+    };
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
     let _ =
         std::io::Write::write_all(&mut std::io::stderr(), format!("house: listening on http://{local}\n").as_bytes());
     let mut result = Ok(());

@@ -84,7 +84,9 @@ pub enum Lookup<'a> {
     /// The route, and what the path's parameter segments hold.
     Found(&'a Route, Captures<'a>),
     NotFound,
-    MethodNotAllowed(Methods),
+    /// The methods the path takes, and one of its routes (all of them
+    /// are the host's, or one module's).
+    MethodNotAllowed(Methods, &'a Route),
 }
 
 pub use house_abi::path::{Segment, parse_pattern};
@@ -163,7 +165,9 @@ impl Router {
         };
         match routes.iter().find(|r| r.methods.allows(method)) {
             Some(route) => Lookup::Found(route, captures),
-            None => Lookup::MethodNotAllowed(routes.iter().fold(Methods::default(), |m, r| m.union(r.methods))),
+            None => {
+                Lookup::MethodNotAllowed(routes.iter().fold(Methods::default(), |m, r| m.union(r.methods)), &routes[0])
+            }
         }
     }
 
@@ -222,7 +226,7 @@ mod tests {
     fn lookup_tells_404_from_405() {
         let r = Router::with_builtins();
         assert!(matches!(r.lookup("/_house/guests", "GET"), Lookup::Found(_, _)));
-        assert!(matches!(r.lookup("/_house/guests", "POST"), Lookup::MethodNotAllowed(_)));
+        assert!(matches!(r.lookup("/_house/guests", "POST"), Lookup::MethodNotAllowed(..)));
         assert!(matches!(r.lookup("/nope", "GET"), Lookup::NotFound));
     }
 
@@ -264,7 +268,7 @@ mod tests {
         assert_eq!(routed(&r, "/items/"), None, "a parameter takes a non-empty segment");
         assert_eq!(routed(&r, "/items"), None);
         assert_eq!(routed(&r, "/items/1/2"), None);
-        assert!(matches!(r.lookup("/items/42", "PUT"), Lookup::MethodNotAllowed(_)));
+        assert!(matches!(r.lookup("/items/42", "PUT"), Lookup::MethodNotAllowed(..)));
     }
 
     #[test]
@@ -289,7 +293,7 @@ mod tests {
             matches!(r.lookup("/todos/3", "DELETE"), Lookup::Found(route, _) if route.methods.names() == ["DELETE"])
         );
         match r.lookup("/todos/3", "GET") {
-            Lookup::MethodNotAllowed(m) => assert_eq!(m.allow_header(), "DELETE, PATCH"),
+            Lookup::MethodNotAllowed(m, _) => assert_eq!(m.allow_header(), "DELETE, PATCH"),
             _ => panic!("405"),
         }
     }

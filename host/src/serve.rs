@@ -12,9 +12,9 @@ use crate::dispatch::{Begun, Dispatched, Outcome};
 use crate::engine::history::Start;
 use crate::engine::kv::Kv;
 use crate::event_loop::Server;
-use crate::http::HttpError;
 use crate::http::request::Head;
 use crate::http::response::{self, Framing};
+use crate::http::{ErrorKind, HttpError};
 use crate::log::trace;
 
 /// Past this many unwritten bytes, a connection's pipelined requests wait
@@ -89,7 +89,8 @@ impl Server {
 
     pub(crate) fn respond(&mut self, key: usize, req: Request, now: Instant) {
         trace!(self.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
-        let (handler, future) = match self.dispatcher.begin(&req) {
+        let admin = self.conns.get(key).is_some_and(|c| c.admin);
+        let (handler, future) = match self.dispatcher.begin(&req, admin) {
             Begun::Done(dispatched) => return self.answer(key, &req.head, req.started, dispatched, now),
             Begun::Call { handler, call } => (handler, call),
         };
@@ -301,6 +302,13 @@ impl Server {
             engine_refused: engine.refused,
             kv_up: self.dispatcher.runtime.kv().is_some_and(Kv::up),
         }
+    }
+
+    /// A connection accepted over `--max-connections` (within the few
+    /// that get an answer at all): 503, then closed.
+    pub(crate) fn refuse(&mut self, key: usize, limit: usize) {
+        let err = HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {limit} connections"));
+        self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
     }
 
     pub(crate) fn send_error(&mut self, key: usize, err: &HttpError, framing: Framing) {

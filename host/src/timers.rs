@@ -26,7 +26,8 @@ impl Server {
             self.shared.hub.expire(now);
         }
         if std::mem::take(&mut self.accept_paused) {
-            self.accept(now);
+            self.accept(now, false);
+            self.accept(now, true);
         }
         let l = &self.cfg.limits;
         let mut timed_out = Vec::new();

@@ -39,7 +39,7 @@ after(async () => {
 
 // Subscriptions on each host, read from the host itself (not through nginx).
 const subscriptions = () =>
-  Promise.all(hosts.map(async (h) => (await getJson(`http://127.0.0.1:${h.port}/_house/stats`)).subscriptions));
+  Promise.all(hosts.map(async (h) => (await getJson(`http://127.0.0.1:${h.admin}/_house/stats`)).subscriptions));
 
 test("two pages on two hosts behind nginx see each other's messages", async () => {
   const base = `http://127.0.0.1:${nginx.port}`;

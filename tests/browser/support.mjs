@@ -33,15 +33,18 @@ function dataDir(extra) {
   return extra.includes("--data-dir") ? [] : ["--data-dir", mkdtempSync(join(tmpdir(), "house-data-"))];
 }
 
-// Starts house on `port` (0: a free one) serving `guests`; resolves with
-// the child and its port once it says it is listening.
+// Starts house on `port` (0: a free one) serving `guests`, its admin
+// surface on a free loopback port; resolves with the child, its port and
+// its admin port once it says it is listening.
 export async function startHouse(port, guests, extra = []) {
+  const admin = extra.includes("--admin-bind") ? [] : ["--admin-bind", "127.0.0.1:0"];
   const child = spawn(join(repo, "target", "release", "house"),
-    ["--port", String(port), "--guests", guests, "--no-cache", "--quiet", ...dataDir(extra), ...extra],
+    ["--port", String(port), "--guests", guests, "--no-cache", "--quiet", ...admin, ...dataDir(extra), ...extra],
     { stdio: ["ignore", "ignore", "pipe"] });
-  const m = await waitForLine(child, "house", /listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
+  const m = await waitForLine(child, "house",
+    /admin on http:\/\/127\.0\.0\.1:(\d+)\/[^\n]*\n(?:[^\n]*\n)*?[^\n]*listening on http:\/\/127\.0\.0\.1:(\d+)\n/);
   child.removeAllListeners("exit");
-  return { child, port: Number(m[1]) };
+  return { child, port: Number(m[2]), admin: Number(m[1]) };
 }
 
 export function stop(child) {

@@ -109,6 +109,9 @@ struct LogState {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Where `/_house/*` is served (`--admin-bind`; the public address
+    /// under `house dev`).
+    pub admin: SocketAddr,
     pub guests: TempDir,
     /// The compiled-module cache (outside the guests folder: the host
     /// refuses one inside it).
@@ -182,10 +185,19 @@ impl Server {
             }
         });
         starting(child.id());
-        let mut server = Server { child, addr: "127.0.0.1:0".parse().unwrap(), guests, cache, data, log };
+        let unset: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let mut server = Server { child, addr: unset, admin: unset, guests, cache, data, log };
         let line = server.wait_for_log("listening on http://", Duration::from_secs(30));
         let addr = line.rsplit("http://").next().unwrap().trim();
         server.addr = addr.parse().expect("listening address");
+        // Said before the listening line.
+        server.admin = match server.try_wait_for_log("admin on http://", Duration::ZERO) {
+            Some(line) => {
+                let at = line.split("http://").nth(1).and_then(|rest| rest.split('/').next()).expect("admin address");
+                at.parse().expect("admin address")
+            }
+            None => server.addr,
+        };
         server
     }
 
@@ -217,9 +229,12 @@ impl Server {
     }
 
     pub fn connect(&self) -> TcpStream {
-        let s = TcpStream::connect(self.addr).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s
+        connect_to(self.addr)
+    }
+
+    /// One GET of the admin surface (`/_house/...`), on its own listener.
+    pub fn admin_get(&self, target: &str) -> Response {
+        request_on(connect_to(self.admin), "GET", target, None)
     }
 
     /// One request on a fresh connection; the response.
@@ -233,18 +248,7 @@ impl Server {
     }
 
     pub fn request(&self, method: &str, target: &str, form: Option<&str>) -> Response {
-        let mut s = self.connect();
-        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
-        if let Some(body) = form {
-            req.push_str(&format!(
-                "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            ));
-        } else {
-            req.push_str("\r\n");
-        }
-        s.write_all(req.as_bytes()).unwrap();
-        read_response(&mut BufReader::new(s), method == "HEAD").expect("a response")
+        request_on(self.connect(), method, target, form)
     }
 
     /// Sends raw bytes; returns everything read until the server closes.
@@ -275,19 +279,19 @@ impl Server {
 
     /// The loop's counters from `/_house/stats`: (connections, channels, subscriptions).
     pub fn stats(&self) -> (u64, u64, u64) {
-        let v: serde_json::Value = serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON");
+        let v: serde_json::Value = serde_json::from_str(&self.admin_get("/_house/stats").body).expect("stats JSON");
         let n = |k: &str| v[k].as_u64().expect("a count");
         (n("connections"), n("channels"), n("subscriptions"))
     }
 
     /// The whole of `/_house/stats`.
     pub fn stats_json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON")
+        serde_json::from_str(&self.admin_get("/_house/stats").body).expect("stats JSON")
     }
 
     /// One counter of `/_house/stats`.
     pub fn stat(&self, name: &str) -> u64 {
-        let v: serde_json::Value = serde_json::from_str(&self.get("/_house/stats").body).expect("stats JSON");
+        let v: serde_json::Value = serde_json::from_str(&self.admin_get("/_house/stats").body).expect("stats JSON");
         v[name].as_u64().unwrap_or_else(|| panic!("no count {name:?} in {v}"))
     }
 
@@ -490,4 +494,25 @@ impl Emitter {
     pub fn emit(&mut self, channel: &str, data: &str) {
         self.emit_times(channel, data, 1);
     }
+}
+
+fn connect_to(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// One request on `s` (a fresh connection, closed after); the response.
+fn request_on(mut s: TcpStream, method: &str, target: &str, form: Option<&str>) -> Response {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n");
+    if let Some(body) = form {
+        req.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        req.push_str("\r\n");
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    read_response(&mut BufReader::new(s), method == "HEAD").expect("a response")
 }
