@@ -219,6 +219,11 @@ fn faults_are_500_for_that_request_only() {
         s.wait_for_log(&format!("guest faulty.wasm: {name}: "), Duration::from_secs(5));
     }
     s.wait_for_log("spin: exceeded its CPU deadline of 100 ms", Duration::from_secs(1));
+    // 1 page, then 16 more at a time: 65 pages is the first over 4 MiB.
+    s.wait_for_log(
+        "hog: its memory would grow to 4160 KiB, over --guest-memory-mb 4 (4096 KiB)",
+        Duration::from_secs(1),
+    );
     // Three overruns within the window suspend the handler: it no longer
     // holds the loop.
     s.wait_for_log(

@@ -264,3 +264,17 @@ fn a_reloaded_or_removed_module_gives_back_its_idle_instances() {
     s.wait_for_log("house: unloaded r.wasm", T);
     idle_becomes(0);
 }
+
+/// `/_house/guests` counts a module's idle instances when it is asked, as
+/// the metric does (it used to be counted when the routes were made).
+#[test]
+fn the_guests_index_counts_idle_instances_live() {
+    let s = Server::start(&["hello"], &[]);
+    let idle = || {
+        let index: serde_json::Value = serde_json::from_str(&s.admin_get("/_house/guests").body).unwrap();
+        index["guests"][0]["instances"]["idle"].as_u64().expect("hello.wasm is reused")
+    };
+    assert_eq!(idle(), 0);
+    assert_eq!(s.get("/hello?name=Ada").status, 200);
+    assert_eq!((idle(), metric(&s, "house_guest_instances_idle")), (1, 1));
+}

@@ -3,7 +3,7 @@
 //! connection limit, one reload for all, one shutdown.
 
 use std::io::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use house_tests::sse::Subscriber;
 use house_tests::{Server, TempDir, read_response, wait_until};
@@ -109,4 +109,53 @@ fn one_signal_stops_every_loop() {
     let log = s.log();
     assert_eq!(log.matches("house: shutting down").count(), 1, "{log}");
     assert_eq!(log.matches("house: stopped").count(), 1, "{log}");
+}
+
+/// A loop that panics ends the process at once, non-zero, with the panic
+/// and its thread in the log: its connections are not left hanging while
+/// the other loops look healthy (a supervisor restarts the process).
+#[test]
+fn a_loop_that_panics_ends_the_process_and_says_so() {
+    use std::io::{BufRead, Read};
+    let (guests, data) = (house_tests::TempDir::new("guests"), house_tests::TempDir::new("data"));
+    let mut child = std::process::Command::new(house_tests::house_bin())
+        .args(["--port", "0", "--admin-bind", "127.0.0.1:0", "--threads", "2", "--no-cache", "--guests"])
+        .arg(guests.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("HOUSE_TEST_PANIC_PATH", "/boom")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    let addr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "house exited before listening:\n{log}");
+        log.push_str(&line);
+        if let Some(at) = line.trim().split("listening on http://").nth(1) {
+            break at.to_owned();
+        }
+    };
+    // An idle keep-alive connection, on whichever loop: it must not outlive
+    // the process.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut c = std::net::TcpStream::connect(&addr).unwrap();
+    c.write_all(b"GET /boom HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "house still runs 10 s after a loop panicked");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(101));
+    stderr.read_to_string(&mut log).unwrap();
+    assert!(log.contains("HOUSE_TEST_PANIC_PATH: a request for /boom"), "{log}");
+    assert!(log.contains("house: thread house-loop-"), "{log}");
+    assert!(log.contains("panicked: exiting (status 101), for a supervisor to restart"), "{log}");
+    let mut byte = [0u8; 1];
+    assert!(matches!(idle.read(&mut byte), Ok(0) | Err(_)), "the idle connection is closed");
 }

@@ -174,7 +174,7 @@ impl Dispatcher {
             }
             Target::Metrics => return Ok(Routed::Outcome(Outcome::Metrics)),
             Target::OpenApi => return Ok(json_reply(&routes.openapi)),
-            Target::GuestsIndex => return Ok(json_reply(&routes.index)),
+            Target::GuestsIndex => return Ok(json_reply(&(routes.index)())),
             Target::Stats => return Ok(Routed::Outcome(Outcome::Stats)),
             Target::Static(file) => {
                 let not_modified = header_fields(&head.raw_headers)

@@ -93,6 +93,10 @@ pub struct Server {
     pub(crate) next_conn_id: u64,
     /// Spreads the retry hints of streams ended by shutdown.
     pub(crate) jitter: crate::streams::Jitter,
+    /// `HOUSE_TEST_PANIC_PATH`: a request for this path panics the loop
+    /// that reads it, so that a test can show what a panic does (there is
+    /// no other way to make one on purpose). Unset in production.
+    pub(crate) panic_on: Option<String>,
 }
 
 /// Binds `count` listeners to `addr`, one per loop, all with `SO_REUSEPORT`
@@ -187,6 +191,7 @@ impl Server {
             guest_time: Duration::ZERO,
             metrics,
             next_conn_id: 0,
+            panic_on: std::env::var("HOUSE_TEST_PANIC_PATH").ok(),
             jitter: crate::streams::Jitter::new(
                 SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
                     ^ (lp as u64) << 56,

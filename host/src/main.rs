@@ -37,6 +37,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
+    exit_on_panic();
     let cfg = match config::parse_args(std::env::args_os().skip(1))? {
         Command::Help => {
             print!("{}", config::USAGE);
@@ -174,6 +175,27 @@ fn run() -> anyhow::Result<()> {
     log.line(format_args!("house: stopped"));
     drop(log);
     result
+}
+
+/// Any thread of house that panics ends the process, non-zero, with the
+/// panic in the log, at once. A loop that died alone would leave its share
+/// of connections unanswered (its streams silent, its parked calls never
+/// answered) while the others carried on looking healthy; the key-value
+/// committer or the Redis bridge dying would hang every call. Restarting
+/// the thread in place would keep a process whose state a bug has just
+/// broken, and lose that loop's connections all the same. A supervisor
+/// (systemd's `Restart=on-failure`, docs/deploy) restarts the whole process
+/// cleanly in about a second; browsers reconnect with their Last-Event-ID.
+fn exit_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let line = format!("house: thread {name} panicked: exiting (status 101), for a supervisor to restart\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        std::process::exit(101);
+    }));
 }
 
 /// Creates the guests folder if it is missing (so that it can be watched and

@@ -202,11 +202,11 @@ impl Router {
 }
 
 /// What the watcher swaps in on a reload, and every loop reads per request:
-/// the route table, the JSON of `/_house/guests` and of
-/// `/_house/openapi.json`.
+/// the route table, the JSON of `/_house/guests` (made when asked: its
+/// figures are live) and of `/_house/openapi.json`.
 pub struct Routes {
     pub router: Router,
-    pub index: Arc<str>,
+    pub index: Box<dyn Fn() -> String + Send + Sync>,
     pub openapi: Arc<str>,
 }
 

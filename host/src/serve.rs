@@ -89,6 +89,9 @@ impl Server {
 
     pub(crate) fn respond(&mut self, key: usize, req: Request, now: Instant) {
         trace!(self.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
+        if self.panic_on.as_deref() == Some(req.head.path.as_str()) {
+            panic!("HOUSE_TEST_PANIC_PATH: a request for {}", req.head.path);
+        }
         let admin = self.conns.get(key).is_some_and(|c| c.admin);
         let (handler, future) = match self.dispatcher.begin(&req, admin) {
             Begun::Done(dispatched) => return self.answer(key, &req.head, req.started, dispatched, now),

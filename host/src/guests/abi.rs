@@ -2,7 +2,7 @@
 //! call, the per-call context they act on, and decoding what a handler
 //! returns. Guest memory is only ever read through bounds-checked slices.
 
-use wasmtime::{Caller, Engine, Linker, Memory, StoreLimits};
+use wasmtime::{Caller, Engine, Linker, Memory};
 
 use super::manifest::Kind;
 use crate::config::Budgets;
@@ -34,6 +34,60 @@ impl std::fmt::Display for OverBudget {
 
 impl std::error::Error for OverBudget {}
 
+/// A guest's memory is bounded by `--guest-memory-mb`: growing past it
+/// traps with [`OverMemory`], which names the flag (wasmtime's own
+/// `StoreLimits` says "forcing trap when growing memory to N bytes").
+/// Tables keep their declared maximum; one instance per store.
+pub struct MemoryLimit {
+    pub max: usize,
+}
+
+/// What a call that outgrew `--guest-memory-mb` failed with.
+#[derive(Debug)]
+pub struct OverMemory {
+    pub desired: usize,
+    pub max: usize,
+}
+
+impl std::fmt::Display for OverMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "its memory would grow to {} KiB, over --guest-memory-mb {} ({} KiB)",
+            self.desired / 1024,
+            self.max / (1024 * 1024),
+            self.max / 1024
+        )
+    }
+}
+
+impl std::error::Error for OverMemory {}
+
+impl wasmtime::ResourceLimiter for MemoryLimit {
+    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            return Err(wasmtime::Error::new(OverMemory { desired, max: self.max }));
+        }
+        // Past the module's own declared maximum: `memory.grow` says -1, as
+        // the spec has it.
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    /// The system could not give what was allowed: a trap, not a -1 the
+    /// guest may not expect.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error.context("the host could not grow its memory"))
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|m| desired <= m))
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+}
+
 fn over(what: String) -> wasmtime::Error {
     wasmtime::Error::new(OverBudget(what))
 }
@@ -43,7 +97,7 @@ fn over(what: String) -> wasmtime::Error {
 pub struct CallCtx {
     pub kind: Kind,
     pub memory: Option<Memory>,
-    pub limits: StoreLimits,
+    pub limits: MemoryLimit,
     pub budgets: Budgets,
     /// `--sse-buffer-bytes`: an event larger than this could never reach a
     /// subscriber, so publishing one fails.
@@ -65,7 +119,7 @@ pub struct CallCtx {
 }
 
 impl CallCtx {
-    pub fn new(kind: Kind, limits: StoreLimits, budgets: Budgets, sse_buffer: usize) -> CallCtx {
+    pub fn new(kind: Kind, limits: MemoryLimit, budgets: Budgets, sse_buffer: usize) -> CallCtx {
         CallCtx {
             kind,
             memory: None,

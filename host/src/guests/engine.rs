@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
-    UpdateDeadline,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
 };
 
 use super::Handler;
@@ -295,9 +294,7 @@ impl Runtime {
 
     /// A call's context: nothing done yet.
     fn ctx(&self, kind: super::Kind) -> CallCtx {
-        let limits =
-            StoreLimitsBuilder::new().memory_size(self.limits.memory).instances(1).trap_on_grow_failure(true).build();
-        CallCtx::new(kind, limits, self.limits.budgets, self.sse_buffer)
+        CallCtx::new(kind, abi::MemoryLimit { max: self.limits.memory }, self.limits.budgets, self.sse_buffer)
     }
 
     /// A store for the calls of one instance, run in slices: each call
@@ -610,6 +607,9 @@ impl Runtime {
         if e.downcast_ref::<KvError>() == Some(&KvError::Conflict) {
             let reason = "what it read changed while it ran".to_owned();
             return CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Conflict };
+        }
+        if let Some(over) = e.downcast_ref::<abi::OverMemory>() {
+            return CallError { reason: over.to_string(), logs: Vec::new(), strike: false, kind: CallResult::Trap };
         }
         if let Some(over) = e.downcast_ref::<abi::OverBudget>() {
             return CallError { reason: over.0.clone(), logs: Vec::new(), strike: true, kind: CallResult::Budget };

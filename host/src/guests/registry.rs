@@ -265,7 +265,23 @@ impl Registry {
             })
         });
         let openapi = super::openapi::document(serving, files);
-        Routes { router, index: index.to_string().into(), openapi: openapi.to_string().into() }
+        // The idle instances change with every call: counted when asked.
+        let warm: Vec<(usize, Arc<LoadedModule>)> = self
+            .entries
+            .values()
+            .enumerate()
+            .filter_map(|(i, entry)| entry.module.clone().filter(|m| m.instances.warm().is_some()).map(|m| (i, m)))
+            .collect();
+        let index = move || {
+            let mut index = index.clone();
+            for (i, m) in &warm {
+                if let Some(w) = m.instances.warm() {
+                    index["guests"][*i]["instances"]["idle"] = w.idle().into();
+                }
+            }
+            index.to_string()
+        };
+        Routes { router, index: Box::new(index), openapi: openapi.to_string().into() }
     }
 
     fn describe(&self, owner: &BTreeMap<String, (String, String)>) -> Value {
@@ -314,7 +330,7 @@ impl Registry {
                     })
                     .collect();
                 let instances = match &m.instances {
-                    Instances::Reused(warm) => json!({"reused": true, "idle": warm.idle()}),
+                    Instances::Reused(_) => json!({"reused": true, "idle": 0}),
                     Instances::New { why } => json!({"reused": false, "why_not": why}),
                 };
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),
