@@ -10,6 +10,7 @@ pub mod calls;
 pub mod commands;
 pub mod config;
 pub mod conn;
+pub mod core;
 pub mod dispatch;
 pub mod engine;
 pub mod event_loop;

@@ -12,9 +12,10 @@ use anyhow::Context;
 
 use arc_swap::ArcSwap;
 use house_host::config::{self, Command, Config};
+use house_host::core::Shared;
 use house_host::dispatch::{Dispatcher, Ports};
 use house_host::engine;
-use house_host::event_loop::{self, Shared};
+use house_host::event_loop;
 use house_host::guests::cache::Cache;
 use house_host::guests::compile::Compiler;
 use house_host::guests::loader::Loading;

@@ -1,103 +1,139 @@
 //! The HTTP connection layer of a loop: what a readiness event on a
 //! connection leads to (pending writes out, new bytes in, complete requests
-//! answered in order), guest calls started and finished, responses queued
-//! and written once per turn, and closing what is done.
+//! answered in order), guest calls started and finished, and responses
+//! queued (the core writes them once per turn). Its own state: the read
+//! scratch buffer, the dispatcher and the guest calls in flight.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::calls::{self, Slice};
+use crate::calls::{self, Calls, Finished, Slice};
 use crate::conn::{Phase, Request};
-use crate::dispatch::{Begun, Dispatched, Outcome};
+use crate::core::Core;
+use crate::dispatch::{Begun, Dispatched, Dispatcher, Outcome};
 use crate::engine::history::Start;
 use crate::engine::kv::Kv;
-use crate::event_loop::Server;
 use crate::http::request::Head;
 use crate::http::response::{self, Framing};
 use crate::http::{ErrorKind, HttpError};
 use crate::log::trace;
+use crate::streams::Streams;
 
 /// Past this many unwritten bytes, a connection's pipelined requests wait
 /// until the client reads what it was sent.
 const WRITE_HIGH_WATER: usize = 256 * 1024;
-/// How long a closed-for-writing connection may keep sending before it is cut.
-const LINGER: Duration = Duration::from_secs(2);
 
-impl Server {
+pub struct Http {
+    /// Where reads land before a request's bytes are kept (one for every
+    /// connection of the loop: an idle connection holds no buffer).
+    scratch: Vec<u8>,
+    pub dispatcher: Dispatcher,
+    /// Guest calls that yielded, waiting for another slice.
+    pub calls: Calls,
+    /// Calls that ended this turn (kept to reuse the allocation).
+    finished: Vec<Finished>,
+    /// Guest time spent this turn on calls' first slices (see `respond`).
+    pub guest_time: Duration,
+    /// `HOUSE_TEST_PANIC_PATH`: a request for this path panics the loop
+    /// that reads it, so that a test can show what a panic does (there is
+    /// no other way to make one on purpose). Unset in production.
+    panic_on: Option<String>,
+}
+
+impl Http {
+    pub fn new(dispatcher: Dispatcher, calls: Calls) -> Http {
+        Http {
+            scratch: vec![0; 64 * 1024],
+            dispatcher,
+            calls,
+            finished: Vec::new(),
+            guest_time: Duration::ZERO,
+            panic_on: std::env::var("HOUSE_TEST_PANIC_PATH").ok(),
+        }
+    }
+
     /// Everything one readiness event can lead to on connection `key`:
     /// pending writes go out, new bytes come in (only when the event says
     /// there are some), complete requests are answered.
-    pub(crate) fn service(&mut self, key: usize, now: Instant, readable: bool, hup: bool) {
-        let cap = self.cfg.limits.max_head + self.cfg.limits.max_body + 64 * 1024;
+    pub fn service(
+        &mut self,
+        core: &mut Core,
+        streams: &mut Streams,
+        key: usize,
+        now: Instant,
+        readable: bool,
+        hup: bool,
+    ) {
+        let cap = core.cfg.limits.max_head + core.cfg.limits.max_body + 64 * 1024;
         let mut read = readable || hup;
         loop {
-            let Some(conn) = self.conns.get_mut(key) else { return };
+            let Some(conn) = core.conns.get_mut(key) else { return };
             if let Err(e) = conn.flush(now) {
-                return self.close(key, Some(&e));
+                return core.close(key, Some(&e));
             }
             if read {
                 match conn.read(&mut self.scratch, cap, now, hup) {
-                    Ok(n) if n > 0 => trace!(self.log, "#{key}: read {n} bytes"),
+                    Ok(n) if n > 0 => trace!(core.log, "#{key}: read {n} bytes"),
                     Ok(_) => {}
-                    Err(e) => return self.close(key, Some(&e)),
+                    Err(e) => return core.close(key, Some(&e)),
                 }
             }
-            let answered = self.process(key, now);
+            let answered = self.process(core, streams, key, now);
             // Read again only if reading stopped at the cap and answering
             // made room; otherwise the next readiness event brings us back.
-            read = answered && self.conns.get(key).is_some_and(|c| c.read_stopped);
+            read = answered && core.conns.get(key).is_some_and(|c| c.read_stopped);
             if !read {
                 break;
             }
         }
-        self.settle(key, now);
+        core.settle(key, now);
     }
 
     /// Answers the complete requests in the read buffer, in order. Returns
     /// whether any was answered.
-    pub(crate) fn process(&mut self, key: usize, now: Instant) -> bool {
+    fn process(&mut self, core: &mut Core, streams: &mut Streams, key: usize, now: Instant) -> bool {
         let mut answered = false;
         loop {
-            let Some(conn) = self.conns.get_mut(key) else {
+            let Some(conn) = core.conns.get_mut(key) else {
                 return answered;
             };
             if conn.phase != Phase::Http || conn.calling || conn.pending() > WRITE_HIGH_WATER {
                 return answered;
             }
-            match conn.next_request(&self.cfg.limits, now) {
+            match conn.next_request(&core.cfg.limits, now) {
                 Ok(None) => return answered,
                 Ok(Some(req)) => {
                     answered = true;
                     trace!(
-                        self.log,
+                        core.log,
                         "#{key}: parsed {} {} ({} body bytes)",
                         req.head.method,
                         req.head.path,
                         req.body.len()
                     );
-                    self.respond(key, req, now);
+                    self.respond(core, streams, key, req, now);
                 }
                 Err(err) => {
-                    trace!(self.log, "#{key}: framing error: {}", err.reason);
-                    self.account(("-", "-"), "unparsed", err.status(), Duration::ZERO, Some(&err.reason));
-                    self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
+                    trace!(core.log, "#{key}: framing error: {}", err.reason);
+                    core.account(("-", "-"), "unparsed", err.status(), Duration::ZERO, Some(&err.reason));
+                    core.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
                     return true;
                 }
             }
         }
     }
 
-    pub(crate) fn respond(&mut self, key: usize, req: Request, now: Instant) {
-        trace!(self.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
+    fn respond(&mut self, core: &mut Core, streams: &mut Streams, key: usize, req: Request, now: Instant) {
+        trace!(core.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
         if self.panic_on.as_deref() == Some(req.head.path.as_str()) {
             panic!("HOUSE_TEST_PANIC_PATH: a request for {}", req.head.path);
         }
-        let admin = self.conns.get(key).is_some_and(|c| c.admin);
+        let admin = core.conns.get(key).is_some_and(|c| c.admin);
         let (handler, future) = match self.dispatcher.begin(&req, admin) {
-            Begun::Done(dispatched) => return self.answer(key, &req.head, req.started, dispatched, now),
+            Begun::Done(dispatched) => return self.answer(core, streams, key, &req.head, req.started, dispatched, now),
             Begun::Call { handler, call } => (handler, call),
         };
-        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(conn) = core.conns.get_mut(key) else { return };
         let call = self.calls.call((key, conn.id), req.head, req.started, handler, future);
         // Run the first slice now, while the request is hot: most calls end
         // in it. Once this turn's first slices have had their share, later
@@ -112,19 +148,19 @@ impl Server {
         self.guest_time += sliced.elapsed();
         match slice {
             Slice::Done((call, result)) => {
-                let dispatched = self.dispatcher.finish(&call.handler, result, &mut self.log);
-                self.answer(key, &call.head, call.started, dispatched, now);
+                let dispatched = self.dispatcher.finish(&call.handler, result, &mut core.log);
+                self.answer(core, streams, key, &call.head, call.started, dispatched, now);
             }
             Slice::Yielded(call) => {
-                trace!(self.log, "#{key}: call yielded, {} waiting", self.calls.len() + 1);
-                if let Some(conn) = self.conns.get_mut(key) {
+                trace!(core.log, "#{key}: call yielded, {} waiting", self.calls.len() + 1);
+                if let Some(conn) = core.conns.get_mut(key) {
                     conn.calling = true;
                 }
                 self.calls.push(call);
             }
             Slice::Parked(call) => {
-                trace!(self.log, "#{key}: call parked, {} waiting", self.calls.len() + 1);
-                if let Some(conn) = self.conns.get_mut(key) {
+                trace!(core.log, "#{key}: call parked, {} waiting", self.calls.len() + 1);
+                if let Some(conn) = core.conns.get_mut(key) {
                     conn.calling = true;
                 }
                 self.calls.park(call);
@@ -133,27 +169,27 @@ impl Server {
     }
 
     /// Gives the waiting calls their slices and answers those that ended.
-    pub(crate) fn run_calls(&mut self, now: Instant) {
+    pub fn run_calls(&mut self, core: &mut Core, streams: &mut Streams, now: Instant) {
         if self.calls.is_empty() {
             return;
         }
-        let conns = &self.conns;
+        let conns = &core.conns;
         self.calls.forget_fresh(|call| conns.get(call.key).is_none_or(|c| c.id != call.conn));
         let mut finished = std::mem::take(&mut self.finished);
         self.calls.run(&mut finished);
         for (call, result) in finished.drain(..) {
-            let dispatched = self.dispatcher.finish(&call.handler, result, &mut self.log);
-            let live = self.conns.get_mut(call.key).filter(|c| c.id == call.conn);
+            let dispatched = self.dispatcher.finish(&call.handler, result, &mut core.log);
+            let live = core.conns.get_mut(call.key).filter(|c| c.id == call.conn);
             match live {
                 Some(conn) => {
                     conn.calling = false;
-                    self.answer(call.key, &call.head, call.started, dispatched, now);
+                    self.answer(core, streams, call.key, &call.head, call.started, dispatched, now);
                     // Requests that arrived meanwhile, and a close that did.
-                    self.service(call.key, now, false, false);
+                    self.service(core, streams, call.key, now, false, false);
                 }
                 None => {
                     // The client left; what the call published still stands.
-                    trace!(self.log, "#{}: call ended after its connection closed", call.key);
+                    trace!(core.log, "#{}: call ended after its connection closed", call.key);
                     let status = match &dispatched.outcome {
                         Ok(Outcome::Reply { status, .. }) => *status,
                         Ok(_) => 200,
@@ -161,10 +197,10 @@ impl Server {
                     };
                     let reason = dispatched.outcome.as_ref().err().map(|e| &*e.reason);
                     let took = call.started.elapsed();
-                    self.account((&call.head.method, &call.head.path), dispatched.route.label(), status, took, reason);
+                    core.account((&call.head.method, &call.head.path), dispatched.route.label(), status, took, reason);
                     crate::metrics::METRICS.published(dispatched.publishes.len() as u64);
                     for publication in dispatched.publishes {
-                        self.publish(&publication.channel, &publication.frame);
+                        streams.publish(core, &publication.channel, &publication.frame);
                     }
                 }
             }
@@ -174,10 +210,20 @@ impl Server {
 
     /// Queues the response to a request whose dispatch is complete, logs it,
     /// then applies what it published.
-    pub(crate) fn answer(&mut self, key: usize, head: &Head, started: Instant, dispatched: Dispatched, now: Instant) {
+    #[allow(clippy::too_many_arguments)] // the layers it joins, and the request
+    fn answer(
+        &mut self,
+        core: &mut Core,
+        streams: &mut Streams,
+        key: usize,
+        head: &Head,
+        started: Instant,
+        dispatched: Dispatched,
+        now: Instant,
+    ) {
         let framing = Framing {
             version: head.version,
-            keep_alive: head.keep_alive && self.shutdown.is_none(),
+            keep_alive: head.keep_alive && core.shutdown.is_none(),
             head_only: head.method == "HEAD",
         };
         let Dispatched { outcome, publishes, route } = dispatched;
@@ -185,9 +231,9 @@ impl Server {
         let status = match outcome {
             Ok(Outcome::Reply { status, content_type, headers, body }) => {
                 let resp = response::Response { status, content_type: &content_type, headers: &headers, body: &body };
-                self.out.clear();
-                response::write(&mut self.out, &resp, framing, &self.date);
-                self.send(key, !framing.keep_alive);
+                core.out.clear();
+                response::write(&mut core.out, &resp, framing, &core.date);
+                core.send(key, !framing.keep_alive);
                 status
             }
             Ok(Outcome::Static { file, not_modified }) => {
@@ -198,101 +244,82 @@ impl Server {
                     headers: &file.headers,
                     body: &file.body,
                 };
-                self.out.clear();
-                response::write(&mut self.out, &resp, framing, &self.date);
-                self.send(key, !framing.keep_alive);
+                core.out.clear();
+                response::write(&mut core.out, &resp, framing, &core.date);
+                core.send(key, !framing.keep_alive);
                 status
             }
             Ok(Outcome::Stats) => {
-                let hub = self.shared.hub.stats();
-                let engine = self.shared.engine.stats();
-                let kv = self.dispatcher.runtime.kv();
-                let body = format!(
-                    r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
-                    self.shared.connections.load(Ordering::Relaxed),
-                    hub.channels,
-                    hub.subscriptions,
-                    self.dispatcher.runtime.calls_in_flight(),
-                    self.cfg.threads,
-                    hub.dropped,
-                    engine.kind,
-                    engine.up,
-                    engine.refused,
-                    hub.history.channels,
-                    hub.history.events,
-                    hub.history.bytes,
-                    kv.map_or("none", Kv::kind),
-                    kv.is_some_and(Kv::up),
-                );
-                self.reply(key, framing, "application/json", body.as_bytes())
+                let body = self.stats(core);
+                reply(core, key, framing, "application/json", body.as_bytes())
             }
             Ok(Outcome::Metrics) => {
-                let body = crate::metrics::render(&self.gauges());
-                self.reply(key, framing, "text/plain; version=0.0.4; charset=utf-8", body.as_bytes())
+                let body = crate::metrics::render(&self.gauges(core));
+                reply(core, key, framing, "text/plain; version=0.0.4; charset=utf-8", body.as_bytes())
             }
             Ok(Outcome::Stream { first, channels, backlog }) => {
-                self.out.clear();
-                response::write_sse_head(&mut self.out, &self.date);
+                core.out.clear();
+                response::write_sse_head(&mut core.out, &core.date);
                 if framing.head_only {
-                    self.send(key, true);
-                } else if self.shutdown.is_some() {
+                    core.send(key, true);
+                } else if core.shutdown.is_some() {
                     // Shutting down: come back (elsewhere, or here restarted).
-                    let retry = self.retry_hint();
-                    self.out.extend_from_slice(&retry);
-                    self.send(key, true);
+                    let retry = streams.retry_hint(&core.cfg);
+                    core.out.extend_from_slice(&retry);
+                    core.send(key, true);
                 } else {
-                    self.out.extend_from_slice(&first);
+                    core.out.extend_from_slice(&first);
                     let start = Start { after: head.last_event_id.clone(), backlog };
-                    self.open_stream(key, channels, start, now);
+                    streams.open_stream(core, key, channels, start, now);
                 }
                 200
             }
             Err(err) => {
                 let status = err.status();
-                self.send_error(key, &err, framing);
+                core.send_error(key, &err, framing);
                 refused = Some(err);
                 status
             }
         };
         // From the request's first byte to its response queued.
         let reason = refused.as_ref().map(|e| &*e.reason);
-        self.account((&head.method, &head.path), route.label(), status, started.elapsed(), reason);
+        core.account((&head.method, &head.path), route.label(), status, started.elapsed(), reason);
         crate::metrics::METRICS.published(publishes.len() as u64);
         for publication in publishes {
-            self.publish(&publication.channel, &publication.frame);
+            streams.publish(core, &publication.channel, &publication.frame);
         }
     }
 
-    /// Queues a 200 of the host's own; its status.
-    fn reply(&mut self, key: usize, framing: Framing, content_type: &str, body: &[u8]) -> u16 {
-        let resp = response::Response { status: 200, content_type, headers: &[], body };
-        self.out.clear();
-        response::write(&mut self.out, &resp, framing, &self.date);
-        self.send(key, !framing.keep_alive);
-        200
-    }
-
-    /// One answered request: the access log and the metrics.
-    pub(crate) fn account(
-        &mut self,
-        (method, path): (&str, &str),
-        route: &str,
-        status: u16,
-        took: Duration,
-        reason: Option<&str>,
-    ) {
-        self.log.access(method, path, status, took, reason);
-        if let Some(m) = &self.metrics {
-            m.request(route, status, took);
-        }
+    /// `/_house/stats`: the process's figures now.
+    fn stats(&self, core: &Core) -> String {
+        let hub = core.shared.hub.stats();
+        let engine = core.shared.engine.stats();
+        let kv = self.dispatcher.runtime.kv();
+        format!(
+            r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
+            core.shared.connections.load(Ordering::Relaxed),
+            hub.channels,
+            hub.subscriptions,
+            self.dispatcher.runtime.calls_in_flight(),
+            core.cfg.threads,
+            hub.dropped,
+            engine.kind,
+            engine.up,
+            engine.refused,
+            hub.history.channels,
+            hub.history.events,
+            hub.history.bytes,
+            kv.map_or("none", Kv::kind),
+            kv.is_some_and(Kv::up),
+        )
     }
 
     /// The figures a metrics scrape reads now.
-    fn gauges(&self) -> crate::metrics::Gauges {
-        let hub = self.shared.hub.stats();
-        let engine = self.shared.engine.stats();
+    fn gauges(&self, core: &Core) -> crate::metrics::Gauges {
+        let hub = core.shared.hub.stats();
+        let engine = core.shared.engine.stats();
         crate::metrics::Gauges {
-            connections: self.shared.connections.load(Ordering::Relaxed) as u64,
+            connections: core.shared.connections.load(Ordering::Relaxed) as u64,
             subscriptions: hub.subscriptions as u64,
             channels: hub.channels as u64,
             calls_in_flight: self.dispatcher.runtime.calls_in_flight() as u64,
@@ -309,80 +336,27 @@ impl Server {
 
     /// A connection accepted over `--max-connections` (within the few
     /// that get an answer at all): 503, then closed.
-    pub(crate) fn refuse(&mut self, key: usize, limit: usize) {
+    pub fn refuse(&mut self, core: &mut Core, key: usize, limit: usize) {
         let err = HttpError::new(ErrorKind::Unavailable, format!("server is at its limit of {limit} connections"));
-        self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
+        core.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
     }
 
-    pub(crate) fn send_error(&mut self, key: usize, err: &HttpError, framing: Framing) {
-        self.out.clear();
-        response::write_error(&mut self.out, err, framing, &self.date);
-        self.send(key, err.closes() || !framing.keep_alive);
+    /// A request that did not arrive whole within `--request-timeout-ms`:
+    /// 408, then closed.
+    pub fn timed_out(&mut self, core: &mut Core, key: usize, now: Instant) {
+        let timeout = core.cfg.limits.request_timeout;
+        let err = HttpError::new(ErrorKind::Timeout, format!("request not complete within {} ms", timeout.as_millis()));
+        core.account(("-", "-"), "unparsed", 408, timeout, Some("the request took too long to arrive"));
+        core.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
+        core.settle(key, now);
     }
+}
 
-    /// Queues `self.out` on connection `key`; it is written when this turn
-    /// of the loop ends. Writing the turn's responses back to back, rather
-    /// than one per guest call, lets a client woken by the first find the
-    /// rest already there: on a busy loop that halves the kernel's cost of
-    /// waking clients.
-    pub(crate) fn send(&mut self, key: usize, then_close: bool) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        conn.defer(&self.out);
-        if !conn.flush_due {
-            conn.flush_due = true;
-            self.unflushed.push(key);
-        }
-        if then_close {
-            conn.phase = Phase::Closing;
-        }
-    }
-
-    /// Writes what this turn queued, then closes what is done.
-    pub(crate) fn flush_turn(&mut self, now: Instant) {
-        let mut keys = std::mem::take(&mut self.unflushed);
-        for &key in &keys {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
-            conn.flush_due = false;
-            let queued = conn.pending();
-            if let Err(e) = conn.flush(now) {
-                self.close(key, Some(&e));
-                continue;
-            }
-            trace!(
-                self.log,
-                "#{key}: wrote {} bytes, {} waiting for the socket",
-                queued - conn.pending(),
-                conn.pending()
-            );
-            self.settle(key, now);
-        }
-        keys.clear();
-        self.unflushed = keys;
-    }
-
-    /// After a connection was serviced: close what is done.
-    pub(crate) fn settle(&mut self, key: usize, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.calling {
-            // Settled when the call ends (see `run_calls`).
-            return;
-        }
-        match conn.phase {
-            Phase::Http | Phase::Stream if conn.peer_closed && conn.pending() == 0 => self.close(key, None),
-            Phase::Closing if conn.pending() == 0 => {
-                let _ = conn.socket().shutdown(std::net::Shutdown::Write);
-                if conn.peer_closed {
-                    self.close(key, None);
-                } else {
-                    conn.phase = Phase::Lingering(now + LINGER);
-                }
-            }
-            Phase::Lingering(_) if conn.peer_closed => self.close(key, None),
-            _ => {}
-        }
-    }
+/// Queues a 200 of the host's own; its status.
+fn reply(core: &mut Core, key: usize, framing: Framing, content_type: &str, body: &[u8]) -> u16 {
+    let resp = response::Response { status: 200, content_type, headers: &[], body };
+    core.out.clear();
+    response::write(&mut core.out, &resp, framing, &core.date);
+    core.send(key, !framing.keep_alive);
+    200
 }

@@ -2,62 +2,80 @@
 //! owes it: a replay after `Last-Event-ID`, a reset, a backlog), publishing
 //! (through the hub, to every loop), fanning out what the hub delivers to
 //! this loop's subscribers, and ending streams with a reconnection hint.
+//! Its own state: the hub's deliveries being fanned out, and the spread of
+//! retry hints; the connections and their channels are the core's.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::Config;
 use crate::conn::{Opening, Phase};
+use crate::core::Core;
 use crate::engine::history::{self, EventId, Replay, Start};
-use crate::event_loop::Server;
 use crate::hub::{Delivery, Opener};
 use crate::log::trace;
+use crate::sse;
 
-impl Server {
-    /// Opens a stream on connection `key`: `self.out` holds its response
+pub struct Streams {
+    /// Events from the hub, being fanned out.
+    inbox: VecDeque<Delivery>,
+    /// A run of them on one channel (see `deliver`; kept for its allocation).
+    run: Vec<(Option<EventId>, Arc<[u8]>)>,
+    /// Spreads the retry hints of streams ended by shutdown or a resync.
+    jitter: Jitter,
+}
+
+impl Streams {
+    pub fn new(seed: u64) -> Streams {
+        Streams { inbox: VecDeque::new(), run: Vec::new(), jitter: Jitter::new(seed) }
+    }
+
+    /// Opens a stream on connection `key`: `core.out` holds its response
     /// head and first event. Subscribed here at once; it starts (head,
     /// first event, replay) when the engine says what it is owed, which
     /// the memory engine does now.
-    pub(crate) fn open_stream(&mut self, key: usize, channels: Vec<String>, start: Start, now: Instant) {
-        let Some(conn) = self.conns.get_mut(key) else {
+    pub fn open_stream(&mut self, core: &mut Core, key: usize, channels: Vec<String>, start: Start, now: Instant) {
+        let Some(conn) = core.conns.get_mut(key) else {
             return;
         };
         conn.become_stream();
         let mut fresh = Vec::new();
         let mut names: Vec<Arc<str>> = Vec::with_capacity(channels.len());
         for channel in channels {
-            trace!(self.log, "#{key}: subscribed to {channel:?}");
+            trace!(core.log, "#{key}: subscribed to {channel:?}");
             let name: Arc<str> = channel.into();
-            if self.channels.subscribe(&name, key) {
+            if core.channels.subscribe(&name, key) {
                 fresh.push(name.clone());
             }
             names.push(name);
         }
-        self.shared.hub.count_subscriptions(names.len(), 0);
-        let opener = Opener { lp: self.lp, key, conn: conn.id };
+        core.shared.hub.count_subscriptions(names.len(), 0);
+        let opener = Opener { lp: core.lp, key, conn: conn.id };
         conn.channels = names;
-        match self.shared.hub.open(opener, &fresh, &conn.channels, &start) {
+        match core.shared.hub.open(opener, &fresh, &conn.channels, &start) {
             Some(replay) => {
-                self.send(key, false);
-                self.start_stream(key, replay, now);
+                core.send(key, false);
+                self.start_stream(core, key, replay, now);
             }
             None => {
-                trace!(self.log, "#{key}: stream waits for the engine");
-                conn.opening = Some(Box::new(Opening { prelude: self.out.clone(), held: Vec::new(), held_bytes: 0 }));
+                trace!(core.log, "#{key}: stream waits for the engine");
+                conn.opening = Some(Box::new(Opening { prelude: core.out.clone(), held: Vec::new(), held_bytes: 0 }));
             }
         }
     }
 
     /// Sends a stream what it is owed, then what arrived while it waited
     /// (without what the replay already had), and makes it live.
-    fn start_stream(&mut self, key: usize, replay: Replay, now: Instant) {
-        let cap = self.cfg.limits.sse_buffer;
-        let Some(conn) = self.conns.get_mut(key) else { return };
+    fn start_stream(&mut self, core: &mut Core, key: usize, replay: Replay, now: Instant) {
+        let cap = core.cfg.limits.sse_buffer;
+        let Some(conn) = core.conns.get_mut(key) else { return };
         let opening = conn.opening.take();
         if let Some(opening) = &opening {
             conn.defer(&opening.prelude);
         }
         if let Err(e) = conn.flush(now) {
-            return self.close(key, Some(&e));
+            return core.close(key, Some(&e));
         }
         conn.live_after = replay.live_after;
         // One write for the whole replay: a thousand streams resuming at
@@ -67,48 +85,43 @@ impl Server {
         for frame in &replay.frames {
             out.extend_from_slice(frame);
         }
-        trace!(self.log, "#{key}: stream starts: reset {}, {} replayed", replay.reset, replay.frames.len());
+        trace!(core.log, "#{key}: stream starts: reset {}, {} replayed", replay.reset, replay.frames.len());
         if let Err(e) = conn.queue(&out, now) {
-            return self.close(key, Some(&e));
+            return core.close(key, Some(&e));
         }
         if conn.pending() > cap {
             let peer = conn.peer;
-            self.log.line(format_args!("house: dropped subscriber {peer}: its replay is over the cap unread"));
-            return self.close(key, None);
+            core.log.line(format_args!("house: dropped subscriber {peer}: its replay is over the cap unread"));
+            return core.close(key, None);
         }
         conn.last_write = now;
         if let Some(opening) = opening {
             for (channel, id, frame) in opening.held {
-                self.queue_event(key, &channel, id, &frame, now);
+                queue_event(core, key, &channel, id, &frame, now);
             }
         }
-        if !self.conns.get(key).is_some_and(|c| c.flush_due) {
-            self.unflushed.push(key);
-            if let Some(conn) = self.conns.get_mut(key) {
-                conn.flush_due = true;
-            }
-        }
+        core.flush_at_end(key);
     }
 
     /// Publishes one event (framed, without an id) to `channel` on every
     /// loop and host (this loop included: its subscribers get it when the
     /// hub delivers).
-    pub(crate) fn publish(&mut self, channel: &str, body: &Arc<[u8]>) {
-        self.shared.hub.publish(self.lp, channel, body);
+    pub fn publish(&mut self, core: &mut Core, channel: &str, body: &Arc<[u8]>) {
+        core.shared.hub.publish(core.lp, channel, body);
     }
 
     /// Fans out what the hub holds for this loop, in publish order. If some
     /// of it was dropped (this loop fell that far behind), every stream of
     /// this loop is closed rather than left with a silent gap: browsers
     /// reconnect with their last id and are replayed what they missed.
-    pub(crate) fn deliver(&mut self, now: Instant) {
+    pub fn deliver(&mut self, core: &mut Core, now: Instant) {
         // The resync flag is taken before the inbox: a stream whose start
         // the engine queued before its outage (answered by the connection
         // that then failed) is in this drain, started, then resynced with
         // the rest; taken after, it could be left out as still opening.
-        let resync = self.shared.hub.take_resync(self.lp);
+        let resync = core.shared.hub.take_resync(core.lp);
         let mut inbox = std::mem::take(&mut self.inbox);
-        let overflowed = self.shared.hub.drain(self.lp, &mut inbox);
+        let overflowed = core.shared.hub.drain(core.lp, &mut inbox);
         // Consecutive events of one channel go out as one run.
         let mut run = std::mem::take(&mut self.run);
         let mut run_channel: Option<Arc<str>> = None;
@@ -117,7 +130,7 @@ impl Server {
                 Delivery::Event { channel, id, frame } => {
                     if run_channel.as_ref() != Some(&channel) {
                         if let Some(done) = run_channel.take() {
-                            self.fan_out(&done, &mut run, now);
+                            fan_out(core, &done, &mut run, now);
                         }
                         run_channel = Some(channel);
                     }
@@ -125,16 +138,16 @@ impl Server {
                 }
                 Delivery::Opened { key, conn, replay } => {
                     if let Some(done) = run_channel.take() {
-                        self.fan_out(&done, &mut run, now);
+                        fan_out(core, &done, &mut run, now);
                     }
-                    if self.conns.get(key).is_some_and(|c| c.id == conn && c.opening.is_some()) {
-                        self.start_stream(key, replay, now);
+                    if core.conns.get(key).is_some_and(|c| c.id == conn && c.opening.is_some()) {
+                        self.start_stream(core, key, replay, now);
                     }
                 }
             }
         }
         if let Some(done) = run_channel {
-            self.fan_out(&done, &mut run, now);
+            fan_out(core, &done, &mut run, now);
         }
         self.run = run;
         self.inbox = inbox;
@@ -143,128 +156,38 @@ impl Server {
             // from its new connection (or with a reset if that fails too),
             // so they miss nothing; ending one would close it before its
             // response head.
-            let streams: Vec<usize> = self
+            let streams: Vec<usize> = core
                 .conns
                 .iter()
                 .filter(|(_, c)| c.phase == Phase::Stream && c.opening.is_none())
                 .map(|(k, _)| k)
                 .collect();
-            trace!(self.log, "resyncing {} streams after an engine outage", streams.len());
+            trace!(core.log, "resyncing {} streams after an engine outage", streams.len());
             for key in streams {
-                self.end_stream(key, now);
-                self.settle(key, now);
+                self.end_stream(core, key, now);
+                core.settle(key, now);
             }
         }
         if overflowed {
             let streams: Vec<usize> =
-                self.conns.iter().filter(|(_, c)| c.phase == Phase::Stream).map(|(k, _)| k).collect();
-            self.log.line(format_args!(
+                core.conns.iter().filter(|(_, c)| c.phase == Phase::Stream).map(|(k, _)| k).collect();
+            core.log.line(format_args!(
                 "house: this loop fell over --hub-queue-events {} events behind: closed its {} streams",
-                self.cfg.hub_queue,
+                core.cfg.hub_queue,
                 streams.len()
             ));
             for key in streams {
-                self.close(key, None);
+                core.close(key, None);
             }
-        }
-    }
-
-    /// Queues a run of events of `channel` (consecutive in the inbox) on
-    /// every subscriber of it on this loop, and empties `run`. A burst goes
-    /// out as one write per subscriber, not one per event; a stream that
-    /// has not started, or still skips what its replay had, takes them one
-    /// by one.
-    pub(crate) fn fan_out(&mut self, channel: &Arc<str>, run: &mut Vec<(Option<EventId>, Arc<[u8]>)>, now: Instant) {
-        let subscribers = self.channels.subscribers(channel);
-        trace!(self.log, "publish {} to {channel:?}: {} subscribers", run.len(), subscribers.len());
-        let joined: Option<Vec<u8>> =
-            (run.len() > 1).then(|| run.iter().flat_map(|(_, f)| f.iter().copied()).collect());
-        let first = run.first().and_then(|(id, _)| *id);
-        if let Some(m) = &self.metrics {
-            m.delivered((run.len() * subscribers.len()) as u64);
-        }
-        for key in subscribers {
-            let Some(conn) = self.conns.get_mut(key) else { continue };
-            // A run that starts past what the replay had skips nothing.
-            if let (Some(first), false) = (first, conn.live_after.is_empty())
-                && let Some(i) = conn.live_after.iter().position(|(c, _)| c == channel)
-                && first > conn.live_after[i].1
-            {
-                conn.live_after.swap_remove(i);
-            }
-            match &joined {
-                Some(bytes) if conn.opening.is_none() && conn.live_after.is_empty() => {
-                    self.write_event(key, bytes, now)
-                }
-                _ => {
-                    for (id, frame) in run.iter() {
-                        self.queue_event(key, channel, *id, frame, now);
-                    }
-                }
-            }
-        }
-        run.clear();
-    }
-
-    /// Queues one event on stream `key`: held if it has not started, skipped
-    /// if its replay had it, dropped with the stream if over the cap.
-    fn queue_event(&mut self, key: usize, channel: &Arc<str>, id: Option<EventId>, frame: &Arc<[u8]>, now: Instant) {
-        let cap = self.cfg.limits.sse_buffer;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if let Some(opening) = &mut conn.opening {
-            if opening.held_bytes + frame.len() > cap {
-                let peer = conn.peer;
-                self.log.line(format_args!("house: dropped subscriber {peer}: over the cap before it started"));
-                if let Some(m) = &self.metrics {
-                    m.dropped_subscriber();
-                }
-                return self.close(key, None);
-            }
-            opening.held_bytes += frame.len();
-            opening.held.push((channel.clone(), id, frame.clone()));
-            return;
-        }
-        if let (Some(id), false) = (id, conn.live_after.is_empty())
-            && let Some(i) = conn.live_after.iter().position(|(c, _)| c == channel)
-        {
-            if id <= conn.live_after[i].1 {
-                return;
-            }
-            // Past the replay on this channel: nothing more to skip there.
-            conn.live_after.swap_remove(i);
-        }
-        self.write_event(key, frame, now);
-    }
-
-    /// Writes `bytes` (whole events) to live stream `key`, or drops the
-    /// stream if they would take it over its cap.
-    fn write_event(&mut self, key: usize, bytes: &[u8], now: Instant) {
-        let cap = self.cfg.limits.sse_buffer;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if conn.pending() + bytes.len() > cap {
-            let (peer, pending) = (conn.peer, conn.pending());
-            self.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
-            if let Some(m) = &self.metrics {
-                m.dropped_subscriber();
-            }
-            return self.close(key, None);
-        }
-        match conn.queue(bytes, now) {
-            Ok(()) => conn.last_write = now,
-            Err(e) => self.close(key, Some(&e)),
         }
     }
 
     /// Ends stream `key` (shutdown) with a reconnection delay spread over
     /// half to one and a half `--retry-ms`, so that a thousand pages do not
     /// come back in the same millisecond.
-    pub(crate) fn end_stream(&mut self, key: usize, now: Instant) {
-        let retry = self.retry_hint();
-        let Some(conn) = self.conns.get_mut(key) else { return };
+    pub fn end_stream(&mut self, core: &mut Core, key: usize, now: Instant) {
+        let retry = self.retry_hint(&core.cfg);
+        let Some(conn) = core.conns.get_mut(key) else { return };
         if conn.opening.is_none() {
             let _ = conn.queue(&retry, now);
         }
@@ -272,10 +195,112 @@ impl Server {
     }
 
     /// `retry: N` with N spread over half to one and a half `--retry-ms`.
-    pub(crate) fn retry_hint(&mut self) -> Vec<u8> {
-        let base = self.cfg.retry.as_millis().min(u32::MAX as u128 / 2) as u64;
+    pub fn retry_hint(&mut self, cfg: &Config) -> Vec<u8> {
+        let base = cfg.retry.as_millis().min(u32::MAX as u128 / 2) as u64;
         let retry = base / 2 + self.jitter.draw() % (base + 1);
         format!("retry: {retry}\n\n").into_bytes()
+    }
+
+    /// A heartbeat comment on live stream `key`, quiet for `--heartbeat-ms`
+    /// (a proxy or browser that sees nothing for long closes the stream);
+    /// one with no room for it is not keeping up, and is closed.
+    pub fn heartbeat(&mut self, core: &mut Core, key: usize, now: Instant) {
+        let cap = core.cfg.limits.sse_buffer;
+        let Some(conn) = core.conns.get_mut(key) else {
+            return;
+        };
+        conn.last_write = now;
+        if conn.pending() + sse::HEARTBEAT.len() > cap {
+            core.close(key, None);
+        } else if let Err(e) = conn.queue(sse::HEARTBEAT, now) {
+            core.close(key, Some(&e));
+        }
+    }
+}
+
+/// Queues a run of events of `channel` (consecutive in the inbox) on every
+/// subscriber of it on this loop, and empties `run`. A burst goes out as one
+/// write per subscriber, not one per event; a stream that has not started,
+/// or still skips what its replay had, takes them one by one.
+fn fan_out(core: &mut Core, channel: &Arc<str>, run: &mut Vec<(Option<EventId>, Arc<[u8]>)>, now: Instant) {
+    let subscribers = core.channels.subscribers(channel);
+    trace!(core.log, "publish {} to {channel:?}: {} subscribers", run.len(), subscribers.len());
+    let joined: Option<Vec<u8>> = (run.len() > 1).then(|| run.iter().flat_map(|(_, f)| f.iter().copied()).collect());
+    let first = run.first().and_then(|(id, _)| *id);
+    if let Some(m) = &core.metrics {
+        m.delivered((run.len() * subscribers.len()) as u64);
+    }
+    for key in subscribers {
+        let Some(conn) = core.conns.get_mut(key) else { continue };
+        // A run that starts past what the replay had skips nothing.
+        if let (Some(first), false) = (first, conn.live_after.is_empty())
+            && let Some(i) = conn.live_after.iter().position(|(c, _)| c == channel)
+            && first > conn.live_after[i].1
+        {
+            conn.live_after.swap_remove(i);
+        }
+        match &joined {
+            Some(bytes) if conn.opening.is_none() && conn.live_after.is_empty() => write_event(core, key, bytes, now),
+            _ => {
+                for (id, frame) in run.iter() {
+                    queue_event(core, key, channel, *id, frame, now);
+                }
+            }
+        }
+    }
+    run.clear();
+}
+
+/// Queues one event on stream `key`: held if it has not started, skipped if
+/// its replay had it, dropped with the stream if over the cap.
+fn queue_event(core: &mut Core, key: usize, channel: &Arc<str>, id: Option<EventId>, frame: &Arc<[u8]>, now: Instant) {
+    let cap = core.cfg.limits.sse_buffer;
+    let Some(conn) = core.conns.get_mut(key) else {
+        return;
+    };
+    if let Some(opening) = &mut conn.opening {
+        if opening.held_bytes + frame.len() > cap {
+            let peer = conn.peer;
+            core.log.line(format_args!("house: dropped subscriber {peer}: over the cap before it started"));
+            if let Some(m) = &core.metrics {
+                m.dropped_subscriber();
+            }
+            return core.close(key, None);
+        }
+        opening.held_bytes += frame.len();
+        opening.held.push((channel.clone(), id, frame.clone()));
+        return;
+    }
+    if let (Some(id), false) = (id, conn.live_after.is_empty())
+        && let Some(i) = conn.live_after.iter().position(|(c, _)| c == channel)
+    {
+        if id <= conn.live_after[i].1 {
+            return;
+        }
+        // Past the replay on this channel: nothing more to skip there.
+        conn.live_after.swap_remove(i);
+    }
+    write_event(core, key, frame, now);
+}
+
+/// Writes `bytes` (whole events) to live stream `key`, or drops the stream
+/// if they would take it over its cap.
+fn write_event(core: &mut Core, key: usize, bytes: &[u8], now: Instant) {
+    let cap = core.cfg.limits.sse_buffer;
+    let Some(conn) = core.conns.get_mut(key) else {
+        return;
+    };
+    if conn.pending() + bytes.len() > cap {
+        let (peer, pending) = (conn.peer, conn.pending());
+        core.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));
+        if let Some(m) = &core.metrics {
+            m.dropped_subscriber();
+        }
+        return core.close(key, None);
+    }
+    match conn.queue(bytes, now) {
+        Ok(()) => conn.last_write = now,
+        Err(e) => core.close(key, Some(&e)),
     }
 }
 

@@ -1,100 +1,105 @@
 //! The periodic timers of a loop, run from one sweep every tick: request
 //! and idle timeouts, heartbeats, lingering closes, the cached Date header,
-//! a paused accept.
+//! the history's expiry. Its own state: when the next sweep is due.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::conn::Phase;
-use crate::event_loop::Server;
-use crate::http::response::Framing;
-use crate::http::{ErrorKind, HttpError};
+use crate::core::Core;
 use crate::log::trace;
-use crate::sse;
+use crate::serve::Http;
+use crate::streams::Streams;
 
-impl Server {
-    /// The periodic timers: request and idle timeouts, heartbeats, lingering
-    /// closes, the cached Date header, a paused accept.
-    pub(crate) fn sweep(&mut self, now: Instant) {
-        let wall = SystemTime::now();
-        let second = wall.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if second != self.date_second {
-            self.date_second = second;
-            self.date = httpdate::fmt_http_date(wall);
+pub struct Timers {
+    /// How often the sweep runs: an eighth of the shortest timeout it
+    /// enforces, within 5-250 ms.
+    tick: Duration,
+    next_tick: Instant,
+}
+
+impl Timers {
+    pub fn new(core: &Core) -> Timers {
+        let l = &core.cfg.limits;
+        let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
+        let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
+        Timers { tick, next_tick: Instant::now() + tick }
+    }
+
+    /// When the loop must wake for the next sweep at the latest.
+    pub fn next(&self) -> Instant {
+        self.next_tick
+    }
+
+    /// Runs the sweep if it is due; returns whether it ran.
+    pub fn sweep_if_due(&mut self, core: &mut Core, http: &mut Http, streams: &mut Streams, now: Instant) -> bool {
+        if now < self.next_tick {
+            return false;
         }
-        // One loop is enough to expire the history the loops share.
-        if self.lp == 0 {
-            self.shared.hub.expire(now);
+        self.next_tick = now + self.tick;
+        sweep(core, http, streams, now);
+        true
+    }
+}
+
+/// The periodic timers: request and idle timeouts, heartbeats, lingering
+/// closes, the cached Date header, the history's expiry.
+fn sweep(core: &mut Core, http: &mut Http, streams: &mut Streams, now: Instant) {
+    core.tick_date();
+    // One loop is enough to expire the history the loops share.
+    if core.lp == 0 {
+        core.shared.hub.expire(now);
+    }
+    let l = &core.cfg.limits;
+    let mut timed_out = Vec::new();
+    let mut expired = Vec::new();
+    let mut heartbeats = Vec::new();
+    for (key, conn) in core.conns.iter() {
+        if conn.calling {
+            continue;
         }
-        if std::mem::take(&mut self.accept_paused) {
-            self.accept(now, false);
-            self.accept(now, true);
-        }
-        let l = &self.cfg.limits;
-        let mut timed_out = Vec::new();
-        let mut expired = Vec::new();
-        let mut heartbeats = Vec::new();
-        for (key, conn) in self.conns.iter() {
-            if conn.calling {
-                continue;
-            }
-            match conn.phase {
-                Phase::Http if conn.mid_request() => {
-                    if conn.request_started.is_some_and(|t| now - t >= l.request_timeout) {
-                        timed_out.push(key);
-                    }
-                }
-                Phase::Http if conn.pending() > 0 => {
-                    if now - conn.last_active >= l.request_timeout {
-                        expired.push(key);
-                    }
-                }
-                Phase::Http => {
-                    if now - conn.last_active >= l.idle_timeout {
-                        expired.push(key);
-                    }
-                }
-                // (A stream that has not started has written nothing yet.)
-                Phase::Stream if conn.opening.is_some() => {}
-                Phase::Stream => {
-                    if now - conn.last_write >= l.heartbeat {
-                        heartbeats.push(key);
-                    }
-                }
-                Phase::Closing => {
-                    if now - conn.last_active >= l.request_timeout {
-                        expired.push(key);
-                    }
-                }
-                Phase::Lingering(deadline) => {
-                    if now >= deadline {
-                        expired.push(key);
-                    }
+        match conn.phase {
+            Phase::Http if conn.mid_request() => {
+                if conn.request_started.is_some_and(|t| now - t >= l.request_timeout) {
+                    timed_out.push(key);
                 }
             }
-        }
-        for key in expired {
-            trace!(self.log, "#{key}: timed out, closing");
-            self.close(key, None);
-        }
-        let timeout = self.cfg.limits.request_timeout;
-        for key in timed_out {
-            let err =
-                HttpError::new(ErrorKind::Timeout, format!("request not complete within {} ms", timeout.as_millis()));
-            self.account(("-", "-"), "unparsed", 408, timeout, Some("the request took too long to arrive"));
-            self.send_error(key, &err, Framing { version: 1, keep_alive: false, head_only: false });
-            self.settle(key, now);
-        }
-        for key in heartbeats {
-            let cap = self.cfg.limits.sse_buffer;
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            conn.last_write = now;
-            if conn.pending() + sse::HEARTBEAT.len() > cap {
-                self.close(key, None);
-            } else if let Err(e) = conn.queue(sse::HEARTBEAT, now) {
-                self.close(key, Some(&e));
+            Phase::Http if conn.pending() > 0 => {
+                if now - conn.last_active >= l.request_timeout {
+                    expired.push(key);
+                }
+            }
+            Phase::Http => {
+                if now - conn.last_active >= l.idle_timeout {
+                    expired.push(key);
+                }
+            }
+            // (A stream that has not started has written nothing yet.)
+            Phase::Stream if conn.opening.is_some() => {}
+            Phase::Stream => {
+                if now - conn.last_write >= l.heartbeat {
+                    heartbeats.push(key);
+                }
+            }
+            Phase::Closing => {
+                if now - conn.last_active >= l.request_timeout {
+                    expired.push(key);
+                }
+            }
+            Phase::Lingering(deadline) => {
+                if now >= deadline {
+                    expired.push(key);
+                }
             }
         }
+    }
+    for key in expired {
+        trace!(core.log, "#{key}: timed out, closing");
+        core.close(key, None);
+    }
+    for key in timed_out {
+        http.timed_out(core, key, now);
+    }
+    for key in heartbeats {
+        streams.heartbeat(core, key, now);
     }
 }

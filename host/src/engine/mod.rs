@@ -13,6 +13,7 @@ pub mod history;
 pub mod kv;
 pub mod redis;
 pub mod redis_conn;
+mod redis_replay;
 pub mod timer;
 
 use std::sync::Arc;

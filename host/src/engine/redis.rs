@@ -46,111 +46,20 @@ use house_abi::ID_LINE_MAX;
 
 use super::broker::{Deliver, EngineStats, Link, Opener};
 use super::history::{EventId, Replay, Start};
-use super::redis_conn::{Address, Conn};
+use super::redis_conn::{Address, Backoff, Conn};
+use super::redis_replay::{CHECK, Replays, unavailable};
 use crate::config::{HistoryLimits, RedisEngine};
 use crate::log::Log;
 
 /// Redis channel names are the house channel's with this prefix: pub/sub is
 /// not per database in Redis, and others may use the same server.
 pub const PREFIX: &str = "house:";
-/// A channel's history is the stream at this prefix and its name.
-pub const HISTORY: &str = "house:history:";
 /// The first byte of every message: its format (1 was round 2's, before
 /// ids: an origin tag and the frame). Format 2: the frame, `id:` first.
 const FORMAT: u8 = 2;
 
-/// Whether an opening stream's resume can be honoured. KEYS: its
-/// channels' streams. ARGV: the id it resumes after ('' for none). Returns
-/// {reset (0 or 1), the newest id on them or '', each one's last id or ''}.
-///
-/// A resume is honoured only if every channel's history covers it: the
-/// channel's stream exists and the id is at or after its first kept entry
-/// or its last id. A stream's first entry is where its history begins: it
-/// was created with it (the stream's epoch), and every later id of that
-/// stream is after it (Redis makes stream ids from its clock, never going
-/// back within a stream). So an id from before a stream was recreated
-/// (Redis restarted without persistence, flushed, the stream evicted or
-/// expired and published to again) is before its first entry, and a
-/// channel with no stream has lost its history: both are a reset, never a
-/// guess. (A stream subscribed to several channels resumes them all from
-/// one id: a channel whose first entry is after it gets a reset too, which
-/// costs a reload, never an event.) The entries themselves are read by
-/// XRANGE beside it in one MULTI (`Bridge::answer`): Lua would copy each
-/// into a table and back, at six times the cost.
-const CHECK: &str = r"
-local after = ARGV[1]
-local function parse(id)
-  if not id then return nil end
-  local ms, seq = string.match(id, '^(%d+)%-(%d+)$')
-  if not ms or #ms > 15 or #seq > 15 then return nil end
-  return {tonumber(ms), tonumber(seq)}
-end
-local function before(a, b) return a[1] < b[1] or (a[1] == b[1] and a[2] < b[2]) end
-local newest, newest_text, infos, lasts = nil, '', {}, {}
-for i, key in ipairs(KEYS) do
-  lasts[i] = ''
-  if redis.call('EXISTS', key) == 1 then
-    local flat = redis.call('XINFO', 'STREAM', key)
-    local info = {}
-    for j = 1, #flat, 2 do info[flat[j]] = flat[j + 1] end
-    infos[i] = info
-    lasts[i] = info['last-generated-id']
-    local last = parse(info['last-generated-id'])
-    if last and (newest == nil or before(newest, last)) then newest, newest_text = last, info['last-generated-id'] end
-  end
-end
-if after == '' then return {0, newest_text, lasts} end
-local a = parse(after)
-if a == nil or newest == nil or before(newest, a) then return {1, newest_text, lasts} end
-for i, key in ipairs(KEYS) do
-  local info = infos[i]
-  if info == nil then return {1, newest_text, lasts} end
-  local first = info['first-entry'] and parse(info['first-entry'][1])
-  local last = parse(info['last-generated-id'])
-  if not ((first and not before(a, first)) or (last and not before(a, last))) then return {1, newest_text, lasts} end
-end
-return {0, newest_text, lasts}
-";
-
-/// Reconnection backoff, from the first retry to the last.
-const FIRST_RETRY: Duration = Duration::from_millis(50);
-const LAST_RETRY: Duration = Duration::from_secs(1);
-/// `MAXLEN ~` trims whole nodes of a stream (100 entries each, Redis's
-/// default): a channel may keep this many more than `--history-events`,
-/// and a stream may be replayed that many more.
-const TRIM_SLACK: usize = 200;
 /// Channels per SUBSCRIBE command.
 const SUBSCRIBE_CHUNK: usize = 512;
-
-/// How long to wait before the next connection attempt (the engine's and
-/// the key-value store's connections use one each).
-pub(crate) struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new() -> Backoff {
-        Backoff { next: FIRST_RETRY }
-    }
-
-    /// After a failed attempt: waits, twice as long each time up to a limit.
-    pub(crate) fn wait(&mut self) {
-        std::thread::sleep(self.next);
-        self.next = (self.next * 2).min(LAST_RETRY);
-    }
-
-    /// After a connection that served since `since` broke. One that breaks
-    /// at once (a refused AUTH on the subscription socket, a proxy that
-    /// accepts and closes) backs off like a failed connect instead of
-    /// becoming a busy loop; one that lasted retries at once.
-    pub(crate) fn lost(&mut self, since: std::time::Instant) {
-        if since.elapsed() >= LAST_RETRY {
-            self.next = FIRST_RETRY;
-        } else {
-            self.wait();
-        }
-    }
-}
 
 pub struct Bridge {
     address: Address,
@@ -158,8 +67,8 @@ pub struct Bridge {
     /// subscription socket is pinged at half of it when idle, so that a
     /// hung Redis is noticed there too.
     timeout: Duration,
-    sse_buffer: usize,
-    history: HistoryLimits,
+    /// What a stream that opens is owed, read from Redis.
+    replays: Replays,
     hub: Arc<dyn Deliver>,
     state: Mutex<State>,
     wake: Condvar,
@@ -217,8 +126,7 @@ impl Bridge {
         let bridge = Arc::new(Bridge {
             address: Address::parse(&cfg.url)?,
             timeout: cfg.timeout,
-            sse_buffer,
-            history,
+            replays: Replays { sse_buffer, history },
             hub,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
@@ -420,52 +328,10 @@ impl Bridge {
                 }
             }
         }
-        // Per read, one MULTI: the check, then each channel's entries after
-        // the id (if it is one), then each channel's newest (if a backlog
-        // was asked: a reset falls back on it). One pipeline for them all.
-        let mut pipe = redis::pipe();
-        // Where each EXEC is among the replies (MULTI and QUEUED come too).
-        let mut execs = Vec::with_capacity(groups.len());
-        let mut commands = 0;
-        for (open, _) in &groups {
-            pipe.cmd("MULTI");
-            pipe.cmd("EVALSHA").arg(&connected.check).arg(open.channels.len());
-            for channel in &open.channels {
-                pipe.arg(format!("{HISTORY}{channel}"));
-            }
-            pipe.arg(open.start.after.as_deref().unwrap_or(""));
-            commands += 2;
-            if let Some(after) = open.start.after.as_deref().and_then(EventId::parse) {
-                for channel in &open.channels {
-                    let key = format!("{HISTORY}{channel}");
-                    pipe.cmd("XRANGE")
-                        .arg(key)
-                        .arg(format!("({after}"))
-                        .arg("+")
-                        .arg("COUNT")
-                        .arg(self.replay_max() + 1);
-                    commands += 1;
-                }
-            }
-            if open.start.backlog > 0 {
-                for channel in &open.channels {
-                    let key = format!("{HISTORY}{channel}");
-                    pipe.cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(open.start.backlog);
-                    commands += 1;
-                }
-            }
-            pipe.cmd("EXEC");
-            execs.push(commands);
-            commands += 1;
-        }
-        let failed = match connected.commands.query(&pipe.get_packed_pipeline(), commands) {
-            Ok(mut replies) if replies.len() == commands => {
-                let replies: Vec<Value> = execs
-                    .into_iter()
-                    .map(|i| std::mem::replace(&mut replies[i], Ok(Value::Nil)).unwrap_or(Value::Nil))
-                    .collect();
-                for ((open, others), reply) in groups.into_iter().zip(replies) {
-                    let replay = self.replay(&open, reply);
+        let asks: Vec<(&[Arc<str>], &Start)> = groups.iter().map(|(o, _)| (&o.channels[..], &o.start)).collect();
+        let failed = match self.replays.read(&mut connected.commands, &connected.check, &asks, &self.refused) {
+            Ok(replays) => {
+                for ((open, others), replay) in groups.into_iter().zip(replays) {
                     for opener in others {
                         self.hub.opened(opener, replay.clone());
                     }
@@ -473,8 +339,7 @@ impl Bridge {
                 }
                 return Ok(());
             }
-            Ok(_) => "a history read got the wrong number of replies".to_owned(),
-            Err(e) => e.to_string(),
+            Err(e) => e,
         };
         for (open, others) in groups {
             for opener in others {
@@ -485,131 +350,11 @@ impl Bridge {
         Err(failed)
     }
 
-    /// Events one stream may be replayed on one channel; beyond, a reset.
-    fn replay_max(&self) -> usize {
-        self.history.events + TRIM_SLACK
-    }
-
     /// Streams that cannot get their history: they start with a reset.
     fn give_up(&self, opens: Vec<PendingOpen>) {
         for open in opens {
             self.hub.opened(open.opener, unavailable(&open.start));
         }
-    }
-
-    /// Turns one stream's EXEC reply (the check, then its XRANGEs, then its
-    /// XREVRANGEs) into a replay: entries of each channel merged in id
-    /// order, the newest `backlog` of them if that is what it gets.
-    fn replay(&self, open: &PendingOpen, reply: Value) -> Replay {
-        let Value::Array(items) = reply else {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return unavailable(&open.start);
-        };
-        let mut items = items.into_iter();
-        let Some(Value::Array(check)) = items.next() else {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return unavailable(&open.start);
-        };
-        let mut check = check.into_iter();
-        let mut reset = !matches!(check.next(), Some(Value::Int(0)));
-        let position = match check.next() {
-            Some(Value::BulkString(id)) => std::str::from_utf8(&id).ok().and_then(EventId::parse),
-            _ => None,
-        };
-        // Each channel's last id when the history was read.
-        let lasts: Vec<Option<EventId>> = match check.next() {
-            Some(Value::Array(ids)) => ids
-                .into_iter()
-                .map(|v| match v {
-                    Value::BulkString(id) => std::str::from_utf8(&id).ok().and_then(EventId::parse),
-                    _ => None,
-                })
-                .collect(),
-            _ => Vec::new(),
-        };
-        let n = open.channels.len();
-        let after: Vec<Value> = if open.start.after.as_deref().and_then(EventId::parse).is_some() {
-            items.by_ref().take(n).collect()
-        } else {
-            Vec::new()
-        };
-        let newest: Vec<Value> = if open.start.backlog > 0 { items.take(n).collect() } else { Vec::new() };
-        // More to replay than one stream may be sent (by count, or by the
-        // memory engine's per-channel byte bound): start over instead.
-        fn entries(v: &Value) -> &[Value] {
-            match v {
-                Value::Array(e) => e,
-                _ => &[],
-            }
-        }
-        let body_bytes = |e: &Value| match e {
-            Value::Array(parts) => match parts.get(1) {
-                Some(Value::Array(fields)) => match fields.get(1) {
-                    Some(Value::BulkString(b)) => b.len(),
-                    _ => 0,
-                },
-                _ => 0,
-            },
-            _ => 0,
-        };
-        let bytes: usize = after.iter().flat_map(|v| entries(v).iter().map(body_bytes)).sum();
-        reset |= after.iter().any(|v| entries(v).len() > self.replay_max())
-            || bytes > self.history.bytes.saturating_mul(open.channels.len());
-        let resumed = open.start.after.is_some() && !reset;
-        let chosen = if resumed { after } else { newest };
-        let mut picked: Vec<(EventId, Arc<[u8]>)> = Vec::new();
-        let mut live_after = Vec::new();
-        for (channel, entries) in open.channels.iter().zip(chosen) {
-            let Value::Array(entries) = entries else { continue };
-            let mut last = None;
-            for entry in entries {
-                if let Some((id, frame)) = self.entry(entry) {
-                    last = last.max(Some(id));
-                    picked.push((id, frame));
-                }
-            }
-            if let Some(id) = last {
-                live_after.push((channel.clone(), id));
-            }
-        }
-        picked.sort_by_key(|(id, _)| *id);
-        let skip = if resumed { 0 } else { picked.len().saturating_sub(open.start.backlog) };
-        let frames = picked.into_iter().skip(skip).map(|(_, frame)| frame).collect();
-        // Each channel's events up to its last id when the history was read
-        // (in the same MULTI) are accounted for: replayed, seen before the
-        // resume, or part of what a reset or a backlog starts from. This
-        // host's subscription may still deliver some of them late (its
-        // reader behind another host's, where the stream was before): they
-        // are skipped on every channel, not only those the replay had
-        // entries for. (Per channel: another channel's id may be later in
-        // the same millisecond than a new event of this one.)
-        for (channel, last) in open.channels.iter().zip(&lasts) {
-            if let Some(last) = last
-                && !live_after.iter().any(|(c, id)| c == channel && id >= last)
-            {
-                live_after.retain(|(c, _)| c != channel);
-                live_after.push((channel.clone(), *last));
-            }
-        }
-        Replay { reset, position, frames, live_after }
-    }
-
-    /// One stream entry, `[id, ["e", body]]`, as a framed event with its id.
-    fn entry(&self, entry: Value) -> Option<(EventId, Arc<[u8]>)> {
-        let Value::Array(parts) = entry else { return None };
-        let mut parts = parts.into_iter();
-        let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (parts.next(), parts.next()) else {
-            return None;
-        };
-        let id = EventId::parse(std::str::from_utf8(&id).ok()?)?;
-        let body = match fields.into_iter().nth(1) {
-            Some(Value::BulkString(body)) if body.ends_with(b"\n\n") && body.len() <= self.sse_buffer => body,
-            _ => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-        };
-        Some((id, super::history::with_id(id, &body).into()))
     }
 
     /// The reader thread: events, this host's own included, to the hub.
@@ -666,7 +411,7 @@ impl Bridge {
         match (name, id) {
             (Some(name), Some(id))
                 if payload.first() == Some(&FORMAT)
-                    && frame.len() <= self.sse_buffer + ID_LINE_MAX
+                    && frame.len() <= self.replays.sse_buffer + ID_LINE_MAX
                     && frame.ends_with(b"\n\n") =>
             {
                 self.hub.event(name, id, &Arc::from(frame));
@@ -676,12 +421,6 @@ impl Bridge {
             }
         }
     }
-}
-
-/// What a stream starts with when its history cannot be read: nothing, or
-/// a reset if it asked for history.
-fn unavailable(start: &Start) -> Replay {
-    Replay { reset: start.wants_history(), ..Replay::default() }
 }
 
 impl Link for Bridge {

@@ -139,3 +139,37 @@ impl Conn {
         Ok(replies.pop().context("no reply")??)
     }
 }
+
+/// Reconnection backoff, from the first retry to the last.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
+const LAST_RETRY: Duration = Duration::from_secs(1);
+
+/// How long to wait before the next connection attempt (the engine's and
+/// the key-value store's connections use one each).
+pub(crate) struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new() -> Backoff {
+        Backoff { next: FIRST_RETRY }
+    }
+
+    /// After a failed attempt: waits, twice as long each time up to a limit.
+    pub(crate) fn wait(&mut self) {
+        std::thread::sleep(self.next);
+        self.next = (self.next * 2).min(LAST_RETRY);
+    }
+
+    /// After a connection that served since `since` broke. One that breaks
+    /// at once (a refused AUTH on the subscription socket, a proxy that
+    /// accepts and closes) backs off like a failed connect instead of
+    /// becoming a busy loop; one that lasted retries at once.
+    pub(crate) fn lost(&mut self, since: std::time::Instant) {
+        if since.elapsed() >= LAST_RETRY {
+            self.next = FIRST_RETRY;
+        } else {
+            self.wait();
+        }
+    }
+}

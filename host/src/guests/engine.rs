@@ -5,7 +5,6 @@
 //! or an idle one reset after its last call (`warm`).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,11 +14,12 @@ use wasmtime::{
 };
 
 use super::Handler;
-use super::abi::{self, CallCtx, Publication};
+use super::abi::{self, CallCtx};
+pub use super::call::{CallError, CallFuture, CallOutput, Failure, Phase};
 pub use super::warm::SMALL_MEMORY;
 use super::warm::{Count, Live, Warm};
 use crate::config::GuestLimits;
-use crate::engine::kv::{CommitError, Kv, KvError, Pending, shown_keys};
+use crate::engine::kv::{Kv, KvError, Pending};
 use crate::metrics::{CallResult, METRICS};
 
 /// How often the epoch advances: the granularity of guest deadlines.
@@ -63,88 +63,6 @@ impl Reset {
 struct Lane {
     engine: Engine,
     linker: wasmtime::Linker<CallCtx>,
-}
-
-/// Why a call did not produce a response.
-#[derive(Debug)]
-pub enum Failure {
-    /// The handler is suspended for this much longer (see `health`).
-    Suspended(Duration),
-    /// `--guest-calls` calls are in flight already.
-    Busy(usize),
-    Failed(CallError),
-}
-
-/// A failed call: a trap, an overrun, a malformed return.
-#[derive(Debug)]
-pub struct CallError {
-    pub reason: String,
-    /// What the call logged before it failed (an SDK guest's panic message
-    /// and place among them): worth as much as the reason to its author.
-    pub logs: Vec<String>,
-    /// It overran its CPU deadline or a budget: a strike (see `health`).
-    pub strike: bool,
-    /// How it failed, for the metrics.
-    pub kind: CallResult,
-}
-
-impl From<&str> for CallError {
-    fn from(reason: &str) -> CallError {
-        CallError { reason: reason.into(), logs: Vec::new(), strike: false, kind: CallResult::Failed }
-    }
-}
-
-impl From<String> for CallError {
-    fn from(reason: String) -> CallError {
-        CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Failed }
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Failure::Suspended(left) => write!(f, "suspended for {:.1} s more", left.as_secs_f64()),
-            Failure::Busy(n) => write!(f, "{n} guest calls are in flight already"),
-            Failure::Failed(e) => f.write_str(&e.reason),
-        }
-    }
-}
-
-/// A guest call in flight: poll it until it is ready; `Pending` means it
-/// yielded at an epoch tick and can be polled again at once.
-pub type CallFuture = Pin<Box<dyn Future<Output = Result<CallOutput, Failure>> + Send>>;
-
-/// The steps of one call, in order, for a probe to time (the bench's
-/// breakdown of the guest call; the server's probe does nothing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The call has a store: an idle instance's, or one just made (limits,
-    /// context, deadline callback).
-    Store,
-    /// The module is instantiated (nothing to do for an idle instance).
-    Instantiated,
-    /// The argument block is in the instance's memory.
-    ArgsWritten,
-    /// The handler has returned.
-    Called,
-    /// Its response block is decoded and checked.
-    Decoded,
-    /// The instance is reset and kept (`warm`), or its store dropped: its
-    /// slots back in the pool, its memory reset by wasmtime.
-    Dropped,
-}
-
-/// What a successful call produced.
-pub struct CallOutput {
-    pub status: u16,
-    pub content_type: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub subscriptions: Vec<String>,
-    /// Events of history the stream asked to open with.
-    pub backlog: usize,
-    pub publishes: Vec<Publication>,
-    pub logs: Vec<String>,
 }
 
 /// Runs `future` to its end on this thread, polling it again whenever it
@@ -378,88 +296,8 @@ impl Runtime {
         run_here(self.transact(handler, args, probe))
     }
 
-    /// The call as one transaction: run, then commit what it wrote if
-    /// nothing it read has changed; if something has (at the commit, or
-    /// during the call on Redis), run it again from the start, in a fresh
-    /// instance's state, after a backoff with jitter, up to `--tx-retries`
-    /// times. Nothing of a run that did not commit was ever visible.
-    async fn transact(
-        &self,
-        handler: &Handler,
-        args: &[u8],
-        mut probe: impl FnMut(Phase),
-    ) -> Result<CallOutput, CallError> {
-        let retries = self.kv.as_ref().map_or(0, |kv| kv.limits().retries);
-        let mut reruns = 0;
-        loop {
-            let changed = match self.call_fresh(handler, args, &mut probe).await {
-                Ok((mut out, Some(kv)))
-                    if out.status < 500 && (kv.has_writes() || kv.commits_events() && !out.publishes.is_empty()) =>
-                {
-                    // Where the store keeps channels (Redis), the call's
-                    // events are part of its commit: they get their ids
-                    // there and come back to this host's loops through the
-                    // engine's subscription, like every other host's.
-                    let in_commit = kv.commits_events();
-                    let events: Vec<_> = if in_commit {
-                        out.publishes.iter().map(|p| (p.channel.clone(), p.frame.clone())).collect()
-                    } else {
-                        Vec::new()
-                    };
-                    match kv.commit(events).await {
-                        Ok(()) => {
-                            if in_commit && !out.publishes.is_empty() {
-                                METRICS.published(out.publishes.len() as u64);
-                                out.publishes.clear();
-                            }
-                            return Ok(out);
-                        }
-                        Err(CommitError::Conflict(keys)) => shown_keys(&keys),
-                        Err(e @ CommitError::Unavailable(_)) => {
-                            return Err(CallError {
-                                reason: format!("nothing of it was committed: {e}"),
-                                logs: out.logs,
-                                strike: false,
-                                kind: CallResult::Unavailable,
-                            });
-                        }
-                        Err(e @ CommitError::Unknown(_)) => {
-                            return Err(CallError {
-                                reason: format!("its commit's {e}"),
-                                logs: out.logs,
-                                strike: false,
-                                kind: CallResult::Unknown,
-                            });
-                        }
-                    }
-                }
-                // Only read, or answered a server error: nothing to commit.
-                Ok((out, _)) => return Ok(out),
-                // Stopped at a read (Redis): what it had read before changed.
-                Err(e) if e.kind == CallResult::Conflict => "what it had read".to_owned(),
-                Err(e) => return Err(e),
-            };
-            if reruns >= retries {
-                let reason = format!(
-                    "its transaction was still in conflict after {reruns} re-runs (--tx-retries): {changed} \
-                     changed under it each time"
-                );
-                return Err(CallError { reason, logs: Vec::new(), strike: false, kind: CallResult::Conflict });
-            }
-            reruns += 1;
-            METRICS.rerun();
-            // Up to 1 ms, doubling, at most 64 ms, each a random part of it
-            // ("full jitter"): calls that collided do not collide again in
-            // step, and the first re-run is nearly at once (what beat it is
-            // already visible when a conflict is answered).
-            let ceiling = Duration::from_millis(1 << (reruns - 1).min(6));
-            let backoff = ceiling.mul_f64(crate::engine::timer::jitter());
-            crate::engine::timer::sleep(backoff).await;
-        }
-    }
-
     /// One run of the call; its key-value state, not committed yet.
-    async fn call_fresh(
+    pub(super) async fn call_fresh(
         &self,
         handler: &Handler,
         args: &[u8],

@@ -7,6 +7,7 @@
 
 pub mod abi;
 pub mod cache;
+pub mod call;
 pub mod compile;
 pub mod engine;
 pub mod health;
@@ -15,6 +16,7 @@ pub mod manifest;
 pub mod openapi;
 pub mod registry;
 pub mod statics;
+mod transact;
 pub mod validate;
 pub mod warm;
 pub mod watch;

@@ -30,12 +30,12 @@ use anyhow::Context;
 use futures_channel::oneshot;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
+use super::record::{expiry, expiry_key, live, namespaced, record, upgrade, version};
 use super::{Commit, CommitError, Listed, Read, Version, Write, integer, now_ms};
 use crate::config::KvLimits;
 use crate::log::Log;
 
-/// Namespaced key -> expiry (ms since the epoch, 0: none, 8 bytes LE) +
-/// version (8 bytes LE) + value.
+/// Namespaced key -> its record (`record`).
 const DATA: TableDefinition<&[u8], &[u8]> = TableDefinition::new("data");
 /// Module file -> bytes its keys and values take.
 const USAGE: TableDefinition<&str, u64> = TableDefinition::new("usage");
@@ -48,8 +48,6 @@ const FORMAT: u64 = 2;
 /// Expired keys one sweep deletes at most (the rest wait a second).
 const SWEEP_BATCH: usize = 1000;
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
-/// Bytes a record takes besides its value.
-const HEADER: usize = 16;
 
 /// The state a call's reads come from.
 pub struct Snapshot(redb::ReadTransaction);
@@ -474,53 +472,4 @@ fn scan(
         }
     }
     Ok(Some(listed))
-}
-
-/// Records of the first format (expiry + value) get a version (1: older
-/// than any commit since).
-fn upgrade(data: &mut Table<'_, &'static [u8], &'static [u8]>) -> anyhow::Result<()> {
-    let old: Vec<(Vec<u8>, Vec<u8>)> =
-        data.iter()?.map(|e| e.map(|(k, v)| (k.value().to_vec(), v.value().to_vec()))).collect::<Result<_, _>>()?;
-    for (key, r) in old {
-        let (expires, value) = (expiry(&r), r.get(8..).unwrap_or_default());
-        data.insert(key.as_slice(), record(expires, 1, value).as_slice())?;
-    }
-    Ok(())
-}
-
-fn namespaced(namespace: &str, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(namespace.len() + 1 + key.len());
-    k.extend_from_slice(namespace.as_bytes());
-    k.push(0);
-    k.extend_from_slice(key);
-    k
-}
-
-fn expiry_key(expires: u64, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&expires.to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-fn record(expires: u64, version: Version, value: &[u8]) -> Vec<u8> {
-    let mut r = Vec::with_capacity(HEADER + value.len());
-    r.extend_from_slice(&expires.to_le_bytes());
-    r.extend_from_slice(&version.to_le_bytes());
-    r.extend_from_slice(value);
-    r
-}
-
-fn expiry(record: &[u8]) -> u64 {
-    record.get(..8).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-}
-
-fn version(record: &[u8]) -> Version {
-    record.get(8..16).map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
-}
-
-/// The value of a record, unless it has expired.
-fn live(record: &[u8], now: u64) -> Option<&[u8]> {
-    let expires = expiry(record);
-    (expires == 0 || expires > now).then(|| record.get(HEADER..).unwrap_or_default())
 }

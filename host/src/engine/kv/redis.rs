@@ -34,233 +34,22 @@ use anyhow::bail;
 use futures_channel::oneshot;
 use redis::{Cmd, RedisResult, Value};
 
+use super::scripts::{COMMIT, LIST, PRELUDE, READ, SWEEP};
 use super::{Commit, CommitError, KvError, Listed, Read, Version, Write};
 use crate::config::{HistoryLimits, KvLimits, RedisEngine};
-use crate::engine::redis::Backoff;
-use crate::engine::redis_conn::{Address, Conn};
+use crate::engine::redis_conn::Address;
 use crate::log::Log;
 
-/// What every script below starts with: the module's key prefix, a key's
-/// version (0: absent or expired; 1: written before versions were kept),
-/// a listing, and the check of a call's reads.
-///
-/// A read set in ARGV, from index `i`: its length, then for each read
-/// either `k`, key, version or `r`, min, max, limit (a listing's range, as
-/// `ZRANGE BYLEX` takes it), the number of keys it found, then each key
-/// and version.
-const PRELUDE: &str = r"
-local p = 'house:kv:{' .. ARGV[1] .. '}:'
-local function ver(key)
-  if redis.call('EXISTS', p .. 'v:' .. key) == 0 then return 0 end
-  return tonumber(redis.call('HGET', p .. 'ver', key)) or 1
-end
-local function range(min, max, limit, values, may_skip)
-  local out, found, offset, skipped = {}, 0, 0, 0
-  while found < limit do
-    local batch = redis.call('ZRANGE', p .. 'keys', min, max, 'BYLEX', 'LIMIT', offset, limit - found)
-    if #batch == 0 then break end
-    offset = offset + #batch
-    for _, key in ipairs(batch) do
-      local vk = p .. 'v:' .. key
-      local v
-      if values then v = redis.call('GET', vk) else v = redis.call('EXISTS', vk) == 1 end
-      if v then
-        found = found + 1
-        out[#out + 1] = key
-        out[#out + 1] = ver(key)
-        if values then out[#out + 1] = v end
-      else
-        skipped = skipped + 1
-        if skipped > may_skip then return nil, skipped end
-      end
-    end
-  end
-  return out, skipped
-end
-local function check(i)
-  local n = tonumber(ARGV[i])
-  i = i + 1
-  local changed = nil
-  for _ = 1, n do
-    if ARGV[i] == 'k' then
-      if changed == nil and ver(ARGV[i + 1]) ~= tonumber(ARGV[i + 2]) then changed = ARGV[i + 1] end
-      i = i + 3
-    else
-      local m = tonumber(ARGV[i + 4])
-      if changed == nil then
-        local now = range(ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), false, 1e15)
-        local same = #now == 2 * m
-        for j = 1, m do
-          if same and (now[2 * j - 1] ~= ARGV[i + 3 + 2 * j] or now[2 * j] ~= tonumber(ARGV[i + 4 + 2 * j])) then
-            same = false
-          end
-        end
-        if not same then changed = ARGV[i + 1] end
-      end
-      i = i + 5 + 2 * m
-    end
-  end
-  return changed, i
-end
-";
-
-/// Reads a key, if the call's earlier reads still hold. ARGV: the module,
-/// the key, the read set. Returns `ok`, the value (or nil), its version;
-/// or `conflict` and a key whose version changed.
-const READ: &str = r"
-local changed = check(3)
-if changed then return {'conflict', changed} end
-local v = redis.call('GET', p .. 'v:' .. ARGV[2])
-if not v then return {'ok', false, 0} end
-return {'ok', v, ver(ARGV[2])}
-";
-
-/// Lists a module's live keys in a lexical range, if the call's earlier
-/// reads still hold. ARGV: the module, the range's ends, the limit, `1`
-/// for values too, the expired keys it may step over, the read set.
-/// Returns `ok`, the number stepped over, then key, version (and value)
-/// for each; `conflict` and a key; or `skip` when over the budget. Keys
-/// whose value has expired but that the sweep has not tidied yet are
-/// stepped over.
-const LIST: &str = r"
-local changed = check(7)
-if changed then return {'conflict', changed} end
-local out, skipped = range(ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6]))
-if not out then return {'skip'} end
-table.insert(out, 1, skipped)
-table.insert(out, 1, 'ok')
-return out
-";
-
-/// Commits one call: its writes and its events, if nothing it read has
-/// changed, its module stays within its quota, and this commit (by its id)
-/// was not applied already. ARGV: the module, the commit's id, the quota in
-/// bytes, the events a channel's history keeps and its idle ms, the number
-/// of writes, the read set, then for each write its op (`s`et, `d`elete,
-/// `i`ncrement), key, value or delta, and expiry (ms since the epoch, `0`:
-/// none), then for each event its channel and its framed body. Each event
-/// is appended to its channel's history, which gives it its id, and
-/// published with that id (as the engine's own events are: `engine::redis`).
-/// Returns `ok`, `dup` (applied before: a resend), `conflict` and a key, or
-/// `quota`. It checks everything before it writes anything: a script's
-/// writes are not undone if it stops half-way. The id is kept for a minute:
-/// a resend is sent within `RESEND_FOR` of the first, and a commit that
-/// read what it writes could not apply twice anyway (its second arrival
-/// finds the versions it read changed by its first); a minute of ids at
-/// thousands of commits a second is a few MiB of Redis's memory.
-const COMMIT: &str = r"
-local applied = p .. 'tx:' .. ARGV[2]
-if redis.call('EXISTS', applied) == 1 then return {'dup'} end
-local changed, first = check(7)
-if changed then return {'conflict', changed} end
-local last = first + 4 * tonumber(ARGV[6]) - 1
-local keys, sizes, expiries = p .. 'keys', p .. 'sizes', p .. 'expiries'
-local size, grow = {}, 0
-for i = first, last, 4 do
-  local op, key, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if size[key] == nil then size[key] = tonumber(redis.call('HGET', sizes, key)) or 0 end
-  local new = 0
-  if op == 's' then new = #key + #arg elseif op == 'i' then new = #key + 20 end
-  grow = grow + new - size[key]
-  size[key] = new
-end
-if grow > 0 and (tonumber(redis.call('GET', p .. 'usage')) or 0) + grow > tonumber(ARGV[3]) then
-  return {'quota'}
-end
-local version = redis.call('INCR', p .. 'seq') + 1
-local used = 0
-for i = first, last, 4 do
-  local op, key, arg, expires = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local vk = p .. 'v:' .. key
-  local old = tonumber(redis.call('HGET', sizes, key)) or 0
-  if op == 'd' then
-    redis.call('DEL', vk)
-    redis.call('ZREM', keys, key)
-    redis.call('ZREM', expiries, key)
-    redis.call('HDEL', sizes, key)
-    redis.call('HDEL', p .. 'ver', key)
-    used = used - old
-  else
-    if op == 's' then
-      if expires ~= '0' then
-        redis.call('SET', vk, arg, 'PXAT', expires)
-        redis.call('ZADD', expiries, expires, key)
-      else
-        redis.call('SET', vk, arg)
-        redis.call('ZREM', expiries, key)
-      end
-    else
-      -- A value that is no longer an integer counts from 0 (as in the
-      -- embedded store), keeping its time-to-live; one that would
-      -- overflow stays as it is.
-      local r = redis.pcall('INCRBY', vk, arg)
-      if type(r) == 'table' and r.err and not string.find(r.err, 'overflow') then
-        redis.call('SET', vk, arg, 'KEEPTTL')
-      end
-    end
-    local new = #key + redis.call('STRLEN', vk)
-    redis.call('HSET', sizes, key, new)
-    redis.call('HSET', p .. 'ver', key, version)
-    redis.call('ZADD', keys, 0, key)
-    used = used + new - old
-  end
-end
-if used ~= 0 then redis.call('INCRBY', p .. 'usage', used) end
-if last >= first then redis.call('SADD', 'house:kv:modules', ARGV[1]) end
-local trim = ARGV[4] == '0' and '=' or '~'
-for i = last + 1, #ARGV, 2 do
-  local stream = 'house:history:' .. ARGV[i]
-  local id = redis.call('XADD', stream, 'MAXLEN', trim, ARGV[4], '*', 'e', ARGV[i + 1])
-  redis.call('PEXPIRE', stream, ARGV[5])
-  redis.call('PUBLISH', 'house:' .. ARGV[i], '\2id: ' .. id .. '\n' .. ARGV[i + 1])
-end
-redis.call('SET', applied, 1, 'PX', 60000)
-return {'ok'}
-";
-
-/// Tidies after keys Redis has expired: their entries in the key set and
-/// the sizes, and their bytes in the module's usage. ARGV: at most this
-/// many keys. Run by every host each second (it is idempotent; with
-/// nothing due it costs a few lookups).
-const SWEEP: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local budget = tonumber(ARGV[1])
-for _, m in ipairs(redis.call('SMEMBERS', 'house:kv:modules')) do
-  if budget <= 0 then break end
-  local p = 'house:kv:{' .. m .. '}:'
-  local due = redis.call('ZRANGEBYSCORE', p .. 'expiries', '-inf', now, 'LIMIT', 0, budget)
-  local freed = 0
-  for _, key in ipairs(due) do
-    local left = redis.call('PTTL', p .. 'v:' .. key)
-    if left == -2 then
-      freed = freed + (tonumber(redis.call('HGET', p .. 'sizes', key)) or 0)
-      redis.call('HDEL', p .. 'sizes', key)
-      redis.call('HDEL', p .. 'ver', key)
-      redis.call('ZREM', p .. 'keys', key)
-      redis.call('ZREM', p .. 'expiries', key)
-    elseif left == -1 then
-      redis.call('ZREM', p .. 'expiries', key)
-    else
-      redis.call('ZADD', p .. 'expiries', now + left, key)
-    end
-  end
-  if freed > 0 then redis.call('DECRBY', p .. 'usage', freed) end
-  budget = budget - #due
-end
-return 0
-";
-
 /// Keys one sweep tidies at most.
-const SWEEP_BATCH: usize = 1000;
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+pub(super) const SWEEP_BATCH: usize = 1000;
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// Not connected yet: operations wait for the first connection (a request
 /// right after the start is served, not refused).
-const CONNECTING: u8 = 0;
-const UP: u8 = 1;
+pub(super) const CONNECTING: u8 = 0;
+pub(super) const UP: u8 = 1;
 /// The last attempt failed: operations fail at once.
-const DOWN: u8 = 2;
+pub(super) const DOWN: u8 = 2;
 
 /// Redis cannot be reached: already said once in the log by the thread,
 /// so the operations that fail for it say nothing more.
@@ -276,59 +65,59 @@ impl std::fmt::Display for Unreachable {
 impl std::error::Error for Unreachable {}
 
 pub struct Store {
-    address: Address,
+    pub(super) address: Address,
     /// `--engine-timeout-ms`: a Redis that accepted a command but does not
     /// answer within it is treated as lost; the calls waiting on it get
     /// `KV_UNAVAILABLE` (or their commit is sent again), not a hang.
-    timeout: Duration,
-    limits: KvLimits,
+    pub(super) timeout: Duration,
+    pub(super) limits: KvLimits,
     /// What a channel's history keeps (the events a commit appends).
-    history: HistoryLimits,
-    queue: Mutex<Queue>,
-    wake: Condvar,
+    pub(super) history: HistoryLimits,
+    pub(super) queue: Mutex<Queue>,
+    pub(super) wake: Condvar,
     /// A pipeline was answered (`drain` waits on it).
-    done: Condvar,
+    pub(super) done: Condvar,
     /// `CONNECTING`, `UP` or `DOWN`.
-    state: AtomicU8,
+    pub(super) state: AtomicU8,
     /// Which Redis process the connection is to: its `run_id`, and a count
     /// that changes with it. A commit whose reply was lost is not sent again
     /// to another process: a Redis restarted without its data has lost the
     /// commit's id too, and would apply it a second time.
-    run_id: Mutex<String>,
-    incarnation: AtomicU64,
+    pub(super) run_id: Mutex<String>,
+    pub(super) incarnation: AtomicU64,
     /// The scripts' texts and hashes: read, list, commit, sweep.
-    scripts: [(String, String); 4],
+    pub(super) scripts: [(String, String); 4],
 }
 
-const READ_SCRIPT: usize = 0;
-const LIST_SCRIPT: usize = 1;
-const COMMIT_SCRIPT: usize = 2;
-const SWEEP_SCRIPT: usize = 3;
+pub(super) const READ_SCRIPT: usize = 0;
+pub(super) const LIST_SCRIPT: usize = 1;
+pub(super) const COMMIT_SCRIPT: usize = 2;
+pub(super) const SWEEP_SCRIPT: usize = 3;
 
-struct Queue {
-    requests: Vec<Request>,
+pub(super) struct Queue {
+    pub(super) requests: Vec<Request>,
     /// A pipeline is out: its replies are not all handed back yet.
-    busy: bool,
+    pub(super) busy: bool,
 }
 
 /// What comes back for a request: its reply, or word that it went out with
 /// a pipeline whose connection (to Redis process `n`) failed before the
 /// reply. A request dropped without either was never sent.
-enum Answer {
+pub(super) enum Answer {
     Reply(RedisResult<Value>),
     Lost(u64),
 }
 
-struct Request {
-    cmd: Cmd,
-    reply: oneshot::Sender<Answer>,
+pub(super) struct Request {
+    pub(super) cmd: Cmd,
+    pub(super) reply: oneshot::Sender<Answer>,
     /// Only to this Redis process (`Store::incarnation`): a commit's
     /// resend; dropped unsent if the connection is to another.
-    only_to: Option<u64>,
+    pub(super) only_to: Option<u64>,
 }
 
 /// Why a command has no reply.
-enum Lost {
+pub(super) enum Lost {
     /// It was never sent (Redis was down, or it was meant for a Redis
     /// process that is gone): nothing of it happened.
     NotSent,
@@ -339,8 +128,8 @@ enum Lost {
 
 /// How long a commit whose reply was lost is sent again (with its id, so
 /// that it is applied once) before its outcome is called unknown.
-const RESEND_FOR: Duration = Duration::from_secs(3);
-const RESEND_EVERY: Duration = Duration::from_millis(50);
+pub(super) const RESEND_FOR: Duration = Duration::from_secs(3);
+pub(super) const RESEND_EVERY: Duration = Duration::from_millis(50);
 
 impl Store {
     /// Starts the thread that connects (now and after every failure) and
@@ -379,7 +168,7 @@ impl Store {
         self.state.load(Ordering::Acquire) == UP
     }
 
-    fn queue(&self) -> MutexGuard<'_, Queue> {
+    pub(super) fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -574,150 +363,6 @@ impl Store {
                 });
             }
             crate::engine::timer::sleep(RESEND_EVERY).await;
-        }
-    }
-
-    /// The thread: connect, serve until the connection fails, say so once
-    /// per outage, retry with backoff, forever.
-    fn run(self: Arc<Self>, mut log: Log) {
-        let mut backoff = Backoff::new();
-        let mut said_down = false;
-        loop {
-            let mut conn = match self.connect() {
-                Ok(conn) => conn,
-                Err(e) => {
-                    self.state.store(DOWN, Ordering::Release);
-                    self.fail_queued();
-                    if !said_down {
-                        log.line(format_args!(
-                            "house: kv {}: cannot reach Redis ({e:#}); retrying",
-                            self.address.shown
-                        ));
-                        log.flush_now();
-                        said_down = true;
-                    }
-                    backoff.wait();
-                    continue;
-                }
-            };
-            if said_down {
-                log.line(format_args!("house: kv {}: connected", self.address.shown));
-                log.flush_now();
-            }
-            self.state.store(UP, Ordering::Release);
-            let since = Instant::now();
-            let why = self.serve(&mut conn, &mut log);
-            self.state.store(DOWN, Ordering::Release);
-            // Whatever queued meanwhile fails now, not after the reconnect.
-            self.fail_queued();
-            log.line(format_args!("house: kv {}: lost Redis ({why}); retrying", self.address.shown));
-            log.flush_now();
-            said_down = true;
-            backoff.lost(since);
-        }
-    }
-
-    fn connect(&self) -> anyhow::Result<Conn> {
-        let mut conn = Conn::open(&self.address, self.timeout)?;
-        for (script, _) in &self.scripts {
-            conn.command(redis::cmd("SCRIPT").arg("LOAD").arg(script))?;
-        }
-        let info = match conn.command(redis::cmd("INFO").arg("server"))? {
-            Value::BulkString(text) => String::from_utf8_lossy(&text).into_owned(),
-            Value::VerbatimString { text, .. } => text,
-            other => bail!("INFO answered {other:?}"),
-        };
-        let run_id = info.lines().find_map(|l| l.strip_prefix("run_id:")).unwrap_or_default().trim().to_owned();
-        let mut known = self.run_id.lock().unwrap_or_else(PoisonError::into_inner);
-        if *known != run_id {
-            *known = run_id;
-            self.incarnation.fetch_add(1, Ordering::AcqRel);
-        }
-        Ok(conn)
-    }
-
-    /// Drops what is queued (its calls see the failure) and says the
-    /// pipeline out is over.
-    fn fail_queued(&self) {
-        let mut queue = self.queue();
-        queue.requests.clear();
-        queue.busy = false;
-        drop(queue);
-        self.done.notify_all();
-    }
-
-    /// Sends what is queued as one pipeline, and the sweep once a second,
-    /// until the connection fails; returns why.
-    fn serve(&self, conn: &mut Conn, log: &mut Log) -> String {
-        let mut swept = Instant::now();
-        let mut sweep = true;
-        loop {
-            let batch = {
-                let mut queue = self.queue();
-                while queue.requests.is_empty() && !sweep {
-                    let left = SWEEP_EVERY.saturating_sub(swept.elapsed());
-                    if left.is_zero() {
-                        sweep = true;
-                        break;
-                    }
-                    queue = self.wake.wait_timeout(queue, left).unwrap_or_else(PoisonError::into_inner).0;
-                }
-                queue.busy = true;
-                std::mem::take(&mut queue.requests)
-            };
-            // Under steady load the queue is never empty: sweep on time anyway.
-            sweep |= swept.elapsed() >= SWEEP_EVERY;
-            let mut pipe = redis::pipe();
-            let mut replies = Vec::with_capacity(batch.len());
-            let current = self.incarnation.load(Ordering::Acquire);
-            for request in batch {
-                // Meant for a Redis that has been restarted since: dropped
-                // unsent (its call sees the incarnation changed).
-                if request.only_to.is_some_and(|inc| inc != current) {
-                    continue;
-                }
-                pipe.add_command(request.cmd);
-                replies.push(request.reply);
-            }
-            if sweep {
-                pipe.cmd("EVALSHA").arg(&self.scripts[SWEEP_SCRIPT].1).arg(0).arg(SWEEP_BATCH);
-            }
-            let answers = match conn.query(&pipe.get_packed_pipeline(), pipe.len()) {
-                Ok(answers) => answers,
-                Err(e) => {
-                    // They went out: each may have run.
-                    for reply in replies {
-                        let _ = reply.send(Answer::Lost(current));
-                    }
-                    return e.to_string();
-                }
-            };
-            let mut answers = answers.into_iter();
-            let mut flushed = false;
-            for (reply, answer) in replies.into_iter().zip(answers.by_ref()) {
-                flushed |= answer.as_ref().is_err_and(|e| e.code() == Some("NOSCRIPT"));
-                let _ = reply.send(Answer::Reply(answer));
-            }
-            self.queue().busy = false;
-            self.done.notify_all();
-            if sweep {
-                if let Some(Err(e)) = answers.next() {
-                    flushed |= e.code() == Some("NOSCRIPT");
-                    if !flushed {
-                        log.line(format_args!(
-                            "house: kv {}: the sweep of expired keys failed: {e}",
-                            self.address.shown
-                        ));
-                        log.flush_now();
-                    }
-                }
-                swept = Instant::now();
-                sweep = false;
-            }
-            if flushed {
-                // Someone ran SCRIPT FLUSH: the reconnect loads them again.
-                return "its scripts were flushed".into();
-            }
         }
     }
 }
