@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use house_tests::fault::{WatHandler, module};
-use house_tests::{Server, TempDir, example_guest, house_bin};
+use house_tests::{Server, TempDir, example_guest, house_bin, repo};
 
 fn house(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(house_bin()).args(args).output().unwrap();
@@ -32,6 +32,9 @@ fn new_then_dev_then_check_outside_the_repository() {
         house(&["new", "Bad Name"]).2,
         "house: house new Bad Name: a guest's name is lower-case letters, digits, - and _, starting with a letter\n"
     );
+    let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
+    let beside = repo().join("guest-sdk").canonicalize().unwrap();
+    assert!(toml.contains(&format!("path = \"{}\"", beside.display())), "the SDK beside the binary:\n{toml}");
     cargo(&dir, &["test", "--quiet"]);
 
     // `house dev` builds it, serves it, and rebuilds it on an edit.
@@ -124,4 +127,33 @@ fn the_command_line_says_its_version_and_near_misses() {
     for section in ["house check [FLAGS] FILE.wasm...", "house new NAME", "EXIT STATUS:", "SIGNALS:", "ENVIRONMENT:"] {
         assert!(help.contains(section), "--help has {section}");
     }
+}
+
+/// A binary away from any SDK says so and takes `--sdk`; one that has an
+/// SDK beside it (`share/house/guest-sdk`, as installed) uses that one.
+#[test]
+fn house_new_finds_the_sdk_beside_the_binary_or_takes_sdk() {
+    let root = TempDir::new("house-install");
+    let bin = root.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(house_bin(), bin.join("house")).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin.join("house")).args(args).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let away = root.path().join("away");
+    let (code, err) = run(&["new", away.to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no house SDK beside") && err.contains("--sdk DIR"), "{err}");
+    let sdk = repo().join("guest-sdk");
+    assert_eq!(run(&["new", away.to_str().unwrap(), "--sdk", sdk.to_str().unwrap()]).0, Some(0));
+    let toml = std::fs::read_to_string(away.join("Cargo.toml")).unwrap();
+    assert!(toml.contains(&format!("path = \"{}\"", sdk.canonicalize().unwrap().display())), "{toml}");
+    // Installed: bin/house and share/house/guest-sdk.
+    std::fs::create_dir_all(root.path().join("share/house")).unwrap();
+    std::os::unix::fs::symlink(&sdk, root.path().join("share/house/guest-sdk")).unwrap();
+    let beside = root.path().join("beside");
+    assert_eq!(run(&["new", beside.to_str().unwrap()]).0, Some(0));
+    let toml = std::fs::read_to_string(beside.join("Cargo.toml")).unwrap();
+    assert!(toml.contains(&format!("path = \"{}\"", sdk.canonicalize().unwrap().display())), "{toml}");
 }

@@ -128,7 +128,7 @@ fn undeclared_parameters_are_refused_by_name() {
     let s = typed();
     assert_eq!(
         said(&s.get("/items/42?verbose=1")),
-        (400, "\"verbose\": not a parameter of this handler (it takes none)")
+        (400, "\"verbose\": not a parameter of this handler (it takes no query parameters)")
     );
     let r = s.get("/named?room=lobby&levle=2");
     assert_eq!(said(&r), (400, "\"levle\": not a parameter of this handler (it takes room, level)"));

@@ -153,3 +153,22 @@ fn any_toolchain_can_ship_files_and_unplain_ones_are_refused_at_load() {
     s.wait_for_log("house: refused twice.wasm: static file /t is in the module twice", T);
     assert_eq!(s.get("/secret").status, 404);
 }
+
+/// `GET /`, when no guest serves it, links the pages the guests serve (and
+/// only pages: the rest is on the admin port); a guest's own `/` wins.
+#[test]
+fn the_root_links_the_guests_pages_unless_a_guest_serves_it() {
+    let s = Server::start(&["chat", "todo", "hello"], &[]);
+    let r = s.get("/");
+    assert_eq!((r.status, r.header("content-type")), (200, Some("text/html; charset=utf-8")));
+    assert!(r.body.contains(r#"<a href="/index">/index</a> <small>chat</small>"#), "{}", r.body);
+    assert!(r.body.contains(r#"<a href="/todo">/todo</a> <small>todo</small>"#), "{}", r.body);
+    assert!(!r.body.contains("/hello") && !r.body.contains("/send-message"), "pages only: {}", r.body);
+    assert_eq!(s.request("HEAD", "/", None).status, 200);
+    assert_eq!(s.admin_get("/").status, 404, "not on the admin port");
+    // A module that serves `/` itself.
+    let root = module_with_files(&[("house.static:/ text/html; charset=utf-8", b"<p>mine</p>")]);
+    std::fs::write(s.guests.path().join("root.wasm"), root).unwrap();
+    s.wait_for_log("house: loaded root.wasm", Duration::from_secs(10));
+    assert_eq!(s.get("/").body, "<p>mine</p>");
+}

@@ -107,7 +107,7 @@ impl Ports {
     /// routes only; the public one the guests' (and what was opted in).
     fn serves(self, target: &Target, admin: bool) -> bool {
         match target {
-            Target::Guest(_) | Target::Static(_) => !admin,
+            Target::Guest(_) | Target::Static(_) | Target::Home => !admin,
             Target::OpenApi => admin || self.admin_public || self.public_openapi,
             Target::GuestsIndex | Target::Stats | Target::Metrics => admin || self.admin_public,
         }
@@ -167,6 +167,7 @@ impl Dispatcher {
             Target::Stats => Route::Host("/_house/stats"),
             Target::Metrics => Route::Host("/_house/metrics"),
             Target::OpenApi => Route::Host("/_house/openapi.json"),
+            Target::Home => Route::Host("/"),
         };
         let handler = match &route.target {
             Target::Metrics if !self.metrics => {
@@ -176,6 +177,14 @@ impl Dispatcher {
             Target::OpenApi => return Ok(json_reply(&routes.openapi)),
             Target::GuestsIndex => return Ok(json_reply(&(routes.index)())),
             Target::Stats => return Ok(Routed::Outcome(Outcome::Stats)),
+            Target::Home => {
+                return Ok(Routed::Outcome(Outcome::Reply {
+                    status: 200,
+                    content_type: "text/html; charset=utf-8".into(),
+                    headers: vec![("Cache-Control".into(), "no-cache".into())],
+                    body: routes.home.as_bytes().to_vec(),
+                }));
+            }
             Target::Static(file) => {
                 let not_modified = header_fields(&head.raw_headers)
                     .filter(|(name, _)| name == "if-none-match")

@@ -48,7 +48,7 @@ fn run() -> anyhow::Result<()> {
             println!("house {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
         }
-        Command::New(dir) => return house_host::commands::new::run(&dir),
+        Command::New(dir, sdk) => return house_host::commands::new::run(&dir, sdk.as_deref()),
         Command::Check(cfg, files) => {
             if house_host::commands::check::run(&cfg, &files)? {
                 return Ok(());

@@ -69,6 +69,8 @@ pub enum Target {
     Metrics,
     /// `GET /_house/openapi.json`: the served handlers, as OpenAPI 3.1.
     OpenApi,
+    /// `GET /` when no guest claims it: the pages the guests serve.
+    Home,
 }
 
 #[derive(Clone)]
@@ -125,6 +127,8 @@ impl Router {
         r.insert("/_house/stats".into(), Route { methods: Methods::GET, target: Target::Stats });
         r.insert("/_house/metrics".into(), Route { methods: Methods::GET, target: Target::Metrics });
         r.insert("/_house/openapi.json".into(), Route { methods: Methods::GET, target: Target::OpenApi });
+        // A guest that serves `/` replaces it.
+        r.insert("/".into(), Route { methods: Methods::GET, target: Target::Home });
         r
     }
 
@@ -203,9 +207,10 @@ impl Router {
 
 /// What the watcher swaps in on a reload, and every loop reads per request:
 /// the route table, the JSON of `/_house/guests` (made when asked: its
-/// figures are live) and of `/_house/openapi.json`.
+/// figures are live) and of `/_house/openapi.json`, and the page at `/`.
 pub struct Routes {
     pub router: Router,
+    pub home: Arc<str>,
     pub index: Box<dyn Fn() -> String + Send + Sync>,
     pub openapi: Arc<str>,
 }

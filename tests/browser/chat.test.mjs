@@ -6,7 +6,7 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, copyFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, copyFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repo, startHouse, stop, launchBrowser, joinAs as join_ } from "./support.mjs";
@@ -91,4 +91,59 @@ test("a page that joins later is shown the room's backlog, in order", async () =
   const lines = (await carol.locator("#log li").allTextContents()).filter((l) => l.includes(" message"));
   assert.deepEqual(lines, ["Ada:first message", "Ada:second message", "Ada:third message"]);
   await ada.close(); await carol.close();
+});
+
+// The log scrolls inside the viewport: after 41 messages the page itself
+// does not scroll, the message input and the newest message are in view,
+// on a desktop and on a phone; a newcomer's page opens on the newest of
+// its backlog. Screenshots land in target/screenshots/ for a human eye.
+for (const [device, viewport] of [["desktop", { width: 1280, height: 800 }], ["phone", { width: 390, height: 844 }]]) {
+  test(`a long conversation scrolls inside the page (${device} ${viewport.width}x${viewport.height})`, async () => {
+    const room = `layout-${device}`;
+    const writer = await joinAs("Ada", room);
+    for (let i = 1; i <= 41; i++) await send(writer, `message number ${i}`);
+    await writer.locator("#log li", { hasText: "message number 41" }).waitFor();
+    const page = await browser.newPage({ viewport });
+    await page.goto(`http://127.0.0.1:${port}/index`);
+    await page.getByLabel("Room").fill(room);
+    await page.getByLabel("Your name").fill("Bob");
+    await page.getByRole("button", { name: "Join room" }).click();
+    const newest = page.locator("#log li", { hasText: "message number 41" });
+    await newest.waitFor();
+    const inView = async (locator) => {
+      const box = await locator.boundingBox();
+      return box !== null && box.y >= 0 && box.y + box.height <= viewport.height && box.x >= 0 &&
+        box.x + box.width <= viewport.width;
+    };
+    const page_ = await page.evaluate(() => ({ scroll: document.documentElement.scrollHeight, inner: innerHeight }));
+    assert.ok(page_.scroll <= page_.inner, `the page does not scroll: ${page_.scroll} > ${page_.inner}`);
+    assert.ok(await inView(page.getByLabel("Message", { exact: true })), "the message input is in view");
+    assert.ok(await inView(page.getByRole("button", { name: "Send" })), "the send button is in view");
+    // The newest message is within the log's visible part, not below it.
+    const visible = await page.evaluate(() => {
+      const log = document.getElementById("log").getBoundingClientRect();
+      const last = [...document.querySelectorAll("#log li")].pop().getBoundingClientRect();
+      return last.top >= log.top && last.bottom <= log.bottom + 1;
+    });
+    assert.ok(visible, "the newest message is in view inside the log");
+    assert.ok(await inView(newest), "the newest message is in the viewport");
+    mkdirSync(join(repo, "target", "screenshots"), { recursive: true });
+    await page.screenshot({ path: join(repo, "target", "screenshots", `chat-${device}.png`) });
+    await writer.close(); await page.close();
+  });
+}
+
+test("a send leaves what was typed while it was on its way", async () => {
+  const ada = await joinAs("Ada", "in-flight");
+  // Hold the send for a moment, as a slow network would.
+  let release;
+  const held = new Promise((r) => { release = r; });
+  await ada.route("**/send-message", async (route) => { await held; await route.continue(); });
+  await send(ada, "the first message");
+  await ada.getByLabel("Message", { exact: true }).press("End");
+  await ada.getByLabel("Message", { exact: true }).pressSequentially(" and the next");
+  release();
+  await ada.locator("#log li.mine", { hasText: "the first message" }).waitFor();
+  await ada.waitForFunction(() => document.getElementById("message").value === " and the next");
+  await ada.close();
 });

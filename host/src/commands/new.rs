@@ -1,5 +1,6 @@
 //! `house new NAME`: a guest crate that builds anywhere. Its Cargo.toml
-//! points at the SDK this house was built from (no workspace inheritance,
+//! points at the SDK beside the house binary in use, or the one `--sdk`
+//! names (no workspace inheritance,
 //! unlike the examples in `guests/`), with the size profile and the stack
 //! setting every guest wants, one closing handler, one stream handler, one
 //! that publishes, and native unit tests.
@@ -8,10 +9,29 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// Where the SDK was when this binary was built.
-const SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../guest-sdk");
+/// The SDK beside the running binary: in a checkout (`target/release/house`
+/// and `guest-sdk/`), or installed (`bin/house` and `share/house/guest-sdk/`).
+/// Not the checkout it was built in: a binary copied elsewhere would write
+/// a path into a tree that may be gone, or another version.
+fn sdk_beside_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot tell where this binary is")?;
+    let mut looked = Vec::new();
+    for dir in exe.ancestors().skip(1).take(4) {
+        for candidate in [dir.join("guest-sdk"), dir.join("share/house/guest-sdk")] {
+            if is_sdk(&candidate) {
+                return Ok(candidate);
+            }
+            looked.push(candidate.display().to_string());
+        }
+    }
+    bail!("no house SDK beside {} (looked in {}): give its folder with --sdk DIR", exe.display(), looked.join(", "))
+}
 
-pub fn run(dir: &Path) -> anyhow::Result<()> {
+fn is_sdk(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|t| t.contains("name = \"house-sdk\""))
+}
+
+pub fn run(dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
     let name = dir.file_name().and_then(|n| n.to_str()).context("house new NAME: NAME must end in a name")?;
     if !name.starts_with(|c: char| c.is_ascii_lowercase())
         || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
@@ -21,9 +41,12 @@ pub fn run(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         bail!("house new: {} exists already", dir.display());
     }
-    let sdk = std::fs::canonicalize(SDK).with_context(|| {
-        format!("the house SDK this binary was built from ({SDK}) is gone: point house-sdk in Cargo.toml at a copy")
-    })?;
+    let sdk = match sdk {
+        Some(given) if is_sdk(given) => given.to_owned(),
+        Some(given) => bail!("--sdk {}: not the house SDK (no Cargo.toml of house-sdk there)", given.display()),
+        None => sdk_beside_binary()?,
+    };
+    let sdk = std::fs::canonicalize(&sdk).with_context(|| format!("cannot resolve {}", sdk.display()))?;
     let files: [(PathBuf, String); 5] = [
         (dir.join("Cargo.toml"), cargo_toml(name, &sdk)),
         (dir.join(".cargo/config.toml"), CARGO_CONFIG.to_owned()),

@@ -20,7 +20,8 @@ USAGE:
     house [FLAGS]                      serve the guests folder
     house check [FLAGS] FILE.wasm...   load each module as the server would, offline: print its
                                        routes, inputs and rules, or why it is refused (exit 1)
-    house new NAME                     make a guest crate NAME to start from (builds anywhere)
+    house new NAME [--sdk DIR]         make a guest crate NAME to start from (builds anywhere), against the
+                                       SDK at DIR [the guest-sdk beside this binary]
     house dev [FLAGS] CRATE_DIR...     serve, and rebuild each guest crate when its sources change:
                                        the new .wasm goes into --guests, build errors to stderr;
                                        /_house/* on the same port unless --admin-bind is given
@@ -113,8 +114,9 @@ pub enum Command {
     Check(Box<Config>, Vec<PathBuf>),
     /// `house dev [FLAGS] CRATE_DIR...`: serve, rebuilding the crates.
     Dev(Box<Config>, Vec<PathBuf>),
-    /// `house new NAME`: a guest crate to start from.
-    New(PathBuf),
+    /// `house new NAME [--sdk DIR]`: a guest crate to start from, against
+    /// the SDK at DIR (default: the one beside this binary).
+    New(PathBuf, Option<PathBuf>),
     Help,
     Version,
 }
@@ -147,10 +149,14 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
                 }
                 (None, Some("new")) if at_start => {
                     let name = parser.value().context("house new NAME: the crate's name or path")?;
-                    if let Some(extra) = parser.next()? {
-                        bail!("house new NAME takes nothing else, not {extra:?}");
+                    let mut sdk = None;
+                    while let Some(extra) = parser.next()? {
+                        match extra {
+                            Long("sdk") => sdk = Some(PathBuf::from(parser.value().context("--sdk DIR")?)),
+                            other => bail!("house new NAME takes only --sdk DIR, not {other:?}"),
+                        }
                     }
-                    return Ok(Command::New(name.into()));
+                    return Ok(Command::New(name.into(), sdk));
                 }
                 (Some(_), _) => {
                     files.push(PathBuf::from(v));
@@ -362,7 +368,10 @@ mod tests {
             panic!("check")
         };
         assert_eq!((cfg.guest.memory, files.len()), (32 << 20, 2));
-        assert!(matches!(command(&["new", "x"]), Ok(Command::New(p)) if p == std::path::Path::new("x")));
+        assert!(matches!(command(&["new", "x"]), Ok(Command::New(p, None)) if p == std::path::Path::new("x")));
+        assert!(
+            matches!(command(&["new", "x", "--sdk", "s"]), Ok(Command::New(_, Some(s))) if s == std::path::Path::new("s"))
+        );
         assert!(matches!(command(&["-V"]), Ok(Command::Version)));
         assert_eq!(
             error(&["--max-bodybytes", "1"]),

@@ -281,7 +281,36 @@ impl Registry {
             }
             index.to_string()
         };
-        Routes { router, index: Box::new(index), openapi: openapi.to_string().into() }
+        let home = self.home(&owner).into();
+        Routes { router, home, index: Box::new(index), openapi: openapi.to_string().into() }
+    }
+
+    /// The page at `/` (unless a guest serves `/`): a link to each HTML
+    /// page the guests serve, so that a visitor who types the host's
+    /// address finds the apps instead of a 404. Only pages, which are
+    /// meant to be visited; the rest of the routes are on the admin port.
+    fn home(&self, owner: &BTreeMap<String, (String, String)>) -> String {
+        let escape = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+        let mut items = String::new();
+        for (file, entry) in &self.entries {
+            for f in entry.module.iter().flat_map(|m| &m.statics) {
+                let serving = owner.get(&crate::router::shape(&f.path)).is_some_and(|(o, _)| o == file);
+                if serving && f.content_type.starts_with("text/html") && !f.path.contains('{') {
+                    let (path, module) = (escape(&f.path), escape(file.trim_end_matches(".wasm")));
+                    items.push_str(&format!("<li><a href=\"{path}\">{path}</a> <small>{module}</small></li>\n"));
+                }
+            }
+        }
+        if items.is_empty() {
+            items.push_str("<li>No guest serves a page yet.</li>\n");
+        }
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>house</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;\
+             padding:0 1rem}}small{{color:#666}}</style></head>\n<body><h1>house</h1><p>The pages served here:</p>\
+             \n<ul>\n{items}</ul></body></html>\n"
+        )
     }
 
     fn describe(&self, owner: &BTreeMap<String, (String, String)>) -> Value {

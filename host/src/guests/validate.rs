@@ -45,7 +45,9 @@ pub fn check_known(specs: &[ParamSpec], params: &Params) -> Result<(), HttpError
     let declared = |name: &str| specs.iter().any(|s| s.source == Source::Query && s.name == name);
     let Some(unknown) = params.names().find(|n| !declared(n)) else { return Ok(()) };
     let known: Vec<&str> = specs.iter().filter(|s| s.source == Source::Query).map(|s| s.name.as_str()).collect();
-    let takes = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+    // A handler whose inputs are all elsewhere (a header, a cookie, a
+    // body) takes "none" of these, which reads as if it took nothing.
+    let takes = if known.is_empty() { "no query parameters".to_owned() } else { known.join(", ") };
     Err(HttpError::new(
         ErrorKind::BadParameter,
         format!("{}: not a parameter of this handler (it takes {takes})", shown(unknown)),
