@@ -46,6 +46,17 @@ fn the_document_is_valid_and_says_what_the_manifests_say() {
         "schema": {"type": "integer", "format": "int64", "minimum": 1}})
     );
     assert!(paths["/items/{id}"].get("head").is_none());
+    // Declared statuses (`statuses(204, 404, ...)`): a 204 without a body,
+    // the refusals as text, and no 200 it never answers.
+    let delete = &paths["/todos/{id}"]["delete"]["responses"];
+    assert_eq!(delete["204"], json!({"description": "The handler's answer, without a body"}));
+    assert!(delete.get("200").is_none(), "{delete}");
+    assert_eq!(delete["404"]["content"]["text/plain; charset=utf-8"]["schema"]["type"], "string");
+    assert!(delete["400"].is_object(), "the host's own 400 is there too");
+    let add = &paths["/todos"]["post"]["responses"];
+    assert!(add["201"]["content"]["application/json"].is_object(), "{add}");
+    // Undeclared: 200 in the handler's content type.
+    assert!(item["responses"]["200"]["content"].is_object(), "{item}");
     // Query parameters with their rules and defaults.
     let hello = &paths["/hello"]["get"];
     assert_eq!(

@@ -117,6 +117,28 @@ pub fn check_content_type(ct: &str) -> Result<(), alloc::string::String> {
     Ok(())
 }
 
+/// Statuses one handler may declare at most (`statuses(..)`).
+pub const MAX_STATUSES: usize = 16;
+
+/// Checks a closing handler's declared statuses (`statuses(201, 409)`):
+/// each a real status (100-599), none twice, at most [`MAX_STATUSES`].
+/// They document what it answers (OpenAPI, `house check`); the host
+/// does not refuse another one at run time.
+pub fn check_statuses(statuses: &[u16]) -> Result<(), alloc::string::String> {
+    if statuses.len() > MAX_STATUSES {
+        return Err(alloc::format!("at most {MAX_STATUSES} statuses, not {}", statuses.len()));
+    }
+    for (i, s) in statuses.iter().enumerate() {
+        if !(100..=599).contains(s) {
+            return Err(alloc::format!("status {s} is not between 100 and 599"));
+        }
+        if statuses[..i].contains(s) {
+            return Err(alloc::format!("status {s} is declared twice"));
+        }
+    }
+    Ok(())
+}
+
 /// A byte of an HTTP token (RFC 9110): header names, cookie names.
 pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)

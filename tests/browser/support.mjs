@@ -3,7 +3,7 @@
 // and Debian's headless Chromium.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync, chmodSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync, chmodSync, copyFileSync } from "node:fs";
 import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -93,27 +93,14 @@ export async function startNginx(upstreams) {
   const shipped = [...site.matchAll(/server (127\.0\.0\.1:\d+)/g)].map((m) => m[1]);
   if (shipped.length !== upstreams.length) throw new Error(`the config has ${shipped.length} upstreams`);
   shipped.forEach((addr, i) => { site = site.replace(`server ${addr}`, `server 127.0.0.1:${upstreams[i]}`); });
-  site = site.replace("listen 80;", `listen 127.0.0.1:${port};`);
-  writeFileSync(join(dir, "house.conf"), site);
-  // The main config a distribution's nginx.conf provides, reduced to what
-  // a process of our own needs.
-  writeFileSync(join(dir, "nginx.conf"), `
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  include ${dir}/house.conf;
-}
-`);
+  if (!site.includes("listen 8080;")) throw new Error("the config no longer listens on 8080");
+  site = site.replace("listen 8080;", `listen 127.0.0.1:${port};`);
+  writeFileSync(join(dir, "house.nginx.conf"), site);
+  // The whole configuration shipped to try it (docs/deploy/nginx.conf),
+  // as it is: it runs from the folder given with -p, in the foreground.
+  copyFileSync(join(repo, "docs", "deploy", "nginx.conf"), join(dir, "nginx.conf"));
   const bin = existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
-  const child = spawn(bin, ["-e", "stderr", "-p", dir, "-c", join(dir, "nginx.conf"), "-g", "daemon off;"],
+  const child = spawn(bin, ["-e", "stderr", "-p", dir, "-c", join(dir, "nginx.conf")],
     { stdio: ["ignore", "ignore", "inherit"] });
   await waitForPort(port, "nginx");
   return { child, port, dir };

@@ -23,8 +23,9 @@ use spec::{Base, Rules};
 /// `#[handler(closing)]` (an ordinary response) or `#[handler(stream)]`
 /// (Server-Sent Events), then optionally `path = "/items/{id}"` (default:
 /// the name with `_` as `-`; `root` is `/`), `methods(GET, POST)` (default
-/// GET and POST, streams GET) and `content_type = ".."` (default
-/// `text/html; charset=utf-8`).
+/// GET and POST, streams GET), `content_type = ".."` (default
+/// `text/html; charset=utf-8`) and, for a closing handler, `statuses(201,
+/// 409)`: the statuses it answers, for OpenAPI (default: 200).
 ///
 /// Each parameter's type and `#[param(...)]` rules (`chars`, `range`,
 /// `one_of`, `items`, `default`, `name`) are checked by the host before the
@@ -94,6 +95,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
     // Parse: the attribute...
     let mut kind: Option<Kind> = None;
     let mut manifest = Map::new();
+    let mut statuses_at = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("closing") || meta.path.is_ident("stream") {
             if kind.is_some() {
@@ -108,6 +110,19 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             let ct: syn::LitStr = meta.value()?.parse()?;
             house_abi::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
             manifest.insert("content_type".into(), ct.value().into());
+        } else if meta.path.is_ident("statuses") {
+            // statuses(201, 409): what the handler answers, for OpenAPI.
+            let content;
+            syn::parenthesized!(content in meta.input);
+            let lits =
+                content.parse_terminated(|p: syn::parse::ParseStream| p.parse::<syn::LitInt>(), syn::Token![,])?;
+            let mut list = Vec::new();
+            for lit in &lits {
+                list.push(lit.base10_parse::<u16>()?);
+            }
+            house_abi::check_statuses(&list).map_err(|e| Error::new(lits.span(), e))?;
+            statuses_at = Some(lits.span());
+            manifest.insert("statuses".into(), Value::Array(list.into_iter().map(Value::from).collect()));
         } else if meta.path.is_ident("methods") {
             let mut methods = Vec::new();
             meta.parse_nested_meta(|m| {
@@ -120,13 +135,17 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             })?;
             manifest.insert("methods".into(), Value::Array(methods));
         } else {
-            return Err(meta.error("expected closing, stream, path = \"..\", content_type = \"..\" or methods(..)"));
+            return Err(meta
+                .error("expected closing, stream, path = \"..\", content_type = \"..\", methods(..) or statuses(..)"));
         }
         Ok(())
     });
     syn::parse::Parser::parse2(parser, attr)?;
     let kind =
         kind.ok_or_else(|| Error::new(Span::call_site(), "say which kind: #[handler(closing)] or #[handler(stream)]"))?;
+    if let (Kind::Stream, Some(span)) = (kind, statuses_at) {
+        return Err(Error::new(span, "a stream answers 200 and its events: statuses(..) is for closing handlers"));
+    }
 
     // ...and the function.
     let mut func: syn::ItemFn = syn::parse2(item)?;

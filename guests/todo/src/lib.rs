@@ -92,7 +92,7 @@ static_files! {
 }
 
 /// The visitor's items, oldest first.
-#[handler(closing, path = "/todos", methods(GET), content_type = "application/json")]
+#[handler(closing, path = "/todos", methods(GET), content_type = "application/json", statuses(200, 500, 503))]
 fn list(#[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
     let v = match Visitor::of(sid) {
         Ok(v) => v,
@@ -108,7 +108,7 @@ fn list(#[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> R
 }
 
 /// A new item: `{"title": "..."}`, 1 to 200 characters.
-#[handler(closing, path = "/todos", methods(POST), content_type = "application/json")]
+#[handler(closing, path = "/todos", methods(POST), content_type = "application/json", statuses(201, 400, 409, 500, 503))]
 fn add(
     #[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str,
     #[body] #[param(chars(max = 2000))] body: Json,
@@ -143,7 +143,7 @@ fn add(
 }
 
 /// Marks an item done or not: `{"done": true}`.
-#[handler(closing, path = "/todos/{id}", methods(PATCH), content_type = "application/json")]
+#[handler(closing, path = "/todos/{id}", methods(PATCH), content_type = "application/json", statuses(200, 400, 404, 500, 503))]
 fn change(
     #[param(range(min = 1))] id: i64,
     #[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str,
@@ -169,7 +169,7 @@ fn change(
 }
 
 /// Removes an item: 204.
-#[handler(closing, path = "/todos/{id}", methods(DELETE))]
+#[handler(closing, path = "/todos/{id}", methods(DELETE), statuses(204, 404, 500, 503))]
 fn remove(#[param(range(min = 1))] id: i64, #[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
     let v = match Visitor::of(sid) {
         Ok(v) => v,

@@ -59,7 +59,11 @@ fn describe(m: &LoadedModule) -> String {
             Kind::Closing => "closing",
             Kind::Stream => "stream, text/event-stream",
         };
-        let shown_type = if h.kind == Kind::Stream { String::new() } else { format!(", {}", h.content_type) };
+        let mut shown_type = if h.kind == Kind::Stream { String::new() } else { format!(", {}", h.content_type) };
+        if !h.statuses.is_empty() {
+            let list: Vec<String> = h.statuses.iter().map(u16::to_string).collect();
+            shown_type.push_str(&format!(", answers {}", list.join(" ")));
+        }
         let _ = writeln!(out, "  {methods} {}  (handler {}, {kind}{shown_type})", h.path, h.name);
         for p in &h.params {
             let mut line = format!("    {} ({}): {}", p.name, p.source.name(), p.type_name);

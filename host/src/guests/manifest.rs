@@ -28,6 +28,9 @@ pub struct RawHandler {
     pub content_type: Option<String>,
     #[serde(default)]
     pub methods: Option<Vec<String>>,
+    /// What a closing handler answers (ABI 1, optional): for OpenAPI.
+    #[serde(default)]
+    pub statuses: Option<Vec<u16>>,
     #[serde(default)]
     pub params: Vec<RawParam>,
 }
@@ -117,6 +120,8 @@ pub struct HandlerSpec {
     pub kind: Kind,
     pub content_type: String,
     pub methods: Methods,
+    /// The statuses it says it answers (empty: not said, 200 assumed).
+    pub statuses: Vec<u16>,
     pub params: Vec<ParamSpec>,
 }
 
@@ -141,6 +146,11 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
     house_abi::path::check_handler_path(&path).map_err(&at)?;
     let content_type = raw.content_type.unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into());
     house_abi::check_content_type(&content_type).map_err(&at)?;
+    let statuses = raw.statuses.unwrap_or_default();
+    house_abi::check_statuses(&statuses).map_err(&at)?;
+    if raw.kind == Kind::Stream && !statuses.is_empty() {
+        return Err(at("a stream answers 200 and its events: statuses are for closing handlers".into()));
+    }
     let methods = match (raw.methods, raw.kind) {
         (Some(list), _) => {
             let mut set: Option<Methods> = None;
@@ -198,7 +208,7 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
             return Err(at(format!("path segment {{{name}}} has no parameter (\"in\": \"path\")")));
         }
     }
-    Ok(HandlerSpec { name, path, kind: raw.kind, content_type, methods, params })
+    Ok(HandlerSpec { name, path, kind: raw.kind, content_type, methods, statuses, params })
 }
 
 fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<ParamSpec, String> {

@@ -223,30 +223,51 @@ fn schema(p: &ParamSpec) -> Value {
 
 fn responses(h: &HandlerSpec, json_body: bool) -> Value {
     let text = |description: &str| json!({"description": description, "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}}});
-    let ok = match h.kind {
-        Kind::Stream => json!({
-            "description": "A Server-Sent Events stream: the handler's first event, then what is published on \
-                            its channels (with ids; Last-Event-ID resumes)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-        }),
-        Kind::Closing => {
-            // Text is a string; anything else (JSON, images) any value.
-            let schema = if h.content_type.starts_with("text/") { json!({"type": "string"}) } else { json!({}) };
-            json!({
-                "description": "The handler's answer (it may choose another status)",
-                "content": {h.content_type.clone(): {"schema": schema}},
-            })
+    // Text is a string; anything else (JSON, images) any value.
+    let schema = if h.content_type.starts_with("text/") { json!({"type": "string"}) } else { json!({}) };
+    let answer = |description: &str| json!({"description": description, "content": {h.content_type.clone(): {"schema": schema.clone()}}});
+    let mut r = serde_json::Map::new();
+    match h.kind {
+        Kind::Stream => {
+            r.insert(
+                "200".into(),
+                json!({
+                    "description": "A Server-Sent Events stream: the handler's first event, then what is published \
+                                    on its channels (with ids; Last-Event-ID resumes)",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                }),
+            );
         }
-    };
-    let mut r = json!({
-        "200": ok,
-        "400": text("An input is missing or breaks its rules; the body says which and why"),
-        "413": text("The request or its arguments are over the host's limits"),
-        "500": text("The handler failed (a trap, its deadline, a budget, a malformed answer)"),
-        "503": text("Too many calls in flight, or the handler is suspended for overrunning"),
-    });
-    if json_body {
-        r["415"] = text("The body is not application/json");
+        // What the handler says it answers (`statuses`): a success with
+        // its content type (none for 204 and 304), an error as the SDK
+        // writes one, a line of text.
+        Kind::Closing if !h.statuses.is_empty() => {
+            for &status in &h.statuses {
+                let entry = match status {
+                    204 | 304 => json!({"description": "The handler's answer, without a body"}),
+                    100..=399 => answer("The handler's answer"),
+                    _ => text("The handler's refusal; the body says why"),
+                };
+                r.insert(status.to_string(), entry);
+            }
+        }
+        Kind::Closing => {
+            r.insert("200".into(), answer("The handler's answer (it did not declare its statuses)"));
+        }
     }
-    r
+    // The host's own answers, unless the handler declared the status too.
+    let host = [
+        ("400", "An input is missing or breaks its rules; the body says which and why"),
+        ("413", "The request or its arguments are over the host's limits"),
+        ("415", "The body is not application/json"),
+        ("500", "The handler failed (a trap, its deadline, a budget, a malformed answer)"),
+        ("503", "Too many calls in flight, the handler is suspended, or the data store cannot answer"),
+    ];
+    for (status, description) in host {
+        if status == "415" && !json_body {
+            continue;
+        }
+        r.entry(status).or_insert_with(|| text(description));
+    }
+    Value::Object(r)
 }

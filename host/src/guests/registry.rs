@@ -341,7 +341,8 @@ impl Registry {
                             Kind::Closing => h.content_type.as_str(),
                         };
                         json!({"name": h.name, "path": h.path, "kind": h.kind, "methods": h.methods.names(),
-                               "content_type": content_type, "params": params, "serving": serving})
+                               "content_type": content_type, "statuses": h.statuses, "params": params,
+                               "serving": serving})
                     })
                     .collect();
                 let types: Vec<Value> = m
