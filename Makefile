@@ -16,7 +16,7 @@ C_GUEST_FLAGS := --target=wasm32-unknown-unknown -O2 -nostdlib -mbulk-memory -Wa
 	-Iguest-sdk/include -Wl,--no-entry -Wl,-z,stack-size=65536
 PORT ?= 4242
 
-.PHONY: torture test-tools all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
+.PHONY: fuzz-tool fuzz-replay torture test-tools all build host guests c-guests c-toolchain wasm-target run test test-deps unit-test browser-test browser-deps bench fuzz lint clean
 
 all: build
 
@@ -106,12 +106,31 @@ bench: build test-deps
 	cp target/page-in-memory/$(WASM_TARGET)/release/chat.wasm target/chat-page-in-memory.wasm
 	./target/release/house-bench --out BENCHMARKS.md
 
-# Fuzz request framing (needs cargo-fuzz; RUSTC_BOOTSTRAP lets the stable
-# toolchain take the sanitizer flags). FUZZ_SECONDS bounds the run.
+# Fuzzing (fuzz/): request framing, and what a guest controls: manifest
+# entries, response blocks, the arguments of every import, static-file
+# sections, the scan and rewrite that decide instance reuse. Each target
+# runs FUZZ_SECONDS on its corpus (fuzz/corpus/TARGET, kept in the repo);
+# `fuzz-replay` runs every corpus once (-runs=0), as CI does. cargo-fuzz is
+# installed if missing; RUSTC_BOOTSTRAP lets the stable toolchain take the
+# sanitizer flags.
 FUZZ_SECONDS ?= 300
-fuzz:
-	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run parse_request -- -max_total_time=$(FUZZ_SECONDS)
+FUZZ_TARGETS := parse_request manifest response_block imports static_sections reuse_scan
+FUZZ_LIMITS := -rss_limit_mb=2048 -malloc_limit_mb=512
+fuzz-tool:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.2
+
+fuzz: fuzz-tool
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t && \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) $(FUZZ_LIMITS)) || exit 1; \
+	done
+
+fuzz-replay: fuzz-tool
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -O
+	@for t in $(FUZZ_TARGETS); do \
+		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t -- -runs=0 $(FUZZ_LIMITS)) || exit 1; \
+	done
 
 # No import cycle among the host's modules, and no source file of the
 # host, the ABI crate or the SDK over 500 lines (.ci/*.py say why scripts).
