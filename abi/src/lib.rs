@@ -16,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod kv;
 pub mod path;
 pub mod rules;
 pub mod statics;
@@ -72,6 +73,75 @@ pub fn default_methods(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Closing => &["GET", "POST"],
         Kind::Stream => &["GET"],
+    }
+}
+
+/// The names a module exports for the host (docs/ABI.md, "Exports"): the
+/// loader looks for them, the SDK's macros and `house.h` write them.
+pub mod exports {
+    /// `() -> i32`: the ABI version the module speaks ([`ABI_VERSION`](crate::ABI_VERSION)).
+    pub const ABI_VERSION: &str = "house_abi_version";
+    /// `(size: i32) -> i32`: memory for an argument block.
+    pub const ALLOC: &str = "house_alloc";
+    /// `house_handler.NAME`: `(args: i32, len: i32) -> i64`, the handler.
+    pub const HANDLER_PREFIX: &str = "house_handler.";
+    /// `house_meta.NAME`: `() -> i64`, its manifest entry (JSON).
+    pub const META_PREFIX: &str = "house_meta.";
+    /// `house_type.NAME`: `() -> i64`, a named type's manifest entry.
+    pub const TYPE_PREFIX: &str = "house_type.";
+}
+
+/// The functions the host offers (docs/ABI.md, "Imports"), in import
+/// module [`MODULE`](imports::MODULE): each name and its wasm signature.
+/// The host's linker defines exactly these (a test checks it), and so do
+/// the SDK and `house.h` (tests check them).
+pub mod imports {
+    /// The wasm value types the imports take and return.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Val {
+        /// A 32-bit integer (pointers and lengths too: wasm32).
+        I32,
+        /// A 64-bit integer.
+        I64,
+    }
+
+    /// One import: its name, parameters and results.
+    #[derive(Debug, Clone, Copy)]
+    pub struct Import {
+        /// Its name in the import module.
+        pub name: &'static str,
+        /// Its parameters, in order.
+        pub params: &'static [Val],
+        /// Its result, if it has one.
+        pub results: &'static [Val],
+    }
+
+    /// The import module every one of them is in.
+    pub const MODULE: &str = "house";
+
+    use Val::{I32, I64};
+    const fn f(name: &'static str, params: &'static [Val], results: &'static [Val]) -> Import {
+        Import { name, params, results }
+    }
+
+    /// Every import. Strings are (pointer, length) pairs of UTF-8.
+    pub const ALL: [Import; 11] = [
+        f("subscribe", &[I32, I32], &[I32]),
+        f("backlog", &[I32], &[I32]),
+        f("publish", &[I32, I32, I32, I32, I32, I32, I32, I32, I64], &[I32]),
+        f("random", &[I32, I32], &[I32]),
+        f("log", &[I32, I32], &[]),
+        f("kv_get", &[I32, I32], &[I64]),
+        f("kv_read", &[I32, I32], &[I32]),
+        f("kv_set", &[I32, I32, I32, I32, I64], &[I32]),
+        f("kv_delete", &[I32, I32], &[I32]),
+        f("kv_incr", &[I32, I32, I64, I32], &[I32]),
+        f("kv_list", &[I32, I32, I32, I32], &[I64]),
+    ];
+
+    /// The import called `name`, if the host offers one.
+    pub fn find(name: &str) -> Option<&'static Import> {
+        ALL.iter().find(|i| i.name == name)
     }
 }
 

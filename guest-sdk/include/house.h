@@ -40,6 +40,9 @@ HOUSE_IMPORT("kv_set")
 int32_t house_kv_set(const char *key, int32_t key_len, const char *value, int32_t value_len, int64_t ttl_ms);
 HOUSE_IMPORT("kv_delete") int32_t house_kv_delete(const char *key, int32_t key_len);
 HOUSE_IMPORT("kv_incr") int32_t house_kv_incr(const char *key, int32_t key_len, int64_t delta, int64_t *out);
+HOUSE_IMPORT("kv_list") int64_t house_kv_list(const char *prefix, int32_t prefix_len, int32_t limit, int32_t values);
+HOUSE_IMPORT("backlog") int32_t house_backlog(int32_t count);
+HOUSE_IMPORT("random") int32_t house_random(char *out, int32_t len);
 
 /* No libc: what the compiler may call for copies and zeroing. */
 void *memcpy(void *dst, const void *src, size_t n) {

@@ -10,47 +10,13 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::fmt;
 
-/// Why the host refused a key-value operation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KvError {
-    /// The key (empty, or over the host's `--kv-key-bytes`) or the value
-    /// (over `--kv-value-bytes`) is too large.
-    TooLarge,
-    /// Over the operations one call may make, or the bytes this module may
-    /// keep.
-    Budget,
-    /// An increment of a value that is not a decimal integer.
-    NotInteger,
-    /// The host's store failed (its log says why).
-    Unavailable,
-    /// A code this SDK does not know (a newer host?).
-    Other(i64),
-}
-
-impl fmt::Display for KvError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KvError::TooLarge => f.write_str("key or value too large"),
-            KvError::Budget => f.write_str("over this call's or this module's key-value budget"),
-            KvError::NotInteger => f.write_str("the value is not an integer"),
-            KvError::Unavailable => f.write_str("the key-value store is unavailable"),
-            KvError::Other(c) => write!(f, "key-value error {c}"),
-        }
-    }
-}
+/// Why the host refused a key-value operation (the ABI crate's, shared
+/// with the host).
+pub use house_abi::kv::KvError;
 
 fn status(code: i64) -> Result<(), KvError> {
-    use house_abi::status::*;
-    match i32::try_from(code).unwrap_or(i32::MIN) {
-        OK => Ok(()),
-        KV_TOO_LARGE => Err(KvError::TooLarge),
-        KV_BUDGET => Err(KvError::Budget),
-        KV_NOT_INTEGER => Err(KvError::NotInteger),
-        KV_UNAVAILABLE => Err(KvError::Unavailable),
-        _ => Err(KvError::Other(code)),
-    }
+    KvError::check(code)
 }
 
 /// The value of `key`, if there is one (and it has not expired).
@@ -97,27 +63,12 @@ pub fn scan(prefix: &str, limit: u32) -> Result<Vec<(String, Vec<u8>)>, KvError>
     Ok(entries(&raw, true))
 }
 
-/// Decodes `kv_list`'s block: `u32` count, then per key `u32` length and
-/// bytes, and with `values` the same for its value.
+/// Decodes `kv_list`'s block (the ABI crate's encoding).
 fn entries(raw: &[u8], values: bool) -> Vec<(String, Vec<u8>)> {
-    let take = |at: usize| raw.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
-    let mut out = Vec::new();
-    let count = take(0).unwrap_or(0);
-    let mut at = 4;
-    for _ in 0..count {
-        let Some(n) = take(at) else { break };
-        let Some(key) = raw.get(at + 4..at + 4 + n) else { break };
-        at += 4 + n;
-        let mut value = Vec::new();
-        if values {
-            let Some(m) = take(at) else { break };
-            let Some(v) = raw.get(at + 4..at + 4 + m) else { break };
-            value = v.to_vec();
-            at += 4 + m;
-        }
-        out.push((String::from_utf8_lossy(key).into_owned(), value));
-    }
-    out
+    house_abi::kv::decode_list(raw, values)
+        .into_iter()
+        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+        .collect()
 }
 
 /// Fills `out` with random bytes from the host's kernel (session ids,
@@ -235,16 +186,7 @@ mod imp {
             let s = s.borrow();
             let found: Vec<(&Vec<u8>, &Vec<u8>)> =
                 s.iter().filter(|(k, _)| k.starts_with(prefix)).take(limit.max(0) as usize).collect();
-            let mut out = (found.len() as u32).to_le_bytes().to_vec();
-            for (k, v) in found {
-                out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                out.extend_from_slice(k);
-                if values {
-                    out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                    out.extend_from_slice(v);
-                }
-            }
-            Ok(out)
+            Ok(house_abi::kv::encode_list(found.into_iter().map(|(k, v)| (&k[..], &v[..])), values))
         })
     }
 

@@ -294,8 +294,8 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         syn::ReturnType::Default => quote!(<() as ::house_sdk::IntoResponse>::into_response),
         syn::ReturnType::Type(_, ty) => quote_spanned!(ty.span()=> <#ty as ::house_sdk::IntoResponse>::into_response),
     };
-    let call_export = format!("house_handler.{name}");
-    let meta_export = format!("house_meta.{name}");
+    let call_export = format!("{}{name}", house_abi::exports::HANDLER_PREFIX);
+    let meta_export = format!("{}{name}", house_abi::exports::META_PREFIX);
     let call_fn = format_ident!("__house_handler_{}", name);
     let meta_fn = format_ident!("__house_meta_{}", name);
     Ok(quote! {
@@ -466,7 +466,7 @@ impl TypeDefs {
         for TypeDef { attrs, vis, name, base, rules } in self.0 {
             let rust = base.rust_type();
             let json = json!({"base": base.manifest_name(), "rules": rules.json()}).to_string();
-            let export = format!("house_type.{name}");
+            let export = format!("{}{name}", house_abi::exports::TYPE_PREFIX);
             let func = format_ident!("__house_type_{}", name);
             out.extend(quote! {
                 #(#attrs)*

@@ -329,16 +329,8 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
                 let limit = limit.max(0) as usize;
                 Ok(match with_kv(&mut caller, async |kv| kv.list(&prefix, limit, values != 0).await).await? {
                     Ok(entries) => {
-                        let mut out = Vec::new();
-                        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-                        for (k, v) in &entries {
-                            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-                            out.extend_from_slice(k);
-                            if values != 0 {
-                                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                                out.extend_from_slice(v);
-                            }
-                        }
+                        let pairs = entries.iter().map(|(k, v)| (&k[..], &v[..]));
+                        let out = house_abi::kv::encode_list(pairs, values != 0);
                         let n = out.len() as i64;
                         caller.data_mut().stash = out;
                         n
@@ -352,14 +344,17 @@ fn kv_imports(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
 }
 
 /// An import's code for a refused operation.
+/// What a guest is told of a refusal: the ABI crate's code for it.
 fn code(e: KvError) -> i32 {
-    match e {
-        KvError::TooLarge => KV_TOO_LARGE,
-        KvError::Budget => KV_BUDGET,
-        KvError::NotInteger => KV_NOT_INTEGER,
+    use house_abi::kv::KvError as Told;
+    let told = match e {
+        KvError::TooLarge => Told::TooLarge,
+        KvError::Budget => Told::Budget,
+        KvError::NotInteger => Told::NotInteger,
         // A conflict stops the call (`with_kv`): no guest sees it.
-        KvError::Unavailable | KvError::Conflict => KV_UNAVAILABLE,
-    }
+        KvError::Unavailable | KvError::Conflict => Told::Unavailable,
+    };
+    told.code() as i32
 }
 
 /// Runs `op` on the call's key-value state, taken out of the call's
@@ -445,4 +440,53 @@ pub fn decode_response(block: &[u8]) -> Result<GuestResponse, String> {
         headers: r.headers.into_iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect(),
         body: r.body.to_vec(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use house_abi::imports::{ALL, MODULE, Val};
+    use wasmtime::{Engine, Store, ValType};
+
+    use super::*;
+
+    /// The linker defines exactly the ABI crate's imports, with their types.
+    #[test]
+    fn the_linker_offers_the_abi_crates_imports() {
+        let engine = Engine::default();
+        let linker = linker(&engine).unwrap();
+        let limits = MemoryLimit { max: 1 << 20 };
+        let budgets = crate::config::Config::default().guest.budgets;
+        let mut store = Store::new(&engine, CallCtx::new(Kind::Closing, limits, budgets, 1024));
+        let mut seen = Vec::new();
+        let defined: Vec<(String, String, wasmtime::Extern)> =
+            linker.iter(&mut store).map(|(m, n, e)| (m.to_owned(), n.to_owned(), e)).collect();
+        for (module, name, export) in defined {
+            assert_eq!(module, MODULE);
+            let import = house_abi::imports::find(&name).unwrap_or_else(|| panic!("{name} is not in the ABI crate"));
+            let ty = export.into_func().unwrap().ty(&store);
+            let val = |v: &Val| match v {
+                Val::I32 => "i32",
+                Val::I64 => "i64",
+            };
+            let shown = |t: ValType| match t {
+                ValType::I32 => "i32",
+                ValType::I64 => "i64",
+                _ => "other",
+            };
+            assert_eq!(
+                ty.params().map(shown).collect::<Vec<_>>(),
+                import.params.iter().map(val).collect::<Vec<_>>(),
+                "{name}"
+            );
+            assert_eq!(
+                ty.results().map(shown).collect::<Vec<_>>(),
+                import.results.iter().map(val).collect::<Vec<_>>(),
+                "{name}"
+            );
+            seen.push(name);
+        }
+        for import in ALL {
+            assert!(seen.iter().any(|n| n == import.name), "the linker lacks {}", import.name);
+        }
+    }
 }

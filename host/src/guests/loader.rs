@@ -12,13 +12,12 @@ use wasmtime::{ExternType, InstancePre, ModuleExport, Store};
 use super::abi::CallCtx;
 use super::compile::first_line;
 use super::engine::{Reset, Runtime, run_here};
-use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, RawHandler, RawType, Rules, Ty};
+use super::manifest::{self, ABI_VERSION, HandlerSpec, Kind, Rules, Ty};
 use super::statics::StaticFile;
 use super::warm::{Instances, Plan, Warm};
 
-pub const HANDLER_PREFIX: &str = "house_handler.";
-pub const META_PREFIX: &str = "house_meta.";
-pub const TYPE_PREFIX: &str = "house_type.";
+use house_abi::exports;
+pub use house_abi::exports::{HANDLER_PREFIX, META_PREFIX, TYPE_PREFIX};
 const IMPORTS: [&str; 11] = [
     "subscribe",
     "backlog",
@@ -114,10 +113,10 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
         return Err("export \"memory\" is not a memory".into());
     }
-    if module.get_export("house_abi_version").is_none() {
-        return Err("does not export house_abi_version: not a house guest".into());
+    if module.get_export(exports::ABI_VERSION).is_none() {
+        return Err(format!("does not export {}: not a house guest", exports::ABI_VERSION));
     }
-    let alloc = module.get_export_index("house_alloc");
+    let alloc = module.get_export_index(exports::ALLOC);
     let pre = runtime.linker(reset).instantiate_pre(&module).map_err(|e| format!("cannot link: {}", first_line(&e)))?;
 
     // The manifest is code, not a custom section (linkers drop those):
@@ -136,9 +135,9 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         Plan::Fresh(why) => Instances::New { why },
     };
     let version = instance
-        .get_typed_func::<(), i32>(&mut store, "house_abi_version")
+        .get_typed_func::<(), i32>(&mut store, exports::ABI_VERSION)
         .and_then(|f| run_here(f.call_async(&mut store, ())))
-        .map_err(|e| format!("house_abi_version: {}", runtime.describe(e)))?;
+        .map_err(|e| format!("{}: {}", exports::ABI_VERSION, runtime.describe(e)))?;
     if version != ABI_VERSION {
         return Err(format!("speaks house ABI version {version}, this host speaks {ABI_VERSION}"));
     }
@@ -163,8 +162,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     let mut type_list = Vec::new();
     for t in &type_names {
         let json = read_json(&format!("{TYPE_PREFIX}{t}"))?;
-        let raw: RawType = serde_json::from_str(&json).map_err(|e| format!("type {t}: malformed manifest: {e}"))?;
-        let (ty, rules) = manifest::check_type(t, &raw)?;
+        let (ty, rules) = manifest::read_type(t, &json)?;
         type_list.push((t.clone(), ty, rules.clone()));
         types.insert(t.clone(), (ty, rules));
     }
@@ -172,12 +170,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     for h in &handler_names {
         let meta = metas.get(h).ok_or_else(|| format!("handler {h} has no {META_PREFIX}{h} export"))?;
         let json = read_json(meta)?;
-        let raw: RawHandler =
-            serde_json::from_str(&json).map_err(|e| format!("handler {h}: malformed manifest: {e}"))?;
-        if raw.name != *h {
-            return Err(format!("handler {h}: its manifest names it {:?}", raw.name));
-        }
-        let spec = manifest::check_handler(raw, &types)?;
+        let spec = manifest::read_handler(h, &json, &types)?;
         // One path may have a handler per method; the same shape spelt
         // another way would capture under other names.
         let shape = crate::router::shape(&spec.path);

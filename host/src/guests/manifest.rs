@@ -125,6 +125,22 @@ pub struct HandlerSpec {
     pub params: Vec<ParamSpec>,
 }
 
+/// Reads named type `name`'s manifest entry (its JSON text, as the module
+/// returned it): the loader's path, and the fuzz target's.
+pub fn read_type(name: &str, json: &str) -> Result<(Ty, Rules), String> {
+    let raw: RawType = serde_json::from_str(json).map_err(|e| format!("type {name}: malformed manifest: {e}"))?;
+    check_type(name, &raw)
+}
+
+/// Reads handler `name`'s manifest entry against the module's named types.
+pub fn read_handler(name: &str, json: &str, types: &HashMap<String, (Ty, Rules)>) -> Result<HandlerSpec, String> {
+    let raw: RawHandler = serde_json::from_str(json).map_err(|e| format!("handler {name}: malformed manifest: {e}"))?;
+    if raw.name != name {
+        return Err(format!("handler {name}: its manifest names it {:?}", raw.name));
+    }
+    check_handler(raw, types)
+}
+
 /// Checks a named type's definition.
 pub fn check_type(name: &str, raw: &RawType) -> Result<(Ty, Rules), String> {
     if Ty::parse(name).is_some() {
