@@ -12,6 +12,18 @@ fn host(engine: &str, extra: &[&str]) -> Server {
     Server::start(&["typed", "hello"], &[&["--engine", engine, "--quiet"], extra].concat())
 }
 
+/// A host on a Redis that is there: once it is connected. (A stream that
+/// opened before would be ended by the resync that follows the first
+/// connection, as every stream open while the engine was down is.)
+fn host_up(engine: &str, extra: &[&str]) -> Server {
+    let s = host(engine, extra);
+    house_tests::wait_until(Duration::from_secs(10), "the host to be on Redis", || {
+        let stats = s.stats_json();
+        stats["engine_up"] == true && stats["kv_up"] == true
+    });
+    s
+}
+
 fn watch(s: &Server, channel: &str) -> Subscriber {
     let mut sub = Subscriber::open(s.connect(), &format!("/watch?ch={channel}"));
     assert_eq!(sub.next_data().as_deref(), Some("watching 1"));
@@ -63,8 +75,8 @@ fn engine_up(s: &Server) -> bool {
 #[test]
 fn two_hosts_share_channels_in_order_and_once() {
     let redis = Redis::start();
-    let a = host(&redis.url(), &["--threads", "2"]);
-    let b = host(&redis.url(), &["--threads", "2"]);
+    let a = host_up(&redis.url(), &["--threads", "2"]);
+    let b = host_up(&redis.url(), &["--threads", "2"]);
     let mut on_a = watch(&a, "room1");
     let mut on_b = watch(&b, "room1");
     let mut other_room = watch(&a, "room2");
@@ -104,8 +116,8 @@ fn two_hosts_share_channels_in_order_and_once() {
 #[test]
 fn redis_killed_then_restarted_under_two_hosts() {
     let mut redis = Redis::start();
-    let a = host(&redis.url(), &[]);
-    let b = host(&redis.url(), &[]);
+    let a = host_up(&redis.url(), &[]);
+    let b = host_up(&redis.url(), &[]);
     let mut on_a = watch(&a, "k");
     let mut on_b = watch(&b, "k");
     let mut from_a = Emitter::new(a.addr);
@@ -171,7 +183,7 @@ fn redis_absent_at_start_then_found() {
     a.wait_for_log("connected, 1 channels subscribed", Duration::from_secs(5));
     assert_eq!(a.count_log("channels stay on this host until it answers"), 1, "said once:\n{}", a.log());
     assert_eq!(a.count_log("cannot reach Redis"), 2, "and the key-value store once:\n{}", a.log());
-    let b = host(&redis.url(), &[]);
+    let b = host_up(&redis.url(), &[]);
     let mut from_b = Emitter::new(b.addr);
     crossing(&mut from_b, &mut on_a, "late", Duration::from_secs(15));
 
@@ -208,7 +220,7 @@ fn bad_engine_addresses_stop_the_server_at_start() {
 #[test]
 fn a_hung_redis_is_answered_within_the_engine_timeout() {
     let redis = Redis::start();
-    let a = host(&redis.url(), &["--engine-timeout-ms", "1000"]);
+    let a = host_up(&redis.url(), &["--engine-timeout-ms", "1000"]);
     wait_until(Duration::from_secs(10), "the host to be on Redis", || engine_up(&a) && a.stats_json()["kv_up"] == true);
     let mut on_a = watch(&a, "hung");
     let mut from_a = Emitter::new(a.addr);
@@ -245,7 +257,7 @@ fn a_hung_redis_is_answered_within_the_engine_timeout() {
 #[test]
 fn a_resume_across_a_redis_restart_without_persistence_is_a_reset() {
     let mut redis = Redis::start();
-    let a = host(&redis.url(), &[]);
+    let a = host_up(&redis.url(), &[]);
     // A stream opened before the host reaches Redis is ended once it does.
     wait_until(Duration::from_secs(10), "the host to be on Redis", || engine_up(&a) && a.stats_json()["kv_up"] == true);
     let mut on_a = watch(&a, "epoch");

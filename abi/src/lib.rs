@@ -17,6 +17,8 @@
 extern crate alloc;
 
 pub mod kv;
+#[cfg(feature = "validate")]
+pub mod manifest;
 pub mod path;
 pub mod rules;
 pub mod statics;

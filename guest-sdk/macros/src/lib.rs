@@ -10,7 +10,6 @@ mod spec;
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};
-use serde_json::{Map, Value, json};
 use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Error, Result};
@@ -89,12 +88,21 @@ fn finish(result: Result<TokenStream2>) -> TokenStream {
     tokens.into()
 }
 
-use house_abi::{Kind, METHODS, Ty};
+use house_abi::manifest::{Handler as Manifest, Param, Type};
+use house_abi::{Kind, METHODS, Source, Ty};
 
 fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2> {
     // Parse: the attribute...
     let mut kind: Option<Kind> = None;
-    let mut manifest = Map::new();
+    let mut manifest = Manifest {
+        name: String::new(),
+        path: None,
+        kind: Kind::Closing,
+        content_type: None,
+        methods: None,
+        statuses: None,
+        params: Vec::new(),
+    };
     let mut statuses_at = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("closing") || meta.path.is_ident("stream") {
@@ -105,11 +113,11 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         } else if meta.path.is_ident("path") {
             let path: syn::LitStr = meta.value()?.parse()?;
             house_abi::path::check_handler_path(&path.value()).map_err(|e| Error::new(path.span(), e))?;
-            manifest.insert("path".into(), path.value().into());
+            manifest.path = Some(path.value());
         } else if meta.path.is_ident("content_type") {
             let ct: syn::LitStr = meta.value()?.parse()?;
             house_abi::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
-            manifest.insert("content_type".into(), ct.value().into());
+            manifest.content_type = Some(ct.value());
         } else if meta.path.is_ident("statuses") {
             // statuses(201, 409): what the handler answers, for OpenAPI.
             let content;
@@ -122,7 +130,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             }
             house_abi::check_statuses(&list).map_err(|e| Error::new(lits.span(), e))?;
             statuses_at = Some(lits.span());
-            manifest.insert("statuses".into(), Value::Array(list.into_iter().map(Value::from).collect()));
+            manifest.statuses = Some(list);
         } else if meta.path.is_ident("methods") {
             let mut methods = Vec::new();
             meta.parse_nested_meta(|m| {
@@ -130,10 +138,10 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
                 if !METHODS.contains(&name.as_str()) {
                     return Err(m.error(format!("unknown method; use one of {}", METHODS.join(", "))));
                 }
-                methods.push(Value::String(name));
+                methods.push(name);
                 Ok(())
             })?;
-            manifest.insert("methods".into(), Value::Array(methods));
+            manifest.methods = Some(methods);
         } else {
             return Err(meta
                 .error("expected closing, stream, path = \"..\", content_type = \"..\", methods(..) or statuses(..)"));
@@ -173,7 +181,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         let mut rules = Rules::default();
         let mut wire_name = ident.ident.to_string().trim_start_matches("r#").to_owned();
         // Where it comes from: a `{name}` of the path, or an attribute.
-        let in_path = path_params(&manifest).contains(&wire_name);
+        let in_path = path_params(manifest.path.as_deref()).contains(&wire_name);
         let mut source: Option<(&str, Span)> = in_path.then_some(("path", ident.span()));
         let mut kept = Vec::new();
         for attr in pat.attrs.drain(..) {
@@ -246,17 +254,20 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
                 return Err(Error::new(span, "a path segment is always there: it takes no default"));
             }
         }
-        let mut p = Map::new();
-        p.insert("name".into(), wire_name.into());
-        if let Some((from, _)) = source {
-            p.insert("in".into(), from.into());
-        }
-        p.insert("type".into(), base.manifest_name().into());
-        p.insert("rules".into(), rules.json());
-        if let Some((v, _)) = &rules.default {
-            p.insert("default".into(), v.clone());
-        }
-        params.push(Value::Object(p));
+        let from = match source {
+            None => Source::Query,
+            Some(("path", _)) => Source::Path,
+            Some(("header", _)) => Source::Header,
+            Some(("cookie", _)) => Source::Cookie,
+            Some(_) => Source::Body,
+        };
+        params.push(Param {
+            name: wire_name,
+            source: from,
+            ty: Some(base.manifest_name()),
+            rules: rules.manifest(),
+            default: rules.default.as_ref().map(|(v, _)| v.clone()),
+        });
         let var = format_ident!("__house_arg{}", i);
         let ty = &pat.ty;
         // Spanned at the parameter's type: a type that is not one (a
@@ -271,11 +282,10 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
     // refused at load: make it a compile error here. One item per route,
     // named after it, so that a second one is "defined multiple times",
     // pointing at the second handler (within one Rust module).
-    let path =
-        manifest.get("path").and_then(Value::as_str).map_or_else(|| house_abi::path_from_name(&name), str::to_owned);
+    let path = manifest.path.clone().unwrap_or_else(|| house_abi::path_from_name(&name));
     let shape = house_abi::route_shape(&path);
-    let methods: Vec<String> = match manifest.get("methods").and_then(Value::as_array) {
-        Some(m) => m.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+    let methods: Vec<String> = match &manifest.methods {
+        Some(m) => m.clone(),
         None => house_abi::default_methods(kind).iter().map(|m| (*m).to_owned()).collect(),
     };
     let hex = hex(&shape);
@@ -283,10 +293,10 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         methods.iter().map(|m| route_item(if m == "HEAD" { "GET" } else { m }, &hex, func.sig.ident.span())).collect();
 
     // Emit: the function as written, its manifest and its ABI glue.
-    manifest.insert("name".into(), name.clone().into());
-    manifest.insert("kind".into(), kind.name().into());
-    manifest.insert("params".into(), Value::Array(params));
-    let manifest = Value::Object(manifest).to_string();
+    manifest.name = name.clone();
+    manifest.kind = kind;
+    manifest.params = params;
+    let manifest = serde_json::to_string(&manifest).map_err(|e| Error::new(Span::call_site(), e.to_string()))?;
     let ident = &func.sig.ident;
     // Spanned at the return type: one a handler cannot return is an error
     // there, in IntoResponse's words.
@@ -398,8 +408,8 @@ impl StaticFiles {
 
 /// The `{name}` segments of the handler's `path = ".."`, if it has one
 /// (checked when the attribute was read).
-fn path_params(manifest: &Map<String, Value>) -> Vec<String> {
-    let Some(Value::String(path)) = manifest.get("path") else { return Vec::new() };
+fn path_params(path: Option<&str>) -> Vec<String> {
+    let Some(path) = path else { return Vec::new() };
     let segments = house_abi::path::parse_pattern(path).unwrap_or_default();
     segments
         .into_iter()
@@ -465,7 +475,8 @@ impl TypeDefs {
         let mut out = TokenStream2::new();
         for TypeDef { attrs, vis, name, base, rules } in self.0 {
             let rust = base.rust_type();
-            let json = json!({"base": base.manifest_name(), "rules": rules.json()}).to_string();
+            let entry = Type { base: base.manifest_name(), rules: rules.manifest() };
+            let json = serde_json::to_string(&entry).map_err(|e| Error::new(Span::call_site(), e.to_string()))?;
             let export = format!("{}{name}", house_abi::exports::TYPE_PREFIX);
             let func = format_ident!("__house_type_{}", name);
             out.extend(quote! {

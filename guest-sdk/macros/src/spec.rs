@@ -5,7 +5,7 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use syn::meta::ParseNestedMeta;
 use syn::parse::ParseStream;
 use syn::spanned::Spanned;
@@ -200,31 +200,22 @@ impl Rules {
         }
     }
 
-    /// The `rules` object of the manifest.
-    pub fn json(&self) -> Value {
-        let mut m = Map::new();
-        let bounds_json = |b: &Bounds| {
-            let mut o = Map::new();
-            b.min.map(|v| o.insert("min".into(), v.into()));
-            b.max.map(|v| o.insert("max".into(), v.into()));
-            Value::Object(o)
+    /// The `rules` of the manifest (the ABI crate's model, which the host
+    /// reads).
+    pub fn manifest(&self) -> house_abi::manifest::Rules {
+        let number = |v: &Option<Literal>| match v.as_ref().map(json_of) {
+            Some(Value::Number(n)) => Some(n),
+            _ => None,
         };
-        if let Some((b, _)) = &self.chars {
-            m.insert("chars".into(), bounds_json(b));
+        house_abi::manifest::Rules {
+            chars: self.chars.as_ref().map(|(b, _)| *b),
+            items: self.items.as_ref().map(|(b, _)| *b),
+            range: self
+                .range
+                .as_ref()
+                .map(|(min, max, _)| house_abi::manifest::NumBounds { min: number(min), max: number(max) }),
+            one_of: self.one_of.as_ref().map(|(values, _)| values.clone()),
         }
-        if let Some((b, _)) = &self.items {
-            m.insert("items".into(), bounds_json(b));
-        }
-        if let Some((min, max, _)) = &self.range {
-            let mut o = Map::new();
-            min.as_ref().map(|v| o.insert("min".into(), json_of(v)));
-            max.as_ref().map(|v| o.insert("max".into(), json_of(v)));
-            m.insert("range".into(), Value::Object(o));
-        }
-        if let Some((values, _)) = &self.one_of {
-            m.insert("one_of".into(), Value::Array(values.clone()));
-        }
-        Value::Object(m)
     }
 }
 

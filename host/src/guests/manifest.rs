@@ -7,92 +7,17 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::router::Methods;
 
-use house_abi::rules::RawRules as AbiRules;
-use house_abi::rules::{self, Literal};
+use house_abi::rules;
 use house_abi::validate::{self, Param};
 pub use house_abi::{ABI_VERSION, Bounds, DEFAULT_CONTENT_TYPE, Kind, MAX_PATH, Rules, Source, Ty, path_from_name};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawHandler {
-    pub name: String,
-    #[serde(default)]
-    pub path: Option<String>,
-    pub kind: Kind,
-    #[serde(default)]
-    pub content_type: Option<String>,
-    #[serde(default)]
-    pub methods: Option<Vec<String>>,
-    /// What a closing handler answers (ABI 1, optional): for OpenAPI.
-    #[serde(default)]
-    pub statuses: Option<Vec<u16>>,
-    #[serde(default)]
-    pub params: Vec<RawParam>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawParam {
-    pub name: String,
-    /// Where the value comes from (absent: the query string or form body).
-    #[serde(rename = "in", default)]
-    pub source: Source,
-    #[serde(rename = "type", default)]
-    pub ty: Option<String>,
-    #[serde(default)]
-    pub rules: RawRules,
-    #[serde(default)]
-    pub default: Option<Value>,
-}
-
-/// A named type (the article's `define-http-type`): a base type and rules.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawType {
-    pub base: String,
-    #[serde(default)]
-    pub rules: RawRules,
-}
-
-#[derive(Debug, Default, Deserialize, Clone)]
-#[serde(deny_unknown_fields)]
-pub struct RawRules {
-    #[serde(default)]
-    pub chars: Option<Bounds>,
-    #[serde(default)]
-    pub range: Option<NumBounds>,
-    #[serde(default)]
-    pub one_of: Option<Vec<Value>>,
-    #[serde(default)]
-    pub items: Option<Bounds>,
-}
-
-#[derive(Debug, Default, Deserialize, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct NumBounds {
-    #[serde(default)]
-    pub min: Option<serde_json::Number>,
-    #[serde(default)]
-    pub max: Option<serde_json::Number>,
-}
-
-impl RawRules {
-    /// The rules as the ABI crate checks them.
-    fn to_abi(&self) -> AbiRules {
-        let number = |n: &Option<serde_json::Number>| n.as_ref().map(|n| Literal::from_json(&Value::Number(n.clone())));
-        AbiRules {
-            chars: self.chars,
-            range: self.range.as_ref().map(|r| (number(&r.min), number(&r.max))),
-            one_of: self.one_of.as_ref().map(|v| v.iter().map(Literal::from_json).collect()),
-            items: self.items,
-        }
-    }
-}
+/// The manifest's entries as a module writes them: the ABI crate's one
+/// model (the SDK's macros write the same structs).
+pub use house_abi::manifest::{Handler as RawHandler, Param as RawParam, Rules as RawRules, Type as RawType};
 
 #[derive(Debug, Clone)]
 pub struct ParamSpec {
@@ -147,7 +72,7 @@ pub fn check_type(name: &str, raw: &RawType) -> Result<(Ty, Rules), String> {
         return Err(format!("type {name}: redefines a built-in type"));
     }
     let ty = Ty::parse(&raw.base).ok_or_else(|| format!("type {name}: unknown base type {:?}", raw.base))?;
-    let rules = rules::check(ty, &raw.rules.to_abi()).map_err(|e| format!("type {name}: {e}"))?;
+    let rules = rules::check(ty, &raw.rules.to_checked_form()).map_err(|e| format!("type {name}: {e}"))?;
     Ok((ty, rules))
 }
 
@@ -233,7 +158,7 @@ fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<Para
         Some(ty) => (ty, Rules::default()),
         None => types.get(&type_name).cloned().ok_or_else(|| format!("{}: unknown type {type_name:?}", p.name))?,
     };
-    let own = rules::check(ty, &p.rules.to_abi()).map_err(|e| format!("{}: {e}", p.name))?;
+    let own = rules::check(ty, &p.rules.to_checked_form()).map_err(|e| format!("{}: {e}", p.name))?;
     // The parameter's own rules refine the named type's.
     rules = rules.refined_by(own);
     let default = match p.default {
