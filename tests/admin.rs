@@ -73,3 +73,35 @@ fn an_admin_port_in_use_is_said_at_start() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {at} (--admin-bind)")), "{err}");
 }
+
+/// `--admin-bind unix:PATH`: the admin surface on a Unix socket only this
+/// user may open (0600); a stale socket file is replaced, and the file
+/// goes when the process stops.
+#[test]
+fn the_admin_surface_can_be_a_unix_socket() {
+    use std::io::{BufReader, Read};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let dir = house_tests::TempDir::new("admin-socket");
+    let path = dir.path().join("admin.sock");
+    // A socket file nobody listens on any more, as a killed house leaves.
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let flag = format!("unix:{}", path.display());
+    let mut s = Server::start(&["hello"], &["--admin-bind", &flag]);
+    s.wait_for_log(&format!("admin on {flag} (GET /_house/...)"), std::time::Duration::ZERO);
+    let meta = std::fs::metadata(&path).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    c.write_all(b"GET /_house/stats HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let r = read_response(&mut BufReader::new(c.try_clone().unwrap()), false).expect("a response");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("\"connections\":"), "{}", r.body);
+    c.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let mut rest = String::new();
+    c.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 404"), "guests are not on the admin socket: {rest}");
+    assert_eq!(s.get("/_house/stats").status, 404);
+    assert!(s.terminate().success());
+    assert!(!path.exists(), "the socket file goes with the process");
+}

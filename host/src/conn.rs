@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
-use mio::net::TcpStream;
+use crate::socket::{Peer, Socket};
 
 use crate::config::Limits;
 use crate::engine::history::EventId;
@@ -61,7 +61,7 @@ pub struct Conn {
     /// Unique for the process's life (a slab key is reused, this is not):
     /// a guest call that ends after its connection closed finds out by it.
     pub id: u64,
-    socket: TcpStream,
+    socket: Socket,
     rbuf: Vec<u8>,
     wbuf: Vec<u8>,
     wpos: usize,
@@ -93,14 +93,14 @@ pub struct Conn {
     /// later requests wait (responses go out in order), and timers leave
     /// it alone (the call's own deadline bounds it).
     pub calling: bool,
-    pub peer: std::net::SocketAddr,
+    pub peer: Peer,
     /// It came in on the admin listener (`--admin-bind`): it may reach the
     /// host's own routes, and only those.
     pub admin: bool,
 }
 
 impl Conn {
-    pub fn new(id: u64, socket: TcpStream, peer: std::net::SocketAddr, now: Instant) -> Conn {
+    pub fn new(id: u64, socket: Socket, peer: Peer, now: Instant) -> Conn {
         Conn {
             id,
             socket,
@@ -125,7 +125,7 @@ impl Conn {
         }
     }
 
-    pub fn socket(&mut self) -> &mut TcpStream {
+    pub fn socket(&mut self) -> &mut Socket {
         &mut self.socket
     }
 
@@ -280,7 +280,7 @@ impl Conn {
 }
 
 /// Writes as much of `bytes` as the socket takes without blocking.
-fn write_some(socket: &mut TcpStream, bytes: &[u8]) -> io::Result<usize> {
+fn write_some(socket: &mut Socket, bytes: &[u8]) -> io::Result<usize> {
     let mut sent = 0;
     while sent < bytes.len() {
         match socket.write(&bytes[sent..]) {
@@ -310,7 +310,8 @@ mod tests {
         socket2::SockRef::from(&socket).set_send_buffer_size(32 * 1024).unwrap();
         socket2::SockRef::from(&peer).set_recv_buffer_size(32 * 1024).unwrap();
         let now = Instant::now();
-        let mut conn = Conn::new(0, TcpStream::from_std(socket), addr, now);
+        let socket = Socket::Tcp(mio::net::TcpStream::from_std(socket));
+        let mut conn = Conn::new(0, socket, Peer::Ip(addr), now);
         // Fill the kernel's buffers, so that the rest waits in ours.
         let chunk = vec![b'x'; 16 * 1024];
         while conn.pending() == 0 {

@@ -31,6 +31,7 @@ use crate::core::{Core, Shared};
 use crate::dispatch::Dispatcher;
 use crate::log::{Log, trace};
 use crate::serve::Http;
+use crate::socket::Listener;
 use crate::streams::Streams;
 use crate::timers::Timers;
 
@@ -51,7 +52,7 @@ pub struct Server {
     poll: Poll,
     listener: Option<TcpListener>,
     /// The admin listener (`--admin-bind`), on one loop only.
-    admin: Option<TcpListener>,
+    admin: Option<Listener>,
     signals: UnixStream,
     /// `accept` failed for lack of descriptors: retry at the next sweep.
     accept_paused: bool,
@@ -104,7 +105,7 @@ impl Server {
         lp: usize,
         poll: Poll,
         mut listener: TcpListener,
-        mut admin: Option<TcpListener>,
+        mut admin: Option<Listener>,
         dispatcher: Dispatcher,
         shared: Arc<Shared>,
         log: Log,
@@ -198,10 +199,12 @@ impl Server {
     /// admin one (`admin`).
     fn accept(&mut self, now: Instant, admin: bool) {
         loop {
-            let Some(listener) = (if admin { &self.admin } else { &self.listener }) else {
-                return;
+            let accepted = match (admin, &self.admin, &self.listener) {
+                (true, Some(l), _) => l.accept(),
+                (false, _, Some(l)) => Listener::accept_tcp(l),
+                _ => return,
             };
-            let (mut socket, peer) = match listener.accept() {
+            let (mut socket, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -229,7 +232,6 @@ impl Server {
                 self.core.shared.connections.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
-            let _ = socket.set_nodelay(true);
             self.next_conn_id += 1;
             let mut conn = Conn::new(self.next_conn_id, socket, peer, now);
             conn.admin = admin;
@@ -253,7 +255,10 @@ impl Server {
             let open = self.core.shared.connections.load(Ordering::Relaxed);
             self.core.log.line(format_args!("house: shutting down ({open} connections open)"));
         }
-        for mut listener in [self.listener.take(), self.admin.take()].into_iter().flatten() {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if let Some(mut listener) = self.admin.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
         self.core.shutdown = Some(now + self.core.cfg.shutdown_grace);

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod random;
 pub mod router;
 pub mod serve;
+pub mod socket;
 pub mod sse;
 pub mod streams;
 pub mod timers;

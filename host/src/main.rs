@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use anyhow::Context;
 
 use arc_swap::ArcSwap;
+use house_host::config::AdminBind;
 use house_host::config::{self, Command, Config};
 use house_host::core::Shared;
 use house_host::dispatch::{Dispatcher, Ports};
@@ -22,6 +23,7 @@ use house_host::guests::loader::Loading;
 use house_host::guests::{self, registry::Registry};
 use house_host::hub::Hub;
 use house_host::log::Log;
+use house_host::socket::{self, Listener};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).take(3).collect();
@@ -69,13 +71,22 @@ fn run() -> anyhow::Result<()> {
     // The admin surface on a listener of its own (loop 0 takes it: it is
     // light), so that what lists every module, route and count is not on
     // the port the internet reaches.
-    let mut admin = match cfg.admin_addr() {
-        Some(addr) => Some(
-            event_loop::bind(addr, 1).with_context(|| format!("cannot listen on {addr} (--admin-bind)"))?.remove(0),
-        ),
+    let admin_at = cfg.admin_addr();
+    let mut admin = match &admin_at {
+        Some(AdminBind::Tcp(addr)) => Some(Listener::Tcp(
+            event_loop::bind(*addr, 1).with_context(|| format!("cannot listen on {addr} (--admin-bind)"))?.remove(0),
+        )),
+        Some(AdminBind::Unix(path)) => Some(Listener::Unix(
+            socket::bind_unix(path)
+                .with_context(|| format!("cannot listen on unix:{} (--admin-bind)", path.display()))?,
+        )),
         None => None,
     };
-    let admin_local = admin.as_ref().map(|l| l.local_addr()).transpose()?;
+    let admin_said = match (&admin, &admin_at) {
+        (Some(Listener::Tcp(l)), _) => format!("http://{}/_house/", l.local_addr()?),
+        (Some(Listener::Unix(_)), Some(at)) => format!("{at} (GET /_house/...)"),
+        _ => String::new(),
+    };
 
     let log = Log::new(cfg.debug, cfg.access_log);
     // Guests' data is where the engine is: shared on Redis, else embedded.
@@ -148,9 +159,10 @@ fn run() -> anyhow::Result<()> {
     // Tests wait for the second line: it means the sockets are bound and
     // the guests present at start-up are served. One write(2) each, so
     // that a reader never sees half a line.
-    let said = match admin_local {
-        Some(addr) => format!("house: admin on http://{addr}/_house/ (guests, stats, metrics, openapi.json)\n"),
-        None => "house: admin (/_house/) on the public port\n".to_owned(),
+    let said = if admin_said.is_empty() {
+        "house: admin (/_house/) on the public port\n".to_owned()
+    } else {
+        format!("house: admin on {admin_said} (guests, stats, metrics, openapi.json)\n")
     };
     let _ = std::io::Write::write_all(&mut std::io::stderr(), said.as_bytes());
     let _ =
@@ -172,6 +184,10 @@ fn run() -> anyhow::Result<()> {
         log.line(format_args!(
             "house: kv: {unwritten} commits were not written before exit (their calls had no answer)"
         ));
+    }
+    // The admin socket's file goes with the process that made it.
+    if let Some(AdminBind::Unix(path)) = &admin_at {
+        let _ = std::fs::remove_file(path);
     }
     log.line(format_args!("house: stopped"));
     drop(log);

@@ -29,8 +29,10 @@ USAGE:
 FLAGS:
     --bind ADDR                 address to listen on [127.0.0.1]
     --port N                    port to listen on; 0 picks a free one [4242]
-    --admin-bind ADDR:PORT      where /_house/guests, stats, metrics and openapi.json are served; the public
-                                port answers them 404 [127.0.0.1, port --port + 5000]
+    --admin-bind ADDR:PORT|unix:PATH
+                                where /_house/guests, stats, metrics and openapi.json are served (a Unix
+                                socket is made 0600); the public port answers them 404 [127.0.0.1, port
+                                --port + 5000]
     --public-openapi            serve /_house/openapi.json on the public port too
     --threads N                 event loops, one thread and listener each [the CPUs available]
     --hub-queue-events N        events waiting for one loop before they are dropped [65536]
@@ -172,7 +174,11 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Short('V') | Long("version") => return Ok(Command::Version),
             Long("bind") => cfg.bind = value(&mut parser, &flag)?,
             Long("port") => cfg.port = value(&mut parser, &flag)?,
-            Long("admin-bind") => cfg.admin_bind = Some(value(&mut parser, &flag)?),
+            Long("admin-bind") => {
+                let text: String = value(&mut parser, &flag)?;
+                let bind = text.parse().map_err(|e| anyhow::anyhow!("{flag}: invalid value {text:?}: {e}"))?;
+                cfg.admin_bind = Some(bind);
+            }
             Long("public-openapi") => cfg.public_openapi = true,
             Long("threads") => {
                 cfg.threads = positive(&mut parser, &flag)?;
@@ -389,13 +395,18 @@ mod tests {
         assert_eq!(at(&["--port", "0"]).as_deref(), Some("127.0.0.1:0"));
         assert_eq!(at(&["--port", "61000"]).as_deref(), Some("127.0.0.1:0"));
         assert_eq!(at(&["--admin-bind", "[::1]:9000"]).as_deref(), Some("[::1]:9000"));
+        assert_eq!(at(&["--admin-bind", "unix:/run/house.sock"]).as_deref(), Some("unix:/run/house.sock"));
+        assert!(error(&["--admin-bind", "unix:"]).contains("unix: needs a path"));
         assert!(error(&["--admin-bind", "localhost"]).starts_with("--admin-bind: invalid value"));
         let dev = |args: &[&str]| match parse_args(args.iter().map(std::ffi::OsString::from)).unwrap() {
             Command::Dev(cfg, _) => cfg.admin_addr(),
             _ => panic!("dev"),
         };
         assert_eq!(dev(&["dev", "crate"]), None, "house dev: one port");
-        assert_eq!(dev(&["dev", "--admin-bind", "127.0.0.1:7", "crate"]).map(|a| a.port()), Some(7));
+        assert_eq!(
+            dev(&["dev", "--admin-bind", "127.0.0.1:7", "crate"]).map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:7")
+        );
     }
 
     fn error(args: &[&str]) -> String {

@@ -136,7 +136,7 @@ pub struct Config {
     pub port: u16,
     /// `--admin-bind`: where `/_house/*` is served (None: the default, see
     /// [`Config::admin_addr`]).
-    pub admin_bind: Option<SocketAddr>,
+    pub admin_bind: Option<AdminBind>,
     /// `/_house/*` on the public port as well (`house dev`, for one port
     /// to think about while writing a guest).
     pub admin_public: bool,
@@ -178,12 +178,41 @@ impl Config {
     /// that `/_house/*` never reaches the internet unless asked to. (+5000,
     /// not +1: hosts on one box take consecutive ports, 4242 and 4243.)
     /// None: no admin listener (`house dev` serves it on the public port).
-    pub fn admin_addr(&self) -> Option<SocketAddr> {
+    pub fn admin_addr(&self) -> Option<AdminBind> {
         if self.admin_public {
             return None;
         }
         let port = if self.port == 0 { 0 } else { self.port.checked_add(ADMIN_PORT_OFFSET).unwrap_or(0) };
-        Some(self.admin_bind.unwrap_or(SocketAddr::from(([127, 0, 0, 1], port))))
+        Some(self.admin_bind.clone().unwrap_or(AdminBind::Tcp(SocketAddr::from(([127, 0, 0, 1], port)))))
+    }
+}
+
+/// Where the admin listener is: an address, or a Unix socket's path
+/// (`unix:PATH`: only who may open that file may ask).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminBind {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+impl std::str::FromStr for AdminBind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<AdminBind, String> {
+        match s.strip_prefix("unix:") {
+            Some("") => Err("unix: needs a path".into()),
+            Some(path) => Ok(AdminBind::Unix(path.into())),
+            None => s.parse().map(AdminBind::Tcp).map_err(|_| "expected ADDR:PORT or unix:PATH".into()),
+        }
+    }
+}
+
+impl std::fmt::Display for AdminBind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdminBind::Tcp(addr) => addr.fmt(f),
+            AdminBind::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
     }
 }
 
