@@ -92,6 +92,15 @@ fn house_check_prints_routes_or_the_refusal() {
     let (code, said, _) = house(&["check", chat.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(said.contains("  GET /source  (handler source, stream, text/event-stream)\n    room (query): string, rules {\"chars\":{\"max\":16}}, required\n"), "{said}");
+    // The statuses a handler declares.
+    let (code, said, _) = house(&["check", example_guest("todo").to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        said.contains(
+            "  DELETE /todos/{id}  (handler remove, closing, text/html; charset=utf-8, answers 204 404 500 503)"
+        ),
+        "{said}"
+    );
 
     // A default that breaks its own rules: refused as the server would.
     let dir = TempDir::new("house-check");
