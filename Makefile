@@ -129,6 +129,7 @@ fuzz: fuzz-tool
 fuzz-replay: fuzz-tool
 	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build -O
 	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p fuzz/corpus/$$t && \
 		(cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -O $$t corpus/$$t -- -runs=0 $(FUZZ_LIMITS)) || exit 1; \
 	done
 
