@@ -172,7 +172,17 @@ fn changes_instance(op: &Operator) -> Option<&'static str> {
 fn with_exports(bytes: &[u8], mutable: &[u32]) -> wasmparser::Result<(Vec<u8>, Vec<String>)> {
     use wasm_encoder::{ExportKind, ExportSection, RawSection};
     let names: Vec<String> = mutable.iter().map(|i| format!("{GLOBAL_EXPORT_PREFIX}{i}")).collect();
+    let add_ours = |exports: &mut ExportSection| {
+        for (name, index) in names.iter().zip(mutable) {
+            exports.export(name, ExportKind::Global, *index);
+        }
+    };
     let mut module = wasm_encoder::Module::new();
+    // A module without an export section gets one, where the order of
+    // sections puts it: before start (8), element (9), code (10), data (11)
+    // and data count (12). (Found by the fuzzer: the names were returned
+    // but never exported, and every call of such a module would fail.)
+    let mut exported = names.is_empty();
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload?;
         if let Payload::ExportSection(section) = &payload {
@@ -181,13 +191,23 @@ fn with_exports(bytes: &[u8], mutable: &[u32]) -> wasmparser::Result<(Vec<u8>, V
                 let export = export?;
                 exports.export(export.name, encoder_kind(export.kind), export.index);
             }
-            for (name, index) in names.iter().zip(mutable) {
-                exports.export(name, ExportKind::Global, *index);
-            }
+            add_ours(&mut exports);
             module.section(&exports);
+            exported = true;
         } else if let Some((id, range)) = payload.as_section() {
+            if !exported && (8..=12).contains(&id) {
+                let mut exports = ExportSection::new();
+                add_ours(&mut exports);
+                module.section(&exports);
+                exported = true;
+            }
             module.section(&RawSection { id, data: &bytes[range] });
         }
+    }
+    if !exported {
+        let mut exports = ExportSection::new();
+        add_ours(&mut exports);
+        module.section(&exports);
     }
     Ok((module.finish(), names))
 }

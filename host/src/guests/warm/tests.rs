@@ -82,3 +82,29 @@ fn memory_is_kept_as_runs_of_zeros_and_data() {
         ]
     );
 }
+
+/// A reusable module without an export section gets one for its mutable
+/// globals, in its place among the sections (the fuzzer found it left
+/// out), and the result still validates.
+#[test]
+fn a_module_without_exports_gets_its_globals_exported() {
+    for wat in [
+        "(module (memory 1) (global (mut i32) (i32.const 7)))",
+        "(module (memory 1) (global (mut i64) (i64.const 7)) (func) (data (i32.const 0) \"x\"))",
+    ] {
+        let Plan::Reuse { bytes, globals } = plan(&wat::parse_str(wat).unwrap()) else { panic!("not reused: {wat}") };
+        assert_eq!(globals, ["house_reset.global.0"]);
+        wasmparser::validate(&bytes).unwrap_or_else(|e| panic!("{wat}: {e}"));
+        let exported: Vec<String> = Parser::new(0)
+            .parse_all(&bytes)
+            .filter_map(|p| match p {
+                Ok(Payload::ExportSection(s)) => {
+                    Some(s.into_iter().map(|e| e.unwrap().name.to_owned()).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(exported, globals, "{wat}");
+    }
+}
