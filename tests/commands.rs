@@ -154,6 +154,13 @@ fn house_new_finds_the_sdk_beside_the_binary_or_takes_sdk() {
     let (code, err) = run(&["new", away.to_str().unwrap()]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no house SDK beside") && err.contains("--sdk DIR"), "{err}");
+    let (code, err) = run(&["new", away.to_str().unwrap(), "--sdk", root.path().to_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not the house SDK (no Cargo.toml of house-sdk there)"), "{err}");
+    let (code, err) = run(&["new", away.to_str().unwrap(), "--force"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("house new NAME takes only --sdk DIR"), "{err}");
+    assert!(!away.exists(), "nothing made on a refusal");
     let sdk = repo().join("guest-sdk");
     assert_eq!(run(&["new", away.to_str().unwrap(), "--sdk", sdk.to_str().unwrap()]).0, Some(0));
     let toml = std::fs::read_to_string(away.join("Cargo.toml")).unwrap();

@@ -242,6 +242,27 @@ mod tests {
         check_handler(raw, &HashMap::new())
     }
 
+    /// `statuses` as a module written by hand might give them: the host
+    /// refuses at load what the macros refuse at compile time.
+    #[test]
+    fn refuses_bad_statuses() {
+        let ok = handler(r#"{"name":"h","kind":"closing","statuses":[204,404]}"#).unwrap();
+        assert_eq!(ok.statuses, [204, 404]);
+        assert_eq!(
+            handler(r#"{"name":"h","kind":"closing","statuses":[200,99]}"#).unwrap_err(),
+            "handler h: status 99 is not between 100 and 599"
+        );
+        assert_eq!(
+            handler(r#"{"name":"h","kind":"closing","statuses":[204,204]}"#).unwrap_err(),
+            "handler h: status 204 is declared twice"
+        );
+        assert_eq!(
+            handler(r#"{"name":"h","kind":"stream","statuses":[200]}"#).unwrap_err(),
+            "handler h: a stream answers 200 and its events: statuses are for closing handlers"
+        );
+        assert!(handler(r#"{"name":"h","kind":"closing","statuses":[-1]}"#).is_err(), "not a status at all");
+    }
+
     #[test]
     fn refuses_bad_rules() {
         let e = handler(
