@@ -16,6 +16,8 @@
 
 extern crate alloc;
 
+#[cfg(feature = "validate")]
+pub mod body;
 pub mod kv;
 #[cfg(feature = "validate")]
 pub mod manifest;
@@ -66,6 +68,11 @@ pub const DEFAULT_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 /// Headers the host sets itself; a response that sets one is refused.
 pub const RESERVED_HEADERS: [&str; 6] =
     ["content-length", "transfer-encoding", "connection", "content-type", "date", "server"];
+
+/// The response header (consumed by the host, never sent) by which a
+/// handler sets a cookie the host signs: its value is a `Set-Cookie`
+/// value, `name=value; attributes`. Since ABI 1 (additive).
+pub const SIGNED_COOKIE_HEADER: &str = "house-signed-cookie";
 
 /// The methods a handler may declare, in the order an `Allow` lists them.
 pub const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];

@@ -57,21 +57,65 @@ pub struct Param {
     /// number, a boolean or a list of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
+    /// A cookie the host signed (`Set-Cookie` through
+    /// [`SIGNED_COOKIE_HEADER`](crate::SIGNED_COOKIE_HEADER)): a value
+    /// whose signature does not verify is absent. Since ABI 1 (additive).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub signed: bool,
+    /// A token (`"in": "token"`): the cookie it may also come from when
+    /// no `Authorization: Bearer` is given. Since ABI 1 (additive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cookie: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_query(s: &Source) -> bool {
     *s == Source::Query
 }
 
-/// A named type's manifest entry (`house_type.NAME`): a base type and rules.
+/// A named type's manifest entry (`house_type.NAME`): a base type and
+/// rules, or (base `object`) a JSON object's fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Type {
-    /// A built-in type.
+    /// A built-in type, or [`OBJECT`](crate::body::OBJECT).
     pub base: String,
     /// Its rules.
     #[serde(default, skip_serializing_if = "Rules::is_empty")]
     pub rules: Rules,
+    /// An object's fields, in the order the argument block carries them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<Field>>,
+    /// An object accepts (and drops) fields it does not declare.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_unknown: bool,
+}
+
+/// One field of an object type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    /// Its JSON name.
+    pub name: String,
+    /// A built-in type or a named one (an object, or a scalar type).
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// A JSON array of values of the type (`items` bounds its length).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub list: bool,
+    /// It may be absent or null (the guest gets an `Option`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub optional: bool,
+    /// Its rules (on top of a named type's; for a list, each element's,
+    /// and `items`).
+    #[serde(default, skip_serializing_if = "Rules::is_empty")]
+    pub rules: Rules,
+    /// Its value when absent, as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
 }
 
 /// The rules as the manifest spells them.

@@ -112,8 +112,12 @@ pub enum Source {
     Header,
     /// A cookie of the `Cookie` header.
     Cookie,
-    /// The whole request body, `application/json` (type `json`).
+    /// The whole request body, `application/json` (type `json`, or an
+    /// object type the host validates field by field).
     Body,
+    /// A signed token's claims (an object type): `Authorization: Bearer`,
+    /// or a cookie; the host verifies it before the call (401 if not).
+    Token,
 }
 
 impl Source {
@@ -125,6 +129,7 @@ impl Source {
             Source::Header => "header",
             Source::Cookie => "cookie",
             Source::Body => "body",
+            Source::Token => "token",
         }
     }
 
@@ -135,6 +140,7 @@ impl Source {
             Source::Header => "header",
             Source::Cookie => "cookie",
             Source::Body => "body",
+            Source::Token => "token",
         }
     }
 }

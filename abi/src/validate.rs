@@ -87,7 +87,6 @@ pub fn parse_bool(raw: &str) -> Option<bool> {
 
 fn encode_scalar(p: Param<'_>, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Result<(), String> {
     let name = p.label;
-    let rules = p.rules;
     match ty {
         Ty::Untyped | Ty::String | Ty::Json => {
             if ty == Ty::Json && serde_json::from_str::<serde::de::IgnoredAny>(raw).is_err() {
@@ -107,13 +106,7 @@ fn encode_scalar(p: Param<'_>, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Result<(
         }
         Ty::Integer => {
             let n: i64 = raw.parse().map_err(|_| format!("{name}: {} is not an integer", shown(raw)))?;
-            if let Some((min, max)) = rules.int_range {
-                bound(name, n, min, max)?;
-            }
-            if !rules.one_of_int.is_empty() && !rules.one_of_int.contains(&n) {
-                let allowed: Vec<String> = rules.one_of_int.iter().map(i64::to_string).collect();
-                return Err(format!("{name}: {n} is not one of {}", allowed.join(", ")));
-            }
+            check_int(p, n)?;
             wire::push_i64(out, n);
         }
         Ty::Float => {
@@ -122,9 +115,7 @@ fn encode_scalar(p: Param<'_>, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Result<(
                 .ok()
                 .filter(|x: &f64| x.is_finite())
                 .ok_or_else(|| format!("{name}: {} is not a finite number", shown(raw)))?;
-            if let Some((min, max)) = rules.float_range {
-                bound(name, x, min, max)?;
-            }
+            check_float(p, x)?;
             wire::push_f64(out, x);
         }
         Ty::Boolean => {
@@ -137,6 +128,32 @@ fn encode_scalar(p: Param<'_>, ty: Ty, raw: &str, out: &mut Vec<u8>) -> Result<(
         }
     }
     Ok(())
+}
+
+/// An integer's `range` and `one_of`.
+pub(crate) fn check_int(p: Param<'_>, n: i64) -> Result<(), String> {
+    if let Some((min, max)) = p.rules.int_range {
+        bound(p.label, n, min, max)?;
+    }
+    if !p.rules.one_of_int.is_empty() && !p.rules.one_of_int.contains(&n) {
+        let allowed: Vec<String> = p.rules.one_of_int.iter().map(i64::to_string).collect();
+        return Err(format!("{}: {n} is not one of {}", p.label, allowed.join(", ")));
+    }
+    Ok(())
+}
+
+/// A float's `range`.
+pub(crate) fn check_float(p: Param<'_>, x: f64) -> Result<(), String> {
+    match p.rules.float_range {
+        Some((min, max)) => bound(p.label, x, min, max),
+        None => Ok(()),
+    }
+}
+
+/// A text's `chars` and `one_of`.
+pub(crate) fn check_text(p: Param<'_>, text: &str) -> Result<(), String> {
+    check_chars(p, text)?;
+    check_one_of_text(p, text)
 }
 
 fn check_chars(p: Param<'_>, text: &str) -> Result<(), String> {

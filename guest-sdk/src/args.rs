@@ -95,6 +95,13 @@ impl<T: FromArg> FromArg for Vec<T> {
     }
 }
 
+/// An optional field of a body: a presence byte, then the value.
+impl<T: FromArg> FromArg for Option<T> {
+    fn decode(args: &mut Args) -> Self {
+        if args.0.bool().expect(Args::EARLY) { Some(T::decode(args)) } else { None }
+    }
+}
+
 /// A keyword: the article's `:keyword`. The host lower-cases it and checks
 /// it is made of letters, digits, `-`, `_` and `.`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -203,7 +203,7 @@ pub mod testing;
 pub use abi::ABI_VERSION;
 pub use args::{FromArg, Json, Keyword};
 pub use host::{Event, HostError, log, publish, publish_event, subscribe, subscribe_with_backlog};
-pub use house_sdk_macros::{handler, http_type, static_files};
+pub use house_sdk_macros::{Body, handler, http_type, static_files};
 pub use response::{Cookie, IntoResponse, Response};
 
 /// Everything a handler module usually needs.
@@ -211,7 +211,7 @@ pub mod prelude {
     pub use crate::json;
     pub use crate::kv;
     pub use crate::{
-        Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
+        Body, Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
         publish_event, static_files, subscribe, subscribe_with_backlog,
     };
     pub use alloc::format;

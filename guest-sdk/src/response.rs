@@ -70,6 +70,15 @@ impl Response {
         let value = cookie.to_string();
         self.header("Set-Cookie", &value)
     }
+
+    /// Adds a cookie the host signs (with its `--cookie-key-file`) before
+    /// it sends it; a handler reads it back with `#[cookie("name", signed)]`,
+    /// and an altered or made-up value arrives as absent. The guest never
+    /// sees the key.
+    pub fn signed_cookie(self, cookie: &Cookie<'_>) -> Response {
+        let value = cookie.to_string();
+        self.header(house_abi::SIGNED_COOKIE_HEADER, &value)
+    }
 }
 
 /// A cookie to set, with its attributes (RFC 6265). The name must be an

@@ -89,6 +89,8 @@ pub struct Dispatcher {
     pub metrics: bool,
     /// Which port answers what (`--admin-bind`).
     pub ports: Ports,
+    /// The keys tokens and signed cookies are verified (and signed) with.
+    pub identity: Arc<crate::identity::Identity>,
 }
 
 /// Which of the two listeners answers the host's own routes (`/_house/*`)
@@ -195,7 +197,7 @@ impl Dispatcher {
         };
 
         let spec = &handler.spec;
-        let mut inputs = Inputs { path: captures, ..Inputs::default() };
+        let mut inputs = Inputs { path: captures, identity: Some(&self.identity), ..Inputs::default() };
         let bad = |e: String| HttpError::new(ErrorKind::BadParameter, e);
         inputs.params.extend_from_urlencoded(head.query.as_bytes()).map_err(bad)?;
         let body_param = spec.params.iter().find(|p| p.source == Source::Body);
@@ -213,18 +215,25 @@ impl Dispatcher {
         }
         guests::validate::check_known(&spec.params, &inputs.params)?;
         let wants = |source| spec.params.iter().any(|p| p.source == source);
-        if wants(Source::Header) || wants(Source::Cookie) {
+        let token = wants(Source::Token);
+        if wants(Source::Header) || wants(Source::Cookie) || token {
             // Only what is declared is looked at (an undeclared header that
             // is not UTF-8 is none of our business).
             let declared = |name: &str| spec.params.iter().any(|p| p.source == Source::Header && p.name == name);
             for (name, value) in header_fields(&head.raw_headers) {
-                let cookie = name == "cookie" && wants(Source::Cookie);
-                if !cookie && !declared(&name) {
+                let cookie = name == "cookie" && (wants(Source::Cookie) || token);
+                let authorization = token && name == "authorization";
+                if !cookie && !authorization && !declared(&name) {
                     continue;
                 }
                 let value = std::str::from_utf8(value).map_err(|_| bad(format!("header {name}: not valid UTF-8")))?;
                 if cookie {
                     inputs.cookies.extend(cookies(value));
+                }
+                if authorization {
+                    // RFC 6750: `Bearer` (any case), one space, the token.
+                    let bearer = value.split_once(' ').filter(|(s, _)| s.eq_ignore_ascii_case("bearer"));
+                    inputs.bearer = bearer.map(|(_, t)| t.trim());
                 }
                 if declared(&name) {
                     inputs.headers.push((name, value.to_owned()));
@@ -279,7 +288,10 @@ impl Dispatcher {
                 let first = crate::sse::Event { data, ..Default::default() };
                 Outcome::Stream { first: crate::sse::frame(&first), channels: out.subscriptions, backlog: out.backlog }
             }
-            _ => Outcome::Reply { status: out.status, content_type, headers: out.headers, body: out.body },
+            _ => {
+                let headers = self.sign_cookies(out.headers);
+                Outcome::Reply { status: out.status, content_type, headers, body: out.body }
+            }
         };
         // A call that answered a server error has failed: what it published
         // is dropped with it (its writes were, by the runtime).
@@ -287,6 +299,25 @@ impl Dispatcher {
             *publishes = out.publishes;
         }
         Ok(outcome)
+    }
+}
+
+impl Dispatcher {
+    /// A handler's `House-Signed-Cookie: name=value; attributes` becomes
+    /// `Set-Cookie: name=value.SIGNATURE; attributes`.
+    fn sign_cookies(&self, mut headers: Vec<(String, String)>) -> Vec<(String, String)> {
+        for (name, value) in &mut headers {
+            if !name.eq_ignore_ascii_case(house_abi::SIGNED_COOKIE_HEADER) {
+                continue;
+            }
+            let (pair, attributes) = value.split_once(';').map_or((value.as_str(), ""), |(p, a)| (p, a));
+            let (cookie, plain) = pair.split_once('=').unwrap_or((pair, ""));
+            let signed = self.identity.cookies.sign(cookie.trim(), plain.trim());
+            let sep = if attributes.is_empty() { "" } else { ";" };
+            *value = format!("{}={signed}{sep}{attributes}", cookie.trim());
+            *name = "Set-Cookie".to_owned();
+        }
+        headers
     }
 }
 

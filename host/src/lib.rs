@@ -17,6 +17,7 @@ pub mod event_loop;
 pub mod guests;
 pub mod http;
 pub mod hub;
+pub mod identity;
 pub mod log;
 pub mod metrics;
 pub mod random;

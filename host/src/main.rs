@@ -126,6 +126,7 @@ fn run() -> anyhow::Result<()> {
         hub.set_link(link);
     }
     let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
+    let identity = Arc::new(house_host::identity::Identity::load(&cfg.auth)?);
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
         let dispatcher = Dispatcher {
@@ -134,6 +135,7 @@ fn run() -> anyhow::Result<()> {
             sse_buffer: cfg.limits.sse_buffer,
             metrics: cfg.metrics,
             ports: Ports { admin_public: cfg.admin_public, public_openapi: cfg.public_openapi },
+            identity: identity.clone(),
         };
         servers.push(event_loop::Server::new(
             cfg.clone(),

@@ -5,6 +5,7 @@
 //!
 //! Set `HOUSE_MACRO_DEBUG=1` while building to print each expansion.
 
+mod body;
 mod spec;
 
 use proc_macro::TokenStream;
@@ -38,6 +39,22 @@ use spec::{Base, Rules};
 #[proc_macro_attribute]
 pub fn handler(attr: TokenStream, item: TokenStream) -> TokenStream {
     finish(expand_handler(attr.into(), item.into()))
+}
+
+/// Declares a struct as a JSON object type: a handler takes it as its
+/// `#[body]` (or a token's claims, `#[token]`), the host checks every field
+/// before the call, and the function receives the struct, filled in.
+///
+/// Fields are `String`/`&'static str`, `i64`, `f64`, `bool`, `Keyword`,
+/// `Json` (any JSON value, as text), an `http_type!` type, another `Body`
+/// struct, a `Vec` of one of these or an `Option` (absent or null: `None`).
+/// `#[field(...)]` takes the parameters' rules (`chars`, `range`,
+/// `one_of`, `items` for a `Vec`, `default`) and `name = ".."`.
+/// `#[body(allow_unknown)]` on the struct drops fields it does not declare
+/// instead of refusing the document.
+#[proc_macro_derive(Body, attributes(field, body))]
+pub fn derive_body(item: TokenStream) -> TokenStream {
+    finish(body::expand(item.into()))
 }
 
 /// Defines named parameter types once, with their rules, for any handler
@@ -184,8 +201,10 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         let in_path = path_params(manifest.path.as_deref()).contains(&wire_name);
         let mut source: Option<(&str, Span)> = in_path.then_some(("path", ident.span()));
         let mut kept = Vec::new();
+        let mut signed = false;
+        let mut token_cookie: Option<String> = None;
         for attr in pat.attrs.drain(..) {
-            let from = ["header", "cookie", "body"].into_iter().find(|s| attr.path().is_ident(s));
+            let from = ["header", "cookie", "body", "token"].into_iter().find(|s| attr.path().is_ident(s));
             if let Some(from) = from {
                 if let Some((other, _)) = source {
                     return Err(Error::new(attr.span(), format!("this parameter already comes from the {other}")));
@@ -196,6 +215,48 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
                         return Err(Error::new(attr.span(), "#[body] takes nothing: the whole body is the value"));
                     }
                     wire_name = "body".into();
+                } else if from == "token" {
+                    // #[token] or #[token(cookie = "name")].
+                    if !matches!(attr.meta, syn::Meta::Path(_)) {
+                        attr.parse_nested_meta(|m| {
+                            if m.path.is_ident("cookie") {
+                                let c: syn::LitStr = m.value()?.parse()?;
+                                if !house_abi::is_token(&c.value()) {
+                                    return Err(Error::new(c.span(), "the cookie's name is not an HTTP token"));
+                                }
+                                token_cookie = Some(c.value());
+                                return Ok(());
+                            }
+                            Err(m.error("#[token] or #[token(cookie = \"name\")]"))
+                        })?;
+                    }
+                    wire_name = "token".into();
+                } else if from == "cookie" {
+                    // #[cookie("name")] or #[cookie("name", signed)].
+                    let (name, is_signed) = attr
+                        .parse_args_with(|input: syn::parse::ParseStream<'_>| {
+                            let name: syn::LitStr = input.parse()?;
+                            let mut signed = false;
+                            if input.parse::<Option<syn::Token![,]>>()?.is_some() {
+                                let word: syn::Ident = input.parse()?;
+                                if word != "signed" {
+                                    return Err(Error::new(word.span(), "expected signed"));
+                                }
+                                signed = true;
+                            }
+                            Ok((name, signed))
+                        })
+                        .map_err(|e| {
+                            Error::new(e.span(), format!("#[cookie(\"name\")] or #[cookie(\"name\", signed)]: {e}"))
+                        })?;
+                    if !house_abi::is_token(&name.value()) {
+                        return Err(Error::new(
+                            name.span(),
+                            format!("cookie name {:?} is not an HTTP token", name.value()),
+                        ));
+                    }
+                    wire_name = name.value();
+                    signed = is_signed;
                 } else {
                     let name: syn::LitStr = attr.parse_args().map_err(|e| {
                         Error::new(e.span(), format!("#[{from}(\"name\")]: the {from}'s name, as a string"))
@@ -240,6 +301,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
         let label = match source {
             None => wire_name.clone(),
             Some(("body", _)) => "body".to_owned(),
+            Some(("token", _)) => "token".to_owned(),
             Some((from, _)) => format!("{from} {}", wire_name.to_ascii_lowercase()),
         };
         rules.check(&base, &label)?;
@@ -247,8 +309,20 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             if base.is_list() {
                 return Err(Error::new(span, "only query parameters can be lists"));
             }
-            if from == "body" && base != Base::Builtin(Ty::Json) {
-                return Err(Error::new(pat.ty.span(), "a #[body] parameter is Json (checked to be well-formed)"));
+            if from == "body" && !matches!(base, Base::Builtin(Ty::Json) | Base::Named(_)) {
+                return Err(Error::new(
+                    pat.ty.span(),
+                    "a #[body] parameter is Json (checked to be well-formed) or a #[derive(Body)] struct",
+                ));
+            }
+            if from == "token" && !matches!(base, Base::Named(_)) {
+                return Err(Error::new(
+                    pat.ty.span(),
+                    "a #[token] parameter is a #[derive(Body)] struct of its claims",
+                ));
+            }
+            if matches!(from, "body" | "token") && matches!(base, Base::Named(_)) && rules.default.is_some() {
+                return Err(Error::new(span, "an object takes no default"));
             }
             if from == "path" && rules.default.is_some() {
                 return Err(Error::new(span, "a path segment is always there: it takes no default"));
@@ -259,6 +333,7 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             Some(("path", _)) => Source::Path,
             Some(("header", _)) => Source::Header,
             Some(("cookie", _)) => Source::Cookie,
+            Some(("token", _)) => Source::Token,
             Some(_) => Source::Body,
         };
         params.push(Param {
@@ -267,6 +342,8 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             ty: Some(base.manifest_name()),
             rules: rules.manifest(),
             default: rules.default.as_ref().map(|(v, _)| v.clone()),
+            signed,
+            cookie: token_cookie,
         });
         let var = format_ident!("__house_arg{}", i);
         let ty = &pat.ty;
@@ -475,7 +552,8 @@ impl TypeDefs {
         let mut out = TokenStream2::new();
         for TypeDef { attrs, vis, name, base, rules } in self.0 {
             let rust = base.rust_type();
-            let entry = Type { base: base.manifest_name(), rules: rules.manifest() };
+            let entry =
+                Type { base: base.manifest_name(), rules: rules.manifest(), fields: None, allow_unknown: false };
             let json = serde_json::to_string(&entry).map_err(|e| Error::new(Span::call_site(), e.to_string()))?;
             let export = format!("{}{name}", house_abi::exports::TYPE_PREFIX);
             let func = format_ident!("__house_type_{}", name);

@@ -1,5 +1,5 @@
 //! A to-do list per visitor: a `sid` cookie (random, set by the first
-//! `GET /todos`) names the visitor, the host's key-value store keeps each item
+//! `GET /todos`, signed by the host: a made-up one is no session) names the visitor, the host's key-value store keeps each item
 //! under `item:SID:ID`, and the visitor's other tabs hear of every change
 //! on the stream `/todos/events` (channel `todo:SID`).
 //!
@@ -9,7 +9,6 @@
 //! Another visitor's id, or one that does not exist, is a 404.
 
 use house_sdk::prelude::*;
-use serde::Deserialize;
 
 /// Items a visitor may keep (a list is one key-value scan).
 const MAX_ITEMS: u32 = 500;
@@ -33,9 +32,9 @@ impl Visitor {
         Ok(Visitor { sid, new: true })
     }
 
-    /// `resp`, with the cookie if the session is new.
+    /// `resp`, with the cookie (signed by the host) if the session is new.
     fn answer(&self, resp: Response) -> Response {
-        if self.new { resp.cookie(&Cookie::new("sid", &self.sid).max_age(COOKIE_AGE)) } else { resp }
+        if self.new { resp.signed_cookie(&Cookie::new("sid", &self.sid).max_age(COOKIE_AGE)) } else { resp }
     }
 
     fn key(&self, id: i64) -> String {
@@ -56,19 +55,22 @@ fn item(id: i64, title: &str, done: bool) -> String {
     json::Object::new().int("id", id).str("title", title).bool("done", done).build()
 }
 
-/// A stored item (its `done` is replaced by a change).
-#[derive(Deserialize)]
-struct Item {
-    id: i64,
-    title: String,
+/// The item with `done` set: the stored JSON is this module's own
+/// (`item`), whose last field is `done`, so no JSON parser is needed.
+fn with_done(stored: &str, done: bool) -> Option<String> {
+    let head = stored.strip_suffix("\"done\":false}").or_else(|| stored.strip_suffix("\"done\":true}"))?;
+    Some(format!("{head}\"done\":{done}}}"))
 }
 
-#[derive(Deserialize)]
+/// A new item, as the host has checked it: `{"title": "..."}`.
+#[derive(Body)]
 struct NewItem {
-    title: String,
+    #[field(chars(min = 1, max = 200))]
+    title: &'static str,
 }
 
-#[derive(Deserialize)]
+/// A change of an item: `{"done": true}`.
+#[derive(Body)]
 struct Change {
     done: bool,
 }
@@ -93,7 +95,7 @@ static_files! {
 
 /// The visitor's items, oldest first.
 #[handler(closing, path = "/todos", methods(GET), content_type = "application/json", statuses(200, 500, 503))]
-fn list(#[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
+fn list(#[cookie("sid", signed)] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
     let v = match Visitor::of(sid) {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -109,17 +111,10 @@ fn list(#[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> R
 
 /// A new item: `{"title": "..."}`, 1 to 200 characters.
 #[handler(closing, path = "/todos", methods(POST), content_type = "application/json", statuses(201, 400, 409, 500, 503))]
-fn add(
-    #[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str,
-    #[body] #[param(chars(max = 2000))] body: Json,
-) -> Response {
-    let Ok(new) = serde_json::from_str::<NewItem>(body.0) else {
-        return Response::error(400, "body: expected {\"title\": \"...\"}");
-    };
+fn add(#[cookie("sid", signed)] #[param(default = "", chars(max = 64))] sid: &str, #[body] new: NewItem) -> Response {
     let title = new.title.trim();
-    let chars = title.chars().count();
-    if !(1..=200).contains(&chars) {
-        return Response::error(400, format!("title: length {chars} is outside 1 to 200"));
+    if title.is_empty() {
+        return Response::error(400, "body.title: only spaces");
     }
     let v = match Visitor::of(sid) {
         Ok(v) => v,
@@ -146,22 +141,18 @@ fn add(
 #[handler(closing, path = "/todos/{id}", methods(PATCH), content_type = "application/json", statuses(200, 400, 404, 500, 503))]
 fn change(
     #[param(range(min = 1))] id: i64,
-    #[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str,
-    #[body] #[param(chars(max = 200))] body: Json,
+    #[cookie("sid", signed)] #[param(default = "", chars(max = 64))] sid: &str,
+    #[body] change: Change,
 ) -> Response {
-    let Ok(change) = serde_json::from_str::<Change>(body.0) else {
-        return Response::error(400, "body: expected {\"done\": true or false}");
-    };
     let v = match Visitor::of(sid) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
     let found = match kv::get_string(&v.key(id)) {
-        Ok(found) => found.and_then(|j| serde_json::from_str::<Item>(&j).ok()),
+        Ok(found) => found.and_then(|j| with_done(&j, change.done)),
         Err(e) => return fail(e),
     };
-    let Some(old) = found else { return Response::error(404, format!("no item {id}")) };
-    let json = item(old.id, &old.title, change.done);
+    let Some(json) = found else { return Response::error(404, format!("no item {id}")) };
     match kv::set(&v.key(id), json.as_bytes()).map_err(|e| e.to_string()).and_then(|()| v.announce("changed").map_err(|e| e.to_string())) {
         Ok(()) => v.answer(Response::json(json)),
         Err(e) => fail(e),
@@ -170,7 +161,7 @@ fn change(
 
 /// Removes an item: 204.
 #[handler(closing, path = "/todos/{id}", methods(DELETE), statuses(204, 404, 500, 503))]
-fn remove(#[param(range(min = 1))] id: i64, #[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
+fn remove(#[param(range(min = 1))] id: i64, #[cookie("sid", signed)] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
     let v = match Visitor::of(sid) {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -189,7 +180,7 @@ fn remove(#[param(range(min = 1))] id: i64, #[cookie("sid")] #[param(default = "
 /// The visitor's changes, live: each event says "changed"; the page
 /// refetches the list (a reset, the same).
 #[handler(stream, path = "/todos/events")]
-fn events(#[cookie("sid")] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
+fn events(#[cookie("sid", signed)] #[param(default = "", chars(max = 64))] sid: &str) -> Response {
     match Visitor::of(sid) {
         // Without a session there is nothing to follow.
         Ok(v) if v.new => Response::error(403, "no session: load /todo first"),

@@ -53,6 +53,9 @@ fn describe(m: &LoadedModule) -> String {
         let rules = serde_json::to_value(RulesView(rules)).unwrap_or_default();
         let _ = writeln!(out, "  type {name}: {}, rules {}", ty.name(), without_nulls(&rules));
     }
+    for o in &m.objects {
+        let _ = writeln!(out, "  type {}: object, fields {}", o.name, house_abi::body::describe(o)["fields"]);
+    }
     for (h, _) in &m.handlers {
         let methods = h.methods.names().join("|");
         let kind = match h.kind {
@@ -67,6 +70,12 @@ fn describe(m: &LoadedModule) -> String {
         let _ = writeln!(out, "  {methods} {}  (handler {}, {kind}{shown_type})", h.path, h.name);
         for p in &h.params {
             let mut line = format!("    {} ({}): {}", p.name, p.source.name(), p.type_name);
+            if p.signed {
+                line.push_str(", signed");
+            }
+            if let Some(c) = &p.token_cookie {
+                let _ = write!(line, ", or cookie {c}");
+            }
             let rules = without_nulls(&p.raw_rules);
             if rules.as_object().is_some_and(|r| !r.is_empty()) {
                 let _ = write!(line, ", rules {rules}");

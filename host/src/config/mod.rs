@@ -167,6 +167,33 @@ pub struct Config {
     pub limits: Limits,
     pub guest: GuestLimits,
     pub load: LoadLimits,
+    /// Where the keys for tokens and signed cookies are.
+    pub auth: AuthConfig,
+}
+
+/// `--auth-*` and `--cookie-key-file`: paths and rules, not keys (the
+/// keys are read at start by `identity::Identity::load`).
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub key_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub leeway_s: u64,
+    pub cookie_key_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            key_file: None,
+            public_key_file: None,
+            issuer: None,
+            audience: None,
+            leeway_s: 60,
+            cookie_key_file: None,
+        }
+    }
 }
 
 /// The default admin port's distance from the public one.
@@ -283,6 +310,7 @@ impl Default for Config {
                 compile_memory: 1024 * 1024 * 1024,
                 cache_bytes: 512 * 1024 * 1024,
             },
+            auth: AuthConfig::default(),
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct LoadedModule {
     pub handlers: Vec<(HandlerSpec, ModuleExport)>,
     /// Named types, for the introspection endpoint: (name, base, rules).
     pub types: Vec<(String, Ty, Rules)>,
+    /// Object types (JSON bodies, token claims), for the same.
+    pub objects: Vec<std::sync::Arc<house_abi::body::Object>>,
     /// The files the host serves for it, by path.
     pub statics: Vec<Arc<StaticFile>>,
     pub size: usize,
@@ -158,14 +160,13 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         String::from_utf8(bytes.to_vec()).map_err(|_| format!("{export}: manifest is not UTF-8"))
     };
 
-    let mut types = HashMap::new();
-    let mut type_list = Vec::new();
+    let mut entries = Vec::with_capacity(type_names.len());
     for t in &type_names {
-        let json = read_json(&format!("{TYPE_PREFIX}{t}"))?;
-        let (ty, rules) = manifest::read_type(t, &json)?;
-        type_list.push((t.clone(), ty, rules.clone()));
-        types.insert(t.clone(), (ty, rules));
+        entries.push((t.clone(), read_json(&format!("{TYPE_PREFIX}{t}"))?));
     }
+    let types = manifest::Types::read(&entries)?;
+    let type_list = types.list();
+    let objects = types.object_list();
     let mut handlers: Vec<(HandlerSpec, ModuleExport)> = Vec::new();
     for h in &handler_names {
         let meta = metas.get(h).ok_or_else(|| format!("handler {h} has no {META_PREFIX}{h} export"))?;
@@ -207,6 +208,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         args_buffer,
         handlers,
         types: type_list,
+        objects,
         statics,
         size: bytes.len(),
         loaded_at: SystemTime::now(),

@@ -6,11 +6,13 @@
 //! only way from one to the other, so a loaded handler's spec is known good.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
 
 use crate::router::Methods;
 
+use house_abi::body::{self, Named, Object};
 use house_abi::rules;
 use house_abi::validate::{self, Param};
 pub use house_abi::{ABI_VERSION, Bounds, DEFAULT_CONTENT_TYPE, Kind, MAX_PATH, Rules, Source, Ty, path_from_name};
@@ -36,6 +38,65 @@ pub struct ParamSpec {
     pub default: Option<Vec<String>>,
     /// The rules as the manifest gave them, for `/_house/guests`.
     pub raw_rules: Value,
+    /// A body or a token of an object type: its checked fields.
+    pub object: Option<Arc<Object>>,
+    /// A cookie the host signed: an unsigned or forged value is absent.
+    pub signed: bool,
+    /// A token: the cookie it may come from without `Authorization`.
+    pub token_cookie: Option<String>,
+}
+
+/// A module's named types, checked: scalar types (`http_type!`) and object
+/// types (`#[derive(Body)]`).
+#[derive(Debug, Clone, Default)]
+pub struct Types {
+    pub scalars: HashMap<String, (Ty, Rules)>,
+    pub objects: HashMap<String, Arc<Object>>,
+}
+
+impl Types {
+    /// Reads every named type's manifest entry (name, JSON text): scalars
+    /// first, then each object against all of them.
+    pub fn read(entries: &[(String, String)]) -> Result<Types, String> {
+        let mut raw = HashMap::new();
+        let mut types = Types::default();
+        for (name, json) in entries {
+            let t: RawType = serde_json::from_str(json).map_err(|e| format!("type {name}: malformed manifest: {e}"))?;
+            if t.base == body::OBJECT {
+                if Ty::parse(name).is_some() {
+                    return Err(format!("type {name}: redefines a built-in type"));
+                }
+                raw.insert(name.clone(), t);
+            } else {
+                let checked = check_type(name, &t)?;
+                types.scalars.insert(name.clone(), checked);
+            }
+        }
+        let lookup = |n: &str| match raw.get(n) {
+            Some(t) => Some(Named::Object(t)),
+            None => types.scalars.get(n).map(|(ty, rules)| Named::Scalar(*ty, rules.clone())),
+        };
+        let mut objects = HashMap::new();
+        for name in raw.keys() {
+            objects.insert(name.clone(), Arc::new(body::resolve(name, &lookup)?));
+        }
+        types.objects = objects;
+        Ok(types)
+    }
+
+    /// The scalar types, by name: (name, base, rules).
+    pub fn list(&self) -> Vec<(String, Ty, Rules)> {
+        let mut list: Vec<_> = self.scalars.iter().map(|(n, (t, r))| (n.clone(), *t, r.clone())).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
+    }
+
+    /// The object types, by name.
+    pub fn object_list(&self) -> Vec<Arc<Object>> {
+        let mut list: Vec<_> = self.objects.values().cloned().collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,7 +119,7 @@ pub fn read_type(name: &str, json: &str) -> Result<(Ty, Rules), String> {
 }
 
 /// Reads handler `name`'s manifest entry against the module's named types.
-pub fn read_handler(name: &str, json: &str, types: &HashMap<String, (Ty, Rules)>) -> Result<HandlerSpec, String> {
+pub fn read_handler(name: &str, json: &str, types: &Types) -> Result<HandlerSpec, String> {
     let raw: RawHandler = serde_json::from_str(json).map_err(|e| format!("handler {name}: malformed manifest: {e}"))?;
     if raw.name != name {
         return Err(format!("handler {name}: its manifest names it {:?}", raw.name));
@@ -72,12 +133,15 @@ pub fn check_type(name: &str, raw: &RawType) -> Result<(Ty, Rules), String> {
         return Err(format!("type {name}: redefines a built-in type"));
     }
     let ty = Ty::parse(&raw.base).ok_or_else(|| format!("type {name}: unknown base type {:?}", raw.base))?;
+    if raw.fields.is_some() || raw.allow_unknown {
+        return Err(format!("type {name}: fields are for an object type (base {:?})", body::OBJECT));
+    }
     let rules = rules::check(ty, &raw.rules.to_checked_form()).map_err(|e| format!("type {name}: {e}"))?;
     Ok((ty, rules))
 }
 
 /// Checks one handler's manifest entry against the module's named types.
-pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> Result<HandlerSpec, String> {
+pub fn check_handler(raw: RawHandler, types: &Types) -> Result<HandlerSpec, String> {
     let name = raw.name;
     let at = |e: String| format!("handler {name}: {e}");
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
@@ -122,11 +186,23 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
             Source::Path if !segments.contains(&crate::router::Segment::Param(p.name.clone())) => {
                 return Err(at(format!("path parameter {} is not a {{{}}} segment of {path}", p.name, p.name)));
             }
-            Source::Body if p.ty.as_deref() != Some("json") => {
-                return Err(at(format!("{}: a body parameter is of type json", p.name)));
-            }
             Source::Body if params.iter().any(|q| q.source == Source::Body) => {
                 return Err(at("only one parameter can be the body".into()));
+            }
+            Source::Token if params.iter().any(|q| q.source == Source::Token) => {
+                return Err(at("only one parameter can be the token".into()));
+            }
+            _ => {}
+        }
+        if p.signed && p.source != Source::Cookie {
+            return Err(at(format!("{}: only a cookie is signed", p.name)));
+        }
+        match &p.cookie {
+            Some(_) if p.source != Source::Token => {
+                return Err(at(format!("{}: only a token comes from a named cookie", p.name)));
+            }
+            Some(c) if !house_abi::is_token(c) => {
+                return Err(at(format!("token cookie name {c:?} is not an HTTP token")));
             }
             _ => {}
         }
@@ -134,6 +210,22 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
             return Err(at(format!("parameter {} declared twice", p.name)));
         }
         let spec = check_param(p, types).map_err(at)?;
+        match (spec.source, &spec.object) {
+            (Source::Body, None) if spec.ty != Ty::Json => {
+                return Err(at(format!("{}: a body is of type json or an object type", spec.name)));
+            }
+            (Source::Token, None) => {
+                return Err(at(format!("{}: a token's claims are an object type", spec.name)));
+            }
+            (Source::Body | Source::Token, Some(_)) if spec.default.is_some() => {
+                return Err(at(format!("{}: an object takes no default", spec.label)));
+            }
+            (Source::Body | Source::Token, _) => {}
+            (_, Some(_)) => {
+                return Err(at(format!("{}: an object type is for a body or a token", spec.label)));
+            }
+            _ => {}
+        }
         if spec.source != Source::Query && spec.ty.is_list() {
             return Err(at(format!("{}: only query parameters can be lists", spec.label)));
         }
@@ -152,11 +244,16 @@ pub fn check_handler(raw: RawHandler, types: &HashMap<String, (Ty, Rules)>) -> R
     Ok(HandlerSpec { name, path, kind: raw.kind, content_type, methods, statuses, params })
 }
 
-fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<ParamSpec, String> {
+fn check_param(p: RawParam, types: &Types) -> Result<ParamSpec, String> {
     let type_name = p.ty.unwrap_or_else(|| "untyped".into());
+    let object = types.objects.get(&type_name).cloned();
     let (ty, mut rules) = match Ty::parse(&type_name) {
         Some(ty) => (ty, Rules::default()),
-        None => types.get(&type_name).cloned().ok_or_else(|| format!("{}: unknown type {type_name:?}", p.name))?,
+        // An object arrives as JSON text; its fields are checked by `body`.
+        None if object.is_some() => (Ty::Json, Rules::default()),
+        None => {
+            types.scalars.get(&type_name).cloned().ok_or_else(|| format!("{}: unknown type {type_name:?}", p.name))?
+        }
     };
     let own = rules::check(ty, &p.rules.to_checked_form()).map_err(|e| format!("{}: {e}", p.name))?;
     // The parameter's own rules refine the named type's.
@@ -169,9 +266,22 @@ fn check_param(p: RawParam, types: &HashMap<String, (Ty, Rules)>) -> Result<Para
     let label = match p.source {
         Source::Query => p.name.clone(),
         Source::Body => "body".to_owned(),
+        Source::Token => "token".to_owned(),
         other => format!("{} {}", other.name(), p.name),
     };
-    let spec = ParamSpec { name: p.name, source: p.source, label, ty, type_name, rules, default, raw_rules };
+    let spec = ParamSpec {
+        name: p.name,
+        source: p.source,
+        label,
+        ty,
+        type_name,
+        rules,
+        default,
+        raw_rules,
+        object,
+        signed: p.signed,
+        token_cookie: p.cookie,
+    };
     if let Some(values) = &spec.default {
         validate::check_default(spec.param(), values).map_err(|e| format!("default breaks its own rules: {e}"))?;
     }
@@ -239,7 +349,7 @@ mod tests {
 
     fn handler(json: &str) -> Result<HandlerSpec, String> {
         let raw: RawHandler = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        check_handler(raw, &HashMap::new())
+        check_handler(raw, &Types::default())
     }
 
     /// `statuses` as a module written by hand might give them: the host

@@ -40,6 +40,10 @@ pub fn document<'a>(
                             Every input is validated by the host before the handler runs.",
         },
         "paths": paths,
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                       "description": "a JWS (HS256 or EdDSA) the host verifies, with exp, nbf, iat, iss and aud"},
+        }},
     })
 }
 
@@ -76,10 +80,15 @@ fn operation(file: &str, h: &HandlerSpec, method: &str) -> Value {
     let mut form = Map::new();
     let mut form_required = Vec::new();
     let mut body = None;
+    let mut token = None;
     for p in &h.params {
-        let schema = schema(p);
+        let schema = match &p.object {
+            Some(object) => house_abi::body::json_schema(object),
+            None => schema(p),
+        };
         match p.source {
             Source::Body => body = Some((schema, p.default.is_none())),
+            Source::Token => token = Some(p),
             Source::Query => {
                 parameters.push(parameter(p, "query", schema.clone()));
                 // A form body may carry them too (the query string first).
@@ -92,7 +101,15 @@ fn operation(file: &str, h: &HandlerSpec, method: &str) -> Value {
             }
             Source::Path => parameters.push(parameter(p, "path", schema)),
             Source::Header => parameters.push(parameter(p, "header", schema)),
-            Source::Cookie => parameters.push(parameter(p, "cookie", schema)),
+            Source::Cookie => {
+                let mut param = parameter(p, "cookie", schema);
+                if p.signed {
+                    param["description"] = json!(
+                        "signed by the host (Set-Cookie from the handler): an unsigned or altered value is absent"
+                    );
+                }
+                parameters.push(param);
+            }
         }
     }
     let mut op = json!({
@@ -101,6 +118,20 @@ fn operation(file: &str, h: &HandlerSpec, method: &str) -> Value {
         "parameters": parameters,
         "responses": responses(h, body.is_some()),
     });
+    if let Some(t) = token {
+        op["security"] = json!([{"bearer": []}]);
+        let claims = t.object.as_deref().map(house_abi::body::json_schema).unwrap_or_default();
+        let mut description = "the token's claims, as the handler declares them".to_owned();
+        if let Some(c) = &t.token_cookie {
+            description.push_str(&format!("; without Authorization, the token may be cookie {c}"));
+        }
+        op["x-house-token-claims"] = json!({"description": description, "schema": claims});
+        op["responses"]["401"] = json!({
+            "description": "The token is missing, malformed, forged, expired or its claims break their rules",
+            "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
+            "content": {"text/plain; charset=utf-8": {"schema": {"type": "string"}}},
+        });
+    }
     if let Some((schema, required)) = body {
         op["requestBody"] = json!({"required": required, "content": {"application/json": {"schema": schema}}});
     } else if with_body && !form.is_empty() {

@@ -329,9 +329,20 @@ impl Registry {
                             .params
                             .iter()
                             .map(|p| {
-                                json!({"name": p.name, "in": p.source.name(), "type": p.type_name, "base": p.ty.name(),
-                                       "rules": p.raw_rules, "required": p.default.is_none(),
-                                       "default": p.default_json()})
+                                let mut d = json!({"name": p.name, "in": p.source.name(), "type": p.type_name,
+                                       "base": p.ty.name(), "rules": p.raw_rules, "required": p.default.is_none(),
+                                       "default": p.default_json()});
+                                if let Some(o) = &p.object {
+                                    d["base"] = json!(house_abi::body::OBJECT);
+                                    d["schema"] = house_abi::body::json_schema(o);
+                                }
+                                if p.signed {
+                                    d["signed"] = json!(true);
+                                }
+                                if let Some(c) = &p.token_cookie {
+                                    d["cookie"] = json!(c);
+                                }
+                                d
                             })
                             .collect();
                         let serving = owner.get(&crate::router::shape(&h.path)).is_some_and(|(f, _)| f == file);
@@ -349,6 +360,11 @@ impl Registry {
                     .types
                     .iter()
                     .map(|(n, ty, rules)| json!({"name": n, "base": ty.name(), "rules": RulesView(rules)}))
+                    .chain(m.objects.iter().map(|o| {
+                        let mut d = house_abi::body::describe(o);
+                        d["base"] = json!(house_abi::body::OBJECT);
+                        d
+                    }))
                     .collect();
                 let statics: Vec<Value> = m
                     .statics

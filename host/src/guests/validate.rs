@@ -9,6 +9,7 @@ use house_abi::validate::encode;
 use super::manifest::{ParamSpec, Source};
 use crate::http::params::Params;
 use crate::http::{ErrorKind, HttpError};
+use crate::identity::{self, Identity, REGISTERED_CLAIMS};
 
 /// Where a request's declared inputs come from. Only what a handler
 /// declares is looked at, and only that reaches it.
@@ -24,6 +25,10 @@ pub struct Inputs<'a> {
     pub cookies: Vec<(String, String)>,
     /// The body, when a parameter takes it (UTF-8, JSON checked below).
     pub body: Option<&'a str>,
+    /// The credentials of `Authorization: Bearer`, when a token is declared.
+    pub bearer: Option<&'a str>,
+    /// The keys that tokens and signed cookies are verified with.
+    pub identity: Option<&'a Identity>,
 }
 
 impl Inputs<'_> {
@@ -33,9 +38,40 @@ impl Inputs<'_> {
             Source::Query => out.extend(self.params.all(&spec.name)),
             Source::Path => out.extend(self.path.iter().filter(|(n, _)| *n == spec.name).map(|(_, v)| v.as_str())),
             Source::Header => out.extend(pick(&self.headers)),
+            // A signed cookie whose signature does not verify is absent,
+            // never a value.
+            Source::Cookie if spec.signed => {
+                let Some(id) = self.identity else { return };
+                out.extend(pick(&self.cookies).filter_map(|v| id.cookies.verify(&spec.name, v)));
+            }
             Source::Cookie => out.extend(pick(&self.cookies)),
             Source::Body => out.extend(self.body.filter(|b| !b.is_empty())),
+            Source::Token => {}
         }
+    }
+
+    /// The token's verified claims, encoded into `out` (401 if not).
+    fn token(&self, spec: &ParamSpec, out: &mut Vec<u8>) -> Result<(), HttpError> {
+        let from_cookie = || {
+            let name = spec.token_cookie.as_deref()?;
+            self.cookies.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        };
+        let Some(token) = self.bearer.or_else(from_cookie) else {
+            let where_ = match &spec.token_cookie {
+                Some(c) => format!("Authorization: Bearer or cookie {c}"),
+                None => "Authorization: Bearer".to_owned(),
+            };
+            return Err(HttpError::unauthorized(None, format!("token: missing ({where_})")));
+        };
+        let keys = self.identity.map(|id| &id.tokens);
+        let claims = match keys {
+            Some(keys) => keys.verify(token, identity::now()),
+            None => Err("no key is configured"),
+        }
+        .map_err(|why| HttpError::unauthorized(Some("invalid_token"), format!("token: {why}")))?;
+        let object = spec.object.as_deref().expect("a token's type is an object (checked at load)");
+        house_abi::body::validate_claims(object, "token", &claims, &REGISTERED_CLAIMS, out)
+            .map_err(|e| HttpError::unauthorized(Some("invalid_token"), e))
     }
 }
 
@@ -59,6 +95,10 @@ pub fn encode_args(specs: &[ParamSpec], inputs: &Inputs<'_>) -> Result<Vec<u8>, 
     let mut out = Vec::with_capacity(64);
     let mut values: Vec<&str> = Vec::new();
     for spec in specs {
+        if spec.source == Source::Token {
+            inputs.token(spec, &mut out)?;
+            continue;
+        }
         values.clear();
         inputs.values(spec, &mut values);
         if values.is_empty() {
@@ -76,7 +116,11 @@ pub fn encode_args(specs: &[ParamSpec], inputs: &Inputs<'_>) -> Result<Vec<u8>, 
                 }
             }
         }
-        encode(spec.param(), &values, &mut out).map_err(|e| HttpError::new(ErrorKind::BadParameter, e))?;
+        let encoded = match (&spec.object, values.as_slice()) {
+            (Some(object), [text]) => house_abi::body::validate(object, "body", text, &mut out),
+            _ => encode(spec.param(), &values, &mut out),
+        };
+        encoded.map_err(|e| HttpError::new(ErrorKind::BadParameter, e))?;
     }
     Ok(out)
 }

@@ -17,6 +17,9 @@ pub enum ErrorKind {
     Malformed,
     /// A declared parameter is missing or breaks its rule (400, keep-alive).
     BadParameter,
+    /// A declared token is missing, malformed, forged or expired (401, with
+    /// `WWW-Authenticate`, keep-alive).
+    Unauthorized,
     /// No route for the path (404).
     NotFound,
     /// The route exists but does not take this method (405, with `Allow`).
@@ -63,11 +66,26 @@ pub struct HttpError {
     pub reason: Cow<'static, str>,
     /// For 405: the methods the route does take.
     pub allow: Option<String>,
+    /// For 401: the `WWW-Authenticate` challenge.
+    pub challenge: Option<String>,
 }
 
 impl HttpError {
     pub fn new(kind: ErrorKind, reason: impl Into<Cow<'static, str>>) -> HttpError {
-        HttpError { kind, reason: reason.into(), allow: None }
+        HttpError { kind, reason: reason.into(), allow: None, challenge: None }
+    }
+
+    /// A 401 for a bearer token: `error` is RFC 6750's code (`None` when no
+    /// token was given), `why` the short description.
+    pub fn unauthorized(error: Option<&str>, why: impl Into<Cow<'static, str>>) -> HttpError {
+        let why = why.into();
+        let challenge = match error {
+            // The description is the host's own words (no quotes or
+            // backslashes in them): safe inside the quoted string.
+            Some(code) => format!("Bearer realm=\"house\", error=\"{code}\", error_description=\"{why}\""),
+            None => "Bearer realm=\"house\"".to_owned(),
+        };
+        HttpError { kind: ErrorKind::Unauthorized, reason: why, allow: None, challenge: Some(challenge) }
     }
 
     pub fn malformed(reason: impl Into<Cow<'static, str>>) -> HttpError {
@@ -79,12 +97,14 @@ impl HttpError {
             kind: ErrorKind::MethodNotAllowed,
             reason: format!("{path} does not take {method}; it takes {allow}").into(),
             allow: Some(allow),
+            challenge: None,
         }
     }
 
     pub fn status(&self) -> u16 {
         match self.kind {
             ErrorKind::Malformed | ErrorKind::BadParameter => 400,
+            ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
@@ -108,6 +128,7 @@ impl HttpError {
         !matches!(
             self.kind,
             ErrorKind::BadParameter
+                | ErrorKind::Unauthorized
                 | ErrorKind::UnsupportedMediaType
                 | ErrorKind::ArgsTooLarge
                 | ErrorKind::NotFound
@@ -127,6 +148,9 @@ impl HttpError {
         let mut headers = Vec::new();
         if let Some(allow) = &self.allow {
             headers.push(("Allow".to_owned(), allow.clone()));
+        }
+        if let Some(challenge) = &self.challenge {
+            headers.push(("WWW-Authenticate".to_owned(), challenge.clone()));
         }
         if matches!(self.kind, ErrorKind::TxConflict | ErrorKind::EngineDown | ErrorKind::OutcomeUnknown) {
             headers.push(("Retry-After".to_owned(), "1".to_owned()));
