@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 GUEST_CRATES := chat hello todo typed
 # Guests the tests use and `make run` does not serve: built with the others,
 # copied to target/test-guests/.
-TEST_GUEST_CRATES := txcheck
+TEST_GUEST_CRATES := txcheck board
 # Guests in C, one folder each with one .c file (built against
 # guest-sdk/include/house.h with clang and lld; see docs/ABI.md).
 C_GUESTS := c-greet

@@ -170,7 +170,7 @@ fn path_patterns_that_conflict_or_do_not_match_their_parameters_are_refused_at_l
         (
             "body",
             vec![handler("a", "/x", r#"{"name":"b","in":"body","type":"string"}"#)],
-            "handler a: b: a body parameter is of type json",
+            "handler a: b: a body is of type json or an object type",
         ),
         (
             "header",

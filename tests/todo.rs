@@ -9,8 +9,18 @@ use std::time::Duration;
 use house_tests::sse::Subscriber;
 use house_tests::{Response, Server, TempDir, read_response};
 
+/// The to-do guest on `data`, its cookies signed with the key file kept
+/// there (made on the first start): a restart keeps the sessions.
 fn todo(data: &str) -> Server {
-    Server::start(&["todo"], &["--quiet", "--data-dir", data])
+    let key = std::path::Path::new(data).join("cookie.key");
+    if !key.exists() {
+        house_tests::identity::key_file(
+            std::path::Path::new(data),
+            "cookie.key",
+            &[(None, &house_tests::identity::secret())],
+        );
+    }
+    Server::start(&["todo"], &["--quiet", "--data-dir", data, "--cookie-key-file", key.to_str().unwrap()])
 }
 
 /// A visitor: its cookie, once the page has set it.
@@ -29,7 +39,9 @@ impl<'a> Visitor<'a> {
         assert_eq!(r.status, 200);
         let set = r.header("set-cookie").expect("a first visit gets a cookie");
         let sid = set.strip_prefix("sid=").and_then(|v| v.split(';').next()).expect("sid=...");
-        assert_eq!(sid.len(), 32, "{set}");
+        // 32 hex digits, then the host's signature.
+        let (id, signature) = sid.split_once('.').expect("a signed value");
+        assert_eq!((id.len(), signature.len()), (32, 43), "{set}");
         assert!(set.contains("HttpOnly") && set.contains("Max-Age="), "{set}");
         Visitor { s, cookie: format!("sid={sid}") }
     }
@@ -86,13 +98,28 @@ fn a_visitor_keeps_a_list_that_others_cannot_touch_and_a_restart_keeps() {
         serde_json::json!([{"id":1,"title":"buy milk","done":true},{"id":2,"title":"call \"mum\" ✓","done":false}])
     );
 
-    // The API's refusals.
-    assert_eq!(ada.call("POST", "/todos", Some(r#"{"title":""}"#)).status, 400);
-    assert_eq!(ada.call("POST", "/todos", Some(&format!(r#"{{"title":"{}"}}"#, "x".repeat(201)))).status, 400);
-    assert_eq!(ada.call("POST", "/todos", Some(r#"{"name":"x"}"#)).status, 400);
-    assert_eq!(ada.call("POST", "/todos", Some("{")).status, 400, "not JSON");
-    assert_eq!(ada.call("POST", "/todos", None).status, 400, "no body");
-    assert_eq!(ada.call("PATCH", "/todos/1", Some(r#"{"done":"yes"}"#)).status, 400);
+    // The API's refusals, by the host (the typed bodies) or the guest.
+    let refused = |method: &str, target: &str, body: Option<&str>| {
+        let r = ada.call(method, target, body);
+        assert_eq!(r.status, 400, "{}", r.body);
+        r.body
+    };
+    assert_eq!(refused("POST", "/todos", Some(r#"{"title":""}"#)), "body.title: length 0 is below the minimum 1\n");
+    assert_eq!(refused("POST", "/todos", Some(r#"{"title":"  "}"#)), "body.title: only spaces\n");
+    assert_eq!(
+        refused("POST", "/todos", Some(&format!(r#"{{"title":"{}"}}"#, "x".repeat(201)))),
+        "body.title: length 201 is above the maximum 200\n"
+    );
+    assert_eq!(
+        refused("POST", "/todos", Some(r#"{"name":"x"}"#)),
+        "body: \"name\" is not a field of NewItem (it has title)\n"
+    );
+    assert_eq!(refused("POST", "/todos", Some("{")), "body: not valid JSON\n");
+    assert_eq!(refused("POST", "/todos", None), "body: missing (a required JSON body)\n");
+    assert_eq!(
+        refused("PATCH", "/todos/1", Some(r#"{"done":"yes"}"#)),
+        "body.done: \"yes\" is not a boolean (true or false)\n"
+    );
     assert_eq!(ada.call("PATCH", "/todos/99", Some(r#"{"done":true}"#)).status, 404);
     assert_eq!(ada.call("DELETE", "/todos/0", None).status, 400, "ids start at 1");
     assert_eq!(ada.call("PUT", "/todos/1", None).status, 405);
@@ -100,6 +127,16 @@ fn a_visitor_keeps_a_list_that_others_cannot_touch_and_a_restart_keeps() {
     // Bob sees nothing of Ada's and can touch none of it.
     let bob = Visitor::arrive(&s);
     assert_eq!(bob.list(), serde_json::json!([]));
+    // A sid Bob makes up, or Ada's without its signature, or Ada's with
+    // Bob's signature, is no session: a new one is given.
+    let ada_sid = ada.cookie.strip_prefix("sid=").unwrap().split_once('.').unwrap().0.to_owned();
+    let bob_signature = bob.cookie.split_once('.').unwrap().1.to_owned();
+    for forged in [format!("sid={ada_sid}"), format!("sid={ada_sid}.{bob_signature}"), "sid=x.y".to_owned()] {
+        let eve = Visitor { s: &s, cookie: forged.clone() };
+        let r = eve.call("GET", "/todos", None);
+        assert_eq!((r.status, r.body.as_str()), (200, "[]"), "{forged}");
+        assert!(r.header("set-cookie").is_some(), "{forged} is a new visitor");
+    }
     assert_eq!(bob.call("DELETE", "/todos/1", None).status, 404);
     assert_eq!(bob.call("PATCH", "/todos/2", Some(r#"{"done":true}"#)).status, 404);
 
@@ -173,7 +210,9 @@ fn concurrent_adds_on_one_host_with_two_loops_all_stay() {
 fn concurrent_adds_on_two_hosts_on_one_redis_all_stay() {
     let redis = house_tests::redis::Redis::start();
     let url = redis.url();
-    let flags = ["--quiet", "--threads", "1", "--engine", url.as_str()];
+    let keys = TempDir::new("todo-keys");
+    let key = house_tests::identity::cookie_key_file(keys.path());
+    let flags = ["--quiet", "--threads", "1", "--engine", url.as_str(), "--cookie-key-file", key.as_str()];
     let (a, b) = (Server::start(&["todo"], &flags), Server::start(&["todo"], &flags));
     concurrent_adds(&[&a, &b]);
 }

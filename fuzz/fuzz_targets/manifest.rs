@@ -9,10 +9,9 @@
 
 #![no_main]
 
-use std::collections::HashMap;
 
 use arbitrary::Arbitrary;
-use house_host::guests::manifest::{Source, read_handler, read_type};
+use house_host::guests::manifest::{Source, Types, read_handler, read_type};
 use house_host::guests::openapi;
 use house_host::guests::validate::{Inputs, check_known, encode_args};
 use house_host::http::params::Params;
@@ -165,15 +164,16 @@ struct Input {
 }
 
 fuzz_target!(|input: Input| {
-    let mut types = HashMap::new();
+    let mut entries = Vec::new();
     for (name, base, rules) in input.types.iter().take(4) {
         let name = name.of(&NAMES);
         let text = json!({"base": base.of(&BASES), "rules": rules.json()}).to_string();
-        if let Ok(t) = read_type(name, &text) {
-            types.insert(name.to_owned(), t);
+        if read_type(name, &text).is_ok() && !entries.iter().any(|(n, _): &(String, String)| n == name) {
+            entries.push((name.to_owned(), text));
         }
     }
-    let type_names: Vec<&str> = types.keys().map(String::as_str).collect();
+    let types = Types::read(&entries).expect("each type was read alone");
+    let type_names: Vec<&str> = types.scalars.keys().map(String::as_str).collect();
     let h = &input.handler;
     let text = match &input.raw {
         Some(raw) => raw.clone(),
@@ -246,7 +246,7 @@ fuzz_target!(|input: Input| {
     let headers: Vec<(String, String)> =
         r.headers.iter().map(|(n, v)| (n.of(&NAMES).to_ascii_lowercase(), v.clone())).collect();
     let cookies: Vec<(String, String)> = r.cookies.iter().map(|(n, v)| (n.of(&NAMES).to_owned(), v.clone())).collect();
-    let inputs = Inputs { params, path, headers, cookies, body: r.body.as_deref() };
+    let inputs = Inputs { params, path, headers, cookies, body: r.body.as_deref(), ..Inputs::default() };
     let outcome = check_known(&spec.params, &inputs.params).and_then(|()| encode_args(&spec.params, &inputs));
     match outcome {
         Ok(args) => {

@@ -51,7 +51,7 @@ impl Args {
 /// types from [`http_type!`](crate::http_type) are aliases of these.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a parameter type",
-    label = "use &str, String, i64, f64, bool, Keyword, Json, Vec<Keyword>, Vec<i64>, or a type defined with http_type!"
+    label = "use &str, String, i64, f64, bool, Keyword, Json, Vec<Keyword>, Vec<i64>, a type defined with http_type!, or a #[derive(Body)] struct"
 )]
 pub trait FromArg: Sized {
     #[doc(hidden)]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod checker;
 pub mod fault;
+pub mod identity;
 pub mod proxy;
 pub mod redis;
 pub mod sse;
@@ -249,6 +250,27 @@ impl Server {
 
     pub fn request(&self, method: &str, target: &str, form: Option<&str>) -> Response {
         request_on(self.connect(), method, target, form)
+    }
+
+    /// One request with `headers` and a body (`Content-Length` is added),
+    /// on a fresh connection; the response.
+    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Response {
+        let mut c = self.connect();
+        let mut req = format!("{method} {target} HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n", body.len());
+        for (name, value) in headers {
+            req.push_str(&format!("{name}: {value}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        c.write_all(req.as_bytes()).unwrap();
+        read_response(&mut BufReader::new(c), false).expect("a response")
+    }
+
+    /// A JSON POST on a fresh connection.
+    pub fn post_json(&self, target: &str, headers: &[(&str, &str)], json: &str) -> Response {
+        let mut all = vec![("Content-Type", "application/json")];
+        all.extend_from_slice(headers);
+        self.send("POST", target, &all, json)
     }
 
     /// Sends raw bytes; returns everything read until the server closes.
