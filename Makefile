@@ -54,8 +54,11 @@ guests: wasm-target c-guests
 		mv target/test-guests/.$$g.wasm.tmp target/test-guests/$$g.wasm; \
 	done
 
+# The key the examples' signed cookies (the to-do list's sid) are signed
+# with: made once, 0600, kept beside their data so sessions outlive a restart.
 run: build
-	./target/release/house --port $(PORT) --guests guests
+	@mkdir -p data && [ -f data/cookie.key ] || (umask 077 && printf '# cookie key (house --cookie-key-file)\n%s\n' "$$(head -c 32 /dev/urandom | base64)" > data/cookie.key)
+	./target/release/house --port $(PORT) --guests guests --cookie-key-file data/cookie.key
 
 test: build unit-test browser-test
 

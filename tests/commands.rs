@@ -32,6 +32,15 @@ fn new_then_dev_then_check_outside_the_repository() {
         house(&["new", "Bad Name"]).2,
         "house: house new Bad Name: a guest's name is lower-case letters, digits, - and _, starting with a letter\n"
     );
+    // Its cookie key: one base64 key of 32 bytes, readable by its owner only,
+    // and kept out of git.
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.join("cookie.key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&key).unwrap();
+    let line = text.lines().find(|l| !l.starts_with('#')).expect("a key line");
+    assert_eq!(line.len(), 44, "32 bytes in base64: {line}");
+    assert!(std::fs::read_to_string(dir.join(".gitignore")).unwrap().contains("/cookie.key"));
     let toml = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap();
     let beside = repo().join("guest-sdk").canonicalize().unwrap();
     assert!(toml.contains(&format!("path = \"{}\"", beside.display())), "the SDK beside the binary:\n{toml}");

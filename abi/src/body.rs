@@ -300,7 +300,12 @@ fn scalar(ty: Ty, rules: &Rules, v: &Value, path: &str, out: &mut Vec<u8>) -> Re
             let i = n
                 .as_i64()
                 .or_else(|| {
-                    n.as_f64().filter(|&x| x > -9.2e18 && x < 9.2e18 && (x as i64) as f64 == x).map(|x| x as i64)
+                    n.as_f64()
+                        .filter(|&x| {
+                            (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&x)
+                                && (x as i64) as f64 == x
+                        })
+                        .map(|x| x as i64)
                 })
                 .ok_or_else(|| format!("{path}: {n} is not a 64-bit integer"))?;
             validate::check_int(p, i)?;

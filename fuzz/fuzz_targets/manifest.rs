@@ -9,7 +9,6 @@
 
 #![no_main]
 
-
 use arbitrary::Arbitrary;
 use house_host::guests::manifest::{Source, Types, read_handler, read_type};
 use house_host::guests::openapi;

@@ -58,13 +58,20 @@ fn run() -> anyhow::Result<()> {
             // The refusals are said; exit 1 without another line.
             std::process::exit(1);
         }
-        Command::Dev(cfg, crates) => {
+        Command::Dev(mut cfg, crates) => {
             house_host::commands::dev::start(&crates, &cfg.guests)?;
+            // The key `house new` made: signed cookies outlive a restart of
+            // the dev server.
+            if cfg.auth.cookie_key_file.is_none() {
+                cfg.auth.cookie_key_file = crates.iter().map(|c| c.join("cookie.key")).find(|k| k.exists());
+            }
             *cfg
         }
         Command::Serve(cfg) => *cfg,
     };
     raise_fd_limit(&cfg);
+    // Keys first: a bad key file stops the start before anything listens.
+    let identity = Arc::new(house_host::identity::Identity::load(&cfg.auth)?);
     let addr = SocketAddr::new(cfg.bind, cfg.port);
     let listeners = event_loop::bind(addr, cfg.threads).with_context(|| format!("cannot listen on {addr}"))?;
     let local = listeners[0].local_addr()?;
@@ -126,7 +133,6 @@ fn run() -> anyhow::Result<()> {
         hub.set_link(link);
     }
     let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
-    let identity = Arc::new(house_host::identity::Identity::load(&cfg.auth)?);
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
         let dispatcher = Dispatcher {

@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, copyFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { repo, startHouse, startRedis, startNginx, stop, launchBrowser, joinAs, getJson } from "./support.mjs";
+import { repo, startHouse, startRedis, startNginx, stop, launchBrowser, joinAs, getJson, cookieKeyFile } from "./support.mjs";
 
 const guests = mkdtempSync(join(tmpdir(), "house-deploy-"));
 copyFileSync(join(repo, "guests", "chat.wasm"), join(guests, "chat.wasm"));
@@ -24,7 +24,8 @@ before(async () => {
   redis = await startRedis();
   // A reconnection delay of 1 to 3 s: long enough for the gap test to
   // publish while a page is away.
-  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000"];
+  // One cookie key for both hosts: a sid one signed is good on the other.
+  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000", "--cookie-key-file", cookieKeyFile(mkdtempSync(join(tmpdir(), "house-keys-")))];
   hosts = [await startHouse(0, guests, engine), await startHouse(0, guests, engine)];
   nginx = await startNginx(hosts.map((h) => h.port));
   browser = await launchBrowser();
@@ -112,7 +113,8 @@ test("a page whose host restarts is shown what was said while it was away", asyn
   await send(bob, "before the restart");
   await ada.locator("#log li", { hasText: "before the restart" }).waitFor();
   // Ada's host goes (SIGTERM: it tells her page to come back in 1 to 3 s).
-  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000"];
+  // One cookie key for both hosts: a sid one signed is good on the other.
+  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000", "--cookie-key-file", cookieKeyFile(mkdtempSync(join(tmpdir(), "house-keys-")))];
   await stop(hosts[onA].child);
   await send(bob, "said during the gap");
   await send(bob, "also during the gap");

@@ -8,6 +8,7 @@ import { createServer, connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { chromium } from "playwright-core";
 
@@ -36,6 +37,15 @@ function dataDir(extra) {
 // Starts house on `port` (0: a free one) serving `guests`, its admin
 // surface on a free loopback port; resolves with the child, its port and
 // its admin port once it says it is listening.
+// A --cookie-key-file in `dir`: one random 32-byte key, base64, mode
+// 0600 (what `house new` and `make run` make). Hosts that share it verify
+// each other's signed cookies, and a restart keeps them.
+export function cookieKeyFile(dir) {
+  const path = join(dir, "cookie.key");
+  writeFileSync(path, `# test cookie key\n${randomBytes(32).toString("base64")}\n`, { mode: 0o600 });
+  return path;
+}
+
 export async function startHouse(port, guests, extra = []) {
   const admin = extra.includes("--admin-bind") ? [] : ["--admin-bind", "127.0.0.1:0"];
   const child = spawn(join(repo, "target", "release", "house"),

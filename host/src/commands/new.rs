@@ -52,7 +52,7 @@ pub fn run(dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
         (dir.join(".cargo/config.toml"), CARGO_CONFIG.to_owned()),
         (dir.join("src/lib.rs"), lib_rs(name)),
         (dir.join("src/index.html"), index_html(name)),
-        (dir.join(".gitignore"), "/target\n".to_owned()),
+        (dir.join(".gitignore"), "/target\n/cookie.key\n".to_owned()),
     ];
     for (path, text) in &files {
         if let Some(parent) = path.parent() {
@@ -60,10 +60,14 @@ pub fn run(dir: &Path, sdk: Option<&Path>) -> anyhow::Result<()> {
         }
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    // The key its signed cookies are signed with (0600; `house dev` uses
+    // it; give it to `house --cookie-key-file` in production).
+    crate::identity::ensure_key_file(&dir.join("cookie.key"))?;
     let wasm = name.replace('-', "_");
     println!(
         "created {dir}: a guest serving /{name}/hello, /{name}/updates and /{name}/announce,
-and its page /{name} (src/index.html, a static file)
+and its page /{name} (src/index.html, a static file); cookie.key signs its cookies
+(house dev uses it; house --cookie-key-file cookie.key in production; keep it secret)
 
     cd {dir}
     cargo test                       # the handlers as plain functions
