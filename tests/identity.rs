@@ -219,3 +219,59 @@ fn a_host_without_keys_refuses_tokens_and_bad_key_files_stop_it_at_start() {
     let err = bad("--auth-public-key-file", short.to_str().unwrap());
     assert!(err.contains("a key of 16 bytes; an Ed25519 public key is 32"), "{err}");
 }
+
+/// The chat's verified names: `/chat/name` reserves a name in a room and
+/// answers a cookie the host signs; `/chat/say` posts under the cookie's
+/// name only. Nobody else can take the name there, and a forged, altered or
+/// other room's cookie posts nothing.
+#[test]
+fn the_chat_signs_names_so_that_nobody_posts_as_another() {
+    let s = Server::start(&["chat"], &["--quiet"]);
+    let claim = |cookie: &str, room: &str, name: &str| {
+        let body = format!("room={room}&name={}", house_tests::enc(name));
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        if !cookie.is_empty() {
+            headers.push(("Cookie", cookie));
+        }
+        s.send("POST", "/chat/name", &headers, &body)
+    };
+    let say = |cookie: &str, room: &str| {
+        let headers = [("Content-Type", "application/x-www-form-urlencoded"), ("Cookie", cookie)];
+        s.send("POST", "/chat/say", &headers, &format!("room={room}&message=hello+there"))
+    };
+    let mut sub = Subscriber::open(s.connect(), "/source?room=lab");
+    sub.set_timeout(std::time::Duration::from_secs(10));
+    assert!(sub.next_data().is_some(), "the stream's first event");
+
+    let r = claim("", "lab", "Ada Lovelace");
+    assert_eq!(r.status, 204, "{}", r.body);
+    let set = r.header("set-cookie").unwrap().to_owned();
+    let ada = set.split(';').next().unwrap().to_owned();
+    assert!(ada.starts_with("chat_who=") && ada.contains("~lab~Ada%20Lovelace."), "{set}");
+    assert_eq!(say(&ada, "lab").status, 200);
+    assert_eq!(sub.next_data().as_deref(), Some(r#"{"name":"Ada Lovelace","message":"hello there","verified":true}"#));
+
+    // Someone else cannot have the name in this room (any case)...
+    let r = claim("", "lab", "ada lovelace");
+    assert_eq!((r.status, r.body.trim_end()), (409, "the name ada lovelace is taken"));
+    // ...nor make the cookie up, alter it, or use one of another room.
+    let (value, signature) = ada.rsplit_once('.').unwrap();
+    let id = value.strip_prefix("chat_who=").unwrap().split('~').next().unwrap();
+    for forged in [
+        value.to_owned(),
+        format!("chat_who=ffffffffffffffffffffffff~lab~Ada%20Lovelace.{signature}"),
+        format!("chat_who={id}~lab~Ada%20Lovelacf.{signature}"),
+    ] {
+        let r = say(&forged, "lab");
+        assert_eq!((r.status, r.body.trim_end()), (403, "no name in this room: claim one at /chat/name"), "{forged}");
+    }
+    let bob = claim("", "other", "Ada Lovelace");
+    assert_eq!(bob.status, 204, "names are per room");
+    let bob = bob.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    assert_eq!(say(&bob, "lab").status, 403, "a name of another room");
+    // Ada claims again (a new page): still hers.
+    assert_eq!(claim(&ada, "lab", "Ada Lovelace").status, 204);
+    // Nothing else reached the room.
+    assert_eq!(say(&ada, "lab").status, 200);
+    assert_eq!(sub.next_data().as_deref(), Some(r#"{"name":"Ada Lovelace","message":"hello there","verified":true}"#));
+}

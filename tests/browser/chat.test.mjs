@@ -56,6 +56,25 @@ test("a refused message shows the server's reason", async () => {
   await ada.close();
 });
 
+test("a name is its first sender's in a room: the server signs it, and nobody else posts under it", async () => {
+  const ada = await joinAs("Ada", "names");
+  const bob = await joinAs("Bob", "names");
+  await ada.getByLabel("Message", { exact: true }).fill("it is really me");
+  await ada.getByLabel("Message", { exact: true }).press("Enter");
+  const line = bob.locator("#log li", { hasText: "it is really me" });
+  await line.waitFor();
+  assert.equal(await line.locator(".name.verified").count(), 1, "shown as verified");
+  assert.equal(await line.locator(".name").getAttribute("title"), "a name the server verified");
+  const eve = await joinAs("Ada", "names");     // another browser, the same name
+  await eve.getByLabel("Message", { exact: true }).fill("it is me, honest");
+  await eve.getByLabel("Message", { exact: true }).press("Enter");
+  await eve.locator("#error", { hasText: "Not sent: the name Ada is taken" }).waitFor();
+  assert.equal(await bob.locator("#log li", { hasText: "it is me, honest" }).count(), 0);
+  // The signed cookie is HttpOnly: the page's script cannot read or copy it.
+  assert.equal(await ada.evaluate(() => document.cookie), "");
+  await ada.close(); await bob.close(); await eve.close();
+});
+
 const send = async (page, text) => {
   await page.getByLabel("Message", { exact: true }).fill(text);
   await page.getByLabel("Message", { exact: true }).press("Enter");

@@ -19,13 +19,15 @@ copyFileSync(join(repo, "guests", "chat.wasm"), join(guests, "chat.wasm"));
 copyFileSync(join(repo, "guests", "todo.wasm"), join(guests, "todo.wasm"));
 
 let redis, hosts = [], nginx, browser;
+// One cookie key for every host: a cookie one signed is good on the others,
+// and on a host that restarts.
+const cookieKey = cookieKeyFile(mkdtempSync(join(tmpdir(), "house-keys-")));
 
 before(async () => {
   redis = await startRedis();
   // A reconnection delay of 1 to 3 s: long enough for the gap test to
   // publish while a page is away.
-  // One cookie key for both hosts: a sid one signed is good on the other.
-  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000", "--cookie-key-file", cookieKeyFile(mkdtempSync(join(tmpdir(), "house-keys-")))];
+  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000", "--cookie-key-file", cookieKey];
   hosts = [await startHouse(0, guests, engine), await startHouse(0, guests, engine)];
   nginx = await startNginx(hosts.map((h) => h.port));
   browser = await launchBrowser();
@@ -113,8 +115,7 @@ test("a page whose host restarts is shown what was said while it was away", asyn
   await send(bob, "before the restart");
   await ada.locator("#log li", { hasText: "before the restart" }).waitFor();
   // Ada's host goes (SIGTERM: it tells her page to come back in 1 to 3 s).
-  // One cookie key for both hosts: a sid one signed is good on the other.
-  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000", "--cookie-key-file", cookieKeyFile(mkdtempSync(join(tmpdir(), "house-keys-")))];
+  const engine = ["--engine", `redis://127.0.0.1:${redis.port}`, "--retry-ms", "2000", "--cookie-key-file", cookieKey];
   await stop(hosts[onA].child);
   await send(bob, "said during the gap");
   await send(bob, "also during the gap");
