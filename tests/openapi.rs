@@ -115,3 +115,206 @@ fn the_document_follows_a_reload() {
     assert!(page["responses"]["304"]["description"].is_string(), "{page}");
     assert_eq!(param(page, "If-None-Match")["in"], "header");
 }
+
+/// A value that keeps `schema`'s rules (the least one, near the bounds).
+fn valid(schema: &Value) -> Value {
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    if let Some(first) = schema["anyOf"].as_array().and_then(|a| a.first()) {
+        return valid(first);
+    }
+    let n = |k: &str| schema[k].as_i64();
+    match schema["type"].as_str() {
+        Some("string") if schema["contentMediaType"] == "application/json" => json!("{}"),
+        Some("string") => {
+            json!("a".repeat(n("minLength").unwrap_or(1).max(1).min(n("maxLength").unwrap_or(64)) as usize))
+        }
+        Some("integer") => json!(n("minimum").unwrap_or(1).max(1).min(n("maximum").unwrap_or(i64::MAX))),
+        Some("number") => json!(schema["minimum"].as_f64().unwrap_or(0.5)),
+        Some("boolean") => json!(true),
+        Some("array") => Value::Array(vec![valid(&schema["items"]); n("minItems").unwrap_or(1).max(1) as usize]),
+        Some("object") => {
+            let props = schema["properties"].as_object().cloned().unwrap_or_default();
+            Value::Object(props.iter().map(|(k, s)| (k.clone(), valid(s))).collect())
+        }
+        _ => json!(1),
+    }
+}
+
+/// Values that break one of `schema`'s rules, each with what it breaks.
+fn invalid(schema: &Value, in_json: bool) -> Vec<(Value, String)> {
+    let mut out = Vec::new();
+    if schema["enum"].is_array() {
+        out.push((json!("zz-none-of-these"), "enum".into()));
+    }
+    let n = |k: &str| schema[k].as_i64();
+    match schema["type"].as_str() {
+        Some("string") => {
+            if let Some(max) = n("maxLength") {
+                out.push((json!("a".repeat(max as usize + 1)), "maxLength".into()));
+            }
+            if let Some(min) = n("minLength").filter(|&m| m > 0) {
+                out.push((json!("a".repeat(min as usize - 1)), "minLength".into()));
+            }
+            if schema.get("pattern").is_some()
+                || schema["description"].as_str().is_some_and(|d| d.starts_with("a keyword"))
+            {
+                out.push((json!("a b"), "keyword".into()));
+            }
+            if in_json {
+                out.push((json!(5), "type".into()));
+            }
+        }
+        Some("integer") => {
+            out.push((json!("x"), "type".into()));
+            if let Some(min) = n("minimum").filter(|&m| m > i64::MIN) {
+                out.push((json!(min - 1), "minimum".into()));
+            }
+            if let Some(max) = n("maximum").filter(|&m| m < i64::MAX) {
+                out.push((json!(max + 1), "maximum".into()));
+            }
+        }
+        Some("number") => out.push((json!("x"), "type".into())),
+        Some("boolean") => out.push((json!("maybe"), "type".into())),
+        Some("array") if in_json => {
+            out.push((json!("x"), "type".into()));
+            if let Some(max) = n("maxItems") {
+                out.push((Value::Array(vec![valid(&schema["items"]); max as usize + 1]), "maxItems".into()));
+            }
+        }
+        Some("object") => {
+            let required = schema["required"].as_array().cloned().unwrap_or_default();
+            let good = valid(schema);
+            for r in required {
+                let mut doc = good.clone();
+                doc.as_object_mut().unwrap().remove(r.as_str().unwrap());
+                out.push((doc, format!("required {r}")));
+            }
+            if schema["additionalProperties"] == json!(false) {
+                let mut doc = good.clone();
+                doc["zz_unknown"] = json!(1);
+                out.push((doc, "additionalProperties".into()));
+            }
+            for (k, s) in schema["properties"].as_object().cloned().unwrap_or_default() {
+                for (bad, why) in invalid(&s, true) {
+                    let mut doc = good.clone();
+                    doc[&k] = bad;
+                    out.push((doc, format!("{k}: {why}")));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A value as a query string or path segment carries it.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// For every operation of the example guests: a request made from its
+/// schema (every declared input at a value its rules keep) is not refused
+/// by the host, and the same request with one input broken (each rule, one
+/// at a time) is a 400.
+#[test]
+fn requests_made_from_the_schemas_pass_and_mutated_ones_get_400() {
+    let s = Server::start(&["chat", "hello", "todo", "typed"], &["--quiet"]);
+    let d = document(&s);
+    let (mut passed, mut refused) = (0, 0);
+    for (path, item) in d["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op["summary"].as_str().is_some_and(|s| s.starts_with("static file")) {
+                continue;
+            }
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let body_schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            let stream = op["responses"]["200"]["content"].get("text/event-stream").is_some();
+            // The inputs: (name, where, value) for each parameter it takes.
+            let inputs: Vec<(String, String, Value)> = params
+                .iter()
+                .filter(|p| p["in"] != "cookie" && p["name"] != "If-None-Match")
+                .map(|p| {
+                    (p["name"].as_str().unwrap().to_owned(), p["in"].as_str().unwrap().to_owned(), valid(&p["schema"]))
+                })
+                .collect();
+            let body = (!body_schema.is_null()).then(|| valid(body_schema));
+            let send = |inputs: &[(String, String, Value)], body: Option<&Value>| -> u16 {
+                let mut target = path.clone();
+                let mut query = Vec::new();
+                let mut headers = Vec::new();
+                for (name, place, v) in inputs {
+                    match place.as_str() {
+                        "path" => target = target.replace(&format!("{{{name}}}"), &house_tests::enc(&text(v))),
+                        "header" => headers.push((name.clone(), text(v))),
+                        _ => match v {
+                            Value::Array(items) => {
+                                query.extend(items.iter().map(|i| format!("{name}={}", house_tests::enc(&text(i)))))
+                            }
+                            v => query.push(format!("{name}={}", house_tests::enc(&text(v)))),
+                        },
+                    }
+                }
+                if !query.is_empty() {
+                    target = format!("{target}?{}", query.join("&"));
+                }
+                let json = body.map(Value::to_string);
+                if json.is_some() {
+                    headers.push(("Content-Type".into(), "application/json".into()));
+                }
+                let h: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+                let method = method.to_ascii_uppercase();
+                if stream {
+                    // The status line only: a stream does not end.
+                    let mut c = s.connect();
+                    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n");
+                    for (k, v) in &h {
+                        req.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    std::io::Write::write_all(&mut c, format!("{req}\r\n").as_bytes()).unwrap();
+                    let mut line = String::new();
+                    std::io::BufRead::read_line(&mut std::io::BufReader::new(c), &mut line).unwrap();
+                    return line.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                }
+                s.send(&method, &target, &h, json.as_deref().unwrap_or("")).status
+            };
+            let status = send(&inputs, body.as_ref());
+            assert!(![400, 413, 415].contains(&status), "{method} {path} from its schema: {status}");
+            passed += 1;
+            for (i, (name, place, _)) in inputs.iter().enumerate() {
+                let p = params.iter().find(|p| p["name"] == name.as_str()).unwrap();
+                let mut broken: Vec<(Option<Value>, String)> =
+                    invalid(&p["schema"], false).into_iter().map(|(v, why)| (Some(v), why)).collect();
+                if p["required"] == json!(true) && place != "path" {
+                    broken.push((None, "required".into()));
+                }
+                for (bad, why) in broken {
+                    let mut inputs = inputs.clone();
+                    // A value longer than a request head may be is refused
+                    // before it is looked at (414; `--max-head-bytes`).
+                    let expected = if bad.as_ref().is_some_and(|b| text(b).len() > 16384) { 414 } else { 400 };
+                    match bad {
+                        Some(bad) => inputs[i].2 = bad,
+                        None => drop(inputs.remove(i)),
+                    }
+                    let status = send(&inputs, body.as_ref());
+                    assert_eq!(status, expected, "{method} {path} with {place} {name} breaking {why}");
+                    refused += 1;
+                }
+            }
+            if let Some(good) = &body {
+                for (bad, why) in invalid(body_schema, true) {
+                    assert_eq!(send(&inputs, Some(&bad)), 400, "{method} {path} with a body breaking {why}: {bad}");
+                    refused += 1;
+                }
+                let _ = good;
+            }
+        }
+    }
+    eprintln!("{passed} requests from the schemas passed, {refused} mutated ones were refused");
+    assert!(passed > 20 && refused > 50, "{passed} passed, {refused} refused");
+}

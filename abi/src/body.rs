@@ -302,7 +302,7 @@ fn scalar(ty: Ty, rules: &Rules, v: &Value, path: &str, out: &mut Vec<u8>) -> Re
                 .or_else(|| {
                     n.as_f64()
                         .filter(|&x| {
-                            (-9.223_372_036_854_775_808e18..9.223_372_036_854_775_808e18).contains(&x)
+                            (i64::MIN as f64..-(i64::MIN as f64)).contains(&x)
                                 && (x as i64) as f64 == x
                         })
                         .map(|x| x as i64)

@@ -84,17 +84,28 @@ fn operation(file: &str, h: &HandlerSpec, method: &str) -> Value {
     for p in &h.params {
         let schema = match &p.object {
             Some(object) => house_abi::body::json_schema(object),
+            // A `json` body is any JSON document (its text's length is
+            // checked, which a JSON Schema of the value cannot say).
+            None if p.source == Source::Body => {
+                let mut any = json!({"description": "any JSON document"});
+                if let Some(max) = p.rules.chars.and_then(|b| b.max) {
+                    any["description"] = json!(format!("any JSON document of at most {max} characters as sent"));
+                }
+                any
+            }
             None => schema(p),
         };
         match p.source {
             Source::Body => body = Some((schema, p.default.is_none())),
             Source::Token => token = Some(p),
             Source::Query => {
-                parameters.push(parameter(p, "query", schema.clone()));
+                let param = parameter(p, "query", schema.clone());
+                let required = param["required"] == json!(true);
+                parameters.push(param);
                 // A form body may carry them too (the query string first).
                 if with_body {
                     form.insert(p.name.clone(), schema);
-                    if p.default.is_none() {
+                    if required {
                         form_required.push(p.name.clone());
                     }
                 }
@@ -149,8 +160,9 @@ fn parameter(p: &ParamSpec, place: &str, schema: Value) -> Value {
     let mut param = json!({
         "name": p.name,
         "in": place,
-        // A path segment is always there; the others when they have no default.
-        "required": place == "path" || p.default.is_none(),
+        // A path segment is always there; the others when they have no
+        // default (an absent list is an empty one: required if it needs items).
+        "required": place == "path" || (p.default.is_none() && (!p.ty.is_list() || p.rules.items.is_some_and(|b| b.min.unwrap_or(0) > 0))),
         "schema": schema,
     });
     if matches!(p.ty, Ty::ListOfKeyword | Ty::ListOfInteger) {
