@@ -7,7 +7,7 @@ WASM_TARGET := wasm32-unknown-unknown
 GUEST_CRATES := chat hello todo typed
 # Guests the tests use and `make run` does not serve: built with the others,
 # copied to target/test-guests/.
-TEST_GUEST_CRATES := txcheck board
+TEST_GUEST_CRATES := txcheck board order_typed order_serde
 # Guests in C, one folder each with one .c file (built against
 # guest-sdk/include/house.h with clang and lld; see docs/ABI.md).
 C_GUESTS := c-greet
@@ -117,7 +117,7 @@ bench: build test-deps
 # installed if missing; RUSTC_BOOTSTRAP lets the stable toolchain take the
 # sanitizer flags.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := parse_request manifest response_block imports static_sections reuse_scan
+FUZZ_TARGETS := parse_request manifest response_block imports static_sections reuse_scan body
 FUZZ_LIMITS := -rss_limit_mb=2048 -malloc_limit_mb=512
 fuzz-tool:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.2

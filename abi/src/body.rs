@@ -301,10 +301,7 @@ fn scalar(ty: Ty, rules: &Rules, v: &Value, path: &str, out: &mut Vec<u8>) -> Re
                 .as_i64()
                 .or_else(|| {
                     n.as_f64()
-                        .filter(|&x| {
-                            (i64::MIN as f64..-(i64::MIN as f64)).contains(&x)
-                                && (x as i64) as f64 == x
-                        })
+                        .filter(|&x| (i64::MIN as f64..-(i64::MIN as f64)).contains(&x) && (x as i64) as f64 == x)
                         .map(|x| x as i64)
                 })
                 .ok_or_else(|| format!("{path}: {n} is not a 64-bit integer"))?;

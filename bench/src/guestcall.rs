@@ -56,7 +56,7 @@ fn call(runtime: &Arc<Runtime>, handler: &Arc<Handler>, params: &validate::Input
 /// The runtime with the limits `house` runs with by default; `warm`: with
 /// idle instances kept (the default), or a new instance for every call
 /// (`--guest-warm-instances 0`).
-fn runtime(warm: bool) -> anyhow::Result<Arc<Runtime>> {
+pub(crate) fn runtime(warm: bool) -> anyhow::Result<Arc<Runtime>> {
     let mut limits = Config::default().guest;
     if !warm {
         limits.warm = 0;
@@ -81,7 +81,7 @@ pub fn reuse(guests: &Path, iterations: u32) -> anyhow::Result<Reuse> {
 
 /// The time per call of `a` and of `b`, alternated in four rounds each so
 /// that a noisy neighbour hits both.
-fn alternated(
+pub(crate) fn alternated(
     iterations: u32,
     mut a: impl FnMut() -> anyhow::Result<usize>,
     mut b: impl FnMut() -> anyhow::Result<usize>,
@@ -215,7 +215,7 @@ pub fn run(guests: &Path, iterations: u32) -> anyhow::Result<GuestCall> {
 /// (A machine shared with others slows some rounds down; the median of
 /// rounds is what the code costs, the mean of all is what the neighbours
 /// did.)
-fn time(iterations: u32, mut f: impl FnMut() -> anyhow::Result<usize>) -> anyhow::Result<Duration> {
+pub(crate) fn time(iterations: u32, mut f: impl FnMut() -> anyhow::Result<usize>) -> anyhow::Result<Duration> {
     const ROUNDS: u32 = 20;
     let mut sink = 0;
     for _ in 0..iterations / 10 {

@@ -5,6 +5,7 @@
 //!
 //! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario and round (default 3).
 
+mod bodies;
 mod fanout;
 mod guestcall;
 mod history;
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 10] = ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history", "kv", "tx"];
+const ALL: [&str; 11] =
+    ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history", "kv", "tx", "bodies"];
 const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
@@ -69,6 +71,8 @@ fn run() -> anyhow::Result<()> {
     let txcheck = repo().join("target/test-guests/txcheck.wasm");
     std::fs::copy(&txcheck, guests.join("txcheck.wasm"))
         .context("target/test-guests/txcheck.wasm (run make guests)")?;
+    let board = repo().join("target/test-guests/board.wasm");
+    std::fs::copy(&board, guests.join("board.wasm")).context("target/test-guests/board.wasm (run make guests)")?;
     let cache = work.join("cache");
     let log = work.join("house.log");
 
@@ -166,6 +170,10 @@ fn run() -> anyhow::Result<()> {
     }
     if want("tx") {
         tx::run(&mut report, &guests, &cache, &work)?;
+    }
+    if want("bodies") {
+        let iters = std::env::var("BENCH_GUESTCALL_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        bodies::run(&mut report, &guests, &cache, &work, iters)?;
     }
     if std::env::var_os("KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&work);

@@ -59,9 +59,43 @@ pub fn run_cold(server: &Running, path: &str, secs: u64) -> anyhow::Result<Load>
     Ok(load)
 }
 
+/// As [`run`], every request a POST of `body` as `application/json` (a
+/// wrk script, written to `script`).
+pub fn post_json(
+    server: &Running,
+    path: &str,
+    body: &str,
+    secs: u64,
+    script: &std::path::Path,
+) -> anyhow::Result<Load> {
+    let quoted = serde_json::to_string(body)?;
+    std::fs::write(
+        script,
+        format!("wrk.method = \"POST\"\nwrk.body = {quoted}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"),
+    )?;
+    let url = format!("http://{}{path}", server.addr);
+    wrk_with(&url, 1, Some(script))?;
+    let cpu0 = procfs::cpu_seconds(server.pid());
+    let out = wrk_with(&url, secs, Some(script))?;
+    let cpu1 = procfs::cpu_seconds(server.pid());
+    let mut load = parse(&out).with_context(|| format!("parsing wrk output:\n{out}"))?;
+    load.cpu_us = (cpu1 - cpu0) * 1e6 / load.requests.max(1) as f64;
+    Ok(load)
+}
+
 fn wrk(url: &str, secs: u64) -> anyhow::Result<String> {
+    wrk_with(url, secs, None)
+}
+
+fn wrk_with(url: &str, secs: u64, script: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let mut args = vec!["-t1".to_owned(), "-c64".into(), format!("-d{secs}s"), "--latency".into()];
+    if let Some(script) = script {
+        args.push("-s".into());
+        args.push(script.display().to_string());
+    }
     let out = Command::new("wrk")
-        .args(["-t1", "-c64", &format!("-d{secs}s"), "--latency", "--timeout", "5s", url])
+        .args(&args)
+        .args(["--timeout", "5s", url])
         .output()
         .context("running wrk (make bench installs it)")?;
     if !out.status.success() {
