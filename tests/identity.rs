@@ -184,6 +184,14 @@ fn every_bad_token_is_a_401_with_a_reason_and_a_challenge() {
     );
     // Too long to look at.
     assert_eq!(b.refused(&"a".repeat(9000)).0, "token: token too long");
+    // None of the refusals made a call: the guest ran for the 4 good tokens.
+    let metrics = b.s.admin_get("/_house/metrics").body;
+    let calls: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("house_guest_calls_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(calls, 4, "{metrics}");
     // No key of the file appears in any answer or in the log.
     let log = b.s.log();
     for key in [&b.old[..], &b.new[..]] {
