@@ -12,7 +12,6 @@
 use alloc::borrow::Cow;
 use alloc::format;
 use alloc::string::{String, ToString};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -81,17 +80,19 @@ struct State<'s> {
 
 impl State<'_> {
     fn fail<E: de::Error>(&mut self, why: fmt::Arguments<'_>) -> E {
-        let mut text = String::from(self.label);
+        use fmt::Write as _;
+        // One string, written once: a flood of refusals pays little for
+        // its texts.
+        let mut text = String::with_capacity(96);
+        text.push_str(self.label);
         for seg in &self.path {
-            match seg {
-                Seg::Field(name) => {
-                    text.push('.');
-                    text.push_str(name);
-                }
-                Seg::Index(i) => text.push_str(&format!("[{i}]")),
-            }
+            let _ = match seg {
+                Seg::Field(name) => write!(text, ".{name}"),
+                Seg::Index(i) => write!(text, "[{i}]"),
+            };
         }
-        self.error = Some(format!("{text}: {why}"));
+        let _ = write!(text, ": {why}");
+        self.error = Some(text);
         E::custom("refused")
     }
 
@@ -356,6 +357,9 @@ impl<'de> Visitor<'de> for Seed<'_, '_> {
     }
 }
 
+// `seen` is a bitmask of the fields.
+const _: () = assert!(super::MAX_FIELDS <= 64);
+
 /// An object's fields, in any order, out in field order.
 fn object<'de, 's, A: MapAccess<'de>>(
     obj: &'s Object,
@@ -364,20 +368,25 @@ fn object<'de, 's, A: MapAccess<'de>>(
     out: &mut Vec<u8>,
 ) -> Result<(), A::Error> {
     let root = st.path.is_empty();
-    let mut spans: Vec<Option<(usize, usize)>> = vec![None; obj.fields.len()];
-    let mut scratch = Vec::new();
+    // Where each field's encoding is in `scratch`: on the stack (at most
+    // MAX_FIELDS), one allocation fewer per object; `seen` says which.
+    let mut spans = [(0u32, 0u32); super::MAX_FIELDS];
+    let mut seen: u64 = 0;
+    let mut scratch = Vec::with_capacity(128);
     while let Some(key) = map.next_key_seed(Key)? {
         match obj.fields.iter().position(|f| f.name == *key) {
             Some(i) => {
                 let field = &obj.fields[i];
                 st.path.push(Seg::Field(&field.name));
-                if spans[i].is_some() {
+                if seen & (1 << i) != 0 {
                     return Err(st.fail(format_args!("given twice")));
                 }
                 let start = scratch.len();
                 map.next_value_seed(Seed { node: field.node(), st: &mut *st, out: &mut scratch })?;
                 st.path.pop();
-                spans[i] = Some((start, scratch.len()));
+                // A body is at most --max-body-bytes: offsets fit a u32.
+                spans[i] = (start as u32, scratch.len() as u32);
+                seen |= 1 << i;
             }
             None if obj.allow_unknown || (root && st.skip.contains(&&*key)) => {
                 map.next_value::<IgnoredAny>()?;
@@ -389,7 +398,8 @@ fn object<'de, 's, A: MapAccess<'de>>(
             }
         }
     }
-    for (field, span) in obj.fields.iter().zip(spans) {
+    for (i, (field, (a, b))) in obj.fields.iter().zip(spans).enumerate() {
+        let span = (seen & (1 << i) != 0).then_some((a as usize, b as usize));
         match (span, &field.default_block) {
             (Some((a, b)), _) => out.extend_from_slice(&scratch[a..b]),
             (None, _) if field.optional => wire::push_bool(out, false),
