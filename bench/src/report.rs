@@ -287,6 +287,24 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    while one more client commits writes one after another (each answered
    after its sync), against the same load with no writes, alternating
    rounds: whether the loop waits on the disk.
+17. **Flood of 400s from a typed body** — the `board` test guest's
+   `POST /order` with a body whose second line has `qty: 0` (a nested rule):
+   refused by the host's body checker, no instance made. Against the floor
+   (as scenario 7), and against the same POSTs sent to a path nobody serves
+   (a 404): the request's bytes framed and answered, without the check.
+18. **A valid body of 10 fields (2 nested objects)** checked and encoded
+   by the host (`house_abi::body::validate`, in-process), against parsing
+   the same text into a `serde_json::Value` alone. Target: ≤ 2 µs.
+19. **HS256 token** — `TokenKeys::verify` of a token with five claims:
+   header, HMAC-SHA-256, times, as JSON; against the HMAC of its input
+   alone. Target ≤ 3 µs.
+20. **EdDSA token** — the same with an Ed25519 signature, against
+   `verify_strict` alone. Target ≤ 60 µs.
+21. **Typed body against `Json` + serde** — `order_typed` (a
+   `#[derive(Body)]` order of 10 fields, checked by the host) against
+   `order_serde` (the same order as `Json`, parsed and checked by serde in
+   the guest), same answer, in-process: the request's validation plus the
+   call, alternated; and the two modules' sizes.
 
 The load generator is wrk, from Debian's packages (`make bench` installs
 it): a well-known C epoll client, independent of our code, so it cannot
@@ -301,7 +319,7 @@ space shows more than twice the CPU per request.
 ## Rerunning one scenario
 
     make build && cargo build --release -p house-bench
-    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin, history, kv, tx
+    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin, history, kv, tx, bodies
     BENCH_SECONDS=10 ./target/release/house-bench   # longer HTTP runs
 
 `--only` prints its rows and leaves this file alone; a full run rewrites it.
