@@ -99,6 +99,26 @@ fn the_document_is_valid_and_says_what_the_manifests_say() {
     }
 }
 
+/// Bearer tokens and typed bodies in the document: the validator accepts
+/// it, the token's operations say so (security, 401) and their claims'
+/// schema is there.
+#[test]
+fn tokens_and_typed_bodies_are_in_a_valid_document() {
+    let dir = house_tests::TempDir::new("guests");
+    std::fs::copy(house_tests::test_guest("board"), dir.path().join("board.wasm")).unwrap();
+    let s = Server::start_in(dir, &["--quiet"]);
+    let d = document(&s);
+    assert_eq!(d["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let write = &d["paths"]["/board/{room}"]["post"];
+    assert_eq!(write["security"], json!([{"bearer": []}]));
+    assert!(write["responses"]["401"]["headers"]["WWW-Authenticate"].is_object(), "{write}");
+    assert_eq!(write["x-house-token-claims"]["schema"]["properties"]["can"]["maxItems"], 3);
+    let body = &write["requestBody"]["content"]["application/json"]["schema"];
+    assert_eq!(body["properties"]["text"]["maxLength"], 280);
+    let events = &d["paths"]["/board/{room}/events"]["get"];
+    assert!(events["x-house-token-claims"]["description"].as_str().unwrap().contains("cookie board_token"));
+}
+
 #[test]
 fn the_document_follows_a_reload() {
     let s = Server::start(&["hello"], &["--quiet"]);
