@@ -27,3 +27,4 @@ pub mod socket;
 pub mod sse;
 pub mod streams;
 pub mod timers;
+pub mod websocket;
