@@ -166,9 +166,13 @@ fn every_bad_token_is_a_401_with_a_reason_and_a_challenge() {
     assert_eq!(b.refused(&with(&|c| c["aud"] = json!("other"))).0, "token: wrong audience");
     assert_eq!(b.get("lobby", &with(&|c| c["aud"] = json!("board"))).status, 200, "aud as a string");
     // The claims' own rules.
+    let (why, challenge) = b.refused(&with(&|c| c["can"] = json!(["read", "admin"])));
+    assert_eq!(why, "token.can[1]: \"admin\" is not one of \"read\", \"write\", \"subscribe\"");
     assert_eq!(
-        b.refused(&with(&|c| c["can"] = json!(["read", "admin"]))).0,
-        "token.can[1]: \"admin\" is not one of \"read\", \"write\", \"subscribe\""
+        challenge,
+        "Bearer realm=\"house\", error=\"invalid_token\", \
+         error_description=\"token.can[1]: 'admin' is not one of 'read', 'write', 'subscribe'\"",
+        "quotes in the reason do not end the header's quoted string"
     );
     assert_eq!(b.refused(&with(&|c| c["sub"] = json!(""))).0, "token.sub: length 0 is below the minimum 1");
     assert_eq!(

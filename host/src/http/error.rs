@@ -80,9 +80,16 @@ impl HttpError {
     pub fn unauthorized(error: Option<&str>, why: impl Into<Cow<'static, str>>) -> HttpError {
         let why = why.into();
         let challenge = match error {
-            // The description is the host's own words (no quotes or
-            // backslashes in them): safe inside the quoted string.
-            Some(code) => format!("Bearer realm=\"house\", error=\"{code}\", error_description=\"{why}\""),
+            // A claim's refusal may quote what the token said: inside the
+            // quoted string its quotes and backslashes become apostrophes
+            // (RFC 6750 3: error_description is %x20-21 / %x23-5B / %x5D-7E).
+            Some(code) => {
+                let text: String = why
+                    .chars()
+                    .map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c })
+                    .collect();
+                format!("Bearer realm=\"house\", error=\"{code}\", error_description=\"{text}\"")
+            }
             None => "Bearer realm=\"house\"".to_owned(),
         };
         HttpError { kind: ErrorKind::Unauthorized, reason: why, allow: None, challenge: Some(challenge) }
