@@ -7,15 +7,18 @@
 
 mod body;
 mod spec;
+mod statics;
+mod types;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, quote_spanned};
-use syn::parse::{Parse, ParseStream};
 use syn::spanned::Spanned;
 use syn::{Error, Result};
 
 use spec::{Base, Rules};
+use statics::StaticFiles;
+use types::TypeDefs;
 
 /// Declares a handler: the function as written, plus the manifest entry the
 /// host reads at load time and the ABI glue.
@@ -105,7 +108,7 @@ fn finish(result: Result<TokenStream2>) -> TokenStream {
     tokens.into()
 }
 
-use house_abi::manifest::{Handler as Manifest, Param, Type};
+use house_abi::manifest::{Handler as Manifest, Param};
 use house_abi::{Kind, METHODS, Source, Ty};
 
 fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2> {
@@ -409,77 +412,18 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
 }
 
 /// The route's shape as an identifier's tail.
-fn hex(shape: &str) -> String {
+pub(crate) fn hex(shape: &str) -> String {
     shape.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
 /// One item per (method, route shape) of the module, so that a second
 /// claim of a route is "defined multiple times", pointing at `span`.
-fn route_item(method: &str, hex: &str, span: Span) -> TokenStream2 {
+pub(crate) fn route_item(method: &str, hex: &str, span: Span) -> TokenStream2 {
     let item = syn::Ident::new(&format!("__house_one_handler_per_route_{method}_{hex}"), span);
     quote! {
         #[doc(hidden)]
         #[allow(non_upper_case_globals, dead_code)]
         const #item: () = ();
-    }
-}
-
-/// `static_files! { "/path" => "file" [as "content/type"], ... }`
-struct StaticFiles(Vec<(syn::LitStr, syn::LitStr, String)>);
-
-impl Parse for StaticFiles {
-    fn parse(input: ParseStream<'_>) -> Result<StaticFiles> {
-        let mut files = Vec::new();
-        while !input.is_empty() {
-            let path: syn::LitStr = input.parse()?;
-            house_abi::statics::check_path(&path.value()).map_err(|e| Error::new(path.span(), e))?;
-            input.parse::<syn::Token![=>]>()?;
-            let file: syn::LitStr = input.parse()?;
-            let content_type = if input.peek(syn::Token![as]) {
-                input.parse::<syn::Token![as]>()?;
-                let ct: syn::LitStr = input.parse()?;
-                house_abi::check_content_type(&ct.value()).map_err(|e| Error::new(ct.span(), e))?;
-                ct.value()
-            } else {
-                house_abi::statics::content_type_for(&file.value())
-                    .ok_or_else(|| {
-                        Error::new(
-                            file.span(),
-                            "unknown extension: give its type, \"/path\" => \"file\" as \"type/subtype\"",
-                        )
-                    })?
-                    .to_owned()
-            };
-            files.push((path, file, content_type));
-            if !input.is_empty() {
-                input.parse::<syn::Token![,]>()?;
-            }
-        }
-        Ok(StaticFiles(files))
-    }
-}
-
-impl StaticFiles {
-    fn expand(self) -> TokenStream2 {
-        let mut out = TokenStream2::new();
-        for (path, file, content_type) in self.0 {
-            let section = house_abi::statics::section_name(&path.value(), &content_type);
-            out.extend(route_item("GET", &hex(&path.value()), path.span()));
-            // A custom section on wasm32 (other targets, native tests, have
-            // no use for it); the linker keeps it whole and apart from the
-            // data the instance's memory starts with. Not `#[used]`: that
-            // also left a copy of the file in the data segment, in every
-            // instance's memory (rustc keeps a wasm `link_section` static
-            // without it).
-            out.extend(quote! {
-                const _: () = {
-                    #[cfg_attr(target_arch = "wasm32", unsafe(link_section = #section))]
-                    #[allow(dead_code)]
-                    static FILE: [u8; include_bytes!(#file).len()] = *include_bytes!(#file);
-                };
-            });
-        }
-        out
     }
 }
 
@@ -495,80 +439,4 @@ fn path_params(path: Option<&str>) -> Vec<String> {
             house_abi::path::Segment::Literal(_) => None,
         })
         .collect()
-}
-
-/// `http_type! { pub Name: base(rules...); ... }`
-struct TypeDefs(Vec<TypeDef>);
-
-struct TypeDef {
-    attrs: Vec<syn::Attribute>,
-    vis: syn::Visibility,
-    name: syn::Ident,
-    base: Base,
-    rules: Rules,
-}
-
-impl Parse for TypeDefs {
-    fn parse(input: ParseStream<'_>) -> Result<TypeDefs> {
-        let mut defs = Vec::new();
-        while !input.is_empty() {
-            let attrs = input.call(syn::Attribute::parse_outer)?;
-            let vis: syn::Visibility = input.parse()?;
-            let name: syn::Ident = input.parse()?;
-            input.parse::<syn::Token![:]>()?;
-            let base_ident: syn::Ident = input.parse()?;
-            let base = Base::from_manifest_name(&base_ident.to_string()).ok_or_else(|| {
-                Error::new(base_ident.span(), "base type is one of string, integer, float, boolean, keyword, json, list_of_keyword, list_of_integer")
-            })?;
-            let mut rules = Rules::default();
-            if input.peek(syn::token::Paren) {
-                let content;
-                syn::parenthesized!(content in input);
-                let parser = syn::meta::parser(|meta| {
-                    if rules.parse_rule(&meta)? && rules.default.is_none() {
-                        return Ok(());
-                    }
-                    Err(meta.error("expected chars(..), range(..), one_of(..) or items(..)"))
-                });
-                syn::parse::Parser::parse2(parser, content.parse()?)?;
-            }
-            rules.check(&base, &name.to_string())?;
-            if Base::from_manifest_name(&name.to_string()).is_some()
-                || ["Keyword", "Json"].contains(&name.to_string().as_str())
-            {
-                return Err(Error::new(name.span(), "this name is a built-in type"));
-            }
-            defs.push(TypeDef { attrs, vis, name, base, rules });
-            if !input.is_empty() {
-                input.parse::<syn::Token![;]>()?;
-            }
-        }
-        Ok(TypeDefs(defs))
-    }
-}
-
-impl TypeDefs {
-    fn expand(self) -> Result<TokenStream2> {
-        let mut out = TokenStream2::new();
-        for TypeDef { attrs, vis, name, base, rules } in self.0 {
-            let rust = base.rust_type();
-            let entry =
-                Type { base: base.manifest_name(), rules: rules.manifest(), fields: None, allow_unknown: false };
-            let json = serde_json::to_string(&entry).map_err(|e| Error::new(Span::call_site(), e.to_string()))?;
-            let export = format!("{}{name}", house_abi::exports::TYPE_PREFIX);
-            let func = format_ident!("__house_type_{}", name);
-            out.extend(quote! {
-                #(#attrs)*
-                #vis type #name = #rust;
-
-                #[doc(hidden)]
-                #[allow(non_snake_case)]
-                #[unsafe(export_name = #export)]
-                pub extern "C" fn #func() -> u64 {
-                    ::house_sdk::__private::text(#json)
-                }
-            });
-        }
-        Ok(out)
-    }
 }
