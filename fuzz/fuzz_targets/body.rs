@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 
 use arbitrary::{Arbitrary, Result, Unstructured};
 use house_abi::Ty;
-use house_abi::wire::Reader;
 use house_abi::body::{self, Named, Object, Shape};
 use house_abi::manifest::Type;
+use house_abi::wire::Reader;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 

@@ -1,11 +1,13 @@
 //! Manifest entries (docs/ABI.md, "Manifest"), as a guest's exports return
-//! them: named types and a handler, built from arbitrary parts with the
-//! manifest's own field names (so that most reach the checks, not the JSON
-//! parser), or arbitrary text. The host's own path: `read_type` and
-//! `read_handler`, then for a handler it accepts, its OpenAPI description
-//! and the validator on an arbitrary request (query, path, headers,
-//! cookies, body). Nothing may panic; a refused request is a 4xx with a
-//! reason; arguments stay within the host's budget for them.
+//! them: named types (scalar and object types, whose fields refer to each
+//! other) and a handler (signed cookies, tokens), built from arbitrary
+//! parts with the manifest's own field names (so that most reach the
+//! checks, not the JSON parser), or arbitrary text. The host's own path:
+//! `Types::read` and `read_handler`, then for a handler it accepts, its
+//! OpenAPI description and the validator on an arbitrary request (query,
+//! path, headers, cookies, a bearer token, body). Nothing may panic; a
+//! refused request is a 4xx with a reason; arguments stay within the
+//! host's budget for them.
 
 #![no_main]
 
@@ -14,6 +16,7 @@ use house_host::guests::manifest::{Source, Types, read_handler, read_type};
 use house_host::guests::openapi;
 use house_host::guests::validate::{Inputs, check_known, encode_args};
 use house_host::http::params::Params;
+use house_host::identity::Identity;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value, json};
 
@@ -106,7 +109,7 @@ const BASES: [&str; 12] = [
     "list<float>",
     "list<boolean>",
 ];
-const SOURCES: [&str; 6] = ["query", "path", "header", "cookie", "body", "elsewhere"];
+const SOURCES: [&str; 7] = ["query", "path", "header", "cookie", "body", "token", "elsewhere"];
 const NAMES: [&str; 6] = ["room", "id", "level", "user-agent", "sid", "t"];
 
 #[derive(Arbitrary, Debug)]
@@ -131,7 +134,23 @@ struct Param {
     ty: Option<Pick>,
     rules: Rules,
     default: Option<Lit>,
+    signed: bool,
+    cookie: Option<Pick>,
 }
+
+/// An object type's field.
+#[derive(Arbitrary, Debug)]
+struct FieldIn {
+    name: Pick,
+    ty: Pick,
+    list: bool,
+    optional: bool,
+    rules: Rules,
+    default: Option<Lit>,
+}
+
+/// The names object types take (fields may name them, and themselves).
+const OBJECTS: [&str; 3] = ["Note", "Line", "Claims"];
 
 #[derive(Arbitrary, Debug)]
 struct Handler {
@@ -151,11 +170,13 @@ struct Request {
     headers: Vec<(Pick, String)>,
     cookies: Vec<(Pick, String)>,
     body: Option<String>,
+    bearer: Option<String>,
 }
 
 #[derive(Arbitrary, Debug)]
 struct Input {
     types: Vec<(Pick, Pick, Rules)>,
+    objects: Vec<(u8, Vec<FieldIn>, bool)>,
     handler: Handler,
     /// Instead of the handler built above, this text.
     raw: Option<String>,
@@ -171,8 +192,45 @@ fuzz_target!(|input: Input| {
             entries.push((name.to_owned(), text));
         }
     }
-    let types = Types::read(&entries).expect("each type was read alone");
-    let type_names: Vec<&str> = types.scalars.keys().map(String::as_str).collect();
+    let scalar_names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
+    for (name, fields, allow_unknown) in input.objects.iter().take(3) {
+        let name = OBJECTS[usize::from(*name) % OBJECTS.len()];
+        if entries.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let mut field_types: Vec<&str> = BASES.to_vec();
+        field_types.extend(OBJECTS);
+        field_types.extend(scalar_names.iter().map(String::as_str));
+        let fields: Vec<Value> = fields
+            .iter()
+            .take(6)
+            .map(|f| {
+                let mut o = Map::new();
+                o.insert("name".into(), json!(f.name.of(&NAMES)));
+                o.insert("type".into(), json!(f.ty.of(&field_types)));
+                o.insert("list".into(), json!(f.list));
+                o.insert("optional".into(), json!(f.optional));
+                o.insert("rules".into(), f.rules.json());
+                if let Some(d) = &f.default {
+                    o.insert("default".into(), d.json());
+                }
+                Value::Object(o)
+            })
+            .collect();
+        let text = json!({"base": "object", "fields": fields, "allow_unknown": allow_unknown}).to_string();
+        entries.push((name.to_owned(), text));
+    }
+    // Object types may refuse each other (unknown types, cycles, rules):
+    // a module refused at load, with a reason.
+    let types = match Types::read(&entries) {
+        Ok(t) => t,
+        Err(e) => {
+            assert!(!e.is_empty());
+            return;
+        }
+    };
+    let mut type_names: Vec<&str> = types.scalars.keys().map(String::as_str).collect();
+    type_names.extend(types.objects.keys().map(String::as_str));
     let h = &input.handler;
     let text = match &input.raw {
         Some(raw) => raw.clone(),
@@ -217,6 +275,12 @@ fuzz_target!(|input: Input| {
                     if let Some(d) = &p.default {
                         o.insert("default".into(), d.json());
                     }
+                    if p.signed {
+                        o.insert("signed".into(), json!(true));
+                    }
+                    if let Some(c) = &p.cookie {
+                        o.insert("cookie".into(), json!(c.of(&NAMES)));
+                    }
                     Value::Object(o)
                 })
                 .collect();
@@ -245,7 +309,17 @@ fuzz_target!(|input: Input| {
     let headers: Vec<(String, String)> =
         r.headers.iter().map(|(n, v)| (n.of(&NAMES).to_ascii_lowercase(), v.clone())).collect();
     let cookies: Vec<(String, String)> = r.cookies.iter().map(|(n, v)| (n.of(&NAMES).to_owned(), v.clone())).collect();
-    let inputs = Inputs { params, path, headers, cookies, body: r.body.as_deref(), ..Inputs::default() };
+    static IDENTITY: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    let identity = IDENTITY.get_or_init(|| Identity::load(&Default::default()).expect("an ephemeral cookie key"));
+    let inputs = Inputs {
+        params,
+        path,
+        headers,
+        cookies,
+        body: r.body.as_deref(),
+        bearer: r.bearer.as_deref(),
+        identity: Some(identity),
+    };
     let outcome = check_known(&spec.params, &inputs.params).and_then(|()| encode_args(&spec.params, &inputs));
     match outcome {
         Ok(args) => {
@@ -255,7 +329,8 @@ fuzz_target!(|input: Input| {
                 + r.segments.iter().map(String::len).sum::<usize>()
                 + r.headers.iter().map(|(_, v)| v.len()).sum::<usize>()
                 + r.cookies.iter().map(|(_, v)| v.len()).sum::<usize>()
-                + r.body.as_ref().map_or(0, String::len);
+                + r.body.as_ref().map_or(0, String::len)
+                + r.bearer.as_ref().map_or(0, String::len);
             assert!(
                 args.len() <= 64 + 16 * spec.params.len() + 9 * came + text.len(),
                 "{} bytes of arguments",
