@@ -105,6 +105,51 @@
 //! }
 //! ```
 //!
+//! # Typed JSON bodies and verified identity
+//!
+//! A `#[derive(Body)]` struct is a JSON object the host checks field by
+//! field before the call (every type and rule above; `Option` fields may be
+//! absent or null, `Vec` fields are lists, another `Body` struct nests) and
+//! hands over filled in: the guest parses no JSON. A 400 names the path,
+//! `body.lines[1].qty: 0 is below the minimum 1`. `#[token]` takes a bearer
+//! token's claims, verified by the host (401 otherwise), and
+//! `#[cookie("sid", signed)]` a cookie the host signed for
+//! [`Response::signed_cookie`]:
+//!
+//! ```
+//! use house_sdk::prelude::*;
+//!
+//! #[derive(Body)]
+//! struct Line {
+//!     #[field(chars(min = 1, max = 12))]
+//!     sku: Keyword,
+//!     #[field(range(min = 1, max = 99))]
+//!     qty: i64,
+//! }
+//!
+//! #[derive(Body)]
+//! struct Order {
+//!     #[field(items(min = 1, max = 4))]
+//!     lines: Vec<Line>,
+//!     note: Option<String>,
+//! }
+//!
+//! #[derive(Body)]
+//! struct Claims {
+//!     sub: &'static str,
+//! }
+//!
+//! #[handler(closing, methods(POST))]
+//! fn order(#[body] o: Order, #[token] who: Claims) -> String {
+//!     format!("{} lines for {}", o.lines.len(), who.sub)
+//! }
+//!
+//! #[handler(closing, methods(POST))]
+//! fn hello(#[cookie("sid", signed)] #[param(default = "")] sid: &str) -> Response {
+//!     if sid.is_empty() { Response::new("").signed_cookie(&Cookie::new("sid", "s1")) } else { Response::new(sid) }
+//! }
+//! ```
+//!
 //! # What a guest keeps
 //!
 //! Nothing between requests: every request runs in a fresh instance's
