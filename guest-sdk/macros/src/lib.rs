@@ -327,6 +327,12 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             if matches!(from, "body" | "token") && matches!(base, Base::Named(_)) && rules.default.is_some() {
                 return Err(Error::new(span, "an object takes no default"));
             }
+            if matches!(from, "body" | "token") && matches!(base, Base::Named(_)) && !rules.is_empty() {
+                return Err(Error::new(
+                    span,
+                    "a #[derive(Body)] struct takes no #[param] rules: its fields carry them",
+                ));
+            }
             if from == "path" && rules.default.is_some() {
                 return Err(Error::new(span, "a path segment is always there: it takes no default"));
             }

@@ -167,6 +167,11 @@ impl Rules {
         Ok(true)
     }
 
+    /// No rule at all (a default or `untyped` aside).
+    pub fn is_empty(&self) -> bool {
+        self.chars.is_none() && self.items.is_none() && self.range.is_none() && self.one_of.is_none()
+    }
+
     /// Checks that the rules fit `base` and are consistent, and that a
     /// default keeps them: with the ABI crate's checks and words, the ones
     /// the host applies at load. `label` names the parameter as a 400 would.

@@ -220,6 +220,12 @@ pub fn check_handler(raw: RawHandler, types: &Types) -> Result<HandlerSpec, Stri
             (Source::Body | Source::Token, Some(_)) if spec.default.is_some() => {
                 return Err(at(format!("{}: an object takes no default", spec.label)));
             }
+            (Source::Body | Source::Token, Some(_)) if spec.rules != Rules::default() => {
+                return Err(at(format!(
+                    "{}: an object's rules are its fields' (its size is --max-body-bytes)",
+                    spec.label
+                )));
+            }
             (Source::Body | Source::Token, _) => {}
             (_, Some(_)) => {
                 return Err(at(format!("{}: an object type is for a body or a token", spec.label)));
@@ -371,6 +377,39 @@ mod tests {
             "handler h: a stream answers 200 and its events: statuses are for closing handlers"
         );
         assert!(handler(r#"{"name":"h","kind":"closing","statuses":[-1]}"#).is_err(), "not a status at all");
+    }
+
+    /// An object body or token takes neither a default nor rules of its
+    /// own (its fields carry them), and an object type is for those only.
+    #[test]
+    fn object_parameters_are_bodies_or_tokens_without_rules() {
+        let types = Types::read(&[(
+            "Note".to_owned(),
+            r#"{"base":"object","fields":[{"name":"text","type":"string"}]}"#.to_owned(),
+        )])
+        .unwrap();
+        let with = |param: &str| {
+            let raw: RawHandler =
+                serde_json::from_str(&format!(r#"{{"name":"h","kind":"closing","params":[{param}]}}"#)).unwrap();
+            check_handler(raw, &types).map(|_| ())
+        };
+        assert_eq!(with(r#"{"name":"body","in":"body","type":"Note"}"#), Ok(()));
+        assert_eq!(
+            with(r#"{"name":"body","in":"body","type":"Note","rules":{"chars":{"max":9}}}"#).unwrap_err(),
+            "handler h: body: an object's rules are its fields' (its size is --max-body-bytes)"
+        );
+        assert_eq!(
+            with(r#"{"name":"n","type":"Note"}"#).unwrap_err(),
+            "handler h: n: an object type is for a body or a token"
+        );
+        assert_eq!(
+            with(r#"{"name":"t","in":"token","type":"string"}"#).unwrap_err(),
+            "handler h: t: a token's claims are an object type"
+        );
+        assert_eq!(
+            with(r#"{"name":"s","in":"query","signed":true}"#).unwrap_err(),
+            "handler h: s: only a cookie is signed"
+        );
     }
 
     #[test]
