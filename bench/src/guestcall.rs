@@ -29,15 +29,23 @@ pub struct PageInMemory {
     pub in_memory: Duration,
 }
 
-/// `send_message` of the chat module in `guests`.
-fn send_message(runtime: &Arc<Runtime>, guests: &Path) -> anyhow::Result<Arc<Handler>> {
+/// The handler of `method path` among the modules in `guests`, loaded as
+/// the server loads them.
+pub(crate) fn handler(runtime: &Arc<Runtime>, guests: &Path, path: &str, method: &str) -> anyhow::Result<Arc<Handler>> {
     let loading = Loading { cache: None, compiler: Compiler::InProcess, limits: Config::default().load };
     let mut registry = Registry::new(guests.to_owned(), loading);
     registry.load_all(runtime);
     let router = registry.routes().router;
-    let Lookup::Found(route, _) = router.lookup("/send-message", "GET") else { bail!("chat.wasm is not loaded") };
-    let Target::Guest(handler) = &route.target else { bail!("/send-message is not a guest") };
+    let Lookup::Found(route, _) = router.lookup(path, method) else {
+        bail!("no module in {} serves {method} {path}", guests.display())
+    };
+    let Target::Guest(handler) = &route.target else { bail!("{method} {path} is not a guest's handler") };
     Ok(handler.clone())
+}
+
+/// `send_message` of the chat module in `guests`.
+fn send_message(runtime: &Arc<Runtime>, guests: &Path) -> anyhow::Result<Arc<Handler>> {
+    handler(runtime, guests, "/send-message", "GET")
 }
 
 fn inputs() -> anyhow::Result<validate::Inputs<'static>> {

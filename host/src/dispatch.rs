@@ -300,9 +300,7 @@ impl Dispatcher {
         }
         Ok(outcome)
     }
-}
 
-impl Dispatcher {
     /// A handler's `House-Signed-Cookie: name=value; attributes` becomes
     /// `Set-Cookie: name=value.SIGNATURE; attributes`.
     fn sign_cookies(&self, mut headers: Vec<(String, String)>) -> Vec<(String, String)> {

@@ -33,11 +33,6 @@ pub fn validate(obj: &Object, label: &str, text: &str, out: &mut Vec<u8>) -> Res
     run(Node::object(obj), label, text, &[], out)
 }
 
-/// [`validate`] of a parsed document.
-pub fn validate_value(obj: &Object, label: &str, v: &Value, out: &mut Vec<u8>) -> Result<(), String> {
-    validate(obj, label, &v.to_string(), out)
-}
-
 /// [`validate`], but the names in `skip` are neither refused as unknown
 /// nor passed on (unless declared): a token's registered claims (`exp`,
 /// `iss`, ...), which the host has checked itself.

@@ -16,7 +16,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-pub use check::{validate, validate_claims, validate_value};
+pub use check::{validate, validate_claims};
 pub use schema::{describe, json_schema};
 
 use alloc::boxed::Box;

@@ -70,7 +70,7 @@ impl Inputs<'_> {
         }
         .map_err(|why| HttpError::unauthorized(Some("invalid_token"), format!("token: {why}")))?;
         let object = spec.object.as_deref().expect("a token's type is an object (checked at load)");
-        house_abi::body::validate_claims(object, "token", &claims.to_string(), &REGISTERED_CLAIMS, out)
+        house_abi::body::validate_claims(object, "token", &claims, &REGISTERED_CLAIMS, out)
             .map_err(|e| HttpError::unauthorized(Some("invalid_token"), e))
     }
 }
