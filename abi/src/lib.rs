@@ -82,6 +82,8 @@ pub fn default_methods(kind: Kind) -> &'static [&'static str] {
     match kind {
         Kind::Closing => &["GET", "POST"],
         Kind::Stream => &["GET"],
+        // Reached by a WebSocket message, never by an HTTP method.
+        Kind::Message => &[],
     }
 }
 

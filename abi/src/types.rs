@@ -87,6 +87,10 @@ pub enum Kind {
     Closing,
     /// Answer with an SSE stream and keep the connection subscribed.
     Stream,
+    /// Answer a message a WebSocket client sent on the path of a stream
+    /// handler of the same module (the socket that handler opened). Since
+    /// ABI 1 (additive).
+    Message,
 }
 
 impl Kind {
@@ -95,6 +99,7 @@ impl Kind {
         match self {
             Kind::Closing => "closing",
             Kind::Stream => "stream",
+            Kind::Message => "message",
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::engine::history::EventId;
 use crate::http::HttpError;
 use crate::http::request::{self, Head};
 use crate::http::response;
+use crate::websocket::Session;
+use crate::websocket::frame::{Message, Violation};
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,9 @@ pub struct Conn {
     /// It came in on the admin listener (`--admin-bind`): it may reach the
     /// host's own routes, and only those.
     pub admin: bool,
+    /// A stream that is a WebSocket: its state (boxed: most connections
+    /// are not one).
+    pub ws: Option<Box<Session>>,
 }
 
 impl Conn {
@@ -122,6 +127,7 @@ impl Conn {
             live_after: Vec::new(),
             peer,
             admin: false,
+            ws: None,
         }
     }
 
@@ -141,7 +147,9 @@ impl Conn {
         let mut total = 0;
         self.read_stopped = false;
         loop {
-            let keep = matches!(self.phase, Phase::Http);
+            // An SSE stream's reads are discarded; a WebSocket's are its
+            // client's frames.
+            let keep = matches!(self.phase, Phase::Http) || (self.phase == Phase::Stream && self.ws.is_some());
             if keep && self.rbuf.len() >= cap {
                 self.read_stopped = true;
                 break;
@@ -270,12 +278,30 @@ impl Conn {
         self.wbuf.len() - self.wpos
     }
 
-    /// Streams keep no read buffer: release what the request used.
+    /// Streams keep no read buffer: release what the request used. (A
+    /// WebSocket keeps what followed its upgrade request: frames its client
+    /// sent without waiting for the 101.)
     pub fn become_stream(&mut self) {
         self.phase = Phase::Stream;
-        self.rbuf = Vec::new();
+        if self.ws.is_none() {
+            self.rbuf = Vec::new();
+        }
         self.head = None;
         self.request_started = None;
+    }
+
+    /// The next whole message (or control frame) of a WebSocket's client,
+    /// if its bytes are here; the violation to close with if its frames
+    /// break the protocol.
+    pub fn next_message(&mut self) -> Result<Option<Message>, Violation> {
+        let Some(ws) = &mut self.ws else { return Ok(None) };
+        let mut consumed = 0;
+        let next = ws.decoder.next(&self.rbuf, &mut consumed);
+        self.rbuf.drain(..consumed);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+            self.rbuf = Vec::new();
+        }
+        next
     }
 }
 

@@ -23,6 +23,7 @@ use crate::hub::Hub;
 use crate::log::{Log, trace};
 use crate::metrics::LoopMetrics;
 use crate::sse::Channels;
+use crate::websocket::frame;
 
 /// How long a closed-for-writing connection may keep sending before it is cut.
 const LINGER: Duration = Duration::from_secs(2);
@@ -170,6 +171,27 @@ impl Core {
             Phase::Lingering(_) if conn.peer_closed => self.close(key, None),
             _ => {}
         }
+    }
+
+    /// Ends WebSocket `key` with a close frame (`code`, none to echo a
+    /// close without one): nothing is sent after it, and the connection
+    /// closes once it is written and the client has closed too (or the
+    /// linger ends).
+    pub fn close_socket(&mut self, key: usize, code: Option<u16>, reason: &str) {
+        let Some(conn) = self.conns.get_mut(key) else { return };
+        let Some(ws) = &mut conn.ws else { return };
+        conn.phase = Phase::Closing;
+        if !ws.closed {
+            ws.closed = true;
+            let mut close = Vec::new();
+            match code {
+                Some(code) => frame::encode_close(&mut close, code, reason),
+                None => frame::encode(&mut close, frame::Opcode::Close, &[]),
+            }
+            conn.defer(&close);
+        }
+        // Written (then settled: shut down, lingering) when the turn ends.
+        self.flush_at_end(key);
     }
 
     /// Removes connection `key`: its socket, its subscriptions, its count.

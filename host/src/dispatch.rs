@@ -13,10 +13,12 @@ use crate::guests::manifest::Source;
 use crate::guests::statics::{self, StaticFile};
 use crate::guests::validate::Inputs;
 use crate::guests::{self, Handler, Kind, Publication};
+use crate::http::request::Head;
 use crate::http::{ErrorKind, HttpError};
 use crate::log::Log;
 use crate::metrics::CallResult;
 use crate::router::{Lookup, Routes, Target};
+use crate::websocket::{MESSAGE, handshake};
 
 use arc_swap::ArcSwap;
 
@@ -91,6 +93,8 @@ pub struct Dispatcher {
     pub ports: Ports,
     /// The keys tokens and signed cookies are verified (and signed) with.
     pub identity: Arc<crate::identity::Identity>,
+    /// `--ws-allowed-origins`.
+    pub ws_origins: Vec<String>,
 }
 
 /// Which of the two listeners answers the host's own routes (`/_house/*`)
@@ -158,6 +162,12 @@ impl Dispatcher {
             Lookup::NotFound => {
                 return Err(HttpError::new(ErrorKind::NotFound, format!("no handler for {}", head.path)));
             }
+            Lookup::MethodNotAllowed(..) if head.method == MESSAGE => {
+                return Err(HttpError::new(
+                    ErrorKind::NotFound,
+                    format!("no message handler at {}: this socket takes no messages", head.path),
+                ));
+            }
             Lookup::MethodNotAllowed(allowed, _) => {
                 return Err(HttpError::method_not_allowed(&head.method, &head.path, allowed.allow_header()));
             }
@@ -171,6 +181,9 @@ impl Dispatcher {
             Target::OpenApi => Route::Host("/_house/openapi.json"),
             Target::Home => Route::Host("/"),
         };
+        if head.websocket && head.method != MESSAGE {
+            self.upgrade(head, &route.target)?;
+        }
         let handler = match &route.target {
             Target::Metrics if !self.metrics => {
                 return Err(HttpError::new(ErrorKind::NotFound, "metrics are off (--no-metrics)"));
@@ -213,7 +226,11 @@ impl Dispatcher {
         } else if head.form_body {
             inputs.params.extend_from_urlencoded(&req.body).map_err(bad)?;
         }
-        guests::validate::check_known(&spec.params, &inputs.params)?;
+        // A message handler shares its socket's query with the stream
+        // handler that opened it: it takes what it declares of it.
+        if head.method != MESSAGE {
+            guests::validate::check_known(&spec.params, &inputs.params)?;
+        }
         let wants = |source| spec.params.iter().any(|p| p.source == source);
         let token = wants(Source::Token);
         if wants(Source::Header) || wants(Source::Cookie) || token {
@@ -249,6 +266,34 @@ impl Dispatcher {
             ));
         }
         Ok(Routed::Call(handler.clone(), args))
+    }
+
+    /// Whether `head` may become a WebSocket on `target`: a stream
+    /// handler's path, and a good handshake (before the guest runs).
+    fn upgrade(&self, head: &Head, target: &Target) -> Result<(), HttpError> {
+        if !matches!(target, Target::Guest(h) if h.spec.kind == Kind::Stream) {
+            return Err(HttpError::new(
+                ErrorKind::BadUpgrade,
+                format!("{} is not a stream: it does not open a WebSocket", head.path),
+            ));
+        }
+        self.handshake(head).map(drop)
+    }
+
+    /// The handshake's `Sec-WebSocket-Accept`, or why it is refused.
+    pub fn handshake(&self, head: &Head) -> Result<String, HttpError> {
+        let fields: Vec<(String, String)> = header_fields(&head.raw_headers)
+            .map(|(name, value)| (name, String::from_utf8_lossy(value).into_owned()))
+            .collect();
+        let fields = fields.iter().map(|(n, v)| (n.as_str(), v.as_str()));
+        handshake::accept(&head.method, fields, &self.ws_origins).map_err(|refusal| {
+            let kind = match refusal.status {
+                403 => ErrorKind::OriginNotAllowed,
+                426 => ErrorKind::UpgradeRequired,
+                _ => ErrorKind::BadUpgrade,
+            };
+            HttpError::new(kind, refusal.reason)
+        })
     }
 
     /// Turns what a guest call returned into what to send and publish.

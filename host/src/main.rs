@@ -142,6 +142,7 @@ fn run() -> anyhow::Result<()> {
             metrics: cfg.metrics,
             ports: Ports { admin_public: cfg.admin_public, public_openapi: cfg.public_openapi },
             identity: identity.clone(),
+            ws_origins: cfg.limits.ws_allowed_origins.clone(),
         };
         servers.push(event_loop::Server::new(
             cfg.clone(),

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::guests::Handler;
 use crate::guests::statics::StaticFile;
+use crate::websocket::MESSAGE;
 
 /// A set of methods, as a bitset: routes take few and lookups are hot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -27,6 +28,8 @@ const NAMES: [&str; 7] = house_abi::METHODS;
 
 impl Methods {
     pub const GET: Methods = Methods(1);
+    /// A message handler's (bit 7, past the HTTP methods).
+    pub const MESSAGE: Methods = Methods(1 << 7);
 
     /// Parses a method name; `None` for one house does not know.
     pub fn parse(name: &str) -> Option<Methods> {
@@ -40,7 +43,8 @@ impl Methods {
     /// GET implies HEAD.
     pub fn allows(self, method: &str) -> bool {
         let get_or_head = self.0 & 1 != 0 && method == "HEAD";
-        get_or_head || Methods::parse(method).is_some_and(|m| self.0 & m.0 != 0)
+        let message = self.0 & Methods::MESSAGE.0 != 0 && method == MESSAGE;
+        get_or_head || message || Methods::parse(method).is_some_and(|m| self.0 & m.0 != 0)
     }
 
     /// The value of an `Allow` header.
@@ -50,8 +54,13 @@ impl Methods {
         names.join(", ")
     }
 
+    /// Its methods' names (`MESSAGE` for a message handler's).
     pub fn names(self) -> Vec<&'static str> {
-        (0..NAMES.len()).filter(|i| self.0 & (1 << i) != 0).map(|i| NAMES[i]).collect()
+        let mut names: Vec<&str> = (0..NAMES.len()).filter(|i| self.0 & (1 << i) != 0).map(|i| NAMES[i]).collect();
+        if self.0 & Methods::MESSAGE.0 != 0 {
+            names.push(MESSAGE);
+        }
+        names
     }
 }
 

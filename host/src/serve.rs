@@ -18,6 +18,8 @@ use crate::http::response::{self, Framing};
 use crate::http::{ErrorKind, HttpError};
 use crate::log::trace;
 use crate::streams::Streams;
+use crate::websocket::frame::{self, Message, Opcode};
+use crate::websocket::{Session, handshake, messages};
 
 /// Past this many unwritten bytes, a connection's pipelined requests wait
 /// until the client reads what it was sent.
@@ -73,7 +75,12 @@ impl Http {
             }
             if read {
                 match conn.read(&mut self.scratch, cap, now, hup) {
-                    Ok(n) if n > 0 => trace!(core.log, "#{key}: read {n} bytes"),
+                    Ok(n) if n > 0 => {
+                        trace!(core.log, "#{key}: read {n} bytes");
+                        if let Some(ws) = &mut conn.ws {
+                            ws.last_heard = now;
+                        }
+                    }
                     Ok(_) => {}
                     Err(e) => return core.close(key, Some(&e)),
                 }
@@ -97,6 +104,11 @@ impl Http {
             let Some(conn) = core.conns.get_mut(key) else {
                 return answered;
             };
+            // A socket (perhaps upgraded by the request just answered,
+            // with frames its client sent right behind it).
+            if conn.ws.is_some() {
+                return self.messages(core, streams, key, now) || answered;
+            }
             if conn.phase != Phase::Http || conn.calling || conn.pending() > WRITE_HIGH_WATER {
                 return answered;
             }
@@ -123,8 +135,60 @@ impl Http {
         }
     }
 
-    fn respond(&mut self, core: &mut Core, streams: &mut Streams, key: usize, req: Request, now: Instant) {
+    /// Answers the whole messages a WebSocket's client has sent, in order
+    /// (one guest call at a time, as a connection's requests are), and its
+    /// control frames. Returns whether any was taken.
+    fn messages(&mut self, core: &mut Core, streams: &mut Streams, key: usize, now: Instant) -> bool {
+        let mut taken = false;
+        loop {
+            let Some(conn) = core.conns.get_mut(key) else { return taken };
+            if conn.phase != Phase::Stream || conn.calling || conn.pending() > WRITE_HIGH_WATER {
+                return taken;
+            }
+            let message = match conn.next_message() {
+                Ok(None) => return taken,
+                Ok(Some(message)) => message,
+                Err(violation) => {
+                    trace!(core.log, "#{key}: WebSocket closed: {violation}");
+                    core.close_socket(key, Some(violation.code), violation.reason);
+                    return true;
+                }
+            };
+            taken = true;
+            match message {
+                Message::Text(text) => {
+                    let Some(ws) = &conn.ws else { return taken };
+                    let head = ws.message_head();
+                    trace!(core.log, "#{key}: message of {} bytes", text.len());
+                    let req = Request { head, body: text.into_bytes(), started: now };
+                    self.respond(core, streams, key, req, now);
+                }
+                Message::Ping(payload) => {
+                    let mut pong = Vec::with_capacity(payload.len() + 2);
+                    frame::encode(&mut pong, Opcode::Pong, &payload);
+                    conn.defer(&pong);
+                    core.flush_at_end(key);
+                }
+                Message::Pong(_) => {}
+                // The client's close is echoed with its code (RFC 6455 5.5.1).
+                Message::Close(code, _) => core.close_socket(key, code, ""),
+                Message::Binary(_) => core.close_socket(
+                    key,
+                    Some(frame::code::UNSUPPORTED),
+                    "binary messages are not taken: send JSON as text",
+                ),
+            }
+        }
+    }
+
+    fn respond(&mut self, core: &mut Core, streams: &mut Streams, key: usize, mut req: Request, now: Instant) {
         trace!(core.log, "#{key}: dispatch {} {}", req.head.method, req.head.path);
+        // A browser's WebSocket cannot send Last-Event-ID: the query can.
+        if req.head.websocket
+            && let Some(id) = handshake::take_resume(&mut req.head.query)
+        {
+            req.head.last_event_id = Some(id);
+        }
         if self.panic_on.as_deref() == Some(req.head.path.as_str()) {
             panic!("HOUSE_TEST_PANIC_PATH: a request for {}", req.head.path);
         }
@@ -228,7 +292,63 @@ impl Http {
         };
         let Dispatched { outcome, publishes, route } = dispatched;
         let mut refused = None;
+        let socket = core.conns.get(key).is_some_and(|c| c.ws.is_some());
         let status = match outcome {
+            // A message's answer, on its socket.
+            _ if socket => {
+                let mut frame = Vec::new();
+                let status = match outcome {
+                    Ok(Outcome::Reply { status, body, .. }) => {
+                        messages::reply(&mut frame, status, &body);
+                        status
+                    }
+                    Ok(_) => {
+                        messages::refusal(&mut frame, 500, "a message is answered by a message handler");
+                        500
+                    }
+                    Err(err) => {
+                        messages::refusal(&mut frame, err.status(), &err.reason);
+                        let status = err.status();
+                        refused = Some(err);
+                        status
+                    }
+                };
+                if let Some(conn) = core.conns.get_mut(key)
+                    && conn.phase == Phase::Stream
+                {
+                    conn.defer(&frame);
+                    core.flush_at_end(key);
+                }
+                status
+            }
+            Ok(Outcome::Stream { first, channels, backlog }) if head.websocket => {
+                match self.dispatcher.handshake(head) {
+                    Ok(_) if core.shutdown.is_some() => {
+                        let err = HttpError::new(ErrorKind::Unavailable, "the server is shutting down");
+                        core.send_error(key, &err, framing);
+                        503
+                    }
+                    Ok(accept) => {
+                        core.out.clear();
+                        handshake::write_switch(&mut core.out, &accept);
+                        messages::from_sse(&first, &mut core.out);
+                        if let Some(conn) = core.conns.get_mut(key) {
+                            let (max, path, query) = (core.cfg.limits.ws_max_message, &head.path, &head.query);
+                            let raw = head.raw_headers.clone();
+                            conn.ws = Some(Box::new(Session::new(max, path.clone(), query.clone(), raw, now)));
+                        }
+                        let start = Start { after: head.last_event_id.clone(), backlog };
+                        streams.open_stream(core, key, channels, start, now);
+                        101
+                    }
+                    Err(err) => {
+                        let status = err.status();
+                        core.send_error(key, &err, framing);
+                        refused = Some(err);
+                        status
+                    }
+                }
+            }
             Ok(Outcome::Reply { status, content_type, headers, body }) => {
                 let resp = response::Response { status, content_type: &content_type, headers: &headers, body: &body };
                 core.out.clear();

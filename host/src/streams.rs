@@ -16,6 +16,10 @@ use crate::engine::history::{self, EventId, Replay, Start};
 use crate::hub::{Delivery, Opener};
 use crate::log::trace;
 use crate::sse;
+use crate::websocket::{frame, messages};
+
+/// A WebSocket heartbeat: a ping without a payload.
+const PING: &[u8] = &[0x89, 0x00];
 
 pub struct Streams {
     /// Events from the hub, being fanned out.
@@ -84,6 +88,10 @@ impl Streams {
         let mut out = if replay.reset { history::reset_frame(replay.position) } else { Vec::new() };
         for frame in &replay.frames {
             out.extend_from_slice(frame);
+        }
+        if conn.ws.is_some() {
+            let sse = std::mem::take(&mut out);
+            messages::from_sse(&sse, &mut out);
         }
         trace!(core.log, "#{key}: stream starts: reset {}, {} replayed", replay.reset, replay.frames.len());
         if let Err(e) = conn.queue(&out, now) {
@@ -188,8 +196,20 @@ impl Streams {
     pub fn end_stream(&mut self, core: &mut Core, key: usize, now: Instant) {
         let retry = self.retry_hint(&core.cfg);
         let Some(conn) = core.conns.get_mut(key) else { return };
-        if conn.opening.is_none() {
-            let _ = conn.queue(&retry, now);
+        match &mut conn.ws {
+            // A socket is told why (1001: going away); its page reconnects
+            // with its last id, as an EventSource would.
+            Some(ws) if !ws.closed => {
+                ws.closed = true;
+                let mut close = Vec::new();
+                frame::encode_close(&mut close, frame::code::GOING_AWAY, "the server is restarting; reconnect");
+                let _ = conn.queue(&close, now);
+            }
+            Some(_) => {}
+            None if conn.opening.is_none() => {
+                let _ = conn.queue(&retry, now);
+            }
+            None => {}
         }
         conn.phase = Phase::Closing;
     }
@@ -210,9 +230,12 @@ impl Streams {
             return;
         };
         conn.last_write = now;
-        if conn.pending() + sse::HEARTBEAT.len() > cap {
+        // A socket's heartbeat is a ping: its browser answers with a pong,
+        // which tells a live peer from a gone one (`--ws-idle-timeout-ms`).
+        let beat: &[u8] = if conn.ws.is_some() { PING } else { sse::HEARTBEAT };
+        if conn.pending() + beat.len() > cap {
             core.close(key, None);
-        } else if let Err(e) = conn.queue(sse::HEARTBEAT, now) {
+        } else if let Err(e) = conn.queue(beat, now) {
             core.close(key, Some(&e));
         }
     }
@@ -226,6 +249,9 @@ fn fan_out(core: &mut Core, channel: &Arc<str>, run: &mut Vec<(Option<EventId>, 
     let subscribers = core.channels.subscribers(channel);
     trace!(core.log, "publish {} to {channel:?}: {} subscribers", run.len(), subscribers.len());
     let joined: Option<Vec<u8>> = (run.len() > 1).then(|| run.iter().flat_map(|(_, f)| f.iter().copied()).collect());
+    let sse: &[u8] = joined.as_deref().unwrap_or_else(|| run.first().map_or(&[], |(_, f)| &f[..]));
+    // The run as WebSocket frames, made for the first socket that takes it.
+    let mut frames: Option<Vec<u8>> = None;
     let first = run.first().and_then(|(id, _)| *id);
     if let Some(m) = &core.metrics {
         m.delivered((run.len() * subscribers.len()) as u64);
@@ -239,12 +265,19 @@ fn fan_out(core: &mut Core, channel: &Arc<str>, run: &mut Vec<(Option<EventId>, 
         {
             conn.live_after.swap_remove(i);
         }
-        match &joined {
-            Some(bytes) if conn.opening.is_none() && conn.live_after.is_empty() => write_event(core, key, bytes, now),
-            _ => {
-                for (id, frame) in run.iter() {
-                    queue_event(core, key, channel, *id, frame, now);
-                }
+        if conn.opening.is_none() && conn.live_after.is_empty() {
+            let bytes = match conn.ws {
+                Some(_) => frames.get_or_insert_with(|| {
+                    let mut out = Vec::with_capacity(sse.len() + 32 * run.len());
+                    messages::from_sse(sse, &mut out);
+                    out
+                }),
+                None => sse,
+            };
+            write_event(core, key, bytes, now);
+        } else {
+            for (id, frame) in run.iter() {
+                queue_event(core, key, channel, *id, frame, now);
             }
         }
     }
@@ -280,6 +313,11 @@ fn queue_event(core: &mut Core, key: usize, channel: &Arc<str>, id: Option<Event
         // Past the replay on this channel: nothing more to skip there.
         conn.live_after.swap_remove(i);
     }
+    if conn.ws.is_some() {
+        let mut out = Vec::with_capacity(frame.len() + 32);
+        messages::from_sse(frame, &mut out);
+        return write_event(core, key, &out, now);
+    }
     write_event(core, key, frame, now);
 }
 
@@ -290,6 +328,10 @@ fn write_event(core: &mut Core, key: usize, bytes: &[u8], now: Instant) {
     let Some(conn) = core.conns.get_mut(key) else {
         return;
     };
+    // Ending (shutdown, or a socket's close frame sent): nothing more.
+    if conn.phase != Phase::Stream {
+        return;
+    }
     if conn.pending() + bytes.len() > cap {
         let (peer, pending) = (conn.peer, conn.pending());
         core.log.line(format_args!("house: dropped subscriber {peer}: {pending} bytes unread, over the cap"));

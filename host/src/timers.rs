@@ -1,5 +1,5 @@
 //! The periodic timers of a loop, run from one sweep every tick: request
-//! and idle timeouts, heartbeats, lingering closes, the cached Date header,
+//! and idle timeouts, heartbeats (and silent WebSockets), lingering closes, the cached Date header,
 //! the history's expiry. Its own state: when the next sweep is due.
 
 use std::time::{Duration, Instant};
@@ -9,6 +9,7 @@ use crate::core::Core;
 use crate::log::trace;
 use crate::serve::Http;
 use crate::streams::Streams;
+use crate::websocket::frame;
 
 pub struct Timers {
     /// How often the sweep runs: an eighth of the shortest timeout it
@@ -20,7 +21,7 @@ pub struct Timers {
 impl Timers {
     pub fn new(core: &Core) -> Timers {
         let l = &core.cfg.limits;
-        let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat);
+        let shortest = l.request_timeout.min(l.idle_timeout).min(l.heartbeat).min(l.ws_idle_timeout);
         let tick = (shortest / 8).clamp(Duration::from_millis(5), Duration::from_millis(250));
         Timers { tick, next_tick: Instant::now() + tick }
     }
@@ -53,6 +54,7 @@ fn sweep(core: &mut Core, http: &mut Http, streams: &mut Streams, now: Instant) 
     let mut timed_out = Vec::new();
     let mut expired = Vec::new();
     let mut heartbeats = Vec::new();
+    let mut silent = Vec::new();
     for (key, conn) in core.conns.iter() {
         if conn.calling {
             continue;
@@ -76,7 +78,9 @@ fn sweep(core: &mut Core, http: &mut Http, streams: &mut Streams, now: Instant) 
             // (A stream that has not started has written nothing yet.)
             Phase::Stream if conn.opening.is_some() => {}
             Phase::Stream => {
-                if now - conn.last_write >= l.heartbeat {
+                if conn.ws.as_ref().is_some_and(|ws| now - ws.last_heard >= l.ws_idle_timeout) {
+                    silent.push(key);
+                } else if now - conn.last_write >= l.heartbeat {
                     heartbeats.push(key);
                 }
             }
@@ -101,5 +105,9 @@ fn sweep(core: &mut Core, http: &mut Http, streams: &mut Streams, now: Instant) 
     }
     for key in heartbeats {
         streams.heartbeat(core, key, now);
+    }
+    for key in silent {
+        trace!(core.log, "#{key}: WebSocket silent past --ws-idle-timeout-ms, closing");
+        core.close_socket(key, Some(frame::code::GOING_AWAY), "no message or pong within the idle timeout");
     }
 }

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod proxy;
 pub mod redis;
 pub mod sse;
+pub mod ws;
 
 /// The repository root.
 pub fn repo() -> PathBuf {

@@ -125,11 +125,17 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
     };
     let mut statuses_at = None;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("closing") || meta.path.is_ident("stream") {
+        if meta.path.is_ident("closing") || meta.path.is_ident("stream") || meta.path.is_ident("message") {
             if kind.is_some() {
-                return Err(meta.error("give the kind once: closing or stream"));
+                return Err(meta.error("give the kind once: closing, stream or message"));
             }
-            kind = Some(if meta.path.is_ident("closing") { Kind::Closing } else { Kind::Stream });
+            kind = Some(if meta.path.is_ident("closing") {
+                Kind::Closing
+            } else if meta.path.is_ident("stream") {
+                Kind::Stream
+            } else {
+                Kind::Message
+            });
         } else if meta.path.is_ident("path") {
             let path: syn::LitStr = meta.value()?.parse()?;
             house_abi::path::check_handler_path(&path.value()).map_err(|e| Error::new(path.span(), e))?;
@@ -163,16 +169,24 @@ fn expand_handler(attr: TokenStream2, item: TokenStream2) -> Result<TokenStream2
             })?;
             manifest.methods = Some(methods);
         } else {
-            return Err(meta
-                .error("expected closing, stream, path = \"..\", content_type = \"..\", methods(..) or statuses(..)"));
+            return Err(meta.error(
+                "expected closing, stream, message, path = \"..\", content_type = \"..\", methods(..) or statuses(..)",
+            ));
         }
         Ok(())
     });
     syn::parse::Parser::parse2(parser, attr)?;
-    let kind =
-        kind.ok_or_else(|| Error::new(Span::call_site(), "say which kind: #[handler(closing)] or #[handler(stream)]"))?;
+    let kind = kind.ok_or_else(|| {
+        Error::new(Span::call_site(), "say which kind: #[handler(closing)], #[handler(stream)] or #[handler(message)]")
+    })?;
     if let (Kind::Stream, Some(span)) = (kind, statuses_at) {
         return Err(Error::new(span, "a stream answers 200 and its events: statuses(..) is for closing handlers"));
+    }
+    if kind == Kind::Message && manifest.methods.is_some() {
+        return Err(Error::new(
+            Span::call_site(),
+            "a message handler takes WebSocket messages, not HTTP methods: drop methods(..)",
+        ));
     }
 
     // ...and the function.

@@ -138,6 +138,29 @@ fn say(
     #[param(chars(min = 5, max = 256))] message: &str,
     #[cookie("chat_who", signed)] #[param(default = "")] who: &str,
 ) -> Response {
+    say_as_claimed(room, who, message)
+}
+
+/// What a page sends on its room's WebSocket (`/source` opened it): the
+/// host checks it as it checks a body before this runs.
+#[derive(Body)]
+struct Said {
+    #[field(chars(min = 5, max = 256))]
+    message: &'static str,
+}
+
+/// `/chat/say` over the room's WebSocket: no request per message.
+#[handler(message, path = "/source", content_type = "text/plain; charset=utf-8", statuses(200, 403))]
+fn socket_say(
+    #[param(chars(max = 16))] room: &str,
+    #[cookie("chat_who", signed)] #[param(default = "")] who: &str,
+    #[body] said: Said,
+) -> Response {
+    say_as_claimed(room, who, said.message)
+}
+
+/// Publishes `message` in `room` under the name `who` claimed there.
+fn say_as_claimed(room: &str, who: &str, message: &str) -> Response {
     let name = match read_who(who) {
         Some((_, claimed, name)) if claimed == room => name,
         _ => return Response::error(403, "no name in this room: claim one at /chat/name"),

@@ -108,6 +108,27 @@ fn watch(#[param(items(min = 1, max = 8))] ch: Vec<Keyword>) -> Result<String, H
     Ok(format!("watching {}", ch.len()))
 }
 
+/// What a client of `/watch` may send on its WebSocket.
+#[derive(Body)]
+struct Say {
+    #[field(chars(min = 1, max = 64))]
+    channel: &'static str,
+    #[field(chars(max = 65536))]
+    data: &'static str,
+    #[field(range(min = 1, max = 1000), default = 1)]
+    times: i64,
+}
+
+/// A message on `/watch`'s WebSocket: publishes `data` to `channel`
+/// `times` times, like `/emit`, without a request.
+#[handler(message, path = "/watch", content_type = "text/plain; charset=utf-8")]
+fn watch_say(#[body] say: Say) -> Result<String, HostError> {
+    for _ in 0..say.times {
+        publish(say.channel, say.data)?;
+    }
+    Ok(format!("published {}", say.times))
+}
+
 /// A stream that refuses: not every subscription is welcome.
 #[handler(stream)]
 fn refuse() -> Response {

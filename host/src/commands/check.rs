@@ -60,7 +60,8 @@ fn describe(m: &LoadedModule) -> String {
         let methods = h.methods.names().join("|");
         let kind = match h.kind {
             Kind::Closing => "closing",
-            Kind::Stream => "stream, text/event-stream",
+            Kind::Stream => "stream, text/event-stream or WebSocket",
+            Kind::Message => "message, a WebSocket message",
         };
         let mut shown_type = if h.kind == Kind::Stream { String::new() } else { format!(", {}", h.content_type) };
         if !h.statuses.is_empty() {

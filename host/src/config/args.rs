@@ -78,7 +78,11 @@ LIMITS:
     --idle-timeout-ms N         keep-alive idle time [60000]
     --max-connections N         open connections, streams included [16384]
     --sse-buffer-bytes N        queued bytes per SSE subscriber before it is dropped [262144]
-    --heartbeat-ms N            idle time before a stream gets a heartbeat [15000]
+    --heartbeat-ms N            idle time before a stream gets a heartbeat (a ping on a WebSocket) [15000]
+    --ws-max-message-bytes N    bytes of one WebSocket message, fragments together (close 1009 beyond) [65536]
+    --ws-idle-timeout-ms N      a WebSocket silent this long (no message, no pong) is closed [60000]
+    --ws-allowed-origins LIST   comma-separated Origins a WebSocket upgrade may come from, e.g.
+                                https://chat.example (403 otherwise); unset: any
     --guest-deadline-ms N       CPU time per guest call [50]
     --guest-memory-mb N         linear memory per guest instance [16]
     --guest-strikes N           overruns within the strike window that suspend a handler [3]
@@ -249,6 +253,12 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("max-connections") => l.max_connections = positive(&mut parser, &flag)?,
             Long("sse-buffer-bytes") => l.sse_buffer = positive(&mut parser, &flag)?,
             Long("heartbeat-ms") => l.heartbeat = millis(&mut parser, &flag)?,
+            Long("ws-max-message-bytes") => l.ws_max_message = positive(&mut parser, &flag)?,
+            Long("ws-idle-timeout-ms") => l.ws_idle_timeout = millis(&mut parser, &flag)?,
+            Long("ws-allowed-origins") => {
+                let list: String = value(&mut parser, &flag)?;
+                l.ws_allowed_origins = list.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+            }
             Long("guest-deadline-ms") => cfg.guest.deadline = millis(&mut parser, &flag)?,
             Long("guest-strikes") => {
                 cfg.guest.strikes = value(&mut parser, &flag)?;

@@ -30,8 +30,16 @@ pub struct Limits {
     pub max_connections: usize,
     /// Bytes queued for one SSE subscriber that is not reading (dropped beyond).
     pub sse_buffer: usize,
-    /// Idle time after which a stream gets a heartbeat comment.
+    /// Idle time after which a stream gets a heartbeat comment (a ping on
+    /// a WebSocket).
     pub heartbeat: Duration,
+    /// Bytes of one WebSocket message, fragments together (1009 beyond).
+    pub ws_max_message: usize,
+    /// A WebSocket that sends nothing (not even a pong to the heartbeat's
+    /// ping) for this long is closed (1001): its peer is gone.
+    pub ws_idle_timeout: Duration,
+    /// The `Origin`s a WebSocket upgrade may come from (empty: any).
+    pub ws_allowed_origins: Vec<String>,
 }
 
 /// Limits on one guest call.
@@ -285,6 +293,9 @@ impl Default for Config {
                 max_connections: 16 * 1024,
                 sse_buffer: 256 * 1024,
                 heartbeat: Duration::from_secs(15),
+                ws_max_message: 64 * 1024,
+                ws_idle_timeout: Duration::from_secs(60),
+                ws_allowed_origins: Vec::new(),
             },
             guest: GuestLimits {
                 deadline: Duration::from_millis(50),

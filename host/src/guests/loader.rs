@@ -187,6 +187,15 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         let export = module.get_export_index(&format!("{HANDLER_PREFIX}{h}")).ok_or("export vanished")?;
         handlers.push((spec, export));
     }
+    // A message comes in on a socket a stream handler opened.
+    for (h, _) in handlers.iter().filter(|(h, _)| h.kind == Kind::Message) {
+        if !handlers.iter().any(|(s, _)| s.kind == Kind::Stream && s.path == h.path) {
+            return Err(format!(
+                "message handler {} has no stream handler at {} to open its WebSocket",
+                h.name, h.path
+            ));
+        }
+    }
     handlers.sort_by(|a, b| a.0.path.cmp(&b.0.path));
     // A static file answers GET and HEAD at its path: a handler of the
     // module may take other methods there, not those.

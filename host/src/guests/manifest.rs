@@ -157,6 +157,10 @@ pub fn check_handler(raw: RawHandler, types: &Types) -> Result<HandlerSpec, Stri
         return Err(at("a stream answers 200 and its events: statuses are for closing handlers".into()));
     }
     let methods = match (raw.methods, raw.kind) {
+        (Some(_), Kind::Message) => {
+            return Err(at("a message handler takes WebSocket messages, not HTTP methods".into()));
+        }
+        (None, Kind::Message) => Methods::MESSAGE,
         (Some(list), _) => {
             let mut set: Option<Methods> = None;
             for m in &list {

@@ -25,7 +25,8 @@ pub fn document<'a>(
         for method in h.methods.names() {
             let method = method.to_ascii_lowercase();
             // HEAD is GET without the body: OpenAPI describes it with GET.
-            if method == "head" {
+            // A message handler answers WebSocket messages, not HTTP.
+            if method == "head" || method == "message" {
                 continue;
             }
             item.insert(method.clone(), operation(file, h, &method));
@@ -284,7 +285,7 @@ fn responses(h: &HandlerSpec, json_body: bool) -> Value {
         // What the handler says it answers (`statuses`): a success with
         // its content type (none for 204 and 304), an error as the SDK
         // writes one, a line of text.
-        Kind::Closing if !h.statuses.is_empty() => {
+        Kind::Closing | Kind::Message if !h.statuses.is_empty() => {
             for &status in &h.statuses {
                 let entry = match status {
                     204 | 304 => json!({"description": "The handler's answer, without a body"}),
@@ -294,7 +295,7 @@ fn responses(h: &HandlerSpec, json_body: bool) -> Value {
                 r.insert(status.to_string(), entry);
             }
         }
-        Kind::Closing => {
+        Kind::Closing | Kind::Message => {
             r.insert("200".into(), answer("The handler's answer (it did not declare its statuses)"));
         }
     }

@@ -349,7 +349,7 @@ impl Registry {
                         // What the client gets: a stream is always SSE.
                         let content_type = match h.kind {
                             Kind::Stream => "text/event-stream; charset=utf-8",
-                            Kind::Closing => h.content_type.as_str(),
+                            Kind::Closing | Kind::Message => h.content_type.as_str(),
                         };
                         json!({"name": h.name, "path": h.path, "kind": h.kind, "methods": h.methods.names(),
                                "content_type": content_type, "statuses": h.statuses, "params": params,

@@ -20,6 +20,12 @@ pub enum ErrorKind {
     /// A declared token is missing, malformed, forged or expired (401, with
     /// `WWW-Authenticate`, keep-alive).
     Unauthorized,
+    /// A WebSocket upgrade that is not a good one, or to a path that is
+    /// not a stream's (400, keep-alive: the request was framed cleanly).
+    BadUpgrade,
+    /// A WebSocket upgrade from an `Origin` not in `--ws-allowed-origins`
+    /// (403, keep-alive).
+    OriginNotAllowed,
     /// No route for the path (404).
     NotFound,
     /// The route exists but does not take this method (405, with `Allow`).
@@ -55,6 +61,9 @@ pub enum ErrorKind {
     /// The call's commit was sent and its outcome is not known (503,
     /// Retry-After, `House-Outcome: unknown`).
     OutcomeUnknown,
+    /// A WebSocket upgrade of another protocol version (426, with
+    /// `Sec-WebSocket-Version: 13`, keep-alive).
+    UpgradeRequired,
     /// Not HTTP/1.0 or HTTP/1.1 (505, close).
     Version,
 }
@@ -110,14 +119,16 @@ impl HttpError {
 
     pub fn status(&self) -> u16 {
         match self.kind {
-            ErrorKind::Malformed | ErrorKind::BadParameter => 400,
+            ErrorKind::Malformed | ErrorKind::BadParameter | ErrorKind::BadUpgrade => 400,
             ErrorKind::Unauthorized => 401,
+            ErrorKind::OriginNotAllowed => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
             ErrorKind::Timeout => 408,
             ErrorKind::BodyTooLarge | ErrorKind::ArgsTooLarge => 413,
             ErrorKind::TargetTooLong => 414,
             ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::UpgradeRequired => 426,
             ErrorKind::HeadTooLarge => 431,
             ErrorKind::Guest => 500,
             ErrorKind::NotImplemented => 501,
@@ -136,6 +147,9 @@ impl HttpError {
             self.kind,
             ErrorKind::BadParameter
                 | ErrorKind::Unauthorized
+                | ErrorKind::BadUpgrade
+                | ErrorKind::OriginNotAllowed
+                | ErrorKind::UpgradeRequired
                 | ErrorKind::UnsupportedMediaType
                 | ErrorKind::ArgsTooLarge
                 | ErrorKind::NotFound
@@ -161,6 +175,9 @@ impl HttpError {
         }
         if matches!(self.kind, ErrorKind::TxConflict | ErrorKind::EngineDown | ErrorKind::OutcomeUnknown) {
             headers.push(("Retry-After".to_owned(), "1".to_owned()));
+        }
+        if self.kind == ErrorKind::UpgradeRequired {
+            headers.push(("Sec-WebSocket-Version".to_owned(), "13".to_owned()));
         }
         if self.kind == ErrorKind::OutcomeUnknown {
             headers.push(("House-Outcome".to_owned(), "unknown".to_owned()));
@@ -195,6 +212,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         414 => "URI Too Long",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
+        426 => "Upgrade Required",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

@@ -39,6 +39,8 @@ pub struct Head {
     /// `Last-Event-ID`: an SSE client reconnecting says the last event it
     /// got (kept as sent, up to 64 bytes; longer is nobody's id, kept empty).
     pub last_event_id: Option<String>,
+    /// `Upgrade: websocket` (the handshake checks the rest).
+    pub websocket: bool,
     /// Bytes of the head, including the blank line.
     pub len: usize,
     pub body: Body,
@@ -114,6 +116,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
     let mut json_body = false;
     let mut expect_continue = false;
     let mut last_event_id = None;
+    let mut websocket = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -151,6 +154,8 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
             let value = h.value.trim_ascii();
             let kept = if value.len() <= 64 { String::from_utf8_lossy(value).into_owned() } else { String::new() };
             last_event_id = Some(kept);
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            websocket |= h.value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(b"websocket"));
         }
     }
     if hosts > 1 || (version == 1 && hosts == 0) {
@@ -211,6 +216,7 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<Head>, HttpError
         form_body,
         expect_continue,
         last_event_id,
+        websocket,
         json_body,
         raw_headers: buf
             .get(buf.iter().position(|&b| b == b'\n').map_or(len, |i| i + 1)..len)

@@ -65,8 +65,53 @@ pub fn accept<'a>(
     Ok(STANDARD.encode(Sha1::new().chain_update(key).chain_update(GUID).finalize()))
 }
 
+/// The `101 Switching Protocols` head that completes the handshake.
+pub fn write_switch(out: &mut Vec<u8>, accept: &str) {
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+    out.extend_from_slice(b"Sec-WebSocket-Accept: ");
+    out.extend_from_slice(accept.as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
+/// The query parameter a socket resumes with: a browser's WebSocket
+/// cannot send `Last-Event-ID`, so `?last-event-id=ID` stands for it.
+pub const RESUME_PARAM: &str = "last-event-id";
+
+/// Takes [`RESUME_PARAM`] out of `query` (the stream handler never sees
+/// it) and returns its value, decoded, if it was there; up to 64 bytes,
+/// as the header is.
+pub fn take_resume(query: &mut String) -> Option<String> {
+    let mut found = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            if name != RESUME_PARAM {
+                return true;
+            }
+            let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+            found = Some(if value.len() <= 64 { value.into_owned() } else { String::new() });
+            false
+        })
+        .collect();
+    if found.is_some() {
+        *query = kept.join("&");
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_resume_parameter_is_taken_out_of_the_query() {
+        let mut q = "room=lobby&last-event-id=7-0&x=1".to_owned();
+        assert_eq!(take_resume(&mut q).as_deref(), Some("7-0"));
+        assert_eq!(q, "room=lobby&x=1");
+        let mut q = "room=lobby".to_owned();
+        assert_eq!(take_resume(&mut q), None);
+        assert_eq!(q, "room=lobby");
+    }
+
     use super::*;
 
     fn headers(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
