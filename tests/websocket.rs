@@ -517,3 +517,35 @@ fn the_chat_over_one_socket_with_a_verified_name() {
     let got = next_reply(&mut anon);
     assert_eq!(got["status"], 400, "message: chars(min = 5): {got}");
 }
+
+#[test]
+fn a_message_handler_needs_a_stream_at_its_path_and_takes_no_methods() {
+    use house_tests::fault::{self, WatHandler};
+    let t = Duration::from_secs(20);
+    let dir = house_tests::TempDir::new("message-kind");
+    let p = dir.path().to_owned();
+    let s = Server::start_in(dir, &[]);
+    let handler = |name: &'static str, manifest: &str| WatHandler {
+        name,
+        manifest: manifest.to_owned(),
+        body: "(global.get $ok)",
+    };
+    let message = r#"{"name":"m","kind":"message","path":"/s"}"#;
+    let stream = r#"{"name":"st","kind":"stream","path":"/s"}"#;
+    std::fs::write(p.join("lone.wasm"), fault::module(1, &[handler("m", message)])).unwrap();
+    s.wait_for_log("house: refused lone.wasm: message handler m has no stream handler at /s to open its WebSocket", t);
+    let with_methods = r#"{"name":"m","kind":"message","path":"/s","methods":["POST"]}"#;
+    std::fs::write(p.join("methods.wasm"), fault::module(1, &[handler("m", with_methods), handler("st", stream)]))
+        .unwrap();
+    s.wait_for_log("house: refused methods.wasm: handler m: a message handler takes WebSocket messages", t);
+    // Beside its stream, a module in WAT (no SDK) answers messages.
+    std::fs::write(p.join("pair.wasm"), fault::module(1, &[handler("m", message), handler("st", stream)])).unwrap();
+    s.wait_for_log("house: loaded pair.wasm", t);
+    let mut w = Ws::open(s.connect(), "/s", &[]);
+    assert_eq!(w.next_json(), serde_json::json!({"data": "ok"}));
+    w.send_text("{}");
+    assert_eq!(w.next_json(), serde_json::json!({"status": 200, "body": "ok"}));
+    // A message is never an HTTP method.
+    let r = s.send("MESSAGE", "/s", &[], "");
+    assert_eq!(r.status, 501, "{}", r.body);
+}

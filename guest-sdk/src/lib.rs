@@ -38,11 +38,18 @@
 //!
 //! # The declaration
 //!
-//! `#[handler(closing)]` or `#[handler(stream)]`, then optionally
-//! `path = "/explicit"`, `content_type = "text/plain"` (default
-//! `text/html; charset=utf-8`) and `methods(GET, POST)` (default: GET and
-//! POST for closing handlers, GET for streams; GET implies HEAD). A function
-//! named `root` is served at `/`.
+//! `#[handler(closing)]`, `#[handler(stream)]` or `#[handler(message)]`,
+//! then optionally `path = "/explicit"`, `content_type = "text/plain"`
+//! (default `text/html; charset=utf-8`) and `methods(GET, POST)` (default:
+//! GET and POST for closing handlers, GET for streams; GET implies HEAD). A
+//! function named `root` is served at `/`.
+//!
+//! A stream's path also takes a WebSocket, subscribed as the SSE stream
+//! would be; a `message` handler at the same path answers what its client
+//! sends, each message validated by the host as a request body is (a
+//! `#[body]` of a `#[derive(Body)]` type), the socket's query, cookies and
+//! token as its other inputs. It takes no `methods(..)`. docs/WEBSOCKET.md
+//! has the protocol.
 //!
 //! # Parameter types
 //!

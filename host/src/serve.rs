@@ -303,11 +303,12 @@ impl Http {
                         status
                     }
                     Ok(_) => {
-                        messages::refusal(&mut frame, 500, "a message is answered by a message handler");
+                        messages::refusal(&mut frame, 500, "a message is answered by a message handler", false);
                         500
                     }
                     Err(err) => {
-                        messages::refusal(&mut frame, err.status(), &err.reason);
+                        let unknown = err.kind == ErrorKind::OutcomeUnknown;
+                        messages::refusal(&mut frame, err.status(), &err.reason, unknown);
                         let status = err.status();
                         refused = Some(err);
                         status

@@ -40,7 +40,31 @@ test("two pages in one room see each other's messages", async () => {
   assert.equal(await bob.locator("#log b").count(), 0, "messages are text, never HTML");
   await ada.locator("#log li.mine", { hasText: "hello from ada" }).waitFor();
   assert.equal(await ada.getByLabel("Message", { exact: true }).inputValue(), "", "the input is cleared after a send");
+  for (const page of [ada, bob]) {
+    assert.equal(await page.evaluate(() => document.body.dataset.transport), "websocket", "live over a WebSocket");
+  }
   await ada.close(); await bob.close();
+});
+
+test("where the upgrade is refused, the page falls back to SSE and a POST per message", async () => {
+  // This server takes sockets from another site's pages only: a refusal
+  // as a proxy that does not pass WebSockets would make (the upgrade fails).
+  const other = await startHouse(0, guests, ["--ws-allowed-origins", "https://elsewhere.example"]);
+  const base = `http://127.0.0.1:${other.port}`;
+  try {
+    const ada = await join_(browser, base, "Ada", "fallback");
+    const bob = await joinAs("Bob", "fallback");   // the first server, over a socket
+    assert.equal(await ada.evaluate(() => document.body.dataset.transport), "sse");
+    const ada2 = await join_(browser, base, "Ada2", "fallback");
+    await send(ada, "sent by a POST");
+    await ada2.locator("#log li", { hasText: "sent by a POST" }).waitFor();
+    await ada.locator("#log li.mine", { hasText: "sent by a POST" }).waitFor();
+    assert.equal(await ada2.locator("#log li .name.verified").count(), 1);
+    assert.equal(await bob.locator("#log li", { hasText: "sent by a POST" }).count(), 0, "another server's room");
+    await ada.close(); await ada2.close(); await bob.close();
+  } finally {
+    await stop(other.child);
+  }
 });
 
 test("a refused message shows the server's reason", async () => {
@@ -154,13 +178,22 @@ for (const [device, viewport] of [["desktop", { width: 1280, height: 800 }], ["p
 
 test("a send leaves what was typed while it was on its way", async () => {
   const ada = await joinAs("Ada", "in-flight");
-  // Hold the send for a moment, as a slow network would.
+  await send(ada, "claims the name first");
+  await ada.locator("#log li.mine", { hasText: "claims the name first" }).waitFor();
+  // Hold what the page sends on its socket for a moment, as a slow network
+  // would; the socket is opened again (a new join) to pass through here.
   let release;
   const held = new Promise((r) => { release = r; });
-  await ada.route("**/send-message", async (route) => { await held; await route.continue(); });
+  await ada.routeWebSocket(/\/source/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage(async (m) => { await held; server.send(m); });
+  });
+  await ada.getByRole("button", { name: "Join room" }).click();
+  await ada.locator("#status", { hasText: "Live in “in-flight”" }).waitFor();
   await send(ada, "the first message");
   await ada.getByLabel("Message", { exact: true }).press("End");
   await ada.getByLabel("Message", { exact: true }).pressSequentially(" and the next");
+  assert.ok(await ada.getByRole("button", { name: "Send" }).isDisabled(), "the send is held on its way");
   release();
   await ada.locator("#log li.mine", { hasText: "the first message" }).waitFor();
   await ada.waitForFunction(() => document.getElementById("message").value === " and the next");

@@ -1,7 +1,7 @@
 // The deployment of docs/DEPLOY.md, for real: a redis-server, two house
 // processes on it (`--engine redis://`), and nginx running
 // docs/deploy/house.nginx.conf in front of them. Two chat pages whose
-// streams land on different hosts see each other's messages, a visitor's
+// sockets land on different hosts see each other's messages, a visitor's
 // to-do list (key-value data on Redis) is the same list on both hosts with
 // no sticky sessions, and a page whose host restarts is replayed what it
 // missed from Redis's history. While Redis is down, a send is shown as not
@@ -50,6 +50,9 @@ test("two pages on two hosts behind nginx see each other's messages", async () =
   const bob = await joinAs(browser, base, "Bob", "lb");
   // least_conn sent the second stream to the host without one.
   assert.deepEqual(await subscriptions(), [1, 1], "one stream on each host");
+  for (const page of [ada, bob]) {
+    assert.equal(await page.evaluate(() => document.body.dataset.transport), "websocket", "nginx passes WebSockets");
+  }
 
   for (const [from, to, text] of [[ada, bob, "hello from ada"], [bob, ada, "and back from bob"],
                                   [ada, bob, "once more from ada"]]) {

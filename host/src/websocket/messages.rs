@@ -60,23 +60,29 @@ pub fn from_sse(sse: &[u8], out: &mut Vec<u8>) {
 /// body (as text; a refusal's, 400 and over, as its error).
 pub fn reply(out: &mut Vec<u8>, status: u16, body: &[u8]) {
     let key = if status >= 400 { "error" } else { "body" };
-    answer(out, status, key, body);
+    frame::encode(out, Opcode::Text, &answer(status, key, body));
 }
 
 /// Appends the text frame refusing a message: a status as HTTP would have
-/// it, and the reason.
-pub fn refusal(out: &mut Vec<u8>, status: u16, reason: &str) {
-    answer(out, status, "error", reason.as_bytes());
+/// it, and the reason. `unknown`: whether what it asked for happened is not
+/// known (HTTP says `House-Outcome: unknown`; here `"outcome":"unknown"`).
+pub fn refusal(out: &mut Vec<u8>, status: u16, reason: &str, unknown: bool) {
+    let mut json = answer(status, "error", reason.as_bytes());
+    if unknown {
+        json.pop();
+        json.extend_from_slice(b",\"outcome\":\"unknown\"}");
+    }
+    frame::encode(out, Opcode::Text, &json);
 }
 
-fn answer(out: &mut Vec<u8>, status: u16, key: &str, text: &[u8]) {
+fn answer(status: u16, key: &str, text: &[u8]) -> Vec<u8> {
     let mut json = Vec::with_capacity(text.len() + 32);
     json.extend_from_slice(b"{\"status\":");
     json.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
     json.push(b',');
     field(&mut json, key, text);
     json.push(b'}');
-    frame::encode(out, Opcode::Text, &json);
+    json
 }
 
 /// `"key":"value"`, the value escaped as a JSON string (bytes that are
@@ -128,12 +134,14 @@ mod tests {
     fn replies_and_refusals() {
         let mut out = Vec::new();
         reply(&mut out, 201, b"made");
-        refusal(&mut out, 400, "body.text: missing");
+        refusal(&mut out, 400, "body.text: missing", false);
+        refusal(&mut out, 503, "not confirmed", true);
         assert_eq!(
             payloads(&out),
             [
                 serde_json::json!({"status": 201, "body": "made"}),
                 serde_json::json!({"status": 400, "error": "body.text: missing"}),
+                serde_json::json!({"status": 503, "error": "not confirmed", "outcome": "unknown"}),
             ]
         );
     }
