@@ -1,7 +1,8 @@
 //! SSE fan-out: N subscribers on one channel, one publish, and the time
 //! from sending the publish until the last subscriber has the event, taken
 //! on the client side with a mio loop over all N sockets. The same client
-//! measures house and the bare SSE baseline.
+//! measures house and the bare SSE baseline, and house's WebSockets (each
+//! subscriber then counts text frames instead of events).
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdStream};
@@ -20,12 +21,73 @@ pub struct Fanout {
 
 struct Sub {
     socket: TcpStream,
-    /// Events seen so far (blank lines ending an event).
+    /// Events seen so far (blank lines ending an event; text frames).
     events: usize,
     last: u8,
     /// The line being read (its start only), and the last `id:` seen.
     line: Vec<u8>,
     last_id: Option<String>,
+    /// A WebSocket: where its reading stands.
+    ws: Option<Frames>,
+}
+
+/// Counting a WebSocket's text frames as they stream in: the response head
+/// first, then each frame's header and payload.
+#[derive(Default)]
+struct Frames {
+    /// The 101's head is read.
+    upgraded: bool,
+    /// Bytes of the frame header being read.
+    header: Vec<u8>,
+    /// Payload bytes still to skip in the current frame.
+    payload: u64,
+}
+
+impl Frames {
+    /// Takes `bytes`; returns how many text frames they completed.
+    fn take(&mut self, mut bytes: &[u8], last: &mut u8, line: &mut Vec<u8>) -> usize {
+        let mut done = 0;
+        while !self.upgraded && !bytes.is_empty() {
+            // The head ends at a blank line: "\r\n\r\n".
+            let b = bytes[0];
+            bytes = &bytes[1..];
+            line.push(b);
+            if line.ends_with(b"\r\n\r\n") {
+                self.upgraded = true;
+                line.clear();
+            }
+            *last = b;
+        }
+        while !bytes.is_empty() {
+            if self.payload > 0 {
+                let skip = (self.payload as usize).min(bytes.len());
+                self.payload -= skip as u64;
+                bytes = &bytes[skip..];
+                continue;
+            }
+            self.header.push(bytes[0]);
+            bytes = &bytes[1..];
+            let need = match self.header.get(1).map(|b| b & 0x7F) {
+                None => continue,
+                Some(126) => 4,
+                Some(127) => 10,
+                Some(_) => 2,
+            };
+            if self.header.len() < need {
+                continue;
+            }
+            self.payload = match need {
+                4 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+                10 => u64::from_be_bytes(self.header[2..10].try_into().expect("8 bytes")),
+                _ => u64::from(self.header[1] & 0x7F),
+            };
+            if self.header[0] & 0x0F == 0x1 {
+                done += 1;
+            }
+            self.header.clear();
+        }
+        done
+    }
 }
 
 /// N subscribers on one mio poll.
@@ -42,6 +104,17 @@ impl Clients {
     /// event. Connects in batches, each waiting for its first events: the
     /// listen backlog is never overrun (an overrun costs a 1 s SYN retry).
     pub fn subscribe(addr: SocketAddr, n: usize, subscribe: &str, headers: &str) -> anyhow::Result<Clients> {
+        Clients::open(addr, n, subscribe, headers, false)
+    }
+
+    /// As `subscribe`, each subscriber a WebSocket.
+    pub fn sockets(addr: SocketAddr, n: usize, subscribe: &str) -> anyhow::Result<Clients> {
+        let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                       Sec-WebSocket-Version: 13\r\n";
+        Clients::open(addr, n, subscribe, upgrade, true)
+    }
+
+    fn open(addr: SocketAddr, n: usize, subscribe: &str, headers: &str, ws: bool) -> anyhow::Result<Clients> {
         let mut c = Clients {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
@@ -57,7 +130,8 @@ impl Clients {
                 s.set_nonblocking(true)?;
                 let mut socket = TcpStream::from_std(s);
                 c.poll.registry().register(&mut socket, Token(i), Interest::READABLE)?;
-                c.subs.push(Sub { socket, events: 0, last: 0, line: Vec::new(), last_id: None });
+                let ws = ws.then(Frames::default);
+                c.subs.push(Sub { socket, events: 0, last: 0, line: Vec::new(), last_id: None, ws });
             }
             c.wait_for(1, Duration::from_secs(30))?;
         }
@@ -84,6 +158,10 @@ impl Clients {
                 loop {
                     match sub.socket.read(&mut self.buf) {
                         Ok(0) => bail!("a subscriber was disconnected"),
+                        Ok(n) if sub.ws.is_some() => {
+                            let frames = sub.ws.as_mut().expect("a socket");
+                            sub.events += frames.take(&self.buf[..n], &mut sub.last, &mut sub.line);
+                        }
                         Ok(n) => {
                             for &b in &self.buf[..n] {
                                 if b == b'\n' {
@@ -140,7 +218,36 @@ pub fn run_across(
     reps: usize,
 ) -> anyhow::Result<Fanout> {
     let rss_before = crate::procfs::rss_kib(pid);
-    let mut c = Clients::subscribe(addr, n, subscribe, "")?;
+    let c = Clients::subscribe(addr, n, subscribe, "")?;
+    measure(c, addr, pid, rss_before, publish_to, publish, reps)
+}
+
+/// As `run`, each subscriber a WebSocket.
+pub fn run_sockets(
+    addr: SocketAddr,
+    pid: u32,
+    n: usize,
+    subscribe: &str,
+    publish: &str,
+    reps: usize,
+) -> anyhow::Result<Fanout> {
+    let rss_before = crate::procfs::rss_kib(pid);
+    let c = Clients::sockets(addr, n, subscribe)?;
+    measure(c, addr, pid, rss_before, addr, publish, reps)
+}
+
+/// Publishes `reps` times to `publish_to` and times each until every one
+/// of `c` (subscribed on `addr`) has it.
+fn measure(
+    mut c: Clients,
+    addr: SocketAddr,
+    pid: u32,
+    rss_before: u64,
+    publish_to: SocketAddr,
+    publish: &str,
+    reps: usize,
+) -> anyhow::Result<Fanout> {
+    let n = c.subs.len();
     let rss_after = crate::procfs::rss_kib(pid);
     let mut publisher = StdStream::connect(publish_to)?;
     publisher.set_nodelay(true)?;

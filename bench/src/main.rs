@@ -1,7 +1,7 @@
 //! `make bench`: every scenario of BENCHMARKS.md, each next to a baseline
 //! measured in the same run, written as a table into BENCHMARKS.md.
 //!
-//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis,spin,history,kv,tx]
+//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis,spin,history,kv,tx,bodies,websocket]
 //!
 //! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario and round (default 3).
 
@@ -14,6 +14,7 @@ mod redis;
 mod report;
 mod servers;
 mod tx;
+mod websocket;
 mod wrk;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -36,9 +37,9 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 11] =
-    ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history", "kv", "tx", "bodies"];
-const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
+const ALL: [&str; 12] =
+    ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history", "kv", "tx", "bodies", "websocket"];
+pub(crate) const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
 fn run() -> anyhow::Result<()> {
@@ -174,6 +175,9 @@ fn run() -> anyhow::Result<()> {
     if want("bodies") {
         let iters = std::env::var("BENCH_GUESTCALL_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
         bodies::run(&mut report, &guests, &cache, &work, iters)?;
+    }
+    if want("websocket") {
+        websocket::run(&mut report, &guests, &cache, &work)?;
     }
     if std::env::var_os("KEEP").is_none() {
         let _ = std::fs::remove_dir_all(&work);
@@ -561,7 +565,7 @@ fn guest_calls(addr: std::net::SocketAddr) -> anyhow::Result<usize> {
 }
 
 /// Reads one response with a Content-Length body; its status.
-fn read_status(r: &mut impl BufRead) -> anyhow::Result<u16> {
+pub(crate) fn read_status(r: &mut impl BufRead) -> anyhow::Result<u16> {
     read_response(r).map(|(status, _)| status)
 }
 
@@ -586,7 +590,7 @@ pub(crate) fn read_response(r: &mut impl BufRead) -> anyhow::Result<(u16, String
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
-fn percentile(times: &[Duration], q: f64) -> Duration {
+pub(crate) fn percentile(times: &[Duration], q: f64) -> Duration {
     let mut t = times.to_vec();
     t.sort();
     t[((t.len() as f64 * q).ceil() as usize).saturating_sub(1).min(t.len() - 1)]
@@ -745,12 +749,12 @@ fn wait_status(addr: std::net::SocketAddr, path: &str, status: u16, timeout: Dur
     }
 }
 
-fn median(times: &[Duration]) -> Duration {
+pub(crate) fn median(times: &[Duration]) -> Duration {
     let mut t = times.to_vec();
     t.sort();
     t[t.len() / 2]
 }
 
-fn max(times: &[Duration]) -> Duration {
+pub(crate) fn max(times: &[Duration]) -> Duration {
     times.iter().copied().max().unwrap_or_default()
 }

@@ -283,7 +283,7 @@ impl Conn {
     /// sent without waiting for the 101.)
     pub fn become_stream(&mut self) {
         self.phase = Phase::Stream;
-        if self.ws.is_none() {
+        if self.ws.is_none() || self.rbuf.is_empty() {
             self.rbuf = Vec::new();
         }
         self.head = None;
@@ -298,7 +298,8 @@ impl Conn {
         let mut consumed = 0;
         let next = ws.decoder.next(&self.rbuf, &mut consumed);
         self.rbuf.drain(..consumed);
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 4096 {
+        // An idle socket holds no read buffer (one per read is cheap).
+        if self.rbuf.is_empty() {
             self.rbuf = Vec::new();
         }
         next

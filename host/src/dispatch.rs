@@ -296,6 +296,30 @@ impl Dispatcher {
         })
     }
 
+    /// What of an upgrade request's header lines its socket keeps for its
+    /// messages: those the path's message handler may read (its declared
+    /// headers, and `Cookie` and `Authorization` for its cookies and token),
+    /// not the browser's few hundred bytes of others, for every idle socket.
+    pub fn socket_headers(&self, head: &Head) -> Vec<u8> {
+        let routes = self.routes.load();
+        let Lookup::Found(route, _) = routes.router.lookup(&head.path, MESSAGE) else { return Vec::new() };
+        let Target::Guest(handler) = &route.target else { return Vec::new() };
+        let params = &handler.spec.params;
+        let wanted = |name: &str| {
+            name == "cookie"
+                || name == "authorization"
+                || params.iter().any(|p| p.source == Source::Header && p.name == name)
+        };
+        let mut kept = Vec::new();
+        for line in head.raw_headers.split_inclusive(|&b| b == b'\n') {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+            if std::str::from_utf8(name).is_ok_and(|n| wanted(&n.to_ascii_lowercase())) {
+                kept.extend_from_slice(line);
+            }
+        }
+        kept
+    }
+
     /// Turns what a guest call returned into what to send and publish.
     pub fn finish(&self, handler: &Arc<Handler>, result: Result<CallOutput, Failure>, log: &mut Log) -> Dispatched {
         let mut publishes = Vec::new();

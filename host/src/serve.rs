@@ -335,7 +335,7 @@ impl Http {
                         messages::from_sse(&first, &mut core.out);
                         if let Some(conn) = core.conns.get_mut(key) {
                             let (max, path, query) = (core.cfg.limits.ws_max_message, &head.path, &head.query);
-                            let raw = head.raw_headers.clone();
+                            let raw = self.dispatcher.socket_headers(head);
                             conn.ws = Some(Box::new(Session::new(max, path.clone(), query.clone(), raw, now)));
                         }
                         let start = Start { after: head.last_event_id.clone(), backlog };

@@ -21,8 +21,9 @@ pub const MESSAGE: &str = "MESSAGE";
 
 /// What a connection that became a WebSocket keeps beyond a stream's
 /// state: its decoder, and what a message is dispatched with (the upgrade
-/// request's path, query and headers: a message handler sees the cookies
-/// and the token the socket was opened with).
+/// request's path, query and the headers its message handler may read: a
+/// message handler sees the cookies and the token the socket was opened
+/// with).
 pub struct Session {
     pub decoder: Decoder,
     pub path: String,
