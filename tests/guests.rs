@@ -117,7 +117,7 @@ fn named_types_and_defaults() {
     let typed = &index["guests"][0];
     assert_eq!(typed["file"], "typed.wasm");
     let types: Vec<&str> = typed["types"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(types, ["Level", "Room"]);
+    assert_eq!(types, ["Level", "Room", "Say"], "Say: the body of /watch's messages");
     // Readable by a person: a named type's rules, typed defaults, the
     // content type a stream really has, the load time as a date.
     assert_eq!(typed["types"][0]["rules"], serde_json::json!({"range": {"min": 1, "max": 5}}));

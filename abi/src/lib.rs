@@ -136,8 +136,10 @@ pub mod imports {
     }
 
     /// Every import. Strings are (pointer, length) pairs of UTF-8.
-    pub const ALL: [Import; 11] = [
+    pub const ALL: [Import; 13] = [
         f("subscribe", &[I32, I32], &[I32]),
+        f("subscribe_as", &[I32, I32, I32, I32], &[I32]),
+        f("presence", &[I32, I32, I32], &[I64]),
         f("backlog", &[I32], &[I32]),
         f("publish", &[I32, I32, I32, I32, I32, I32, I32, I32, I64], &[I32]),
         f("random", &[I32, I32], &[I32]),
@@ -176,6 +178,9 @@ pub mod status {
     pub const KV_NOT_INTEGER: i32 = -6;
     /// The store failed (the host's log says why).
     pub const KV_UNAVAILABLE: i32 = -7;
+    /// `subscribe_as`: member info over `--presence-info-bytes`, or with
+    /// CR, LF or NUL. Since ABI 1 (additive).
+    pub const PRESENCE_INFO: i32 = -8;
     /// `kv_get`: no such key.
     pub const KV_ABSENT: i64 = -1;
 }

@@ -27,10 +27,14 @@
 #define HOUSE_KV_BUDGET (-5)
 #define HOUSE_KV_NOT_INTEGER (-6)
 #define HOUSE_KV_UNAVAILABLE (-7)
+#define HOUSE_PRESENCE_INFO (-8)
 
 /* The host's imports: strings are (pointer, length) of UTF-8. */
 HOUSE_IMPORT("log") void house_log(const char *text, int32_t len);
 HOUSE_IMPORT("subscribe") int32_t house_subscribe(const char *channel, int32_t len);
+HOUSE_IMPORT("subscribe_as")
+int32_t house_subscribe_as(const char *channel, int32_t len, const char *info, int32_t info_len);
+HOUSE_IMPORT("presence") int64_t house_presence(const char *channel, int32_t len, int32_t limit);
 HOUSE_IMPORT("publish")
 int32_t house_publish(const char *channel, int32_t channel_len, const char *data, int32_t data_len,
                       const char *event, int32_t event_len, const char *id, int32_t id_len, int64_t retry);

@@ -15,6 +15,9 @@ pub enum HostError {
     BadField,
     /// `subscribe` was called outside a stream handler.
     NotAStream,
+    /// A member's info is over the host's `--presence-info-bytes`, or has
+    /// CR, LF or NUL.
+    PresenceInfo,
     /// A status this SDK does not know (a newer host?).
     Other(i32),
 }
@@ -25,6 +28,7 @@ impl fmt::Display for HostError {
             HostError::BadChannel => f.write_str("channel name is longer than 256 bytes"),
             HostError::BadField => f.write_str("SSE event and id must not contain CR, LF or NUL"),
             HostError::NotAStream => f.write_str("only a stream handler can subscribe"),
+            HostError::PresenceInfo => f.write_str("a member's info is too long, or has CR, LF or NUL"),
             HostError::Other(code) => write!(f, "host error {code}"),
         }
     }
@@ -37,6 +41,7 @@ fn status(code: i32) -> Result<(), HostError> {
         BAD_CHANNEL => Err(HostError::BadChannel),
         BAD_FIELD => Err(HostError::BadField),
         NOT_A_STREAM => Err(HostError::NotAStream),
+        PRESENCE_INFO => Err(HostError::PresenceInfo),
         other => Err(HostError::Other(other)),
     }
 }
@@ -58,6 +63,32 @@ pub struct Event<'a> {
 /// Events published to it from now on are pushed to this client.
 pub fn subscribe(channel: &str) -> Result<(), HostError> {
     status(imp::subscribe(channel))
+}
+
+/// [`subscribe`] as a member of `channel`'s presence under `info` (a name,
+/// a user id: up to the host's `--presence-info-bytes`, 256 by default, no
+/// line breaks) for as long as the connection stays. Members are counted
+/// by info: a user with several tabs is one member, who joins with the
+/// first and leaves with the last. The host announces changes on the
+/// channel as events `join` and `leave` (data: the info), coalesced under
+/// churn (a burst is one `presence` event with counts: ask [`presence`]
+/// again).
+pub fn subscribe_as(channel: &str, info: &str) -> Result<(), HostError> {
+    status(imp::subscribe_as(channel, info))
+}
+
+/// The members of `channel` (their info, in byte order), at most `limit`,
+/// across the host's loops and, on the Redis engine, every host.
+pub fn presence(channel: &str, limit: u32) -> Result<alloc::vec::Vec<alloc::string::String>, HostError> {
+    let n = imp::presence(channel, limit.min(i32::MAX as u32) as i32);
+    if n < 0 {
+        return status(n as i32).map(|()| alloc::vec::Vec::new());
+    }
+    let block = imp::stash(n);
+    Ok(house_abi::kv::decode_list(&block, false)
+        .into_iter()
+        .map(|(info, _)| alloc::string::String::from_utf8_lossy(info).into_owned())
+        .collect())
 }
 
 /// [`subscribe`], and opens the stream with (up to) the last `count` events
@@ -116,6 +147,31 @@ mod imp {
         ) -> i32;
         #[link_name = "log"]
         fn house_log(ptr: *const u8, len: usize);
+        #[link_name = "subscribe_as"]
+        fn house_subscribe_as(ptr: *const u8, len: usize, info: *const u8, info_len: usize) -> i32;
+        #[link_name = "presence"]
+        fn house_presence(ptr: *const u8, len: usize, limit: i32) -> i64;
+        #[link_name = "kv_read"]
+        fn house_kv_read(ptr: *mut u8, len: usize) -> i32;
+    }
+
+    pub fn subscribe_as(channel: &str, info: &str) -> i32 {
+        // SAFETY: each (pointer, length) pair is a live &str.
+        unsafe { house_subscribe_as(channel.as_ptr(), channel.len(), info.as_ptr(), info.len()) }
+    }
+
+    pub fn presence(channel: &str, limit: i32) -> i64 {
+        // SAFETY: the host reads `len` bytes at `ptr`, which `channel` owns.
+        unsafe { house_presence(channel.as_ptr(), channel.len(), limit) }
+    }
+
+    /// What the last `presence` found, `n` bytes (through `kv_read`).
+    pub fn stash(n: i64) -> alloc::vec::Vec<u8> {
+        let mut buf = alloc::vec![0u8; n as usize];
+        // SAFETY: the host writes at most `buf.len()` bytes into `buf`.
+        let got = unsafe { house_kv_read(buf.as_mut_ptr(), buf.len()) };
+        buf.truncate(got.max(0) as usize);
+        buf
     }
 
     pub fn subscribe(channel: &str) -> i32 {
@@ -170,6 +226,44 @@ mod imp {
         }
         RECORDED.with(|r| r.borrow_mut().subscriptions.push(channel.to_string()));
         0
+    }
+
+    pub fn subscribe_as(channel: &str, info: &str) -> i32 {
+        if !valid_channel(channel) {
+            return -1;
+        }
+        if info.len() > 256 || info.contains(['\r', '\n', '\0']) {
+            return house_abi::status::PRESENCE_INFO;
+        }
+        RECORDED.with(|r| {
+            let mut r = r.borrow_mut();
+            r.subscriptions.push(channel.to_string());
+            r.members.push((channel.to_string(), info.to_string()));
+        });
+        0
+    }
+
+    /// The members recorded on this thread (`subscribe_as`) of `channel`.
+    pub fn presence(channel: &str, limit: i32) -> i64 {
+        let block = RECORDED.with(|r| {
+            let r = r.borrow();
+            let mut infos: alloc::vec::Vec<&str> =
+                r.members.iter().filter(|(c, _)| c == channel).map(|(_, i)| i.as_str()).collect();
+            infos.sort();
+            infos.dedup();
+            infos.truncate(limit.max(0) as usize);
+            house_abi::kv::encode_list(infos.iter().map(|i| (i.as_bytes(), &[][..])), false)
+        });
+        STASH.with(|s| *s.borrow_mut() = block);
+        STASH.with(|s| s.borrow().len() as i64)
+    }
+
+    pub fn stash(_n: i64) -> alloc::vec::Vec<u8> {
+        STASH.with(|s| core::mem::take(&mut *s.borrow_mut()))
+    }
+
+    std::thread_local! {
+        static STASH: core::cell::RefCell<alloc::vec::Vec<u8>> = const { core::cell::RefCell::new(alloc::vec::Vec::new()) };
     }
 
     pub fn backlog(count: u32) -> i32 {

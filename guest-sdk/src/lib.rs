@@ -254,7 +254,9 @@ pub mod testing;
 
 pub use abi::ABI_VERSION;
 pub use args::{FromArg, Json, Keyword};
-pub use host::{Event, HostError, log, publish, publish_event, subscribe, subscribe_with_backlog};
+pub use host::{
+    Event, HostError, log, presence, publish, publish_event, subscribe, subscribe_as, subscribe_with_backlog,
+};
 pub use house_sdk_macros::{Body, handler, http_type, static_files};
 pub use response::{Cookie, IntoResponse, Response};
 
@@ -263,8 +265,8 @@ pub mod prelude {
     pub use crate::json;
     pub use crate::kv;
     pub use crate::{
-        Body, Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, publish,
-        publish_event, static_files, subscribe, subscribe_with_backlog,
+        Body, Cookie, Event, HostError, IntoResponse, Json, Keyword, Response, handler, http_type, log, presence,
+        publish, publish_event, static_files, subscribe, subscribe_as, subscribe_with_backlog,
     };
     pub use alloc::format;
     pub use alloc::string::{String, ToString};

@@ -28,6 +28,9 @@ pub struct Published {
 pub struct Recorded {
     /// Channels subscribed, in order.
     pub subscriptions: Vec<String>,
+    /// (channel, info) of the subscriptions made as a member
+    /// ([`crate::subscribe_as`]), in order.
+    pub members: Vec<(String, String)>,
     /// The largest backlog asked for ([`crate::subscribe_with_backlog`]).
     pub backlog: u32,
     /// Events published, in order.

@@ -84,6 +84,8 @@ pub struct Conn {
     pub read_stopped: bool,
     /// The channels a stream is subscribed to.
     pub channels: Vec<Arc<str>>,
+    /// (channel, info) of those it is a member of (presence).
+    pub members: Vec<(Arc<str>, Arc<str>)>,
     /// A stream waiting for the engine's answer before it starts.
     pub opening: Option<Box<Opening>>,
     /// Per channel, live events up to this id are skipped: the stream's
@@ -123,6 +125,7 @@ impl Conn {
             flush_due: false,
             calling: false,
             channels: Vec::new(),
+            members: Vec::new(),
             opening: None,
             live_after: Vec::new(),
             peer,

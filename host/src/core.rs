@@ -38,6 +38,8 @@ pub struct Shared {
     /// A signal asked the process to stop (said once, by the loop that saw
     /// it first).
     pub stopping: AtomicBool,
+    /// Who is in which channel.
+    pub presence: Arc<crate::engine::presence::Presence>,
 }
 
 pub struct Core {
@@ -212,6 +214,9 @@ impl Core {
             }
         }
         self.shared.hub.count_subscriptions(0, conn.channels.len());
+        for (channel, info) in &conn.members {
+            self.shared.presence.leave(channel, info);
+        }
         let _ = self.registry.deregister(conn.socket());
     }
 

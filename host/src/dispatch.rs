@@ -35,6 +35,8 @@ pub enum Outcome {
     Stream {
         first: Vec<u8>,
         channels: Vec<String>,
+        /// (channel, info) of the subscriptions made as a member.
+        members: Vec<(String, String)>,
         /// Events of the channels' history the handler asked to show first.
         backlog: usize,
     },
@@ -355,7 +357,8 @@ impl Dispatcher {
                 let data = String::from_utf8_lossy(&out.body).into_owned();
                 let data = if data.is_empty() { "Listening...".to_owned() } else { data };
                 let first = crate::sse::Event { data, ..Default::default() };
-                Outcome::Stream { first: crate::sse::frame(&first), channels: out.subscriptions, backlog: out.backlog }
+                let first = crate::sse::frame(&first);
+                Outcome::Stream { first, channels: out.subscriptions, members: out.members, backlog: out.backlog }
             }
             _ => {
                 let headers = self.sign_cookies(out.headers);

@@ -184,6 +184,11 @@ impl Server {
                 self.accept(now, true);
             }
             self.http.run_calls(&mut self.core, &mut self.streams, now);
+            // Joins and leaves of this turn (or of a window that ended),
+            // published before this loop's deliveries are fanned out.
+            if self.core.shared.presence.waiting() {
+                self.streams.announce(&mut self.core, now);
+            }
             self.streams.deliver(&mut self.core, now);
             self.core.flush_turn(now);
             self.core.log.flush();

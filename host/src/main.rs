@@ -105,10 +105,12 @@ fn run() -> anyhow::Result<()> {
             engine::kv::Kv::Embedded(engine::kv::embedded::Store::open(&cfg.data_dir, cfg.kv, log.sibling())?)
         }
     };
+    let presence = Arc::new(engine::presence::Presence::new(cfg.presence));
     let runtime = Arc::new(
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)
             .context("cannot start the wasm engine")?
-            .with_kv(kv.clone()),
+            .with_kv(kv.clone())
+            .with_presence(presence.clone()),
     );
     prepare_guests_folder(&cfg)?;
     let loading = Loading {
@@ -132,7 +134,8 @@ fn run() -> anyhow::Result<()> {
     if let Some(link) = engine.link() {
         hub.set_link(link);
     }
-    let shared = Arc::new(Shared { hub, engine, connections: AtomicUsize::new(0), stopping: AtomicBool::new(false) });
+    let connections = AtomicUsize::new(0);
+    let shared = Arc::new(Shared { hub, engine, connections, stopping: AtomicBool::new(false), presence });
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
         let dispatcher = Dispatcher {

@@ -322,7 +322,7 @@ impl Http {
                 }
                 status
             }
-            Ok(Outcome::Stream { first, channels, backlog }) if head.websocket => {
+            Ok(Outcome::Stream { first, channels, members, backlog }) if head.websocket => {
                 match self.dispatcher.handshake(head) {
                     Ok(_) if core.shutdown.is_some() => {
                         let err = HttpError::new(ErrorKind::Unavailable, "the server is shutting down");
@@ -339,7 +339,7 @@ impl Http {
                             conn.ws = Some(Box::new(Session::new(max, path.clone(), query.clone(), raw, now)));
                         }
                         let start = Start { after: head.last_event_id.clone(), backlog };
-                        streams.open_stream(core, key, channels, start, now);
+                        streams.open_stream(core, key, (channels, members), start, now);
                         101
                     }
                     Err(err) => {
@@ -378,7 +378,7 @@ impl Http {
                 let body = crate::metrics::render(&self.gauges(core));
                 reply(core, key, framing, "text/plain; version=0.0.4; charset=utf-8", body.as_bytes())
             }
-            Ok(Outcome::Stream { first, channels, backlog }) => {
+            Ok(Outcome::Stream { first, channels, members, backlog }) => {
                 core.out.clear();
                 response::write_sse_head(&mut core.out, &core.date);
                 if framing.head_only {
@@ -391,7 +391,7 @@ impl Http {
                 } else {
                     core.out.extend_from_slice(&first);
                     let start = Start { after: head.last_event_id.clone(), backlog };
-                    streams.open_stream(core, key, channels, start, now);
+                    streams.open_stream(core, key, (channels, members), start, now);
                 }
                 200
             }

@@ -21,6 +21,10 @@ use crate::websocket::{frame, messages};
 /// A WebSocket heartbeat: a ping without a payload.
 const PING: &[u8] = &[0x89, 0x00];
 
+/// What a stream subscribes to: its channels, and (channel, info) of those
+/// it is a member of (presence).
+pub type Subscribed = (Vec<String>, Vec<(String, String)>);
+
 pub struct Streams {
     /// Events from the hub, being fanned out.
     inbox: VecDeque<Delivery>,
@@ -39,10 +43,23 @@ impl Streams {
     /// head and first event. Subscribed here at once; it starts (head,
     /// first event, replay) when the engine says what it is owed, which
     /// the memory engine does now.
-    pub fn open_stream(&mut self, core: &mut Core, key: usize, channels: Vec<String>, start: Start, now: Instant) {
+    pub fn open_stream(&mut self, core: &mut Core, key: usize, subscribed: Subscribed, start: Start, now: Instant) {
+        let (channels, members) = subscribed;
         let Some(conn) = core.conns.get_mut(key) else {
             return;
         };
+        for (channel, info) in members {
+            let (channel, info): (Arc<str>, Arc<str>) = (channel.into(), info.into());
+            if core.shared.presence.join(&channel, &info) {
+                conn.members.push((channel, info));
+            } else {
+                let limit = core.shared.presence.limits().max_members;
+                core.log.line(format_args!(
+                    "house: {channel:?} has --presence-max-members {limit}: {} is subscribed, not a member",
+                    conn.peer
+                ));
+            }
+        }
         conn.become_stream();
         let mut fresh = Vec::new();
         let mut names: Vec<Arc<str>> = Vec::with_capacity(channels.len());
@@ -109,6 +126,17 @@ impl Streams {
             }
         }
         core.flush_at_end(key);
+    }
+
+    /// Announces the presence changes that are due (joins, leaves), each
+    /// as an event on its channel.
+    pub fn announce(&mut self, core: &mut Core, now: Instant) {
+        for a in core.shared.presence.due(now) {
+            let event = sse::Event { data: a.data, event: Some(a.event.to_owned()), ..Default::default() };
+            let frame: Arc<[u8]> = sse::frame(&event).into();
+            trace!(core.log, "presence: {} on {:?}", a.event, a.channel);
+            core.shared.hub.publish(core.lp, &a.channel, &frame);
+        }
     }
 
     /// Publishes one event (framed, without an id) to `channel` on every

@@ -46,6 +46,40 @@ test("two pages in one room see each other's messages", async () => {
   await ada.close(); await bob.close();
 });
 
+test("the room shows who is in it, live; one person with two tabs joins once and leaves once", async () => {
+  const members = (page) => page.locator("#members li").allTextContents();
+  const until = async (page, want) => {
+    await page.waitForFunction((w) => [...document.querySelectorAll("#members li")].map((l) => l.textContent).join() === w,
+      want.join(), { timeout: 10000 });
+  };
+  const ada = await joinAs("Ada", "presence");
+  await until(ada, ["Ada"]);
+  // Bob in two tabs of one browser (one cookie, one name).
+  const context = await browser.newContext({ viewport: { width: 390, height: 800 } });
+  const tab = async () => {
+    const page = await context.newPage();
+    await page.goto(`http://127.0.0.1:${port}/index`);
+    await page.getByLabel("Room").fill("presence");
+    await page.getByLabel("Your name").fill("Bob");
+    await page.getByRole("button", { name: "Join room" }).click();
+    await page.locator("#status", { hasText: "Live in “presence”" }).waitFor();
+    return page;
+  };
+  const bob1 = await tab();
+  await until(ada, ["Ada", "Bob"]);
+  await until(bob1, ["Ada", "Bob"]);
+  const bob2 = await tab();
+  await until(bob2, ["Ada", "Bob"]);
+  await bob1.close();
+  // Bob is still here (his other tab); Ada saw one join and no leave.
+  await until(bob2, ["Ada", "Bob"]);
+  assert.deepEqual(await members(ada), ["Ada", "Bob"]);
+  await bob2.close();
+  await until(ada, ["Ada"]);
+  await context.close();
+  await ada.close();
+});
+
 test("where the upgrade is refused, the page falls back to SSE and a POST per message", async () => {
   // This server takes sockets from another site's pages only: a refusal
   // as a proxy that does not pass WebSockets would make (the upgrade fails).

@@ -17,9 +17,30 @@ const BACKLOG: u32 = 50;
 
 /// Subscribes this connection to `room`, with the room's last messages
 /// first (a page that reconnects is replayed what it missed instead).
+///
+/// A browser with a verified name in `room` (its `chat_who` cookie) is in
+/// the room's presence under that name while it listens: the room's pages
+/// are told `join` and `leave` (once per name, however many tabs), and
+/// `/chat/members` lists who is there.
 #[handler(stream)]
-fn source(#[param(chars(max = 16))] room: &str) -> Result<(), HostError> {
+fn source(
+    #[param(chars(max = 16))] room: &str,
+    #[cookie("chat_who", signed)] #[param(default = "")] who: &str,
+) -> Result<(), HostError> {
+    if let Some((_, claimed, name)) = read_who(who)
+        && claimed == room
+    {
+        subscribe_as(room, &name)?;
+    }
     subscribe_with_backlog(room, BACKLOG)
+}
+
+/// Who is in `room` now (verified names, sorted), as a JSON array.
+#[handler(closing, path = "/chat/members", methods(GET), content_type = "application/json")]
+fn members(#[param(chars(max = 16))] room: &str) -> Result<String, HostError> {
+    let names = presence(room, 1000)?;
+    let quoted: Vec<String> = names.iter().map(|n| json::string(n)).collect();
+    Ok(format!("[{}]", quoted.join(",")))
 }
 
 /// Publishes `{"name": ..., "message": ...}` to everyone in `room`.

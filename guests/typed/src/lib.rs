@@ -108,6 +108,22 @@ fn watch(#[param(items(min = 1, max = 8))] ch: Vec<Keyword>) -> Result<String, H
     Ok(format!("watching {}", ch.len()))
 }
 
+/// Subscribes to `ch` as a member under `info` (presence).
+#[handler(stream)]
+fn member(#[param(chars(min = 1, max = 64))] ch: &str, info: &str) -> Response {
+    match subscribe_as(ch, info) {
+        Ok(()) => Response::new(format!("member of {ch}")),
+        Err(e) => Response::error(400, e),
+    }
+}
+
+/// The members of `ch`, one per line (at most `limit`).
+#[handler(closing, content_type = "text/plain; charset=utf-8")]
+fn members(#[param(chars(min = 1, max = 64))] ch: &str, #[param(default = 1000, range(min = 0))] limit: i64) -> Result<String, HostError> {
+    let list = presence(ch, limit as u32)?;
+    Ok(list.join("\n"))
+}
+
 /// What a client of `/watch` may send on its WebSocket.
 #[derive(Body)]
 struct Say {

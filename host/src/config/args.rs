@@ -44,6 +44,11 @@ FLAGS:
     --history-bytes N           bytes of each channel's history (memory engine) [262144]
     --history-idle-ms N         a channel with no event for this long forgets its history [3600000]
     --history-budget-mb N       history of all channels together, memory engine; idlest go first [256]
+    --presence-max-members N    members of one channel (a connection beyond is subscribed, not listed) [100000]
+    --presence-info-bytes N     bytes of a member's info (subscribe_as) [256]
+    --presence-coalesce-ms N    at most one batch of join/leave events per channel this often [250]
+    --presence-ttl-ms N         Redis engine: a host that stops refreshing (it died) leaves presence
+                                within this [10000]
     --data-dir DIR              where guests' key-value data is kept (kv.redb; on Redis with --engine redis://) [./data]
     --kv-key-bytes N            bytes of a key [512]
     --kv-value-bytes N          bytes of a value [65536]
@@ -253,6 +258,15 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> anyhow:
             Long("max-connections") => l.max_connections = positive(&mut parser, &flag)?,
             Long("sse-buffer-bytes") => l.sse_buffer = positive(&mut parser, &flag)?,
             Long("heartbeat-ms") => l.heartbeat = millis(&mut parser, &flag)?,
+            Long("presence-max-members") => cfg.presence.max_members = positive(&mut parser, &flag)?,
+            Long("presence-info-bytes") => cfg.presence.info_bytes = positive(&mut parser, &flag)?,
+            Long("presence-coalesce-ms") => cfg.presence.coalesce = millis(&mut parser, &flag)?,
+            Long("presence-ttl-ms") => {
+                cfg.presence.ttl = millis(&mut parser, &flag)?;
+                if cfg.presence.ttl < Duration::from_millis(100) {
+                    bail!("{flag}: at least 100");
+                }
+            }
             Long("ws-max-message-bytes") => l.ws_max_message = positive(&mut parser, &flag)?,
             Long("ws-idle-timeout-ms") => l.ws_idle_timeout = millis(&mut parser, &flag)?,
             Long("ws-allowed-origins") => {

@@ -101,6 +101,20 @@ pub struct HistoryLimits {
     pub budget: usize,
 }
 
+/// Bounds on presence (see `engine::presence`).
+#[derive(Debug, Clone, Copy)]
+pub struct PresenceLimits {
+    /// Members per channel; a connection beyond is subscribed, not a member.
+    pub max_members: usize,
+    /// Bytes of one member's info (`subscribe_as` refuses more).
+    pub info_bytes: usize,
+    /// At most one batch of join and leave events per channel this often.
+    pub coalesce: Duration,
+    /// Redis engine: a host that stops refreshing its members (it died)
+    /// is out of every channel's presence after this long.
+    pub ttl: Duration,
+}
+
 /// Bounds on guests' key-value data (see `engine::kv`). Over one, the
 /// import returns an error code the guest can handle.
 #[derive(Debug, Clone, Copy)]
@@ -163,6 +177,7 @@ pub struct Config {
     /// Where channels live beyond this process.
     pub engine: Engine,
     pub history: HistoryLimits,
+    pub presence: PresenceLimits,
     /// Where guests' key-value data lives.
     pub data_dir: PathBuf,
     pub kv: KvLimits,
@@ -272,6 +287,12 @@ impl Default for Config {
                 bytes: 256 * 1024,
                 idle: Duration::from_secs(3600),
                 budget: 256 * 1024 * 1024,
+            },
+            presence: PresenceLimits {
+                max_members: 100_000,
+                info_bytes: 256,
+                coalesce: Duration::from_millis(250),
+                ttl: Duration::from_secs(10),
             },
             data_dir: PathBuf::from("data"),
             kv: KvLimits {

@@ -6,11 +6,13 @@
 //! (`redis.rs`). Both keep each channel's history (`history.rs` for
 //! memory, Redis Streams for Redis) and give every event its id. Guests'
 //! key-value data follows the engine (`kv/`): embedded with `memory`, on
-//! the same Redis with `redis://`.
+//! the same Redis with `redis://`. So does presence (`presence.rs`): who is
+//! in a channel, announced on it as they join and leave.
 
 pub mod broker;
 pub mod history;
 pub mod kv;
+pub mod presence;
 pub mod redis;
 pub mod redis_conn;
 mod redis_replay;

@@ -2,11 +2,14 @@
 //! call, the per-call context they act on, and decoding what a handler
 //! returns. Guest memory is only ever read through bounds-checked slices.
 
+use std::sync::Arc;
+
 use wasmtime::{Caller, Engine, Linker, Memory};
 
 use super::manifest::Kind;
 use crate::config::Budgets;
 use crate::engine::kv::{KvError, Pending};
+use crate::engine::presence::Presence;
 use crate::sse;
 
 pub use house_abi::status::*;
@@ -114,8 +117,12 @@ pub struct CallCtx {
     /// The call's key-value operations, committed if it succeeds (None:
     /// no store, every operation is `KV_UNAVAILABLE`).
     pub kv: Option<Pending>,
-    /// What `kv_get` or `kv_list` found, for `kv_read`.
+    /// What `kv_get`, `kv_list` or `presence` found, for `kv_read`.
     pub stash: Vec<u8>,
+    /// (channel, info) of `subscribe_as`: the stream's memberships.
+    pub members: Vec<(String, String)>,
+    /// Who is in which channel.
+    pub presence: Option<Arc<Presence>>,
 }
 
 impl CallCtx {
@@ -134,6 +141,8 @@ impl CallCtx {
             ticks: 0,
             kv: None,
             stash: Vec::new(),
+            members: Vec::new(),
+            presence: None,
         }
     }
 }
@@ -153,6 +162,44 @@ pub fn linker(engine: &Engine) -> anyhow::Result<Linker<CallCtx>> {
             subs.push(channel);
         }
         Ok(OK)
+    })?;
+    linker.func_wrap(
+        "house",
+        "subscribe_as",
+        |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32, info: u32, info_len: u32| {
+            let channel = read_str(&mut caller, ptr, len)?;
+            let info = read_str(&mut caller, info, info_len)?;
+            if caller.data().kind != Kind::Stream {
+                return Ok(NOT_A_STREAM);
+            }
+            if !valid_channel(&channel) {
+                return Ok(BAD_CHANNEL);
+            }
+            let max = caller.data().presence.as_ref().map_or(0, |p| p.limits().info_bytes);
+            if info.len() > max || info.contains(['\r', '\n', '\0']) {
+                return Ok(PRESENCE_INFO);
+            }
+            let ctx = caller.data_mut();
+            if !ctx.subscriptions.contains(&channel) {
+                ctx.subscriptions.push(channel.clone());
+            }
+            if !ctx.members.iter().any(|(c, _)| *c == channel) {
+                ctx.members.push((channel, info));
+            }
+            Ok(OK)
+        },
+    )?;
+    linker.func_wrap("house", "presence", |mut caller: Caller<'_, CallCtx>, ptr: u32, len: u32, limit: i32| {
+        let channel = read_str(&mut caller, ptr, len)?;
+        if !valid_channel(&channel) {
+            return Ok(i64::from(BAD_CHANNEL));
+        }
+        let members =
+            caller.data().presence.as_ref().map_or_else(Vec::new, |p| p.members(&channel, limit.max(0) as usize));
+        let out = house_abi::kv::encode_list(members.iter().map(|m| (m.as_bytes(), &[][..])), false);
+        let n = out.len() as i64;
+        caller.data_mut().stash = out;
+        Ok(n)
     })?;
     linker.func_wrap("house", "backlog", |mut caller: Caller<'_, CallCtx>, count: i32| {
         if caller.data().kind != Kind::Stream {

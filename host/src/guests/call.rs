@@ -84,6 +84,8 @@ pub struct CallOutput {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub subscriptions: Vec<String>,
+    /// (channel, info) of the subscriptions made as a member (`subscribe_as`).
+    pub members: Vec<(String, String)>,
     /// Events of history the stream asked to open with.
     pub backlog: usize,
     pub publishes: Vec<Publication>,

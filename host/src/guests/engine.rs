@@ -20,6 +20,7 @@ pub use super::warm::SMALL_MEMORY;
 use super::warm::{Count, Live, Warm};
 use crate::config::GuestLimits;
 use crate::engine::kv::{Kv, KvError, Pending};
+use crate::engine::presence::Presence;
 use crate::metrics::{CallResult, METRICS};
 
 /// How often the epoch advances: the granularity of guest deadlines.
@@ -90,6 +91,8 @@ pub struct Runtime {
     kv: Option<Kv>,
     /// Idle instances of all modules (`--guest-warm-instances`).
     warm: Arc<Count>,
+    /// Who is in which channel (`subscribe_as`, `presence`).
+    presence: Option<Arc<Presence>>,
 }
 
 /// A call's claim on one of the `--guest-calls` places, given back when the
@@ -134,7 +137,16 @@ impl Runtime {
         })?;
         let deadline_ticks = (limits.deadline.as_millis() as u64 / EPOCH_TICK.as_millis() as u64).max(1);
         let warm = Arc::new(Count::new(limits.warm));
-        Ok(Runtime { lanes, limits, sse_buffer, deadline_ticks, in_flight: AtomicUsize::new(0), kv: None, warm })
+        Ok(Runtime {
+            lanes,
+            limits,
+            sse_buffer,
+            deadline_ticks,
+            in_flight: AtomicUsize::new(0),
+            kv: None,
+            warm,
+            presence: None,
+        })
     }
 
     /// The engine for modules reset by `reset`. Each has room for every
@@ -165,6 +177,12 @@ impl Runtime {
         let engine = Engine::new(&config)?;
         let linker = abi::linker(&engine)?;
         Ok(Lane { engine, linker })
+    }
+
+    /// Gives calls the presence table.
+    pub fn with_presence(mut self, presence: Arc<Presence>) -> Runtime {
+        self.presence = Some(presence);
+        self
     }
 
     /// Gives calls the key-value store (each module its namespace).
@@ -212,7 +230,10 @@ impl Runtime {
 
     /// A call's context: nothing done yet.
     fn ctx(&self, kind: super::Kind) -> CallCtx {
-        CallCtx::new(kind, abi::MemoryLimit { max: self.limits.memory }, self.limits.budgets, self.sse_buffer)
+        let mut ctx =
+            CallCtx::new(kind, abi::MemoryLimit { max: self.limits.memory }, self.limits.budgets, self.sse_buffer);
+        ctx.presence = self.presence.clone();
+        ctx
     }
 
     /// A store for the calls of one instance, run in slices: each call
@@ -411,6 +432,7 @@ impl Runtime {
                 headers: resp.headers,
                 body: resp.body,
                 subscriptions: ctx.subscriptions,
+                members: ctx.members,
                 backlog: ctx.backlog,
                 publishes: ctx.publishes,
                 logs: ctx.logs,

@@ -18,19 +18,6 @@ use super::warm::{Instances, Plan, Warm};
 
 use house_abi::exports;
 pub use house_abi::exports::{HANDLER_PREFIX, META_PREFIX, TYPE_PREFIX};
-const IMPORTS: [&str; 11] = [
-    "subscribe",
-    "backlog",
-    "publish",
-    "log",
-    "random",
-    "kv_get",
-    "kv_read",
-    "kv_set",
-    "kv_delete",
-    "kv_incr",
-    "kv_list",
-];
 
 /// A module that passed every check, ready to instantiate per request.
 pub struct LoadedModule {
@@ -83,11 +70,14 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     };
     let (module, source) = super::cache::load(engine, code, loading.cache.as_ref(), &loading.compiler)?;
     for import in module.imports() {
-        if import.module() != "house" || !IMPORTS.contains(&import.name()) {
+        // The ABI crate's list: the one the linker defines.
+        if import.module() != house_abi::imports::MODULE || house_abi::imports::find(import.name()).is_none() {
+            let names: Vec<&str> = house_abi::imports::ALL.iter().map(|i| i.name).collect();
             return Err(format!(
-                "imports {}.{}, but a guest may import only house.{{subscribe,backlog,publish,log,random,kv_*}}",
+                "imports {}.{}, but a guest may import only house.{{{}}}",
                 import.module(),
-                import.name()
+                import.name(),
+                names.join(",")
             ));
         }
     }

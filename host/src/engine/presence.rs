@@ -1,0 +1,234 @@
+//! Presence: who is in a channel. A stream (or socket) that subscribes with
+//! a piece of info (`subscribe_as`: a name, a user id) is a member of that
+//! channel under that info until it closes. Members are counted by info,
+//! so one user with several tabs is one member: it joins when its first
+//! connection does and leaves when its last one does.
+//!
+//! This table is the process's (every loop's connections together). A
+//! change of the member set is announced on the channel itself, as events
+//! `join` and `leave` whose data is the member's info, coalesced: at most
+//! one batch per channel per `--presence-coalesce-ms`, a join and a leave
+//! of the same info within it cancel out, and a batch of more than
+//! [`BATCH_EVENTS`] changes is one `presence` event instead (its data says
+//! how many joined and left: a client asks for the list again). The Redis
+//! engine shares the table between hosts (`redis_presence`).
+//!
+//! Bounded: members per channel (`--presence-max-members`: a connection
+//! beyond is subscribed but not a member, and the log says so), info bytes
+//! (`--presence-info-bytes`, refused at `subscribe_as`), and the events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use crate::config::PresenceLimits;
+
+/// More changes than this in one batch are announced as one `presence`
+/// event (counts only) rather than one event each.
+pub const BATCH_EVENTS: usize = 32;
+
+/// One channel's members.
+#[derive(Default)]
+struct Room {
+    /// Info -> connections that hold it.
+    members: BTreeMap<Arc<str>, u32>,
+    /// Changes not announced yet: info -> joined (true) or left (false).
+    /// A join then a leave in one window cancel (the entry is removed).
+    changes: BTreeMap<Arc<str>, bool>,
+    /// When its last batch was announced.
+    announced: Option<Instant>,
+}
+
+pub struct Presence {
+    rooms: Mutex<HashMap<Arc<str>, Room>>,
+    limits: PresenceLimits,
+    /// Some change waits to be announced (read without the lock, so that
+    /// a sweep with nothing to do costs nothing).
+    waiting: AtomicBool,
+}
+
+/// A change to announce on a channel: an event's type and data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    pub channel: Arc<str>,
+    pub event: &'static str,
+    pub data: String,
+}
+
+impl Presence {
+    pub fn new(limits: PresenceLimits) -> Presence {
+        Presence { rooms: Mutex::new(HashMap::new()), limits, waiting: AtomicBool::new(false) }
+    }
+
+    pub fn limits(&self) -> &PresenceLimits {
+        &self.limits
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, HashMap<Arc<str>, Room>> {
+        self.rooms.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A connection joins `channel` as `info`. False if the channel is at
+    /// `--presence-max-members` and `info` is not a member yet.
+    pub fn join(&self, channel: &Arc<str>, info: &Arc<str>) -> bool {
+        let mut rooms = self.rooms();
+        let room = rooms.entry(channel.clone()).or_default();
+        if let Some(n) = room.members.get_mut(info) {
+            *n += 1;
+            return true;
+        }
+        if room.members.len() >= self.limits.max_members {
+            return false;
+        }
+        room.members.insert(info.clone(), 1);
+        note(room, info, true);
+        self.waiting.store(true, Ordering::Release);
+        true
+    }
+
+    /// A member's connection left `channel` (it closed).
+    pub fn leave(&self, channel: &str, info: &Arc<str>) {
+        let mut rooms = self.rooms();
+        let Some(room) = rooms.get_mut(channel) else { return };
+        let Some(n) = room.members.get_mut(info) else { return };
+        *n -= 1;
+        if *n == 0 {
+            room.members.remove(info);
+            note(room, info, false);
+            self.waiting.store(true, Ordering::Release);
+        }
+        if room.members.is_empty() && room.changes.is_empty() {
+            rooms.remove(channel);
+        }
+    }
+
+    /// The members of `channel` (their info, in byte order), at most `limit`.
+    pub fn members(&self, channel: &str, limit: usize) -> Vec<Arc<str>> {
+        let rooms = self.rooms();
+        rooms.get(channel).map_or_else(Vec::new, |room| room.members.keys().take(limit).cloned().collect())
+    }
+
+    /// The batches due by `now`: channels whose changes wait and whose
+    /// last batch is at least `--presence-coalesce-ms` old. The rest wait
+    /// for a later call (the loops' sweep makes one every tick).
+    pub fn due(&self, now: Instant) -> Vec<Announcement> {
+        let mut out = Vec::new();
+        if !self.waiting.load(Ordering::Acquire) {
+            return out;
+        }
+        let window = self.limits.coalesce;
+        let mut rooms = self.rooms();
+        let mut waiting = false;
+        rooms.retain(|channel, room| {
+            let ready = room.announced.is_none_or(|at| now.duration_since(at) >= window);
+            if ready && !room.changes.is_empty() {
+                room.announced = Some(now);
+                announce(channel, std::mem::take(&mut room.changes), &mut out);
+            }
+            waiting |= !room.changes.is_empty();
+            !room.members.is_empty() || !room.changes.is_empty()
+        });
+        self.waiting.store(waiting, Ordering::Release);
+        out
+    }
+
+    /// Whether some change waits to be announced.
+    pub fn waiting(&self) -> bool {
+        self.waiting.load(Ordering::Acquire)
+    }
+}
+
+fn note(room: &mut Room, info: &Arc<str>, joined: bool) {
+    match room.changes.get(info) {
+        // The opposite change waits: together they are no change.
+        Some(&was) if was != joined => {
+            room.changes.remove(info);
+        }
+        _ => {
+            room.changes.insert(info.clone(), joined);
+        }
+    }
+}
+
+fn announce(channel: &Arc<str>, changes: BTreeMap<Arc<str>, bool>, out: &mut Vec<Announcement>) {
+    if changes.len() > BATCH_EVENTS {
+        let joined = changes.values().filter(|&&j| j).count();
+        let left = changes.len() - joined;
+        let data = format!(r#"{{"joined":{joined},"left":{left}}}"#);
+        out.push(Announcement { channel: channel.clone(), event: "presence", data });
+        return;
+    }
+    for (info, joined) in changes {
+        let event = if joined { "join" } else { "leave" };
+        out.push(Announcement { channel: channel.clone(), event, data: info.to_string() });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn presence(max_members: usize) -> Presence {
+        let coalesce = Duration::from_millis(100);
+        Presence::new(PresenceLimits { max_members, info_bytes: 64, coalesce, ttl: Duration::from_secs(1) })
+    }
+
+    fn s(x: &str) -> Arc<str> {
+        Arc::from(x)
+    }
+
+    fn kinds(a: &[Announcement]) -> Vec<(&str, &str)> {
+        a.iter().map(|a| (a.event, a.data.as_str())).collect()
+    }
+
+    #[test]
+    fn one_member_with_several_connections_joins_once_and_leaves_once() {
+        let p = presence(10);
+        let (room, ada) = (s("room"), s("ada"));
+        let t0 = Instant::now();
+        assert!(p.join(&room, &ada));
+        assert!(p.join(&room, &ada));
+        assert_eq!(kinds(&p.due(t0)), [("join", "ada")]);
+        p.leave(&room, &ada);
+        assert_eq!(p.members(&room, 10), [s("ada")], "one tab left, one stays");
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(p.due(t1).is_empty());
+        p.leave(&room, &ada);
+        assert_eq!(kinds(&p.due(t1)), [("leave", "ada")]);
+        assert!(p.members(&room, 10).is_empty());
+    }
+
+    #[test]
+    fn churn_within_a_window_is_coalesced() {
+        let p = presence(1000);
+        let room = s("room");
+        let t0 = Instant::now();
+        p.join(&room, &s("first"));
+        assert_eq!(p.due(t0).len(), 1);
+        // Within the window: nothing yet; a join and leave cancel.
+        p.join(&room, &s("bob"));
+        p.leave(&room, &s("bob"));
+        p.join(&room, &s("cy"));
+        assert!(p.due(t0 + Duration::from_millis(50)).is_empty(), "not before the window ends");
+        assert_eq!(kinds(&p.due(t0 + Duration::from_millis(100))), [("join", "cy")]);
+        // A burst over the batch bound is one event.
+        for i in 0..100 {
+            p.join(&room, &s(&format!("m{i}")));
+        }
+        let burst = p.due(t0 + Duration::from_millis(200));
+        assert_eq!(kinds(&burst), [("presence", r#"{"joined":100,"left":0}"#)]);
+    }
+
+    #[test]
+    fn a_full_channel_takes_no_new_member() {
+        let p = presence(2);
+        let room = s("room");
+        assert!(p.join(&room, &s("a")));
+        assert!(p.join(&room, &s("b")));
+        assert!(!p.join(&room, &s("c")), "full");
+        assert!(p.join(&room, &s("a")), "a member's second connection");
+        assert_eq!(p.members(&room, 1), [s("a")], "bounded by the caller's limit too");
+    }
+}
