@@ -112,3 +112,42 @@ fn members_and_info_are_bounded() {
         assert!(r.body.contains("too long, or has CR, LF or NUL"), "{}", r.body);
     }
 }
+
+/// Two hosts on one redis-server: one member set. `wait_until` polls what
+/// a host's `/members` says (presence reads Redis).
+#[test]
+fn hosts_on_redis_share_members_and_a_killed_host_leaves_within_the_ttl() {
+    let redis = house_tests::redis::Redis::start();
+    let url = redis.url();
+    let flags = ["--engine", &url, "--presence-coalesce-ms", "1", "--presence-ttl-ms", "1000"];
+    let a = Server::start(&["typed"], &flags);
+    let mut b = Server::start(&["typed"], &flags);
+    // The watcher on A sees joins made on B, through Redis.
+    let mut watcher = member(&a, "shared", "watcher");
+    assert_eq!(next_event(&mut watcher), ("join".into(), "watcher".into()));
+    let bob_on_b = member(&b, "shared", "bob");
+    assert_eq!(next_event(&mut watcher), ("join".into(), "bob".into()), "a join on another host");
+    // Bob on both hosts: one member; he leaves one host: no event.
+    let bob_on_a = member(&a, "shared", "bob");
+    wait_until(T, "both hosts list bob and the watcher", || {
+        members(&a, "shared") == ["bob", "watcher"] && members(&b, "shared") == ["bob", "watcher"]
+    });
+    drop(bob_on_a);
+    let _cy_on_b = member(&b, "shared", "cy");
+    assert_eq!(next_event(&mut watcher), ("join".into(), "cy".into()), "bob's leaving one host said nothing");
+    // B is killed: bob (on B only now) and cy leave within the ttl.
+    drop(bob_on_b);
+    let killed = std::time::Instant::now();
+    b.kill();
+    let mut left = Vec::new();
+    while left.len() < 2 {
+        let (kind, data) = next_event(&mut watcher);
+        assert_eq!(kind, "leave", "{data}");
+        left.push(data);
+    }
+    left.sort();
+    assert_eq!(left, ["bob", "cy"]);
+    // The ttl, plus a sweep's quarter and the test's own slack.
+    assert!(killed.elapsed() < Duration::from_millis(2500), "{:?}", killed.elapsed());
+    assert_eq!(members(&a, "shared"), ["watcher"]);
+}

@@ -500,6 +500,10 @@ fn the_chat_over_one_socket_with_a_verified_name() {
     let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
     let mut w = Ws::open(s.connect(), "/source?room=ws", &[("Cookie", &cookie)]);
     assert_eq!(w.next_json()["data"], "Listening...");
+    // With a verified name, the socket is in the room's presence.
+    let join = w.next_json();
+    assert_eq!((join["event"].as_str(), join["data"].as_str()), (Some("join"), Some("ada")), "{join}");
+    assert_eq!(s.get("/chat/members?room=ws").body, r#"["ada"]"#);
     let mut sse = house_tests::sse::Subscriber::open(s.connect(), "/source?room=ws");
     sse.next_raw().unwrap();
     w.send_text(r#"{"message":"hello over a socket"}"#);
@@ -507,6 +511,8 @@ fn the_chat_over_one_socket_with_a_verified_name() {
     assert_eq!(reply, serde_json::json!({"status": 200, "body": "sent\n"}));
     let said: serde_json::Value = serde_json::from_str(event["data"].as_str().unwrap()).unwrap();
     assert_eq!(said, serde_json::json!({"name": "ada", "message": "hello over a socket", "verified": true}));
+    // (After the room's backlog: ada's join.)
+    assert!(sse.next_raw().unwrap().contains("event: join\n"));
     assert!(sse.next_raw().unwrap().contains("hello over a socket"), "SSE subscribers get it too");
     // Without the cookie, the guest refuses (and the socket stays open).
     let mut anon = Ws::open(s.connect(), "/source?room=ws", &[]);

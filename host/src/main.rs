@@ -106,6 +106,16 @@ fn run() -> anyhow::Result<()> {
         }
     };
     let presence = Arc::new(engine::presence::Presence::new(cfg.presence));
+    if let config::Engine::Redis(redis) = &cfg.engine {
+        let remote = engine::redis_presence::RedisPresence::start(
+            redis,
+            cfg.presence.ttl,
+            cfg.history,
+            presence.clone(),
+            log.sibling(),
+        )?;
+        presence.set_remote(remote);
+    }
     let runtime = Arc::new(
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)
             .context("cannot start the wasm engine")?

@@ -131,11 +131,19 @@ impl Streams {
     /// Announces the presence changes that are due (joins, leaves), each
     /// as an event on its channel.
     pub fn announce(&mut self, core: &mut Core, now: Instant) {
-        for a in core.shared.presence.due(now) {
-            let event = sse::Event { data: a.data, event: Some(a.event.to_owned()), ..Default::default() };
-            let frame: Arc<[u8]> = sse::frame(&event).into();
-            trace!(core.log, "presence: {} on {:?}", a.event, a.channel);
-            core.shared.hub.publish(core.lp, &a.channel, &frame);
+        for batch in core.shared.presence.due(now) {
+            // On Redis the hosts' members are one set: its script decides
+            // what to announce, and the events come back like any other.
+            if let Some(remote) = core.shared.presence.remote() {
+                remote.apply(batch);
+                continue;
+            }
+            for a in batch.announcements() {
+                let event = sse::Event { data: a.data, event: Some(a.event.to_owned()), ..Default::default() };
+                let frame: Arc<[u8]> = sse::frame(&event).into();
+                trace!(core.log, "presence: {} on {:?}", a.event, a.channel);
+                core.shared.hub.publish(core.lp, &a.channel, &frame);
+            }
         }
     }
 

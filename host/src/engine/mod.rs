@@ -15,6 +15,7 @@ pub mod kv;
 pub mod presence;
 pub mod redis;
 pub mod redis_conn;
+pub mod redis_presence;
 mod redis_replay;
 pub mod timer;
 

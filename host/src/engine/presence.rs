@@ -18,11 +18,27 @@
 //! (`--presence-info-bytes`, refused at `subscribe_as`), and the events.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use crate::config::PresenceLimits;
+
+/// The members beyond this process (the Redis engine's `redis_presence`):
+/// told this host's batches, asked every host's members.
+pub trait Remote: Send + Sync {
+    /// Queues a batch of this host's changes (never waits).
+    fn apply(&self, batch: Batch);
+    /// Every host's members of `channel`, at most `limit`; None if they
+    /// cannot be read now.
+    fn members<'a>(
+        &'a self,
+        channel: &'a str,
+        limit: usize,
+    ) -> Pin<Box<dyn Future<Output = Option<Vec<String>>> + Send + 'a>>;
+}
 
 /// More changes than this in one batch are announced as one `presence`
 /// event (counts only) rather than one event each.
@@ -46,6 +62,36 @@ pub struct Presence {
     /// Some change waits to be announced (read without the lock, so that
     /// a sweep with nothing to do costs nothing).
     waiting: AtomicBool,
+    /// The Redis engine's side: every host's members (set once, at start).
+    remote: OnceLock<Arc<dyn Remote>>,
+}
+
+/// One channel's changes of this process's members, coalesced over a
+/// window: (info, joined) in info order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub channel: Arc<str>,
+    pub changes: Vec<(Arc<str>, bool)>,
+}
+
+impl Batch {
+    /// What this process announces of it on its own (memory engine; on
+    /// Redis, the presence script decides, as hosts share members).
+    pub fn announcements(self) -> Vec<Announcement> {
+        let mut out = Vec::new();
+        if self.changes.len() > BATCH_EVENTS {
+            let joined = self.changes.iter().filter(|(_, j)| *j).count();
+            let left = self.changes.len() - joined;
+            let data = format!(r#"{{"joined":{joined},"left":{left}}}"#);
+            out.push(Announcement { channel: self.channel, event: "presence", data });
+            return out;
+        }
+        for (info, joined) in self.changes {
+            let event = if joined { "join" } else { "leave" };
+            out.push(Announcement { channel: self.channel.clone(), event, data: info.to_string() });
+        }
+        out
+    }
 }
 
 /// A change to announce on a channel: an event's type and data.
@@ -58,7 +104,17 @@ pub struct Announcement {
 
 impl Presence {
     pub fn new(limits: PresenceLimits) -> Presence {
-        Presence { rooms: Mutex::new(HashMap::new()), limits, waiting: AtomicBool::new(false) }
+        Presence { rooms: Mutex::new(HashMap::new()), limits, waiting: AtomicBool::new(false), remote: OnceLock::new() }
+    }
+
+    /// Shares this process's members with the other hosts on Redis.
+    pub fn set_remote(&self, remote: Arc<dyn Remote>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// The Redis engine's side, if the host runs on one.
+    pub fn remote(&self) -> Option<&Arc<dyn Remote>> {
+        self.remote.get()
     }
 
     pub fn limits(&self) -> &PresenceLimits {
@@ -112,7 +168,7 @@ impl Presence {
     /// The batches due by `now`: channels whose changes wait and whose
     /// last batch is at least `--presence-coalesce-ms` old. The rest wait
     /// for a later call (the loops' sweep makes one every tick).
-    pub fn due(&self, now: Instant) -> Vec<Announcement> {
+    pub fn due(&self, now: Instant) -> Vec<Batch> {
         let mut out = Vec::new();
         if !self.waiting.load(Ordering::Acquire) {
             return out;
@@ -124,13 +180,21 @@ impl Presence {
             let ready = room.announced.is_none_or(|at| now.duration_since(at) >= window);
             if ready && !room.changes.is_empty() {
                 room.announced = Some(now);
-                announce(channel, std::mem::take(&mut room.changes), &mut out);
+                let changes = std::mem::take(&mut room.changes).into_iter().collect();
+                out.push(Batch { channel: channel.clone(), changes });
             }
             waiting |= !room.changes.is_empty();
             !room.members.is_empty() || !room.changes.is_empty()
         });
         self.waiting.store(waiting, Ordering::Release);
         out
+    }
+
+    /// Every (channel, info) this process holds now: what the Redis engine
+    /// says this host holds after it was away.
+    pub fn snapshot(&self) -> Vec<(Arc<str>, Arc<str>)> {
+        let rooms = self.rooms();
+        rooms.iter().flat_map(|(c, r)| r.members.keys().map(move |i| (c.clone(), i.clone()))).collect()
     }
 
     /// Whether some change waits to be announced.
@@ -151,20 +215,6 @@ fn note(room: &mut Room, info: &Arc<str>, joined: bool) {
     }
 }
 
-fn announce(channel: &Arc<str>, changes: BTreeMap<Arc<str>, bool>, out: &mut Vec<Announcement>) {
-    if changes.len() > BATCH_EVENTS {
-        let joined = changes.values().filter(|&&j| j).count();
-        let left = changes.len() - joined;
-        let data = format!(r#"{{"joined":{joined},"left":{left}}}"#);
-        out.push(Announcement { channel: channel.clone(), event: "presence", data });
-        return;
-    }
-    for (info, joined) in changes {
-        let event = if joined { "join" } else { "leave" };
-        out.push(Announcement { channel: channel.clone(), event, data: info.to_string() });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,8 +229,12 @@ mod tests {
         Arc::from(x)
     }
 
-    fn kinds(a: &[Announcement]) -> Vec<(&str, &str)> {
-        a.iter().map(|a| (a.event, a.data.as_str())).collect()
+    fn kinds(batches: Vec<Batch>) -> Vec<(&'static str, String)> {
+        batches.into_iter().flat_map(Batch::announcements).map(|a| (a.event, a.data)).collect()
+    }
+
+    fn said(list: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        list.iter().map(|(e, d)| (*e, d.to_string())).collect()
     }
 
     #[test]
@@ -190,13 +244,13 @@ mod tests {
         let t0 = Instant::now();
         assert!(p.join(&room, &ada));
         assert!(p.join(&room, &ada));
-        assert_eq!(kinds(&p.due(t0)), [("join", "ada")]);
+        assert_eq!(kinds(p.due(t0)), said(&[("join", "ada")]));
         p.leave(&room, &ada);
         assert_eq!(p.members(&room, 10), [s("ada")], "one tab left, one stays");
         let t1 = t0 + Duration::from_millis(100);
         assert!(p.due(t1).is_empty());
         p.leave(&room, &ada);
-        assert_eq!(kinds(&p.due(t1)), [("leave", "ada")]);
+        assert_eq!(kinds(p.due(t1)), said(&[("leave", "ada")]));
         assert!(p.members(&room, 10).is_empty());
     }
 
@@ -212,13 +266,13 @@ mod tests {
         p.leave(&room, &s("bob"));
         p.join(&room, &s("cy"));
         assert!(p.due(t0 + Duration::from_millis(50)).is_empty(), "not before the window ends");
-        assert_eq!(kinds(&p.due(t0 + Duration::from_millis(100))), [("join", "cy")]);
+        assert_eq!(kinds(p.due(t0 + Duration::from_millis(100))), said(&[("join", "cy")]));
         // A burst over the batch bound is one event.
         for i in 0..100 {
             p.join(&room, &s(&format!("m{i}")));
         }
         let burst = p.due(t0 + Duration::from_millis(200));
-        assert_eq!(kinds(&burst), [("presence", r#"{"joined":100,"left":0}"#)]);
+        assert_eq!(kinds(burst), said(&[("presence", r#"{"joined":100,"left":0}"#)]));
     }
 
     #[test]

@@ -175,7 +175,7 @@ impl Runtime {
         let mut config = code_config();
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
-        let linker = abi::linker(&engine)?;
+        let linker = super::linker::linker(&engine)?;
         Ok(Lane { engine, linker })
     }
 

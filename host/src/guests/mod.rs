@@ -11,6 +11,7 @@ pub mod call;
 pub mod compile;
 pub mod engine;
 pub mod health;
+pub mod linker;
 pub mod loader;
 pub mod manifest;
 pub mod openapi;
