@@ -122,6 +122,13 @@ fn hosts_on_redis_share_members_and_a_killed_host_leaves_within_the_ttl() {
     let flags = ["--engine", &url, "--presence-coalesce-ms", "1", "--presence-ttl-ms", "1000"];
     let a = Server::start(&["typed"], &flags);
     let mut b = Server::start(&["typed"], &flags);
+    // Streams opened before a host reaches Redis are ended when it does.
+    for h in [&a, &b] {
+        wait_until(T, "the host on Redis", || {
+            let stats = h.stats_json();
+            stats["engine_up"] == true && stats["kv_up"] == true
+        });
+    }
     // The watcher on A sees joins made on B, through Redis.
     let mut watcher = member(&a, "shared", "watcher");
     assert_eq!(next_event(&mut watcher), ("join".into(), "watcher".into()));
