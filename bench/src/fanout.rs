@@ -104,17 +104,28 @@ impl Clients {
     /// event. Connects in batches, each waiting for its first events: the
     /// listen backlog is never overrun (an overrun costs a 1 s SYN retry).
     pub fn subscribe(addr: SocketAddr, n: usize, subscribe: &str, headers: &str) -> anyhow::Result<Clients> {
-        Clients::open(addr, n, subscribe, headers, false)
+        Clients::open(addr, n, &|_| subscribe.to_owned(), headers, false)
+    }
+
+    /// As `subscribe`, subscriber `i` with the request path `path(i)`.
+    pub fn subscribe_each(addr: SocketAddr, n: usize, path: &dyn Fn(usize) -> String) -> anyhow::Result<Clients> {
+        Clients::open(addr, n, path, "", false)
     }
 
     /// As `subscribe`, each subscriber a WebSocket.
     pub fn sockets(addr: SocketAddr, n: usize, subscribe: &str) -> anyhow::Result<Clients> {
         let upgrade = "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
                        Sec-WebSocket-Version: 13\r\n";
-        Clients::open(addr, n, subscribe, upgrade, true)
+        Clients::open(addr, n, &|_| subscribe.to_owned(), upgrade, true)
     }
 
-    fn open(addr: SocketAddr, n: usize, subscribe: &str, headers: &str, ws: bool) -> anyhow::Result<Clients> {
+    fn open(
+        addr: SocketAddr,
+        n: usize,
+        subscribe: &dyn Fn(usize) -> String,
+        headers: &str,
+        ws: bool,
+    ) -> anyhow::Result<Clients> {
         let mut c = Clients {
             poll: Poll::new()?,
             events: Events::with_capacity(4096),
@@ -126,7 +137,8 @@ impl Clients {
             let first = c.subs.len();
             for i in first..first + batch {
                 let mut s = StdStream::connect(addr).context("connecting a subscriber")?;
-                s.write_all(format!("GET {subscribe} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").as_bytes())?;
+                let path = subscribe(i);
+                s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n").as_bytes())?;
                 s.set_nonblocking(true)?;
                 let mut socket = TcpStream::from_std(s);
                 c.poll.registry().register(&mut socket, Token(i), Interest::READABLE)?;
@@ -136,6 +148,20 @@ impl Clients {
             c.wait_for(1, Duration::from_secs(30))?;
         }
         Ok(c)
+    }
+
+    /// Counts every subscriber's events from `to` on (after a warm-up whose
+    /// first publishes may have reached some hosts and not others); they
+    /// must all have seen as many.
+    pub fn rebase(&mut self, to: usize) -> anyhow::Result<()> {
+        let base = self.subs.first().map_or(0, |s| s.events);
+        if self.subs.iter().any(|s| s.events != base) {
+            bail!("subscribers of one host disagree after the warm-up");
+        }
+        for s in &mut self.subs {
+            s.events = to;
+        }
+        Ok(())
     }
 
     /// The last id the first subscriber saw.

@@ -1,7 +1,7 @@
 //! `make bench`: every scenario of BENCHMARKS.md, each next to a baseline
 //! measured in the same run, written as a table into BENCHMARKS.md.
 //!
-//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis,spin,history,kv,tx,bodies,websocket]
+//!     house-bench [--out FILE] [--only http,guestcall,fanout,memory,reload,redis,spin,history,kv,tx,bodies,websocket,hosts]
 //!
 //! `BENCH_SECONDS` sets how long wrk runs per HTTP scenario and round (default 3).
 
@@ -9,6 +9,7 @@ mod bodies;
 mod fanout;
 mod guestcall;
 mod history;
+mod hosts;
 mod procfs;
 mod redis;
 mod report;
@@ -37,8 +38,21 @@ fn main() -> ExitCode {
     }
 }
 
-const ALL: [&str; 12] =
-    ["http", "guestcall", "fanout", "memory", "reload", "redis", "spin", "history", "kv", "tx", "bodies", "websocket"];
+const ALL: [&str; 13] = [
+    "http",
+    "guestcall",
+    "fanout",
+    "memory",
+    "reload",
+    "redis",
+    "spin",
+    "history",
+    "kv",
+    "tx",
+    "bodies",
+    "websocket",
+    "hosts",
+];
 pub(crate) const SEND: &str = "/send-message?room=bench&name=ada&message=hello+there";
 const REJECT: &str = "/send-message?room=bench&name=ada&message=hey";
 
@@ -175,6 +189,9 @@ fn run() -> anyhow::Result<()> {
     if want("bodies") {
         let iters = std::env::var("BENCH_GUESTCALL_ITERS").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
         bodies::run(&mut report, &guests, &cache, &work, iters)?;
+    }
+    if want("hosts") {
+        hosts::run(&mut report, &guests, &cache, &work)?;
     }
     if want("websocket") {
         websocket::run(&mut report, &guests, &cache, &work)?;

@@ -117,11 +117,16 @@ fn member(#[param(chars(min = 1, max = 64))] ch: &str, info: &str) -> Response {
     }
 }
 
-/// The members of `ch`, one per line (at most `limit`).
+/// The members of `ch`, one per line (at most `limit`); with `count`,
+/// only how many.
 #[handler(closing, content_type = "text/plain; charset=utf-8")]
-fn members(#[param(chars(min = 1, max = 64))] ch: &str, #[param(default = 1000, range(min = 0))] limit: i64) -> Result<String, HostError> {
+fn members(
+    #[param(chars(min = 1, max = 64))] ch: &str,
+    #[param(default = 1000, range(min = 0))] limit: i64,
+    #[param(default = false)] count: bool,
+) -> Result<String, HostError> {
     let list = presence(ch, limit as u32)?;
-    Ok(list.join("\n"))
+    Ok(if count { list.len().to_string() } else { list.join("\n") })
 }
 
 /// What a client of `/watch` may send on its WebSocket.

@@ -165,6 +165,16 @@ impl Presence {
         rooms.get(channel).map_or_else(Vec::new, |room| room.members.keys().take(limit).cloned().collect())
     }
 
+    /// [`Presence::members`] as `presence()`'s block (`kv_list`'s
+    /// encoding), made under the lock from the table itself: no string is
+    /// copied but into the block (10,000 members: no 10,000 allocations).
+    pub fn members_block(&self, channel: &str, limit: usize) -> Vec<u8> {
+        let rooms = self.rooms();
+        let Some(room) = rooms.get(channel) else { return house_abi::kv::encode_list(std::iter::empty(), false) };
+        let keys: Vec<&[u8]> = room.members.keys().take(limit).map(|m| m.as_bytes()).collect();
+        house_abi::kv::encode_list(keys.iter().map(|k| (*k, &[][..])), false)
+    }
+
     /// The batches due by `now`: channels whose changes wait and whose
     /// last batch is at least `--presence-coalesce-ms` old. The rest wait
     /// for a later call (the loops' sweep makes one every tick).

@@ -149,12 +149,15 @@ fn presence_import(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
                 }
                 let limit = limit.max(0) as usize;
                 let Some(presence) = caller.data().presence.clone() else { return Ok(i64::from(KV_UNAVAILABLE)) };
-                let members: Option<Vec<String>> = match presence.remote().cloned() {
-                    Some(remote) => remote.members(&channel, limit).await,
-                    None => Some(presence.members(&channel, limit).iter().map(|m| m.to_string()).collect()),
+                let out = match presence.remote().cloned() {
+                    Some(remote) => match remote.members(&channel, limit).await {
+                        Some(members) => {
+                            house_abi::kv::encode_list(members.iter().map(|m| (m.as_bytes(), &[][..])), false)
+                        }
+                        None => return Ok(i64::from(KV_UNAVAILABLE)),
+                    },
+                    None => presence.members_block(&channel, limit),
                 };
-                let Some(members) = members else { return Ok(i64::from(KV_UNAVAILABLE)) };
-                let out = house_abi::kv::encode_list(members.iter().map(|m| (m.as_bytes(), &[][..])), false);
                 let n = out.len() as i64;
                 caller.data_mut().stash = out;
                 Ok(n)
