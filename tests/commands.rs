@@ -92,7 +92,10 @@ fn new_then_dev_then_check_outside_the_repository() {
         ),
         "{said}"
     );
-    assert!(said.contains("  GET /greeter/updates  (handler updates, stream, text/event-stream)\n"), "{said}");
+    assert!(
+        said.contains("  GET /greeter/updates  (handler updates, stream, text/event-stream or WebSocket)\n"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -100,7 +103,16 @@ fn house_check_prints_routes_or_the_refusal() {
     let chat = example_guest("chat");
     let (code, said, _) = house(&["check", chat.to_str().unwrap()]);
     assert_eq!(code, 0);
-    assert!(said.contains("  GET /source  (handler source, stream, text/event-stream)\n    room (query): string, rules {\"chars\":{\"max\":16}}, required\n"), "{said}");
+    assert!(said.contains("  GET /source  (handler source, stream, text/event-stream or WebSocket)\n    room (query): string, rules {\"chars\":{\"max\":16}}, required\n"), "{said}");
+    // A message handler: what the socket's messages must be.
+    assert!(
+        said.contains(
+            "  MESSAGE /source  (handler socket_say, message, a WebSocket message, text/plain; charset=utf-8, \
+             answers 200 403)\n"
+        ),
+        "{said}"
+    );
+    assert!(said.contains("    body (body): Said, required\n"), "{said}");
     // The statuses a handler declares.
     let (code, said, _) = house(&["check", example_guest("todo").to_str().unwrap()]);
     assert_eq!(code, 0);

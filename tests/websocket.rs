@@ -352,6 +352,17 @@ fn limits_9_messages_over_the_limit_are_1009_before_their_bytes_arrive() {
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
+#[test]
+fn a_message_larger_than_a_request_body_is_read_whole() {
+    // A socket's messages are bounded by their own flag, not the body's.
+    let s = server(&["--ws-max-message-bytes", "1500000", "--max-body-bytes", "1000"]);
+    let mut w = watch(&s, "big");
+    w.send_text(&say("big", &"y".repeat(1_200_000)));
+    let got = w.next_json();
+    assert_eq!(got["status"], 400, "read whole, then refused by the body's rule: {got}");
+    assert!(got["error"].as_str().unwrap().contains("body.data"), "{got}");
+}
+
 // ---- What house adds ----
 
 #[test]

@@ -66,7 +66,11 @@ impl Http {
         readable: bool,
         hup: bool,
     ) {
-        let cap = core.cfg.limits.max_head + core.cfg.limits.max_body + 64 * 1024;
+        // What a connection may have read and not consumed: a request, or
+        // a socket's largest message (its frames' headers and the control
+        // frames between them within the 64 KiB), whichever is larger.
+        let l = &core.cfg.limits;
+        let cap = (l.max_head + l.max_body).max(l.ws_max_message) + 64 * 1024;
         let mut read = readable || hup;
         loop {
             let Some(conn) = core.conns.get_mut(key) else { return };

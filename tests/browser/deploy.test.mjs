@@ -52,6 +52,9 @@ test("two pages on two hosts behind nginx see each other's messages", async () =
   assert.deepEqual(await subscriptions(), [1, 1], "one stream on each host");
   for (const page of [ada, bob]) {
     assert.equal(await page.evaluate(() => document.body.dataset.transport), "websocket", "nginx passes WebSockets");
+    // Presence is one set across the hosts: each page lists both.
+    await page.waitForFunction(() => [...document.querySelectorAll("#members li")].map((l) => l.textContent).join() === "Ada,Bob",
+      null, { timeout: 10000 });
   }
 
   for (const [from, to, text] of [[ada, bob, "hello from ada"], [bob, ada, "and back from bob"],
