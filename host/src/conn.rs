@@ -44,6 +44,8 @@ pub struct Opening {
     /// (bounded like a subscriber's buffer).
     pub held: Vec<Held>,
     pub held_bytes: usize,
+    /// (channel, info) it becomes a member of when it starts.
+    pub members: Vec<(String, String)>,
 }
 
 /// A live event held for a stream that has not started: its channel, id

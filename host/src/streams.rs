@@ -48,18 +48,6 @@ impl Streams {
         let Some(conn) = core.conns.get_mut(key) else {
             return;
         };
-        for (channel, info) in members {
-            let (channel, info): (Arc<str>, Arc<str>) = (channel.into(), info.into());
-            if core.shared.presence.join(&channel, &info) {
-                conn.members.push((channel, info));
-            } else {
-                let limit = core.shared.presence.limits().max_members;
-                core.log.line(format_args!(
-                    "house: {channel:?} has --presence-max-members {limit}: {} is subscribed, not a member",
-                    conn.peer
-                ));
-            }
-        }
         conn.become_stream();
         let mut fresh = Vec::new();
         let mut names: Vec<Arc<str>> = Vec::with_capacity(channels.len());
@@ -76,12 +64,14 @@ impl Streams {
         conn.channels = names;
         match core.shared.hub.open(opener, &fresh, &conn.channels, &start) {
             Some(replay) => {
+                join(core, key, members);
                 core.send(key, false);
                 self.start_stream(core, key, replay, now);
             }
             None => {
                 trace!(core.log, "#{key}: stream waits for the engine");
-                conn.opening = Some(Box::new(Opening { prelude: core.out.clone(), held: Vec::new(), held_bytes: 0 }));
+                let prelude = core.out.clone();
+                conn.opening = Some(Box::new(Opening { prelude, held: Vec::new(), held_bytes: 0, members }));
             }
         }
     }
@@ -91,10 +81,16 @@ impl Streams {
     fn start_stream(&mut self, core: &mut Core, key: usize, replay: Replay, now: Instant) {
         let cap = core.cfg.limits.sse_buffer;
         let Some(conn) = core.conns.get_mut(key) else { return };
-        let opening = conn.opening.take();
+        let mut opening = conn.opening.take();
         if let Some(opening) = &opening {
             conn.defer(&opening.prelude);
         }
+        // Its memberships, once it listens: on Redis its own join (and the
+        // others' from now on) then reaches it through its subscription.
+        if let Some(opening) = &mut opening {
+            join(core, key, std::mem::take(&mut opening.members));
+        }
+        let Some(conn) = core.conns.get_mut(key) else { return };
         if let Err(e) = conn.flush(now) {
             return core.close(key, Some(&e));
         }
@@ -273,6 +269,24 @@ impl Streams {
             core.close(key, None);
         } else if let Err(e) = conn.queue(beat, now) {
             core.close(key, Some(&e));
+        }
+    }
+}
+
+/// Makes stream `key` a member of each (channel, info) of `members`, as far
+/// as `--presence-max-members` allows.
+fn join(core: &mut Core, key: usize, members: Vec<(String, String)>) {
+    let Some(conn) = core.conns.get_mut(key) else { return };
+    for (channel, info) in members {
+        let (channel, info): (Arc<str>, Arc<str>) = (channel.into(), info.into());
+        if core.shared.presence.join(&channel, &info) {
+            conn.members.push((channel, info));
+        } else {
+            let limit = core.shared.presence.limits().max_members;
+            core.log.line(format_args!(
+                "house: {channel:?} has --presence-max-members {limit}: {} is subscribed, not a member",
+                conn.peer
+            ));
         }
     }
 }

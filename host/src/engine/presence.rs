@@ -31,13 +31,14 @@ use crate::config::PresenceLimits;
 pub trait Remote: Send + Sync {
     /// Queues a batch of this host's changes (never waits).
     fn apply(&self, batch: Batch);
-    /// Every host's members of `channel`, at most `limit`; None if they
+    /// Every host's members of `channel`, at most `limit`, as
+    /// `presence()`'s block (see [`Presence::members_block`]); None if they
     /// cannot be read now.
     fn members<'a>(
         &'a self,
         channel: &'a str,
         limit: usize,
-    ) -> Pin<Box<dyn Future<Output = Option<Vec<String>>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>>;
 }
 
 /// More changes than this in one batch are announced as one `presence`

@@ -66,9 +66,13 @@ end
 local function hold(ch, info, delta, changes)
   local members = 'house:presence:' .. ch
   local n = redis.call('HINCRBY', members, info, delta)
-  if delta > 0 and n == 1 then changes[#changes + 1] = {'join', info} end
+  if delta > 0 and n == 1 then
+    redis.call('ZADD', 'house:presence:names:' .. ch, 0, info)
+    changes[#changes + 1] = {'join', info}
+  end
   if n <= 0 then
     redis.call('HDEL', members, info)
+    redis.call('ZREM', 'house:presence:names:' .. ch, info)
     if delta < 0 then changes[#changes + 1] = {'leave', info} end
   end
 end
@@ -138,11 +142,22 @@ for _, ch in ipairs(order) do announce(ch, by[ch]) end
 return 1
 "#;
 
+/// The members of ARGV 6, at most ARGV 7, in byte order, as one string
+/// joined by line breaks (no info has one): one reply to parse, not one
+/// per member, and the order is the sorted set's (all scores 0: by bytes).
+const READ: &str = r#"
+local limit = tonumber(ARGV[7])
+if limit <= 0 then return '' end
+return table.concat(redis.call('ZRANGE', 'house:presence:names:' .. ARGV[6], 0, limit - 1), '\n')
+"#;
+
 const APPLY_SCRIPT: usize = 0;
 const SWEEP_SCRIPT: usize = 1;
 const RESYNC_SCRIPT: usize = 2;
+const READ_SCRIPT: usize = 3;
 
-type Members = oneshot::Sender<Option<Vec<String>>>;
+/// Where a read's block goes (None: Redis could not be asked).
+type Members = oneshot::Sender<Option<Vec<u8>>>;
 
 #[derive(Default)]
 struct Work {
@@ -159,7 +174,7 @@ pub struct RedisPresence {
     ttl: Duration,
     history: HistoryLimits,
     /// The scripts: their text and SHA1.
-    scripts: [(String, String); 3],
+    scripts: [(String, String); 4],
     work: Mutex<Work>,
     wake: Condvar,
     up: AtomicBool,
@@ -187,7 +202,7 @@ impl RedisPresence {
             host: id.iter().map(|b| format!("{b:02x}")).collect(),
             ttl,
             history,
-            scripts: [script(APPLY), script(SWEEP), script(RESYNC)],
+            scripts: [script(APPLY), script(SWEEP), script(RESYNC), script(READ)],
             work: Mutex::new(Work::default()),
             wake: Condvar::new(),
             up: AtomicBool::new(false),
@@ -202,8 +217,9 @@ impl RedisPresence {
     }
 
     /// Every host's members of `channel` (their info, in byte order), at
-    /// most `limit`; None if Redis cannot be reached.
-    async fn read(&self, channel: &str, limit: usize) -> Option<Vec<String>> {
+    /// most `limit`, as `presence()`'s block; None if Redis cannot be
+    /// reached.
+    async fn read(&self, channel: &str, limit: usize) -> Option<Vec<u8>> {
         if !self.up.load(Ordering::Acquire) {
             return None;
         }
@@ -299,20 +315,15 @@ impl RedisPresence {
                 self.call(conn, cmd, APPLY_SCRIPT)?;
             }
             for (channel, limit, reply) in work.reads {
-                let names = match conn.command(redis::cmd("HKEYS").arg(format!("house:presence:{channel}")))? {
-                    Value::Array(items) => items
-                        .into_iter()
-                        .filter_map(|v| match v {
-                            Value::BulkString(b) => String::from_utf8(b).ok(),
-                            _ => None,
-                        })
-                        .collect(),
+                let mut cmd = self.script(READ_SCRIPT);
+                cmd.arg(&*channel).arg(limit.min(i32::MAX as usize));
+                let joined = match self.call(conn, cmd, READ_SCRIPT)? {
+                    Value::BulkString(b) => b,
                     _ => Vec::new(),
                 };
-                let mut names: Vec<String> = names;
-                names.sort();
-                names.truncate(limit);
-                let _ = reply.send(Some(names));
+                let names: Vec<&[u8]> = joined.split(|&b| b == b'\n').filter(|n| !n.is_empty()).collect();
+                let block = house_abi::kv::encode_list(names.iter().map(|n| (*n, &[][..])), false);
+                let _ = reply.send(Some(block));
             }
         }
     }
@@ -342,7 +353,7 @@ impl Remote for RedisPresence {
         &'a self,
         channel: &'a str,
         limit: usize,
-    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<String>>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>> {
         Box::pin(self.read(channel, limit))
     }
 }

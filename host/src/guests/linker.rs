@@ -151,9 +151,7 @@ fn presence_import(linker: &mut Linker<CallCtx>) -> anyhow::Result<()> {
                 let Some(presence) = caller.data().presence.clone() else { return Ok(i64::from(KV_UNAVAILABLE)) };
                 let out = match presence.remote().cloned() {
                     Some(remote) => match remote.members(&channel, limit).await {
-                        Some(members) => {
-                            house_abi::kv::encode_list(members.iter().map(|m| (m.as_bytes(), &[][..])), false)
-                        }
+                        Some(block) => block,
                         None => return Ok(i64::from(KV_UNAVAILABLE)),
                     },
                     None => presence.members_block(&channel, limit),
