@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use house_tests::ws::{self, BINARY, CLOSE, CONT, PING, PONG, TEXT, Ws};
-use house_tests::{Server, read_response};
+use house_tests::{Server, read_response, wait_until};
 
 /// A server with the typed guest (`/watch` opens a socket whose messages
 /// `{"channel", "data", "times"}` publish) and `flags`.
@@ -420,6 +420,11 @@ fn events_reach_sockets_and_streams_with_the_same_ids_and_resume_by_query() {
     }
     s.post_form("/emit", "channel=same&data=live");
     assert_eq!(again.next_json()["data"], "live");
+    // The host counts its sockets (stats, metrics).
+    assert_eq!(s.stats_json()["websockets"], 2);
+    assert!(s.admin_get("/_house/metrics").body.contains("\nhouse_websockets 2\n"));
+    drop((w, again));
+    wait_until(Duration::from_secs(10), "the sockets closed", || s.stats_json()["websockets"] == 0);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Every import a guest can call, with the arguments a guest chooses: a
-//! sequence of calls (`subscribe`, `backlog`, `publish`, `random`, `log`
-//! and every `kv_*`) with arbitrary pointers, lengths, counts and deltas
+//! sequence of calls (`subscribe`, `subscribe_as`, `presence`, `backlog`,
+//! `publish`, `random`, `log` and every `kv_*`) with arbitrary pointers, lengths, counts and deltas
 //! into a memory of arbitrary bytes, run through the host's own linker,
 //! call context and budgets, against a real embedded store, then
 //! committed. Nothing may panic; an import either answers a code or traps
@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Arbitrary;
 use house_host::config::Config;
 use house_host::engine::kv::{Kv, Pending, embedded};
+use house_host::engine::presence::Presence;
 use house_host::guests::engine::{Reset, Runtime, run_here};
 use house_host::guests::{Kind, abi::CallCtx};
 use house_host::log::Log;
@@ -34,6 +35,8 @@ const INTERPRETER: &str = r#"
   (import "house" "kv_delete" (func $kv_delete (param i32 i32) (result i32)))
   (import "house" "kv_incr" (func $kv_incr (param i32 i32 i64 i32) (result i32)))
   (import "house" "kv_list" (func $kv_list (param i32 i32 i32 i32) (result i64)))
+  (import "house" "subscribe_as" (func $subscribe_as (param i32 i32 i32 i32) (result i32)))
+  (import "house" "presence" (func $presence (param i32 i32 i32) (result i64)))
   (memory (export "memory") 2)
   (func $a (param $p i32) (param $i i32) (result i32)
     (i32.load (i32.add (local.get $p) (i32.add (i32.const 4) (i32.shl (local.get $i) (i32.const 2))))))
@@ -44,10 +47,11 @@ const INTERPRETER: &str = r#"
       (loop $next
         (br_if $done (i32.ge_u (local.get $p) (local.get $end)))
         (block $step
+          (block $k12 (block $k11
           (block $k10 (block $k9 (block $k8 (block $k7 (block $k6 (block $k5
           (block $k4 (block $k3 (block $k2 (block $k1 (block $k0
-            (br_table $k0 $k1 $k2 $k3 $k4 $k5 $k6 $k7 $k8 $k9 $k10
-              (i32.rem_u (i32.load (local.get $p)) (i32.const 11))))
+            (br_table $k0 $k1 $k2 $k3 $k4 $k5 $k6 $k7 $k8 $k9 $k10 $k11 $k12
+              (i32.rem_u (i32.load (local.get $p)) (i32.const 13))))
           (drop (call $subscribe (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1))))
           (br $step))
           (drop (call $backlog (call $a (local.get $p) (i32.const 0))))
@@ -80,7 +84,15 @@ const INTERPRETER: &str = r#"
           (br $step))
           (drop (call $kv_list
             (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1))
-            (call $a (local.get $p) (i32.const 2)) (call $a (local.get $p) (i32.const 3)))))
+            (call $a (local.get $p) (i32.const 2)) (call $a (local.get $p) (i32.const 3))))
+          (br $step))
+          (drop (call $subscribe_as
+            (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1))
+            (call $a (local.get $p) (i32.const 2)) (call $a (local.get $p) (i32.const 3))))
+          (br $step))
+          (drop (call $presence
+            (call $a (local.get $p) (i32.const 0)) (call $a (local.get $p) (i32.const 1))
+            (call $a (local.get $p) (i32.const 2)))))
         (local.set $p (i32.add (local.get $p) (i32.const 48)))
         (br $next)))))
 "#;
@@ -120,6 +132,8 @@ enum Op {
     KvDelete(Arg),
     KvIncr { key: Arg, delta: i64, out: u32 },
     KvList { prefix: Arg, limit: i32, values: bool },
+    SubscribeAs { channel: Arg, info: Arg },
+    Presence { channel: Arg, limit: i32 },
 }
 
 impl Op {
@@ -187,6 +201,16 @@ impl Op {
                 args[3] = u32::from(*values);
                 10
             }
+            Op::SubscribeAs { channel, info } => {
+                put(0, channel);
+                put(2, info);
+                11
+            }
+            Op::Presence { channel, limit } => {
+                put(0, channel);
+                args[2] = *limit as u32;
+                12
+            }
         };
         let mut r = [0u8; 48];
         r[..4].copy_from_slice(&(op as u32).to_le_bytes());
@@ -221,7 +245,14 @@ fn harness() -> &'static Harness {
         let _ = std::fs::remove_dir_all(&dir);
         let store = embedded::Store::open(&dir, cfg.kv, Log::new(false, false)).expect("a store");
         let kv = Kv::Embedded(store);
-        let runtime = Arc::new(Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer).expect("a runtime"));
+        // A presence table with members in it, for `presence` to read.
+        let presence = Arc::new(Presence::new(cfg.presence));
+        for i in 0..50 {
+            presence.join(&Arc::from("lobby"), &Arc::from(format!("member {i}").as_str()));
+        }
+        let runtime = Arc::new(
+            Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer).expect("a runtime").with_presence(presence),
+        );
         let wasm = wat::parse_str(INTERPRETER).expect("the interpreter assembles");
         let module = wasmtime::Module::new(runtime.engine(Reset::DirtyPages), wasm).expect("it compiles");
         let pre = runtime.linker(Reset::DirtyPages).instantiate_pre(&module).expect("it links");
@@ -259,6 +290,11 @@ fuzz_target!(|input: Input| {
     }
     if kind == Kind::Closing {
         assert!(ctx.subscriptions.is_empty() && ctx.backlog == 0, "only a stream subscribes");
+        assert!(ctx.members.is_empty(), "only a stream is a member");
+    }
+    for (channel, info) in &ctx.members {
+        assert!(ctx.subscriptions.contains(channel), "a member is subscribed");
+        assert!(info.len() <= Config::default().presence.info_bytes && !info.contains(['\r', '\n', '\0']));
     }
     if finished && let Some(kv) = ctx.kv {
         // The transaction commits, or is refused as a conflict (none here:

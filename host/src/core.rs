@@ -35,6 +35,8 @@ pub struct Shared {
     pub engine: crate::engine::Running,
     /// Open connections, all loops together (`--max-connections`).
     pub connections: AtomicUsize,
+    /// Those of them that are WebSockets.
+    pub sockets: AtomicUsize,
     /// A signal asked the process to stop (said once, by the loop that saw
     /// it first).
     pub stopping: AtomicBool,
@@ -208,6 +210,9 @@ impl Core {
         }
         trace!(self.log, "#{key}: closed ({})", conn.peer);
         self.shared.connections.fetch_sub(1, Ordering::Relaxed);
+        if conn.ws.is_some() {
+            self.shared.sockets.fetch_sub(1, Ordering::Relaxed);
+        }
         for channel in &conn.channels {
             if self.channels.unsubscribe(channel, key) {
                 self.shared.hub.unlisten(self.lp, channel);

@@ -145,7 +145,8 @@ fn run() -> anyhow::Result<()> {
         hub.set_link(link);
     }
     let connections = AtomicUsize::new(0);
-    let shared = Arc::new(Shared { hub, engine, connections, stopping: AtomicBool::new(false), presence });
+    let sockets = AtomicUsize::new(0);
+    let shared = Arc::new(Shared { hub, engine, connections, sockets, stopping: AtomicBool::new(false), presence });
     let mut servers = Vec::with_capacity(cfg.threads);
     for (lp, (poll, listener)) in polls.into_iter().zip(listeners).enumerate() {
         let dispatcher = Dispatcher {

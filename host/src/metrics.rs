@@ -223,6 +223,7 @@ impl Metrics {
 /// What a scrape reads at that moment.
 pub struct Gauges {
     pub connections: u64,
+    pub websockets: u64,
     pub subscriptions: u64,
     pub channels: u64,
     pub calls_in_flight: u64,
@@ -332,6 +333,7 @@ pub fn render(g: &Gauges) -> String {
     );
 
     gauge(&mut out, "house_connections", "Open connections, streams included.", g.connections);
+    gauge(&mut out, "house_websockets", "Open connections that are WebSockets.", g.websockets);
     gauge(&mut out, "house_sse_subscriptions", "Stream subscriptions to channels.", g.subscriptions);
     gauge(&mut out, "house_channels", "Channels with a subscriber on this host.", g.channels);
     gauge(&mut out, "house_guest_calls_in_flight", "Guest calls started and not ended.", g.calls_in_flight);

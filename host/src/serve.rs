@@ -341,6 +341,7 @@ impl Http {
                             let (max, path, query) = (core.cfg.limits.ws_max_message, &head.path, &head.query);
                             let raw = self.dispatcher.socket_headers(head);
                             conn.ws = Some(Box::new(Session::new(max, path.clone(), query.clone(), raw, now)));
+                            core.shared.sockets.fetch_add(1, Ordering::Relaxed);
                         }
                         let start = Start { after: head.last_event_id.clone(), backlog };
                         streams.open_stream(core, key, (channels, members), start, now);
@@ -421,8 +422,9 @@ impl Http {
         let engine = core.shared.engine.stats();
         let kv = self.dispatcher.runtime.kv();
         format!(
-            r#"{{"connections":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
+            r#"{{"connections":{},"websockets":{},"channels":{},"subscriptions":{},"guest_calls":{},"loops":{},"hub_dropped":{},"engine":"{}","engine_up":{},"engine_refused":{},"history_channels":{},"history_events":{},"history_bytes":{},"kv":"{}","kv_up":{}}}"#,
             core.shared.connections.load(Ordering::Relaxed),
+            core.shared.sockets.load(Ordering::Relaxed),
             hub.channels,
             hub.subscriptions,
             self.dispatcher.runtime.calls_in_flight(),
@@ -445,6 +447,7 @@ impl Http {
         let engine = core.shared.engine.stats();
         crate::metrics::Gauges {
             connections: core.shared.connections.load(Ordering::Relaxed) as u64,
+            websockets: core.shared.sockets.load(Ordering::Relaxed) as u64,
             subscriptions: hub.subscriptions as u64,
             channels: hub.channels as u64,
             calls_in_flight: self.dispatcher.runtime.calls_in_flight() as u64,
