@@ -178,7 +178,15 @@ pub struct RedisPresence {
     work: Mutex<Work>,
     wake: Condvar,
     up: AtomicBool,
+    /// Batches were dropped (Redis slower than the churn, over
+    /// [`MAX_BATCHES`]): say everything again instead.
+    resync: AtomicBool,
 }
+
+/// Batches queued for Redis at most; beyond, they are dropped and the host
+/// resyncs (one script with all it holds), so the queue stays bounded
+/// however fast members come and go while Redis is slow.
+const MAX_BATCHES: usize = 10_000;
 
 impl RedisPresence {
     /// Starts the thread; `local` is this process's table (what it holds).
@@ -206,6 +214,7 @@ impl RedisPresence {
             work: Mutex::new(Work::default()),
             wake: Condvar::new(),
             up: AtomicBool::new(false),
+            resync: AtomicBool::new(false),
         });
         let thread = presence.clone();
         std::thread::Builder::new().name("house-presence".into()).spawn(move || thread.run(&local, log))?;
@@ -285,7 +294,7 @@ impl RedisPresence {
                 let fresh = self.call(conn, self.script(SWEEP_SCRIPT), SWEEP_SCRIPT)?;
                 resync |= fresh == Value::Int(1);
             }
-            if resync {
+            if resync || self.resync.swap(false, Ordering::AcqRel) {
                 resync = false;
                 // Batches queued before this snapshot are in it.
                 self.work().batches.clear();
@@ -297,7 +306,7 @@ impl RedisPresence {
             }
             let work = {
                 let mut work = self.work();
-                while work.batches.is_empty() && work.reads.is_empty() {
+                while work.batches.is_empty() && work.reads.is_empty() && !self.resync.load(Ordering::Acquire) {
                     let left = next_sweep.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         break;
@@ -345,7 +354,18 @@ impl RedisPresence {
 
 impl Remote for RedisPresence {
     fn apply(&self, batch: Batch) {
-        self.work().batches.push(batch);
+        // Down: nothing queues; the resync after reconnecting says it all.
+        if !self.up.load(Ordering::Acquire) {
+            return;
+        }
+        let mut work = self.work();
+        if work.batches.len() >= MAX_BATCHES {
+            work.batches.clear();
+            self.resync.store(true, Ordering::Release);
+        } else {
+            work.batches.push(batch);
+        }
+        drop(work);
         self.wake.notify_one();
     }
 
