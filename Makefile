@@ -109,7 +109,7 @@ bench: build test-deps
 	cp target/page-in-memory/$(WASM_TARGET)/release/chat.wasm target/chat-page-in-memory.wasm
 	./target/release/house-bench --out BENCHMARKS.md
 
-# Fuzzing (fuzz/): request framing, and what a guest controls: manifest
+# Fuzzing (fuzz/): request framing, WebSocket frames, and what a guest controls: manifest
 # entries, response blocks, the arguments of every import, static-file
 # sections, the scan and rewrite that decide instance reuse. Each target
 # runs FUZZ_SECONDS on its corpus (fuzz/corpus/TARGET, kept in the repo);
@@ -117,7 +117,7 @@ bench: build test-deps
 # installed if missing; RUSTC_BOOTSTRAP lets the stable toolchain take the
 # sanitizer flags.
 FUZZ_SECONDS ?= 300
-FUZZ_TARGETS := parse_request manifest response_block imports static_sections reuse_scan body
+FUZZ_TARGETS := parse_request manifest response_block imports static_sections reuse_scan body ws_frames
 FUZZ_LIMITS := -rss_limit_mb=2048 -malloc_limit_mb=512
 fuzz-tool:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked --version 0.13.2
