@@ -178,8 +178,12 @@ for (const [device, viewport] of [["desktop", { width: 1280, height: 800 }], ["p
   test(`a long conversation scrolls inside the page (${device} ${viewport.width}x${viewport.height})`, async () => {
     const room = `layout-${device}`;
     const writer = await joinAs("Ada", room);
-    for (let i = 1; i <= 41; i++) await send(writer, `message number ${i}`);
-    await writer.locator("#log li", { hasText: "message number 41" }).waitFor();
+    // Each sent once the last is in: Enter while a send is on its way does
+    // nothing (the button is disabled), and `fill` would replace the text.
+    for (let i = 1; i <= 41; i++) {
+      await send(writer, `message number ${i}`);
+      await writer.locator("#log li", { hasText: new RegExp(`message number ${i}$`) }).waitFor();
+    }
     const page = await browser.newPage({ viewport });
     await page.goto(`http://127.0.0.1:${port}/index`);
     await page.getByLabel("Room").fill(room);
