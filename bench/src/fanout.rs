@@ -17,6 +17,11 @@ pub struct Fanout {
     pub times: Vec<Duration>,
     /// Server RSS growth per subscriber, in bytes.
     pub bytes_per_subscriber: f64,
+    /// Connecting every subscriber until each has its first event (the
+    /// head, and for house the backlog with its ids): the client's clock.
+    pub setup: Duration,
+    /// The server's CPU time over that setup, in seconds.
+    pub setup_cpu: f64,
 }
 
 struct Sub {
@@ -244,8 +249,10 @@ pub fn run_across(
     reps: usize,
 ) -> anyhow::Result<Fanout> {
     let rss_before = crate::procfs::rss_kib(pid);
+    let (cpu, started) = (crate::procfs::cpu_precise(pid), Instant::now());
     let c = Clients::subscribe(addr, n, subscribe, "")?;
-    measure(c, addr, pid, rss_before, publish_to, publish, reps)
+    let setup = (started.elapsed(), crate::procfs::cpu_precise(pid) - cpu);
+    measure(c, addr, pid, rss_before, setup, publish_to, publish, reps)
 }
 
 /// As `run`, each subscriber a WebSocket.
@@ -258,17 +265,21 @@ pub fn run_sockets(
     reps: usize,
 ) -> anyhow::Result<Fanout> {
     let rss_before = crate::procfs::rss_kib(pid);
+    let (cpu, started) = (crate::procfs::cpu_precise(pid), Instant::now());
     let c = Clients::sockets(addr, n, subscribe)?;
-    measure(c, addr, pid, rss_before, addr, publish, reps)
+    let setup = (started.elapsed(), crate::procfs::cpu_precise(pid) - cpu);
+    measure(c, addr, pid, rss_before, setup, addr, publish, reps)
 }
 
 /// Publishes `reps` times to `publish_to` and times each until every one
-/// of `c` (subscribed on `addr`) has it.
+/// of `c` (subscribed on `addr`, which took `setup`) has it.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     mut c: Clients,
     addr: SocketAddr,
     pid: u32,
     rss_before: u64,
+    (setup, setup_cpu): (Duration, f64),
     publish_to: SocketAddr,
     publish: &str,
     reps: usize,
@@ -310,7 +321,8 @@ fn measure(
         times.push(started.elapsed());
         read_one_response(&mut publisher)?;
     }
-    Ok(Fanout { times, bytes_per_subscriber: (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64 })
+    let bytes_per_subscriber = (rss_after.saturating_sub(rss_before) * 1024) as f64 / n as f64;
+    Ok(Fanout { times, bytes_per_subscriber, setup, setup_cpu })
 }
 
 /// Reads one response with a Content-Length body (the publish's answer).
