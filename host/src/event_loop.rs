@@ -142,6 +142,7 @@ impl Server {
     }
 
     pub fn run(mut self) -> anyhow::Result<()> {
+        crate::shard::enter_loop(self.core.lp);
         let mut events = Events::with_capacity(1024);
         loop {
             let next = self.timers.next();

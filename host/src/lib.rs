@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod random;
 pub mod router;
 pub mod serve;
+pub mod shard;
 pub mod socket;
 pub mod sse;
 pub mod streams;

@@ -120,7 +120,8 @@ fn run() -> anyhow::Result<()> {
         guests::Runtime::new(cfg.guest.clone(), cfg.limits.sse_buffer)
             .context("cannot start the wasm engine")?
             .with_kv(kv.clone())
-            .with_presence(presence.clone()),
+            .with_presence(presence.clone())
+            .with_loops(cfg.threads),
     );
     prepare_guests_folder(&cfg)?;
     let loading = Loading {

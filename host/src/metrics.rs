@@ -3,15 +3,19 @@
 //! Two kinds of figures. Those every request touches are kept per loop
 //! ([`LoopMetrics`]): one loop writes them, so a counter is a plain load and
 //! store (no locked instruction) and the route table's mutex is never
-//! contended but by a scrape. The rare ones (guest calls, loads,
-//! quarantines) are process-wide atomics in [`METRICS`]. Gauges (open
-//! connections, channels, engine state) are read when scraped.
+//! contended but by a scrape. Those every guest call touches are atomics
+//! split by loop ([`crate::shard`]), each loop's on cache lines of its own.
+//! The rare ones (loads, quarantines, re-runs) are process-wide atomics in
+//! [`METRICS`]. Gauges (open connections, channels, engine state) are read
+//! when scraped.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+
+use crate::shard::{self, Padded, SHARDS};
 
 /// Histogram bucket bounds, seconds: from a cheap 404 (tens of µs) to a
 /// call at its deadline and a slow client.
@@ -160,45 +164,69 @@ pub enum LoadResult {
 
 const LOAD_RESULTS: [&str; 4] = ["loaded", "reloaded", "refused", "unloaded"];
 
-pub struct Metrics {
-    loops: Mutex<Vec<Arc<LoopMetrics>>>,
+/// What every guest call counts, one loop's part.
+struct CallFigures {
     call_seconds: Histogram,
     calls: [AtomicU64; CALL_RESULTS.len()],
     instantiations: AtomicU64,
     reuses: AtomicU64,
+    published: AtomicU64,
+}
+
+impl CallFigures {
+    const fn new() -> CallFigures {
+        CallFigures {
+            call_seconds: Histogram::new(),
+            calls: [const { AtomicU64::new(0) }; CALL_RESULTS.len()],
+            instantiations: AtomicU64::new(0),
+            reuses: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+        }
+    }
+}
+
+pub struct Metrics {
+    loops: Mutex<Vec<Arc<LoopMetrics>>>,
+    calls: [Padded<CallFigures>; SHARDS],
     reruns: AtomicU64,
     quarantines: AtomicU64,
     loads: [AtomicU64; LOAD_RESULTS.len()],
-    published: AtomicU64,
 }
 
 pub static METRICS: Metrics = Metrics {
     loops: Mutex::new(Vec::new()),
-    call_seconds: Histogram::new(),
-    calls: [const { AtomicU64::new(0) }; CALL_RESULTS.len()],
-    instantiations: AtomicU64::new(0),
-    reuses: AtomicU64::new(0),
+    calls: [const { Padded(CallFigures::new()) }; SHARDS],
     reruns: AtomicU64::new(0),
     quarantines: AtomicU64::new(0),
     loads: [const { AtomicU64::new(0) }; LOAD_RESULTS.len()],
-    published: AtomicU64::new(0),
 };
 
 impl Metrics {
+    /// This thread's loop's part of the per-call figures.
+    fn mine(&self) -> &CallFigures {
+        &self.calls[shard::current()]
+    }
+
+    /// The sum of `figure` over every loop's part.
+    fn sum(&self, figure: impl Fn(&CallFigures) -> &AtomicU64) -> u64 {
+        self.calls.iter().map(|part| figure(part).load(Relaxed)).sum()
+    }
+
     /// A guest call ended after `took` (from its first slice to its end).
     pub fn call(&self, result: CallResult, took: Option<Duration>) {
-        self.calls[result as usize].fetch_add(1, Relaxed);
+        let mine = self.mine();
+        mine.calls[result as usize].fetch_add(1, Relaxed);
         if let Some(took) = took {
-            self.call_seconds.observe(took);
+            mine.call_seconds.observe(took);
         }
     }
 
     pub fn instantiated(&self) {
-        self.instantiations.fetch_add(1, Relaxed);
+        self.mine().instantiations.fetch_add(1, Relaxed);
     }
 
     pub fn reused(&self) {
-        self.reuses.fetch_add(1, Relaxed);
+        self.mine().reuses.fetch_add(1, Relaxed);
     }
 
     /// A call ran again: its transaction was in conflict.
@@ -216,7 +244,7 @@ impl Metrics {
 
     /// Events published (by guests here; each counted once).
     pub fn published(&self, events: u64) {
-        self.published.fetch_add(events, Relaxed);
+        self.mine().published.fetch_add(events, Relaxed);
     }
 }
 
@@ -267,7 +295,9 @@ pub fn render(g: &Gauges) -> String {
         &request_seconds,
     );
     let mut call_seconds = [0u64; BOUNDS.len() + 2];
-    METRICS.call_seconds.add_to(&mut call_seconds);
+    for part in &METRICS.calls {
+        part.call_seconds.add_to(&mut call_seconds);
+    }
     histogram(
         &mut out,
         "house_guest_call_duration_seconds",
@@ -276,20 +306,21 @@ pub fn render(g: &Gauges) -> String {
     );
 
     head(&mut out, "house_guest_calls_total", "counter", "Guest calls by how they ended.");
-    for (name, n) in CALL_RESULTS.iter().zip(&METRICS.calls) {
-        let _ = writeln!(out, "house_guest_calls_total{{result=\"{name}\"}} {}", n.load(Relaxed));
+    for (i, name) in CALL_RESULTS.iter().enumerate() {
+        let n = METRICS.sum(|part| &part.calls[i]);
+        let _ = writeln!(out, "house_guest_calls_total{{result=\"{name}\"}} {n}");
     }
     counter(
         &mut out,
         "house_guest_instantiations_total",
         "Guest instances made for a call (a call that found no idle instance of its module).",
-        METRICS.instantiations.load(Relaxed),
+        METRICS.sum(|part| &part.instantiations),
     );
     counter(
         &mut out,
         "house_guest_instance_reuses_total",
         "Calls that ran in an idle instance, reset to a fresh instance's state after its last call.",
-        METRICS.reuses.load(Relaxed),
+        METRICS.sum(|part| &part.reuses),
     );
     counter(
         &mut out,
@@ -311,7 +342,7 @@ pub fn render(g: &Gauges) -> String {
         &mut out,
         "house_events_published_total",
         "Events published by guests on this host.",
-        METRICS.published.load(Relaxed),
+        METRICS.sum(|part| &part.published),
     );
     counter(
         &mut out,

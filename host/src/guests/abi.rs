@@ -123,9 +123,27 @@ pub struct CallCtx {
     pub members: Vec<(String, String)>,
     /// Who is in which channel.
     pub presence: Option<Arc<Presence>>,
+    /// The instance's chunk size as a shift, where its module records what
+    /// it writes (`guests::dirty`; 0: not recorded), and the chunks the
+    /// host wrote into during the call.
+    pub chunk_shift: u32,
+    pub written: u64,
 }
 
 impl CallCtx {
+    /// `len` bytes at `ptr` of the instance's memory were written by the
+    /// host: their chunks are restored with the ones the guest wrote.
+    pub fn wrote(&mut self, ptr: u32, len: usize) {
+        let shift = self.chunk_shift;
+        if shift == 0 || len == 0 {
+            return;
+        }
+        let last = (u64::from(ptr) + len as u64 - 1) >> shift;
+        for chunk in u64::from(ptr >> shift)..=last.min(63) {
+            self.written |= 1 << chunk;
+        }
+    }
+
     pub fn new(kind: Kind, limits: MemoryLimit, budgets: Budgets, sse_buffer: usize) -> CallCtx {
         CallCtx {
             kind,
@@ -143,6 +161,8 @@ impl CallCtx {
             stash: Vec::new(),
             members: Vec::new(),
             presence: None,
+            chunk_shift: 0,
+            written: 0,
         }
     }
 }
@@ -315,6 +335,7 @@ pub(super) fn write_bytes(caller: &mut Caller<'_, CallCtx>, ptr: u32, bytes: &[u
         .get_mut(start..end)
         .ok_or_else(|| wasmtime::format_err!("guest pointer {start}..{end} is outside its memory of {len} bytes"))?;
     dst.copy_from_slice(bytes);
+    caller.data_mut().wrote(ptr, bytes.len());
     Ok(())
 }
 

@@ -191,6 +191,13 @@ impl Runtime {
         self
     }
 
+    /// Divides `--guest-warm-instances` among `loops` loops, the threads
+    /// that call guests in the server; before any module is loaded.
+    pub fn with_loops(mut self, loops: usize) -> Runtime {
+        self.warm = Arc::new(Count::for_loops(self.limits.warm, loops));
+        self
+    }
+
     /// Idle instances of all modules, and how many may be.
     pub fn warm(&self) -> &Arc<Count> {
         &self.warm
@@ -358,6 +365,7 @@ impl Runtime {
             store.data_mut().kv = Some(Pending::new(kv.clone(), &module.file));
         }
         store.data_mut().memory = Some(memory);
+        store.data_mut().chunk_shift = warm.and_then(Warm::chunk_shift).unwrap_or(0);
         store.set_epoch_deadline(1);
         let (ptr, len) = if args.is_empty() {
             (0, 0)
@@ -366,6 +374,7 @@ impl Runtime {
         {
             // The module's own buffer: no call into it before the handler.
             memory.write(&mut *store, buffer as usize, args).map_err(|_| "house_args is outside memory")?;
+            store.data_mut().wrote(buffer, args.len());
             (buffer, args.len() as u32)
         } else {
             let alloc = module.alloc.as_ref().ok_or("house_alloc is missing")?;
@@ -379,6 +388,7 @@ impl Runtime {
             memory
                 .write(&mut *store, ptr as usize, args)
                 .map_err(|_| format!("house_alloc returned {ptr}, outside memory"))?;
+            store.data_mut().wrote(ptr, args.len());
             (ptr, args.len() as u32)
         };
         probe(Phase::ArgsWritten);
@@ -410,7 +420,7 @@ impl Runtime {
         let mut ctx = match warm {
             Some(warm) => {
                 let ctx = std::mem::replace(store.data_mut(), self.ctx(kind));
-                warm.keep(live);
+                warm.keep(live, ctx.written);
                 ctx
             }
             None => live.store.into_data(),

@@ -120,9 +120,17 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
         .map_err(|e| format!("cannot instantiate: {}", runtime.describe(e)))?;
     // A fresh instance's state, before anything runs in it.
     let instances = match plan {
-        Plan::Reuse { globals, .. } => {
+        Plan::Reuse { globals, chunks, .. } => {
             let memory = instance.get_memory(&mut store, "memory").ok_or("no memory")?;
-            Instances::Reused(Warm::new(&mut store, &instance, memory, &module, &globals, runtime.warm().clone())?)
+            let record = (&globals[..], chunks.ok());
+            Instances::Reused(Box::new(Warm::new(
+                &mut store,
+                &instance,
+                memory,
+                &module,
+                record,
+                runtime.warm().clone(),
+            )?))
         }
         Plan::Fresh(why) => Instances::New { why },
     };

@@ -3,12 +3,14 @@
 //! (`abi`), manifests (`manifest`), parameter validation (`validate`),
 //! loading (`loader`, `cache`), the static files a module ships (`statics`),
 //! the set of loaded modules (`registry`), hot reload (`watch`) and the
-//! instances kept between requests (`warm`).
+//! instances kept between requests (`warm`), with the record of what a call
+//! wrote that their reset restores (`dirty`).
 
 pub mod abi;
 pub mod cache;
 pub mod call;
 pub mod compile;
+pub mod dirty;
 pub mod engine;
 pub mod health;
 pub mod linker;

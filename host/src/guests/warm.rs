@@ -34,200 +34,20 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use wasmparser::{Encoding, Operator, Parser, Payload, TypeRef, ValType};
 use wasmtime::{Global, Instance, Memory, ModuleExport, Store, TypedFunc, Val};
 
 use super::abi::CallCtx;
+use super::dirty;
+use crate::shard::{self, Padded, SHARDS};
 
-/// The export name the loader gives a module's mutable global `N`
-/// (`house_reset.global.N`, by index in the global index space). Reserved:
-/// a module that exports such a name already is not reused.
-pub const GLOBAL_EXPORT_PREFIX: &str = "house_reset.global.";
+mod plan;
 
-/// The largest initial memory reset by rewriting it whole (two wasm pages:
-/// a guest with a 64 KiB stack and a few KiB of data); the engine's
-/// `Reset::Rewrite` lane takes the same bound (`guests::engine`).
-pub const SMALL_MEMORY: u64 = 128 * 1024;
-
-/// The largest initial memory restored by copying it (as `Reset::Rewrite`'s
-/// bound, for the same reason: the copy's cost grows with the size).
-pub const MAX_MEMORY: u64 = SMALL_MEMORY;
-
-/// What the loader makes of a module's bytes.
-pub enum Plan {
-    /// Reusable: these bytes (the module's, with its mutable globals
-    /// exported) are the ones to compile; the exports' names, in order.
-    Reuse { bytes: Vec<u8>, globals: Vec<String> },
-    /// A fresh instance per request, and why.
-    Fresh(String),
-}
-
-/// Reads `bytes` and decides. A module wasmparser cannot read is left to
-/// the compiler to describe (`Fresh`).
-pub fn plan(bytes: &[u8]) -> Plan {
-    match scan(bytes) {
-        Ok(Ok(mutable)) => match with_exports(bytes, &mutable) {
-            Ok((bytes, globals)) => Plan::Reuse { bytes, globals },
-            Err(e) => Plan::Fresh(format!("its sections cannot be read: {e}")),
-        },
-        Ok(Err(why)) => Plan::Fresh(why),
-        Err(e) => Plan::Fresh(format!("its code cannot be read: {e}")),
-    }
-}
-
-/// The mutable globals' indices if the module can be reused, else why not.
-fn scan(bytes: &[u8]) -> wasmparser::Result<Result<Vec<u32>, String>> {
-    let mut memories = Vec::new();
-    let mut mutable = Vec::new();
-    let mut globals = 0u32;
-    let mut exports = Vec::new();
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload? {
-            // Left whole to the compiler, which says what it is.
-            Payload::Version { encoding: Encoding::Component, .. } => return Ok(Err("it is a component".into())),
-            Payload::ImportSection(imports) => {
-                for import in imports.into_imports() {
-                    match import?.ty {
-                        TypeRef::Func(_) | TypeRef::FuncExact(_) => {}
-                        TypeRef::Memory(_) => return Ok(Err("it imports its memory".into())),
-                        TypeRef::Global(_) => return Ok(Err("it imports a global".into())),
-                        _ => return Ok(Err("it imports a table or a tag".into())),
-                    }
-                }
-            }
-            Payload::MemorySection(section) => {
-                for memory in section {
-                    memories.push(memory?);
-                }
-            }
-            Payload::GlobalSection(section) => {
-                for global in section {
-                    let ty = global?.ty;
-                    if ty.mutable {
-                        if !matches!(
-                            ty.content_type,
-                            ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64 | ValType::V128
-                        ) {
-                            return Ok(Err("it has a mutable global of a reference type".into()));
-                        }
-                        mutable.push(globals);
-                    }
-                    globals += 1;
-                }
-            }
-            Payload::ExportSection(section) => {
-                for export in section {
-                    exports.push(export?.name.to_owned());
-                }
-            }
-            Payload::StartSection { .. } => return Ok(Err("it has a start function".into())),
-            Payload::CodeSectionEntry(body) => {
-                let mut ops = body.get_operators_reader()?;
-                while !ops.eof() {
-                    if let Some(op) = changes_instance(&ops.read()?) {
-                        return Ok(Err(format!("its code uses {op}")));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let [memory] = memories[..] else {
-        return Ok(Err(format!("it has {} memories, not one", memories.len())));
-    };
-    if memory.shared {
-        return Ok(Err("its memory is shared".into()));
-    }
-    let initial = memory.initial.saturating_mul(1 << memory.page_size_log2.unwrap_or(16));
-    if initial > MAX_MEMORY {
-        return Ok(Err(format!(
-            "its memory starts at {} KiB, over the {} KiB restored by copying",
-            initial / 1024,
-            MAX_MEMORY / 1024
-        )));
-    }
-    if exports.iter().any(|name| name.starts_with(GLOBAL_EXPORT_PREFIX)) {
-        return Ok(Err(format!("it exports a name starting with {GLOBAL_EXPORT_PREFIX}, reserved to the host")));
-    }
-    Ok(Ok(mutable))
-}
-
-/// The instruction's name if it changes instance state other than memory
-/// and globals.
-fn changes_instance(op: &Operator) -> Option<&'static str> {
-    Some(match op {
-        Operator::TableSet { .. } => "table.set",
-        Operator::TableGrow { .. } => "table.grow",
-        Operator::TableFill { .. } => "table.fill",
-        Operator::TableCopy { .. } => "table.copy",
-        Operator::TableInit { .. } => "table.init",
-        Operator::ElemDrop { .. } => "elem.drop",
-        Operator::DataDrop { .. } => "data.drop",
-        _ => return None,
-    })
-}
-
-/// `bytes` with an export added for each global in `mutable`: every section
-/// copied as it is, the export section re-encoded with the additions.
-fn with_exports(bytes: &[u8], mutable: &[u32]) -> wasmparser::Result<(Vec<u8>, Vec<String>)> {
-    use wasm_encoder::{ExportKind, ExportSection, RawSection};
-    let names: Vec<String> = mutable.iter().map(|i| format!("{GLOBAL_EXPORT_PREFIX}{i}")).collect();
-    let add_ours = |exports: &mut ExportSection| {
-        for (name, index) in names.iter().zip(mutable) {
-            exports.export(name, ExportKind::Global, *index);
-        }
-    };
-    let mut module = wasm_encoder::Module::new();
-    // A module without an export section gets one, where the order of
-    // sections puts it: before start (8), element (9), code (10), data (11)
-    // and data count (12). (Found by the fuzzer: the names were returned
-    // but never exported, and every call of such a module would fail.)
-    let mut exported = names.is_empty();
-    for payload in Parser::new(0).parse_all(bytes) {
-        let payload = payload?;
-        if let Payload::ExportSection(section) = &payload {
-            let mut exports = ExportSection::new();
-            for export in section.clone() {
-                let export = export?;
-                exports.export(export.name, encoder_kind(export.kind), export.index);
-            }
-            add_ours(&mut exports);
-            module.section(&exports);
-            exported = true;
-        } else if let Some((id, range)) = payload.as_section() {
-            if !exported && (8..=12).contains(&id) {
-                let mut exports = ExportSection::new();
-                add_ours(&mut exports);
-                module.section(&exports);
-                exported = true;
-            }
-            module.section(&RawSection { id, data: &bytes[range] });
-        }
-    }
-    if !exported {
-        let mut exports = ExportSection::new();
-        add_ours(&mut exports);
-        module.section(&exports);
-    }
-    Ok((module.finish(), names))
-}
-
-fn encoder_kind(kind: wasmparser::ExternalKind) -> wasm_encoder::ExportKind {
-    use wasm_encoder::ExportKind as E;
-    use wasmparser::ExternalKind as K;
-    match kind {
-        K::Func | K::FuncExact => E::Func,
-        K::Table => E::Table,
-        K::Memory => E::Memory,
-        K::Global => E::Global,
-        K::Tag => E::Tag,
-    }
-}
+pub use plan::{GLOBAL_EXPORT_PREFIX, MAX_MEMORY, Plan, SMALL_MEMORY, plan};
 
 /// How a module's requests get their instance.
 pub enum Instances {
     /// An idle instance, reset after its last call, when there is one.
-    Reused(Warm),
+    Reused(Box<Warm>),
     /// A new one for every request, and why.
     New { why: String },
 }
@@ -252,9 +72,21 @@ pub struct Warm {
     size: usize,
     /// Its mutable globals' exports and initial values.
     globals: Vec<(ModuleExport, Val)>,
-    idle: Mutex<Vec<Live>>,
+    /// Where the module records the chunks it writes: only those are
+    /// restored (`guests::dirty`).
+    chunks: Option<Chunks>,
+    /// Per loop (`crate::shard`).
+    idle: [Padded<Mutex<Vec<Live>>>; SHARDS],
     /// Idle instances of all modules, and how many may be.
     count: Arc<Count>,
+}
+
+/// A fresh instance's memory whole, to restore chunks of, and the global
+/// whose bits say which.
+struct Chunks {
+    shift: u32,
+    image: Box<[u8]>,
+    written: ModuleExport,
 }
 
 /// A stretch of a fresh instance's memory.
@@ -297,6 +129,8 @@ pub struct Live {
     /// Its mutable globals, in `Warm::globals`' order (none if its module
     /// is not reused).
     globals: Vec<Global>,
+    /// The global of the chunks its calls wrote, if its module records them.
+    written: Option<Global>,
     /// Its handlers' functions, by the handler's index in its module, as
     /// they are first called (empty for an instance that is not kept).
     handlers: Vec<Option<TypedFunc<(u32, u32), u64>>>,
@@ -322,9 +156,13 @@ impl Live {
                 .collect::<Option<Vec<_>>>()?,
             None => Vec::new(),
         };
+        let written = match warm.and_then(|w| w.chunks.as_ref()) {
+            Some(chunks) => Some(instance.get_module_export(&mut store, &chunks.written)?.into_global()?),
+            None => None,
+        };
         // Handlers are looked up once per instance only where it is kept.
         let handlers = if warm.is_some() { vec![None; handlers] } else { Vec::new() };
-        Some(Live { store, instance, memory, globals, handlers })
+        Some(Live { store, instance, memory, globals, written, handlers })
     }
 
     /// The handler at `index` of its module, exported as `export`.
@@ -346,35 +184,65 @@ impl Live {
 }
 
 /// Idle instances of all modules, at most `max` (`--guest-warm-instances`):
-/// each holds a slot of the pooling allocator and its memory.
+/// each holds a slot of the pooling allocator and its memory. Counted and
+/// kept per loop (`crate::shard`): a loop takes back the instances it used
+/// last, whose memory is still in its core's cache, and two loops never
+/// write the same lines to take one. `max` is divided among the loops.
 pub struct Count {
-    idle: AtomicUsize,
-    max: usize,
+    idle: [Padded<AtomicUsize>; SHARDS],
+    /// How many each part may keep.
+    caps: [usize; SHARDS],
 }
 
 impl Count {
+    /// All `max` for the calling threads that are not loops (tools).
     pub fn new(max: usize) -> Count {
-        Count { idle: AtomicUsize::new(0), max }
+        let mut caps = [0; SHARDS];
+        caps[0] = max;
+        Count { idle: Default::default(), caps }
+    }
+
+    /// `max` divided among `loops` loops (the first ones get what does not
+    /// divide evenly); none for other threads: the server calls guests on
+    /// its loops only.
+    pub fn for_loops(max: usize, loops: usize) -> Count {
+        let mut caps = [0; SHARDS];
+        for lp in 0..loops {
+            caps[shard::of_loop(lp)] += max / loops + usize::from(lp < max % loops);
+        }
+        Count { idle: Default::default(), caps }
     }
 
     pub fn idle(&self) -> usize {
-        self.idle.load(Ordering::Relaxed)
+        self.idle.iter().map(|n| n.load(Ordering::Relaxed)).sum()
     }
 }
 
 impl Warm {
     /// Takes the fresh state from `instance`, just instantiated in `store`
-    /// (nothing called yet); `globals` names its mutable globals' exports.
+    /// (nothing called yet); `globals` names its mutable globals' exports;
+    /// `shift` is its chunk size if it records the chunks it writes.
     pub fn new(
         store: &mut Store<CallCtx>,
         instance: &Instance,
         memory: Memory,
         module: &wasmtime::Module,
-        globals: &[String],
+        (globals, shift): (&[String], Option<u32>),
         count: Arc<Count>,
     ) -> Result<Warm, String> {
         let size = memory.data_size(&*store);
-        let image = runs(memory.data(&*store));
+        let chunks = match shift {
+            Some(shift) => Some(Chunks {
+                shift,
+                image: memory.data(&*store).into(),
+                written: module
+                    .get_export_index(dirty::DIRTY_EXPORT)
+                    .ok_or_else(|| format!("export {} vanished", dirty::DIRTY_EXPORT))?,
+            }),
+            None => None,
+        };
+        // Runs are the restore of a memory whose writes are not recorded.
+        let image = if chunks.is_some() { Vec::new() } else { runs(memory.data(&*store)) };
         let mut initial = Vec::with_capacity(globals.len());
         for name in globals {
             let export = module.get_export_index(name).ok_or_else(|| format!("export {name} vanished"))?;
@@ -384,28 +252,59 @@ impl Warm {
                 .ok_or_else(|| format!("export {name} is not a global"))?;
             initial.push((export, global.get(&mut *store)));
         }
-        Ok(Warm { image, size, globals: initial, idle: Mutex::new(Vec::new()), count })
+        Ok(Warm { image, size, globals: initial, chunks, idle: Default::default(), count })
     }
 
-    /// An idle instance, if there is one.
+    /// The chunk size as a shift, if the module records what it writes.
+    pub fn chunk_shift(&self) -> Option<u32> {
+        self.chunks.as_ref().map(|c| c.shift)
+    }
+
+    /// An idle instance of this loop's, if there is one.
     pub fn take(&self) -> Option<Live> {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
-        self.count.idle.fetch_sub(1, Ordering::Relaxed);
+        let part = shard::current();
+        let idle = self.idle[part].lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+        self.count.idle[part].fetch_sub(1, Ordering::Relaxed);
         Some(idle)
     }
 
     /// Resets `idle` (it has just served a call that succeeded) to a fresh
     /// instance's state and keeps it, unless its memory grew or the most
     /// are idle already: then it is dropped, and wasmtime resets its slot.
-    pub fn keep(&self, mut idle: Live) {
-        let data = idle.memory.data_mut(&mut idle.store);
-        if data.len() != self.size {
-            return;
-        }
-        for run in &self.image {
-            match run {
-                Run::Zeros(range) => data[range.clone()].fill(0),
-                Run::Data(range, bytes) => data[range.clone()].copy_from_slice(bytes),
+    /// `host` holds the chunks the host wrote into during the call.
+    pub fn keep(&self, mut idle: Live, host: u64) {
+        match (&self.chunks, idle.written) {
+            (Some(chunks), Some(written)) => {
+                let Some(guest) = written.get(&mut idle.store).i64() else { return };
+                let data = idle.memory.data_mut(&mut idle.store);
+                if data.len() != self.size {
+                    return;
+                }
+                let mut bits = guest as u64 | host;
+                while bits != 0 {
+                    let start = (bits.trailing_zeros() as usize) << chunks.shift;
+                    bits &= bits - 1;
+                    let end = (start + (1 << chunks.shift) + dirty::OVERLAP).min(data.len());
+                    if start < end {
+                        data[start..end].copy_from_slice(&chunks.image[start..end]);
+                    }
+                }
+                if written.set(&mut idle.store, Val::I64(0)).is_err() {
+                    return;
+                }
+            }
+            (Some(_), None) => return,
+            (None, _) => {
+                let data = idle.memory.data_mut(&mut idle.store);
+                if data.len() != self.size {
+                    return;
+                }
+                for run in &self.image {
+                    match run {
+                        Run::Zeros(range) => data[range.clone()].fill(0),
+                        Run::Data(range, bytes) => data[range.clone()].copy_from_slice(bytes),
+                    }
+                }
             }
         }
         for (global, (_, value)) in idle.globals.iter().zip(&self.globals) {
@@ -413,25 +312,28 @@ impl Warm {
                 return;
             }
         }
-        let count = &self.count;
-        if count.idle.fetch_add(1, Ordering::Relaxed) >= count.max {
-            count.idle.fetch_sub(1, Ordering::Relaxed);
+        let part = shard::current();
+        let count = &self.count.idle[part];
+        if count.fetch_add(1, Ordering::Relaxed) >= self.count.caps[part] {
+            count.fetch_sub(1, Ordering::Relaxed);
             return;
         }
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(idle);
+        self.idle[part].lock().unwrap_or_else(|e| e.into_inner()).push(idle);
     }
 
     /// Idle instances of this module now.
     pub fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.idle.iter().map(|part| part.lock().unwrap_or_else(|e| e.into_inner()).len()).sum()
     }
 }
 
 impl Drop for Warm {
     fn drop(&mut self) {
         // Its idle instances go with it (a hot reload replaced it).
-        let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner()).len();
-        self.count.idle.fetch_sub(idle, Ordering::Relaxed);
+        for (part, idle) in self.idle.iter_mut().enumerate() {
+            let n = idle.0.get_mut().unwrap_or_else(|e| e.into_inner()).len();
+            self.count.idle[part].fetch_sub(n, Ordering::Relaxed);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Kept instances: what a reset restores, and which modules may be kept.
 
 use super::*;
+use wasmparser::{Parser, Payload};
 
 fn why(wat: &str) -> String {
     match plan(&wat::parse_str(wat).unwrap()) {
@@ -43,15 +44,26 @@ fn a_reused_module_gets_its_mutable_globals_exported_and_nothing_else_changes() 
         (func (export "f") (result i32) (global.set $sp (i32.const 8)) (i32.const 1))
         (@custom "house.static:/x text/plain" "hi"))"#;
     let bytes = wat::parse_str(wat).unwrap();
-    let Plan::Reuse { bytes: out, globals } = plan(&bytes) else { panic!("not reused") };
+    let Plan::Reuse { bytes: out, globals, .. } = plan(&bytes) else { panic!("not reused") };
     assert_eq!(globals, ["house_reset.global.1", "house_reset.global.2"]);
     let engine = wasmtime::Engine::default();
     let module = wasmtime::Module::new(&engine, &out).unwrap();
     let exports: Vec<_> = module.exports().map(|e| e.name().to_owned()).collect();
-    assert_eq!(exports, ["memory", "g", "f", "house_reset.global.1", "house_reset.global.2"]);
-    // The rest is as it was: the custom section, byte for byte.
+    // And the global of the write record (`guests::dirty`), last.
+    assert_eq!(exports, ["memory", "g", "f", "house_reset.global.1", "house_reset.global.2", dirty::DIRTY_EXPORT]);
+    // The rest is as it was: the custom section, and the code of a function
+    // that writes no memory, byte for byte.
     assert_eq!(super::super::statics::read(&out).unwrap().len(), super::super::statics::read(&bytes).unwrap().len());
-    assert_eq!(out.len(), bytes.len() + "house_reset.global.1".len() * 2 + 2 * 3);
+    let bodies = |b: &[u8]| -> Vec<Vec<u8>> {
+        Parser::new(0)
+            .parse_all(b)
+            .filter_map(|p| match p {
+                Ok(Payload::CodeSectionEntry(body)) => Some(body.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(bodies(&out), bodies(&bytes));
 }
 
 #[test]
@@ -92,7 +104,9 @@ fn a_module_without_exports_gets_its_globals_exported() {
         "(module (memory 1) (global (mut i32) (i32.const 7)))",
         "(module (memory 1) (global (mut i64) (i64.const 7)) (func) (data (i32.const 0) \"x\"))",
     ] {
-        let Plan::Reuse { bytes, globals } = plan(&wat::parse_str(wat).unwrap()) else { panic!("not reused: {wat}") };
+        let Plan::Reuse { bytes, globals, .. } = plan(&wat::parse_str(wat).unwrap()) else {
+            panic!("not reused: {wat}")
+        };
         assert_eq!(globals, ["house_reset.global.0"]);
         wasmparser::validate(&bytes).unwrap_or_else(|e| panic!("{wat}: {e}"));
         let exported: Vec<String> = Parser::new(0)
@@ -105,6 +119,6 @@ fn a_module_without_exports_gets_its_globals_exported() {
             })
             .flatten()
             .collect();
-        assert_eq!(exported, globals, "{wat}");
+        assert_eq!(exported, [&globals[..], &[dirty::DIRTY_EXPORT.to_owned()]].concat(), "{wat}");
     }
 }
