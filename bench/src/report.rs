@@ -193,11 +193,12 @@ impl Report {
              - date: {date}\n- commit: {commit}\n- CPU: {cpu}\n- load generator: wrk, 1 thread, 64 keep-alive connections; HTTP figures are medians of 3 alternating rounds of {secs} s\n\n\
              These machines are shared and noisy: read the **ratios**, each against a baseline run \
              minutes apart in the same `make bench`, not the absolute figures.\n\n\
-             ## Results\n\n{table}\n{sections}{explain}",
+             ## Results\n\n{table}\n{sections}{profile}{explain}",
             cpu = crate::procfs::cpu_model(),
             secs = crate::wrk::seconds(),
             table = self.table(),
             sections = self.sections(),
+            profile = PROFILE,
             explain = EXPLAIN,
         );
         std::fs::write(out, doc)?;
@@ -205,6 +206,42 @@ impl Report {
         Ok(())
     }
 }
+
+/// Where the time goes: `perf record -g` (DWARF call graphs) on the
+/// running host's loop thread under load, `--threads 1`, taken by hand
+/// (a profile is not a same-run ratio); the commits say when.
+const PROFILE: &str = "## Where the time goes (perf profiles of the loop thread)
+
+Taken with `perf record --call-graph dwarf` on `house --threads 1` under
+the load named, shares of the loop thread's samples. Rerun them with
+`perf record -F 999 --call-graph dwarf -p $(pidof house)` during a wrk run.
+
+**Guest closing handler** (scenario 2's request, wrk 64 connections), at
+156d28c: the kernel 47% (the response's `sendto` 35%, most of it the
+loopback delivering it to the client; `recv` 9%; `epoll_wait` 5%); the
+guest call 20%, of which the reset of the instance's 64 KiB memory 12.7%
+(`memset` 8.6%, copying its data 1.2%); parsing and validating the
+parameters 6%; the answer (head, body, access log) 5%; the request head 3%;
+the publish (hub, history) 3.6%; allocation and freeing about 5%; the
+per-request metrics 0.9%. After 9983db4 (the reset restores only the
+chunks the call wrote): the guest call 11% of the loop, no `memset`.
+
+**404 path**: the kernel 76% of the loop thread, house's own code 11%,
+libc 6%. The log writer thread took another 4.7% of the samples, a third
+of it waking up for each 8 KiB batch of access-log lines (now 32 KiB).
+
+**Per event** (fan-out to 5,000 chat subscribers): `sendto` 94% of the
+loop's time; the hub hop, the per-loop inbox, ids and history, framing and
+metrics together under 4%. One write per subscriber per event is what the
+floor does too: scenario 4 is at the floor's pace.
+
+**Per connection** (5,000 subscribers connecting to the chat's stream):
+accepting (`accept4`, `TCP_NODELAY`, `epoll_ctl`) 13%; reading the request
+8%; opening the stream 17.5% (the guest's stream call, the subscription,
+the backlog read, and the head's `sendto`, 15% of the loop on its own);
+`epoll_wait` 12%.
+
+";
 
 const EXPLAIN: &str = "## What each scenario measures
 
@@ -230,6 +267,11 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    that frames once and copies only what a socket refuses.
    At 10,000, also the same host with `--threads 2` (subscribers spread
    over two loops by the kernel) against `--threads 1`: target ≤ 1.1x.
+   Connection setup: the time to connect all N (in batches of 500, each
+   waiting for its first event: the head, and for house the chat's
+   stream handler, its subscription, the backlog with its ids), the better
+   of the two halves; target at 10,000 ≤ 1.2x the floor's. And the
+   server's CPU per subscriber set up.
 5. **Memory** — RSS of the host idle, and its growth per idle keep-alive
    connection (1,000 of them) and per idle SSE subscriber (10,000).
 6. **Hot reload** — a new `chat.wasm` (fresh bytes, so compiled, not cached)
@@ -300,6 +342,12 @@ more time, CPU or memory than the baseline. Targets come from the issues.
    alone. Target ≤ 3 µs.
 20. **EdDSA token** — the same with an Ed25519 signature, against
    `verify_strict` alone. Target ≤ 60 µs.
+27. **Scale** — the largest subscriber counts this box allows (20,000
+   descriptors per process: the servers and the load client are separate
+   processes): fan-out (median of 10 publishes) and RSS per idle
+   subscriber at 5,000, 10,000 and 18,000, house on one loop
+   (`--max-connections 19000`) against the floor at each count; then house
+   at 18,000 against house at 5,000, per subscriber: 1.0x is linear.
 21. **Typed body against `Json` + serde** — `order_typed` (a
    `#[derive(Body)]` order of 10 fields, checked by the host) against
    `order_serde` (the same order as `Json`, parsed and checked by serde in
@@ -319,7 +367,7 @@ space shows more than twice the CPU per request.
 ## Rerunning one scenario
 
     make build && cargo build --release -p house-bench
-    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin, history, kv, tx, bodies
+    ./target/release/house-bench --only http        # or guestcall, fanout, memory, reload, redis, spin, history, kv, tx, bodies, websocket, hosts, scale
     BENCH_SECONDS=10 ./target/release/house-bench   # longer HTTP runs
 
 `--only` prints its rows and leaves this file alone; a full run rewrites it.

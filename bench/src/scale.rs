@@ -29,7 +29,10 @@ pub fn run(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyh
             drop(floor);
             base.extend(run.times);
             base_mem = base_mem.max(run.bytes_per_subscriber);
-            let house = servers::house(guests, cache, log, &["--quiet", "--threads", "1"])?;
+            // Above the default 16,384 connections, within the process's
+            // 20,000 descriptors.
+            let flags = ["--quiet", "--threads", "1", "--max-connections", "19000"];
+            let house = servers::house(guests, cache, log, &flags)?;
             let run = fanout::run(house.addr, house.pid(), n, "/source?room=fan", &publish_house, HALF)?;
             drop(house);
             ours.extend(run.times);

@@ -94,8 +94,8 @@ LIMITS:
     --guest-strike-window-ms N  the window strikes are counted over [30000]
     --guest-quarantine-ms N     how long a suspended handler gets 503s [10000]
     --guest-calls N             guest calls in flight at once, at most 4096 (503 beyond) [256]
-    --guest-warm-instances N    instances kept between requests, reset to a fresh one's state;
-                                0: instantiate for every request; at most 4096 [64]
+    --guest-warm-instances N    instances kept between requests, reset to a fresh one's state, divided
+                                among the loops; 0: instantiate for every request; at most 4096 [64]
 
 PER-CALL BUDGETS (over one: the call is a 500, publishes nothing, and is a strike):
     --guest-publish-events N    events one call may publish [256]

@@ -62,8 +62,9 @@ pub struct GuestLimits {
     /// Each holds an instance, a memory and a fiber stack of the pool.
     pub calls: usize,
     /// Instances kept between requests, reset to a fresh instance's state
-    /// (`guests::warm`), all modules together; 0: a new instance for every
-    /// request. Each holds what a call in flight holds.
+    /// (`guests::warm`), all modules together, divided among the loops; 0:
+    /// a new instance for every request. Each holds what a call in flight
+    /// holds.
     pub warm: usize,
 }
 
