@@ -1,7 +1,8 @@
 //! Hot reload through the real binary, starting from an empty folder: drop,
 //! replace, delete, garbage, a half-written file completed later, a rename
-//! into place, two modules claiming one path, and a reload of the chat guest
-//! under load with no failed request and no dropped subscriber.
+//! into place, two modules claiming one path, a reload of the chat guest
+//! under load with no failed request and no dropped subscriber, and hot
+//! reload after the process was stopped and continued.
 
 use std::io::{BufReader, Write};
 use std::sync::Arc;
@@ -212,4 +213,27 @@ fn a_chat_reload_under_load_fails_no_request_and_drops_no_subscriber() {
         }
         assert_eq!(got, sent[*room].load(Ordering::Relaxed), "room r{room}: every message arrived");
     }
+}
+
+/// A stop and a continue (SIGSTOP then SIGCONT: a debugger, a frozen
+/// container) make the watcher's wait fail with EINTR, even without a
+/// handler (signal(7)): hot reload goes on. (It used to end there, with
+/// "hot reload stopped: Interrupted system call".)
+#[test]
+fn hot_reload_survives_a_stop_and_a_continue() {
+    let s = empty_server();
+    let dir = s.guests.path().to_owned();
+    let pid = s.pid().to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    // Stopped for real before the continue (a SIGCONT discards a stop
+    // still pending): the third field of /proc/PID/stat is `T`.
+    let state = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    wait_until(T, "the server stopped", || state().rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('T')));
+    signal("-CONT");
+    wait_until(T, "the server answers again", || s.get("/mine").status == 404);
+    std::fs::write(dir.join("mine.wasm"), module_saying("/mine", "v1")).unwrap();
+    s.wait_for_log("house: loaded mine.wasm", T);
+    wait_until(T, "v1 served", || body_of(&s, "/mine") == (200, "v1".into()));
+    assert!(!s.log().contains("hot reload stopped"), "{}", s.log());
 }

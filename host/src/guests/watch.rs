@@ -106,13 +106,21 @@ fn watch(
             .filter(|(name, (_, change))| !in_flight.contains(*name) && (slots || *change == Change::Removed))
             .map(|(_, (at, _))| at.saturating_duration_since(Instant::now()))
             .min();
-        poll.poll(&mut events, timeout)?;
+        // A signal (a SIGCONT after a SIGSTOP, a debugger attaching)
+        // interrupts the wait: wait again, rather than end hot reload.
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e.into());
+        }
         let now = Instant::now();
         let mut rescan = false;
         loop {
             let batch = match inotify.read_events(&mut buf) {
                 Ok(batch) => batch,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
             for event in batch {
