@@ -323,7 +323,8 @@ fn fanout(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyho
         // a 1 s figure by whole scheduler slices).
         let best = |s: &[(Duration, f64)]| s.iter().min_by_key(|(t, _)| *t).copied().unwrap_or_default();
         let ((our_t, our_cpu), (base_t, base_cpu)) = (best(&our_setup), best(&base_setup));
-        let setup = format!("connection setup of all {n}, backlog and ids included (best of 2)");
+        let setup =
+            format!("connection setup of all {n}, backlog and ids included (median batch x batches, best of 2)");
         report.row(Row::time(&name, &setup, our_t, base_t, base_name, (n == 10_000).then_some(1.2)));
         let per = |cpu: f64| cpu * 1e6 / n as f64;
         let metric = "server CPU µs per subscriber set up";

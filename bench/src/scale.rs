@@ -51,8 +51,8 @@ pub fn run(report: &mut Report, guests: &Path, cache: &Path, log: &Path) -> anyh
     // Linear growth: the same time and memory per subscriber at both ends.
     let name = format!("27. scale: house at {large} against house at {small}");
     let base = format!("house at {small} subscribers");
-    let per = |t: Duration, n: usize| t.as_secs_f64() * 1e9 / n as f64;
-    report.row(Row::lower(&name, "fan-out ns per subscriber", per(large_t, large), per(small_t, small), &base, None));
+    let per = |t: Duration, n: usize| t / n as u32;
+    report.row(Row::time(&name, "fan-out time per subscriber", per(large_t, large), per(small_t, small), &base, None));
     report.row(Row::bytes(&name, "host RSS per idle SSE subscriber", large_mem, small_mem, &base));
     Ok(())
 }
