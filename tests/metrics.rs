@@ -67,12 +67,15 @@ fn the_exposition_parses_and_counts_what_happened() {
     assert_eq!(n("house_http_requests_total{route=/_house/metrics,status=200}"), 1.0, "the first scrape");
     assert_eq!(n("house_guest_calls_total{result=ok}"), 5.0, "3 hellos, the stream, the send");
     assert_eq!(n("house_guest_calls_total{result=trap}"), 1.0);
-    // Not for the 400 (no instance for it). The second and third hellos
-    // and the trap ran in the first hello's instance, kept after its call;
-    // the trap's was dropped. The send ran in the stream's.
-    assert_eq!(n("house_guest_instantiations_total{}"), 2.0, "a hello and the stream");
-    assert_eq!(n("house_guest_instance_reuses_total{}"), 4.0, "two hellos, the trap and the send");
-    assert_eq!(n("house_guest_instances_idle{}"), 1.0, "the stream's, kept after the send");
+    // Every call but the 400 (no instance for it) ran in an instance, new
+    // or kept. Each loop keeps its own (the kernel spreads these
+    // connections over the two loops): a module's first call on each loop
+    // makes one, so a hello and the stream made one each, and at most one
+    // more each on the other loop; the trap's was dropped after it.
+    let (made, reused) = (n("house_guest_instantiations_total{}"), n("house_guest_instance_reuses_total{}"));
+    assert_eq!(made + reused, 6.0, "3 hellos, the trap, the stream, the send");
+    assert!((2.0..=4.0).contains(&made), "{made} instances made");
+    assert!(n("house_guest_instances_idle{}") >= 1.0, "the chat's, kept after the send");
     assert_eq!(n("house_guest_call_duration_seconds_count{}"), 6.0);
     assert_eq!(n("house_events_published_total{}"), 1.0);
     assert_eq!(n("house_events_delivered_total{}"), 1.0);

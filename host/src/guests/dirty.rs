@@ -87,9 +87,13 @@ pub fn track(bytes: &[u8], initial: u64) -> Result<Tracked, String> {
         return Err(format!("it uses what the write record does not cover ({e})"));
     }
     let shift = shift_for(initial);
-    rewrite(bytes, shift)
-        .map(|bytes| Tracked { bytes, shift })
-        .map_err(|e| format!("its code cannot be rewritten: {e}"))
+    let out = rewrite(bytes, shift).map_err(|e| format!("its code cannot be rewritten: {e}"))?;
+    // The rewrite adds locals and code: a function near the limits of
+    // either would go over them. Then the whole restore, not a refusal.
+    if let Err(e) = Validator::new_with_features(known()).validate_all(&out) {
+        return Err(format!("its rewritten code would not be valid ({e})"));
+    }
+    Ok(Tracked { bytes: out, shift })
 }
 
 /// Where a section goes in a module: its rank in the order sections must

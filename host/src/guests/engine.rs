@@ -96,18 +96,19 @@ pub struct Runtime {
 }
 
 /// A call's claim on one of the `--guest-calls` places, given back when the
-/// call's future is dropped, finished or not.
-struct Slot(Arc<Runtime>);
+/// call's future is dropped, finished or not (it borrows the runtime the
+/// future holds: one reference count changed per call, not two).
+struct Slot<'a>(&'a Runtime);
 
-impl Slot {
-    fn take(runtime: &Arc<Runtime>) -> Option<Slot> {
+impl Slot<'_> {
+    fn take(runtime: &Runtime) -> Option<Slot<'_>> {
         let max = runtime.limits.calls;
         let taken = runtime.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
-        taken.is_ok().then(|| Slot(runtime.clone()))
+        taken.is_ok().then_some(Slot(runtime))
     }
 }
 
-impl Drop for Slot {
+impl Drop for Slot<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
@@ -279,7 +280,7 @@ impl Runtime {
                 METRICS.call(CallResult::Busy, None);
                 return Err(Failure::Busy(runtime.limits.calls));
             };
-            let runtime = &slot.0;
+            let runtime = slot.0;
             let started = std::time::Instant::now();
             let mut result = runtime.transact(&handler, &args, |_| {}).await;
             let ended = match &result {
@@ -392,8 +393,7 @@ impl Runtime {
             (ptr, args.len() as u32)
         };
         probe(Phase::ArgsWritten);
-        let func = live.handler(handler.index, &handler.export).map_err(describe)?;
-        let store = &mut live.store;
+        let (func, store) = live.handler(handler.index, &handler.export).map_err(describe)?;
         let packed = match func.call_async(&mut *store, (ptr, len)).await {
             Ok(packed) => packed,
             Err(e) => {
