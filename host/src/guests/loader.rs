@@ -122,7 +122,7 @@ pub fn load(runtime: &Runtime, loading: &Loading, file: &str, bytes: &[u8]) -> R
     let instances = match plan {
         Plan::Reuse { globals, chunks, .. } => {
             let memory = instance.get_memory(&mut store, "memory").ok_or("no memory")?;
-            let record = (&globals[..], chunks.ok());
+            let record = (&globals[..], chunks);
             Instances::Reused(Box::new(Warm::new(
                 &mut store,
                 &instance,

@@ -376,7 +376,7 @@ impl Registry {
                     })
                     .collect();
                 let instances = match &m.instances {
-                    Instances::Reused(_) => json!({"reused": true, "idle": 0}),
+                    Instances::Reused(w) => json!({"reused": true, "idle": 0, "restores": w.restores()}),
                     Instances::New { why } => json!({"reused": false, "why_not": why}),
                 };
                 json!({"file": file, "loaded": true, "size": m.size, "loaded_at": httpdate::fmt_http_date(m.loaded_at),

@@ -73,8 +73,8 @@ pub struct Warm {
     /// Its mutable globals' exports and initial values.
     globals: Vec<(ModuleExport, Val)>,
     /// Where the module records the chunks it writes: only those are
-    /// restored (`guests::dirty`).
-    chunks: Option<Chunks>,
+    /// restored (`guests::dirty`); else why its whole memory is.
+    chunks: Result<Chunks, String>,
     /// Per loop (`crate::shard`).
     idle: [Padded<Mutex<Vec<Live>>>; SHARDS],
     /// Idle instances of all modules, and how many may be.
@@ -159,7 +159,7 @@ impl Live {
                 .collect::<Option<Vec<_>>>()?,
             None => Vec::new(),
         };
-        let written = match warm.and_then(|w| w.chunks.as_ref()) {
+        let written = match warm.and_then(|w| w.chunks.as_ref().ok()) {
             Some(chunks) => Some(instance.get_module_export(&mut store, &chunks.written)?.into_global()?),
             None => None,
         };
@@ -233,28 +233,29 @@ impl Count {
 impl Warm {
     /// Takes the fresh state from `instance`, just instantiated in `store`
     /// (nothing called yet); `globals` names its mutable globals' exports;
-    /// `shift` is its chunk size if it records the chunks it writes.
+    /// `chunks` is its chunk size if it records the chunks it writes, else
+    /// why not.
     pub fn new(
         store: &mut Store<CallCtx>,
         instance: &Instance,
         memory: Memory,
         module: &wasmtime::Module,
-        (globals, shift): (&[String], Option<u32>),
+        (globals, chunks): (&[String], Result<u32, String>),
         count: Arc<Count>,
     ) -> Result<Warm, String> {
         let size = memory.data_size(&*store);
-        let chunks = match shift {
-            Some(shift) => Some(Chunks {
+        let chunks = match chunks {
+            Ok(shift) => Ok(Chunks {
                 shift,
                 image: memory.data(&*store).into(),
                 written: module
                     .get_export_index(dirty::DIRTY_EXPORT)
                     .ok_or_else(|| format!("export {} vanished", dirty::DIRTY_EXPORT))?,
             }),
-            None => None,
+            Err(why) => Err(why),
         };
         // Runs are the restore of a memory whose writes are not recorded.
-        let image = if chunks.is_some() { Vec::new() } else { runs(memory.data(&*store)) };
+        let image = if chunks.is_ok() { Vec::new() } else { runs(memory.data(&*store)) };
         let mut initial = Vec::with_capacity(globals.len());
         for name in globals {
             let export = module.get_export_index(name).ok_or_else(|| format!("export {name} vanished"))?;
@@ -269,7 +270,15 @@ impl Warm {
 
     /// The chunk size as a shift, if the module records what it writes.
     pub fn chunk_shift(&self) -> Option<u32> {
-        self.chunks.as_ref().map(|c| c.shift)
+        self.chunks.as_ref().ok().map(|c| c.shift)
+    }
+
+    /// What its reset restores, for the operator (`/_house/guests`).
+    pub fn restores(&self) -> String {
+        match &self.chunks {
+            Ok(_) => "what each call wrote".to_owned(),
+            Err(why) => format!("its whole memory: {why}"),
+        }
     }
 
     /// An idle instance of this loop's, if there is one.
@@ -286,7 +295,7 @@ impl Warm {
     /// `host` holds the chunks the host wrote into during the call.
     pub fn keep(&self, mut idle: Live, host: u64) {
         match (&self.chunks, idle.written) {
-            (Some(chunks), Some(written)) => {
+            (Ok(chunks), Some(written)) => {
                 let Some(guest) = written.get(&mut idle.store).i64() else { return };
                 let data = idle.memory.data_mut(&mut idle.store);
                 if data.len() != self.size {
@@ -305,8 +314,8 @@ impl Warm {
                     return;
                 }
             }
-            (Some(_), None) => return,
-            (None, _) => {
+            (Ok(_), None) => return,
+            (Err(_), _) => {
                 let data = idle.memory.data_mut(&mut idle.store);
                 if data.len() != self.size {
                     return;
