@@ -20,16 +20,17 @@
 //!   (`table.set/grow/fill/copy/init`, `elem.drop`, `data.drop`);
 //! - its mutable globals are numbers (not references), and none is imported.
 //!
-//! Then, after each successful call whose memory did not grow, its memory
-//! is overwritten with the copy taken right after instantiation and every
-//! mutable global set back to its initial value. Mutable globals are
-//! usually not exported (a Rust guest's stack pointer is not), so the
-//! loader adds an export for each (`GLOBAL_EXPORT_PREFIX`), the one change
-//! made to a module's bytes. A call that fails (trap, deadline, budget, a
-//! malformed response) or grows its memory drops its instance, and the next
-//! request of that module gets a new one. Any other module gets a fresh
-//! instance for every request, as `--guest-warm-instances 0` gives every
-//! module.
+//! Then, after each successful call whose memory did not grow, what the
+//! call wrote of its memory is overwritten from the copy taken right after
+//! instantiation (where the module records what it writes, `guests::dirty`;
+//! else all of it) and every mutable global set back to its initial value.
+//! Mutable globals are usually not exported (a Rust guest's stack pointer
+//! is not), so the loader adds an export for each (`GLOBAL_EXPORT_PREFIX`);
+//! with the write record, those are the changes made to a module's bytes
+//! (`warm/plan.rs`). A call that fails (trap, deadline, budget, a malformed
+//! response) or grows its memory drops its instance, and the next request
+//! of that module gets a new one. Any other module gets a fresh instance
+//! for every request, as `--guest-warm-instances 0` gives every module.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

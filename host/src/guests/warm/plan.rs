@@ -17,7 +17,8 @@ pub const GLOBAL_EXPORT_PREFIX: &str = "house_reset.global.";
 pub const SMALL_MEMORY: u64 = 128 * 1024;
 
 /// The largest initial memory restored by copying it (as `Reset::Rewrite`'s
-/// bound, for the same reason: the copy's cost grows with the size).
+/// bound, for the same reason: the whole restore's cost grows with the
+/// size; the write record's does not, and could take larger memories).
 pub const MAX_MEMORY: u64 = SMALL_MEMORY;
 
 /// What the loader makes of a module's bytes.
