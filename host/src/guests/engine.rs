@@ -104,7 +104,9 @@ impl Slot<'_> {
     fn take(runtime: &Runtime) -> Option<Slot<'_>> {
         let max = runtime.limits.calls;
         let taken = runtime.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
-        taken.is_ok().then_some(Slot(runtime))
+        // Made only if taken (`then`, not `then_some`: a slot made and
+        // dropped on a refusal would give back a place it never took).
+        taken.is_ok().then(|| Slot(runtime))
     }
 }
 
